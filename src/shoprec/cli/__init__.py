@@ -1,0 +1,1 @@
+"""The `shoprec` command line: thin commands over the services."""

@@ -1,0 +1,5 @@
+"""CLI commands (filled in by their issue)."""
+
+import click
+
+commands: list[click.Command] = []

@@ -1,0 +1,61 @@
+"""Entry point: the `shoprec` group, global options, and error reporting without tracebacks.
+
+Command modules each export `commands: list[click.Command]`; they are listed in COMMAND_MODULES.
+Convention: machine-readable output (JSON) goes to stdout alone; progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from shoprec import __version__
+from shoprec.errors import ShoprecError
+from shoprec.settings import Settings
+
+COMMAND_MODULES = (
+    "shoprec.cli.data",  # import, stats
+    "shoprec.cli.demo",  # demo
+    "shoprec.cli.evaluate",  # evaluate, compare
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shoprec")
+@click.option("--db", "database_url", envvar="SHOPREC_DATABASE_URL", default=None,
+              help="Database URL (default: sqlite:///shoprec.db; env SHOPREC_DATABASE_URL).")
+@click.option("-v", "--verbose", is_flag=True, help="Log more to stderr.")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
+    """shoprec: personalised recommendations for e-commerce."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Settings.from_env(database_url=database_url)
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        for command in module.commands:
+            cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register()
+    try:
+        cli.main(args=argv, prog_name="shoprec", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ShoprecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,73 @@
+"""ItemCatalog: per-item content aligned with an item IdMap (text, category, brand, price, attributes)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shoprec.data.idmap import IdMap
+
+
+@dataclass(eq=False)
+class ItemCatalog:
+    """Item features, index-aligned with `items`. Missing text is "", missing price NaN.
+
+    `category` is a path joined with " > " (e.g. "Beauty > Skin Care"); `attribute_ids` holds
+    integer attribute ids per item (e.g. S3-Rec's item2attributes) for models that embed them.
+    """
+
+    items: IdMap
+    title: list[str] = field(default_factory=list)
+    description: list[str] = field(default_factory=list)
+    category: list[str] = field(default_factory=list)
+    brand: list[str] = field(default_factory=list)
+    price: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    available: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    attributes: list[dict[str, Any]] = field(default_factory=list)
+    attribute_ids: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.align()
+
+    def align(self) -> None:
+        """Pad every column to len(items) (items added after the catalog was built get empty content)."""
+        n = len(self.items)
+        for name in ("title", "description", "category", "brand"):
+            col = getattr(self, name)
+            if len(col) < n:
+                col.extend([""] * (n - len(col)))
+        for name, empty in (("attributes", dict), ("attribute_ids", lambda: np.zeros(0, dtype=np.int32))):
+            col = getattr(self, name)
+            while len(col) < n:
+                col.append(empty())
+        if len(self.price) < n:
+            self.price = np.concatenate([np.asarray(self.price, dtype=np.float32),
+                                         np.full(n - len(self.price), np.nan, dtype=np.float32)])
+        if len(self.available) < n:
+            self.available = np.concatenate([np.asarray(self.available, dtype=bool),
+                                             np.ones(n - len(self.available), dtype=bool)])
+
+    @classmethod
+    def empty(cls, items: IdMap) -> ItemCatalog:
+        return cls(items=items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def text(self, idx: int) -> str:
+        """One string describing the item, for text embeddings and explanations."""
+        parts = [self.title[idx], self.brand[idx], self.category[idx], self.description[idx]]
+        return " | ".join(p for p in parts if p)
+
+    def texts(self) -> list[str]:
+        return [self.text(i) for i in range(len(self.items))]
+
+    def has_text(self) -> np.ndarray:
+        return np.array([bool(self.text(i)) for i in range(len(self.items))], dtype=bool)
+
+    def price_of(self, idx: int) -> float | None:
+        p = float(self.price[idx])
+        return None if math.isnan(p) else p

@@ -1,0 +1,1 @@
+"""Ingestion: validation and the one pipeline that REST and bulk import share."""

@@ -1,0 +1,78 @@
+"""Canonical records that every reader yields and the ingest pipeline consumes.
+
+Readers (shoprec.datasets) turn a source into a stream of EventRecord / ItemRecord / UserRecord
+(and Rejected for lines they could not parse); the pipeline cleans, dedupes and writes them.
+Times are unix seconds (float, UTC). Ids are strings at this boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoprec.types import EventType
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from, for error messages and reports: file (or 'api'), line / index."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(slots=True)
+class EventRecord:
+    user_id: str
+    item_id: str
+    event_type: EventType
+    timestamp: float
+    value: float | None = None
+    session_id: str | None = None
+    context: dict[str, Any] | None = None
+    text: str | None = None
+    source: Source | None = None
+
+
+@dataclass(slots=True)
+class ItemRecord:
+    item_id: str
+    title: str = ""
+    description: str = ""
+    category: str = ""  # path joined with " > "
+    brand: str = ""
+    price: float | None = None
+    currency: str | None = None
+    available: bool = True
+    attributes: dict[str, Any] = field(default_factory=dict)
+    source: Source | None = None
+
+
+@dataclass(slots=True)
+class UserRecord:
+    user_id: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    source: Source | None = None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A line or record that was dropped, with the field and the reason (a short snake_case code)."""
+
+    source: Source
+    reason: str
+    field: str | None = None
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Note:
+    """A fact about the import the report should state (e.g. 'timestamps are synthetic')."""
+
+    text: str
+
+
+Record = EventRecord | ItemRecord | UserRecord | Rejected | Note

@@ -1,0 +1,334 @@
+"""The Recommender protocol, queries, validation data, typed configs, registry and artifacts.
+
+A model is built from one frozen dataclass config; `fit(train, catalog)` learns; `score(queries)`
+returns an (n_queries, n_items) float32 matrix; `save(dir)` / `load(dir)` write and read an artifact
+directory: config.json + weights.safetensors + idmaps.json + meta.json (never pickle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import time
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+
+import shoprec
+from shoprec.data import IdMap, Interactions, ItemCatalog
+from shoprec.errors import CannotScoreError, ConfigError, DataError
+from shoprec.ranking import target_ranks
+
+# Every model name shoprec knows, in the order tables list them. Module shoprec.models.<name>
+# defines and registers the class; modules are imported lazily so torch loads only when needed.
+MODEL_NAMES: tuple[str, ...] = (
+    "popular", "itemknn", "ease", "als", "bpr", "mf", "ncf", "gru4rec", "transformer",
+)
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+# ---------------------------------------------------------------------------- queries
+@dataclass(frozen=True)
+class Query:
+    """What a model scores: a known user index (or None for an anonymous visitor) and the recent
+    item history, oldest first, with optional event-type codes and unix timestamps aligned to it."""
+
+    user: int | None = None
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    event_types: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+
+
+def queries_from_sequences(users: Sequence[int], sequences: Sequence[np.ndarray]) -> list[Query]:
+    return [Query(user=int(u), history=np.asarray(s, dtype=np.int32)) for u, s in zip(users, sequences, strict=True)]
+
+
+# ------------------------------------------------------------------------ validation
+@dataclass
+class RankingValidation:
+    """Held-out next-item targets for early stopping / epoch choice (never the test targets)."""
+
+    queries: list[Query]
+    targets: np.ndarray
+    exclude: sp.csr_matrix | Sequence[np.ndarray] | None = None
+    k: int = 10
+    batch_size: int = 1024
+
+    def evaluate(self, model: Recommender) -> dict[str, float]:
+        """NDCG@k and HR@k of `model` on these targets, through the shared ranking path."""
+        ranks = []
+        for start in range(0, len(self.queries), self.batch_size):
+            stop = start + self.batch_size
+            scores = model.score(self.queries[start:stop])
+            excl = _slice_exclude(self.exclude, start, stop)
+            ranks.append(target_ranks(scores, self.targets[start:stop], exclude=excl))
+        r = np.concatenate(ranks) if ranks else np.zeros(0)
+        hit = r < self.k
+        ndcg = np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
+        return {f"NDCG@{self.k}": float(ndcg.mean()) if len(r) else 0.0,
+                f"HR@{self.k}": float(hit.mean()) if len(r) else 0.0}
+
+
+@dataclass
+class RatingValidation:
+    """Held-out (user, item, rating) triples for rating models."""
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+
+    def evaluate(self, model: Any) -> dict[str, float]:
+        pred = model.predict(self.users, self.items)
+        err = pred - self.ratings
+        return {"RMSE": float(np.sqrt(np.mean(err**2))), "MAE": float(np.mean(np.abs(err)))}
+
+
+def _slice_exclude(exclude: Any, start: int, stop: int) -> Any:
+    if exclude is None:
+        return None
+    if sp.issparse(exclude):
+        return exclude[start:stop]
+    return exclude[start:stop]
+
+
+# --------------------------------------------------------------------------- configs
+def config_to_dict(config: Any) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def config_from_dict(config_cls: type, data: Mapping[str, Any] | None, model: str = "") -> Any:
+    """Build a frozen config, rejecting unknown parameters and wrong types with a clear message."""
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    hints = typing.get_type_hints(config_cls)
+    what = f"model {model!r}" if model else config_cls.__name__
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown parameter {unknown[0]!r} for {what} (valid: {', '.join(sorted(fields))})")
+    values = {name: _coerce(name, value, hints[name], what) for name, value in data.items()}
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid config for {what}: {exc}") from None
+
+
+def _coerce(name: str, value: Any, hint: Any, what: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(name, value, arg, what)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"parameter {name!r} of {what}: bad value {value!r}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"parameter {name!r} of {what} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"parameter {name!r} of {what} must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(name, v, inner, what) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"parameter {name!r} of {what} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+            raise ConfigError(f"parameter {name!r} of {what} must be an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"parameter {name!r} of {what} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"parameter {name!r} of {what} must be a string, got {value!r}")
+        return value
+    return value
+
+
+# ---------------------------------------------------------------------------- models
+class Recommender(ABC):
+    """Base class of every model. Subclasses set `name`, `Config`, and implement the _hooks.
+
+    - `_fit(train, catalog, validation)`: learn; may append dicts to `self.training_log`.
+    - `_score(queries)`: (n, n_items) float32 scores for queries that `can_score` accepts.
+    - `_state()` / `_set_state(arrays, meta)`: the learned arrays (numpy) and JSON meta for artifacts.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    uses_history: ClassVar[bool] = False  # scores from the query's item history (sequence / item-based)
+    uses_user: ClassVar[bool] = True  # needs a known user index
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise ConfigError(f"model {self.name!r} expects a {self.Config.__name__}, got {type(self.config).__name__}")
+        self.users: IdMap | None = None
+        self.items: IdMap | None = None
+        self.training_log: list[dict[str, Any]] = []
+        self.fit_seconds: float = 0.0
+
+    @classmethod
+    def from_dict(cls, params: Mapping[str, Any] | None = None) -> Self:
+        return cls(config_from_dict(cls.Config, params, cls.name))
+
+    # ------------------------------------------------------------------ learning
+    def fit(
+        self,
+        train: Interactions,
+        catalog: ItemCatalog | None = None,
+        *,
+        validation: RankingValidation | RatingValidation | None = None,
+    ) -> Self:
+        check_trainable(train, self.name)
+        self.users, self.items = train.users.copy(), train.items.copy()
+        self.training_log = []
+        t0 = time.perf_counter()
+        self._fit(train, catalog, validation)
+        self.fit_seconds = time.perf_counter() - t0
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions, catalog: ItemCatalog | None,
+             validation: RankingValidation | RatingValidation | None) -> None: ...
+
+    # ------------------------------------------------------------------ scoring
+    @property
+    def n_items(self) -> int:
+        self._require_fitted()
+        assert self.items is not None
+        return len(self.items)
+
+    @property
+    def n_users(self) -> int:
+        self._require_fitted()
+        assert self.users is not None
+        return len(self.users)
+
+    def can_score(self, query: Query) -> bool:
+        """Whether this model can answer the query; callers fall back when it cannot."""
+        if self.uses_user and query.user is not None and 0 <= query.user < self.n_users:
+            return True
+        return self.uses_history and len(query.history) > 0
+
+    def score(self, queries: Sequence[Query]) -> np.ndarray:
+        self._require_fitted()
+        for i, q in enumerate(queries):
+            if not self.can_score(q):
+                raise CannotScoreError(
+                    f"model {self.name!r} cannot score query {i} (user={q.user}, history length {len(q.history)})")
+        if not len(queries):
+            return np.zeros((0, self.n_items), dtype=np.float32)
+        return np.asarray(self._score(queries), dtype=np.float32)
+
+    @abstractmethod
+    def _score(self, queries: Sequence[Query]) -> np.ndarray: ...
+
+    def _require_fitted(self) -> None:
+        if self.items is None:
+            raise CannotScoreError(f"model {self.name!r} is not fitted")
+
+    # ------------------------------------------------------------------ artifacts
+    @abstractmethod
+    def _state(self) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None: ...
+
+    def _meta(self) -> dict[str, Any]:
+        """Extra JSON-able facts a model needs back at load time (override to add)."""
+        return {}
+
+    def save(self, path: str | Path) -> Path:
+        self._require_fitted()
+        assert self.users is not None and self.items is not None
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays = {k: np.ascontiguousarray(v) for k, v in self._state().items()}
+        save_file(arrays, str(path / "weights.safetensors"))
+        _write_json(path / "config.json", {"model": self.name, "config": config_to_dict(self.config)})
+        _write_json(path / "idmaps.json", {"users": self.users.to_list(), "items": self.items.to_list()})
+        _write_json(path / "meta.json", {
+            "model": self.name, "shoprec_version": shoprec.__version__,
+            "n_users": len(self.users), "n_items": len(self.items),
+            "fit_seconds": self.fit_seconds, "training_log": self.training_log,
+            "model_meta": self._meta(),
+        })
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        return load_model(path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, default=_json_default), encoding="utf-8")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
+
+
+def check_trainable(train: Interactions, model: str = "") -> None:
+    what = f"model {model!r}: " if model else ""
+    if len(train) == 0:
+        raise DataError(f"{what}the training data is empty")
+    if len(np.unique(train.user)) < 2:
+        raise DataError(f"{what}the training data has a single user; at least 2 are needed")
+    if len(np.unique(train.item)) < 2:
+        raise DataError(f"{what}the training data has a single item; at least 2 are needed")
+
+
+# -------------------------------------------------------------------------- registry
+def register(cls: type[Recommender]) -> type[Recommender]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    if name not in _REGISTRY:
+        if name not in MODEL_NAMES:
+            raise ConfigError(f"unknown model {name!r} (available: {', '.join(MODEL_NAMES)})")
+        importlib.import_module(f"shoprec.models.{name}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, params: Mapping[str, Any] | None = None) -> Recommender:
+    return get_model_class(name).from_dict(params)
+
+
+def load_model(path: str | Path) -> Recommender:
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise DataError(f"{path}: not a shoprec model artifact (no config.json)")
+    cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    cls = get_model_class(cfg["model"])
+    model = cls.from_dict(cfg["config"])
+    ids = json.loads((path / "idmaps.json").read_text(encoding="utf-8"))
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    model.users, model.items = IdMap.from_list(ids["users"]), IdMap.from_list(ids["items"])
+    model.training_log = meta.get("training_log", [])
+    model.fit_seconds = meta.get("fit_seconds", 0.0)
+    model._set_state(load_file(str(path / "weights.safetensors")), meta.get("model_meta", {}))
+    return model

@@ -1,0 +1,36 @@
+"""Deployment settings, read from the environment once and passed around explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_data_dir() -> Path:
+    """Where ../shared/data lives for benchmarks and real-data tests (SHOPREC_DATA_DIR overrides)."""
+    env = os.environ.get("SHOPREC_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///shoprec.db"
+    redis_url: str | None = None
+    model_dir: Path = Path("models")
+    secret_key: str = "insecure-dev-secret"
+    data_dir: Path = field(default_factory=_default_data_dir)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": os.environ.get("SHOPREC_DATABASE_URL", cls.database_url),
+            "redis_url": os.environ.get("SHOPREC_REDIS_URL") or None,
+            "model_dir": Path(os.environ.get("SHOPREC_MODEL_DIR", str(cls.model_dir))),
+            "secret_key": os.environ.get("SHOPREC_SECRET_KEY", cls.secret_key),
+            "data_dir": _default_data_dir(),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
