@@ -8,11 +8,12 @@ k recommendable items are padded with index -1 and score -inf.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 
-Exclude = sp.spmatrix | Sequence[np.ndarray] | None
+Exclude: TypeAlias = sp.spmatrix | Sequence[np.ndarray] | None  # noqa: UP040
 
 
 def _as_2d(scores: np.ndarray) -> np.ndarray:

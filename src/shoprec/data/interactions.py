@@ -28,10 +28,10 @@ class Interactions:
     item: np.ndarray
     users: IdMap
     items: IdMap
-    weight: np.ndarray = field(default=None)  # type: ignore[assignment]
-    value: np.ndarray = field(default=None)  # type: ignore[assignment]
-    timestamp: np.ndarray = field(default=None)  # type: ignore[assignment]
-    event_type: np.ndarray = field(default=None)  # type: ignore[assignment]
+    weight: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    value: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    timestamp: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    event_type: np.ndarray = field(default=None)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         n = len(self.user)
