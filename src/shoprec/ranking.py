@@ -13,7 +13,7 @@ from typing import TypeAlias
 import numpy as np
 import scipy.sparse as sp
 
-Exclude: TypeAlias = sp.spmatrix | Sequence[np.ndarray] | None  # noqa: UP040
+Exclude: TypeAlias = sp.spmatrix | Sequence[np.ndarray] | None
 
 
 def _as_2d(scores: np.ndarray) -> np.ndarray:
