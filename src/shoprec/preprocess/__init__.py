@@ -1,0 +1,1 @@
+"""Cleaning, weighting, k-core and text vectors: pure functions over records and Interactions."""
