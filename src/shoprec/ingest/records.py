@@ -75,4 +75,15 @@ class Note:
     text: str
 
 
-Record = EventRecord | ItemRecord | UserRecord | Rejected | Note
+@dataclass(slots=True)
+class Domain:
+    """Records after this one belong to domain `name` (e.g. CDRIB's "game" and "video"), until the next Domain.
+
+    The ingest pipeline maps a domain to its own platform f"{P}-{name}"; user ids shared across domains
+    denote the same person.
+    """
+
+    name: str
+
+
+Record = EventRecord | ItemRecord | UserRecord | Rejected | Note | Domain
