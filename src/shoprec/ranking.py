@@ -76,32 +76,38 @@ def top_k(
     elif copy and exclude is not None:
         s = s.copy()
     s = apply_exclusions(s, exclude)
-    n, m = s.shape
-    kk = min(k, m)
-    if kk < m:
-        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-    else:
-        part = np.broadcast_to(np.arange(m), (n, m)).copy()
-    vals = np.take_along_axis(s, part, axis=1)
-    # exact tie handling at the k-th boundary: items equal to the k-th value, lowest index first
-    kth = vals.min(axis=1) if kk else np.full(n, -np.inf)
-    if kk < m:
-        n_greater = (s > kth[:, None]).sum(axis=1)
-        n_equal = (s == kth[:, None]).sum(axis=1)
-        needs_fix = np.flatnonzero(n_greater + n_equal > kk)
-        for r in needs_fix:
-            greater = np.flatnonzero(s[r] > kth[r])
-            ties = np.flatnonzero(s[r] == kth[r])[: kk - len(greater)]
-            part[r] = np.concatenate([greater, ties])
-        vals = np.take_along_axis(s, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1) if n else np.zeros((0, kk), dtype=np.int64)
-    idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
-    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
+    kk = min(k, s.shape[1])
+    idx, vals = _select_top(s, kk)
     idx[~np.isfinite(vals) & (vals < 0)] = -1
     if kk < k:  # pad when the catalog is smaller than k
         idx = np.pad(idx, ((0, 0), (0, k - kk)), constant_values=-1)
         vals = np.pad(vals, ((0, 0), (0, k - kk)), constant_values=-np.inf)
     return idx, vals
+
+
+def _select_top(s: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-kk per row under the ordering rule, sorted. Vectorised: the kk-th largest value by
+    partition, every item at or above it, and in rows with ties at that value the lowest indices."""
+    n, m = s.shape
+    if kk < m:
+        kth = np.partition(s, m - kk, axis=1)[:, m - kk]
+        selected = s >= kth[:, None]
+        ties = np.flatnonzero(np.count_nonzero(selected, axis=1) > kk)
+        if len(ties):  # keep the items above the kk-th value and the first tied ones (lowest indices)
+            sub, at = s[ties], kth[ties, None]
+            greater, equal = sub > at, sub == at
+            need = kk - np.count_nonzero(greater, axis=1)
+            selected[ties] = greater | (equal & (np.cumsum(equal, axis=1, dtype=np.int32) <= need[:, None]))
+        flat = np.flatnonzero(selected)
+        if len(flat) != n * kk:
+            raise ValueError("scores must not contain NaN")
+        part = flat.reshape(n, kk) - (np.arange(n, dtype=np.int64) * m)[:, None]
+    else:
+        part = np.broadcast_to(np.arange(m), (n, m))
+    vals = np.take_along_axis(s, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1) if n else np.zeros((0, kk), dtype=np.int64)
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int32)
+    return idx, np.take_along_axis(vals, order, axis=1).astype(np.float32)
 
 
 def target_ranks(scores: np.ndarray, targets: np.ndarray, *, exclude: Exclude = None) -> np.ndarray:
@@ -110,13 +116,19 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, *, exclude: Exclude = 
     The target itself is never excluded. rank = #items scoring higher + #items scoring equal with a
     lower index; this is exactly the target's position in `top_k` of the same row.
     """
-    s = _as_2d(scores).copy()
+    s = _as_2d(scores)
+    if exclude is not None:  # exclusions write -inf: work on a copy (without them, s is only read)
+        s = s.copy()
     targets = np.asarray(targets, dtype=np.int64)
     if len(targets) != s.shape[0]:
         raise ValueError(f"{len(targets)} targets for {s.shape[0]} score rows")
     apply_exclusions(s, exclude, keep=targets)
     t = s[np.arange(len(targets)), targets][:, None]
-    higher = (s > t).sum(axis=1)
-    cols = np.arange(s.shape[1])[None, :]
-    equal_before = ((s == t) & (cols < targets[:, None])).sum(axis=1)
+    higher = np.count_nonzero(s > t, axis=1)
+    equal = s == t
+    ties = np.flatnonzero(np.count_nonzero(equal, axis=1) > 1)  # rows where other items tie the target
+    equal_before = np.zeros(len(targets), dtype=np.int64)
+    if len(ties):
+        cols = np.arange(s.shape[1])[None, :]
+        equal_before[ties] = np.count_nonzero(equal[ties] & (cols < targets[ties, None]), axis=1)
     return (higher + equal_before).astype(np.int64)

@@ -1,5 +1,193 @@
-"""CLI commands (filled in by their issue)."""
+"""`shoprec evaluate` (offline evaluation in memory, straight from an import format) and `shoprec compare`.
+
+stdout gets machine-readable output only (the result JSON, or the comparison table / JSON);
+the human-readable summary and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 
-commands: list[click.Command] = []
+from shoprec.data import Interactions, ItemCatalog
+from shoprec.errors import ConfigError, DataError
+from shoprec.evaluation.protocols import PROTOCOLS, RATING_PROTOCOLS, EvalConfig, FoldData, ModelFactory, run_protocol
+from shoprec.models.base import config_to_dict, create_model, get_model_class
+
+
+def parse_data_arg(value: str) -> tuple[str, str]:
+    """'FORMAT:PATH' -> (format, path)."""
+    fmt, sep, path = value.partition(":")
+    if not sep or not fmt or not path:
+        raise click.BadParameter(f"expected FORMAT:PATH (e.g. movielens-100k:../shared/data/ml-100k), got {value!r}",
+                                 param_hint="--data")
+    return fmt.strip(), path.strip()
+
+
+def parse_config(value: str | None) -> dict[str, Any]:
+    """Model parameters from inline JSON or a .json / .toml file."""
+    if not value:
+        return {}
+    path = Path(value)
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--config {path}: cannot parse ({exc})") from None
+    else:
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config: neither a file nor valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config must be a JSON object of model parameters")
+    return data
+
+
+def parse_ks(value: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(v) for v in value.split(",") if v.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint="--k") from None
+    if not ks or min(ks) <= 0:
+        raise click.BadParameter(f"expected positive integers, got {value!r}", param_hint="--k")
+    return ks
+
+
+def model_factory(name: str, params: dict[str, Any], seed: int) -> tuple[ModelFactory, dict[str, Any]]:
+    """A function building fresh models from (name, params); `seed` fills the model's seed when it has one.
+
+    Returns the factory and the complete model config (defaults included) for the report.
+    """
+    cls = get_model_class(name)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    params = dict(params)
+    if "seed" in fields and "seed" not in params:
+        params["seed"] = seed
+    config = config_to_dict(create_model(name, params).config)  # validates the parameters now
+    return (lambda: create_model(name, params)), config
+
+
+def load_dataset(fmt: str, path: str) -> Any:
+    """`shoprec.datasets.load(fmt, path)`: a Dataset with interactions, catalog, report and (maybe) folds."""
+    from shoprec import datasets
+
+    load = getattr(datasets, "load", None)
+    if load is None:
+        raise ConfigError("dataset loading (shoprec.datasets.load) is not available in this build")
+    return load(fmt, path)
+
+
+def dataset_folds(dataset: Any) -> list[FoldData] | None:
+    """Official folds of a dataset: pairs (train, test) or objects with .train/.test (named by
+    `dataset.fold_names`, else u1, u2, ...), or a name -> pair dict."""
+    folds = getattr(dataset, "folds", None)
+    if not folds:
+        return None
+    names = list(getattr(dataset, "fold_names", None) or [])
+    if len(names) != len(folds):
+        names = [f"u{i + 1}" for i in range(len(folds))]
+    named: Sequence[tuple[str, Any]] = (
+        list(folds.items()) if isinstance(folds, dict) else list(zip(names, folds, strict=True)))
+    out = []
+    for name, fold in named:
+        train, test = (fold.train, fold.test) if hasattr(fold, "train") else fold
+        if not isinstance(train, Interactions) or not isinstance(test, Interactions):
+            raise DataError(f"dataset fold {name}: expected a pair of Interactions")
+        out.append(FoldData(str(name), train, test))
+    return out
+
+
+def data_stats(interactions: Interactions) -> dict[str, int]:
+    return {"n_users": interactions.n_users, "n_items": interactions.n_items, "n_events": len(interactions)}
+
+
+def run_evaluation(dataset: Any, dataset_name: str, model_name: str, params: dict[str, Any],
+                   cfg: EvalConfig, *, progress: bool = False) -> tuple[dict[str, Any], Any]:
+    """Evaluate one model on a loaded dataset; returns (the JSON document, the fitted model)."""
+    from shoprec.evaluation.report import result_to_dict
+
+    make_model, model_config = model_factory(model_name, params, cfg.seed)
+    interactions: Interactions = dataset.interactions
+    catalog: ItemCatalog | None = getattr(dataset, "catalog", None)
+    folds = dataset_folds(dataset) if cfg.protocol == "official-folds" else None
+    result = run_protocol(interactions, catalog, make_model, cfg, folds=folds, progress=progress)
+    doc = result_to_dict(result, model_name=model_name, model_config=model_config, dataset=dataset_name,
+                         eval_config=cfg, data=data_stats(interactions))
+    return doc, result.model
+
+
+@click.command("evaluate")
+@click.option("--data", "data_arg", required=True, help="FORMAT:PATH of an import format (e.g. s3rec:Beauty.txt).")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), required=True, help="Evaluation protocol.")
+@click.option("--model", "model_name", required=True, help="Model name (see shoprec.models.MODEL_NAMES).")
+@click.option("--config", "config_arg", default=None, help="Model parameters: inline JSON or a .json/.toml file.")
+@click.option("--k", "k_arg", default="10,20", show_default=True, help="Cut-offs, comma-separated.")
+@click.option("--keep-seen", is_flag=True, help="Rank items the user has already seen (default: exclude them).")
+@click.option("--seed", default=0, show_default=True, help="Seed of splits, validation sampling and the model.")
+@click.option("--cutoff", default=None, help="temporal: ISO date or unix seconds (train before, test after).")
+@click.option("--folds", default=5, show_default=True, help="kfold: number of folds.")
+@click.option("--valid-fraction", default=0.0, show_default=True,
+              help="Rating protocols: share of each training fold held out for validation.")
+@click.option("--no-validation", is_flag=True, help="temporal: fit on all training events, no validation split.")
+@click.option("--batch-size", default=1024, show_default=True, help="Queries scored per batch.")
+@click.option("--json", "json_out", default=None,
+              help="Write the full result (with per-user values) to this file; '-': stdout.")
+@click.option("--plot", "plot_dir", default=None, type=click.Path(file_okay=False), help="Write PNG plots here.")
+def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | None, k_arg: str, keep_seen: bool,
+             seed: int, cutoff: str | None, folds: int, valid_fraction: float, no_validation: bool, batch_size: int,
+             json_out: str | None, plot_dir: str | None) -> None:
+    """Fit MODEL on a split of the data and report offline metrics (JSON summary on stdout)."""
+    from shoprec.evaluation.report import render_metrics, summary, write_json
+
+    fmt, path = parse_data_arg(data_arg)
+    cfg = EvalConfig(protocol=protocol, ks=parse_ks(k_arg), exclude_seen=not keep_seen, seed=seed, cutoff=cutoff,
+                     folds=folds, valid_fraction=valid_fraction, validation=not no_validation, batch_size=batch_size)
+    params = parse_config(config_arg)
+    model_factory(model_name, params, seed)  # fail on a bad model or config before loading data
+    if protocol in RATING_PROTOCOLS and not callable(getattr(get_model_class(model_name), "predict", None)):
+        raise ConfigError(f"model {model_name!r} does not predict ratings; use protocol loo or temporal")
+    dataset = load_dataset(fmt, path)
+    doc, _ = run_evaluation(dataset, f"{fmt}:{path}", model_name, params, cfg, progress=True)
+    click.echo(render_metrics(doc), err=True)
+    if plot_dir:
+        from shoprec.evaluation.plots import write_plots
+
+        for written in write_plots(doc, plot_dir):
+            click.echo(f"wrote {written}", err=True)
+    if json_out == "-":
+        click.echo(json.dumps(doc))
+        return
+    if json_out:
+        click.echo(f"wrote {write_json(doc, json_out)}", err=True)
+    click.echo(json.dumps(summary(doc), indent=1))
+
+
+@click.command("compare")
+@click.argument("run_a", type=click.Path(dir_okay=False))
+@click.argument("run_b", type=click.Path(dir_okay=False))
+@click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of a table.")
+def compare(run_a: str, run_b: str, n_boot: int, seed: int, as_json: bool) -> None:
+    """Per-metric difference B - A of two `evaluate --json` results, with paired bootstrap 95% CI and p-value."""
+    from shoprec.evaluation.compare import compare as compare_runs
+    from shoprec.evaluation.compare import render_comparison
+    from shoprec.evaluation.report import read_json
+
+    doc_a, doc_b = read_json(run_a), read_json(run_b)
+    result = compare_runs(doc_a, doc_b, n_boot=n_boot, seed=seed)
+    if as_json:
+        click.echo(json.dumps({"a": run_a, "b": run_b, **result.to_dict()}, indent=1))
+    else:
+        click.echo(render_comparison(result, f"A:{doc_a['model']}", f"B:{doc_b['model']}"))
+
+
+commands: list[click.Command] = [evaluate, compare]
