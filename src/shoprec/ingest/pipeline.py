@@ -1,0 +1,303 @@
+"""The ingest pipeline that bulk import and the REST API share: records -> checks -> cleaning -> database.
+
+    report = ingest(engine, "shop-a", read_records("events-csv", path))
+
+Streaming: records are grouped into rows (records sharing a Source) and rows into batches of
+`batch_size`; each batch is written in ONE transaction (whole or not at all), so memory holds one
+batch plus the per-import id caches. The platform is created when missing; items and users are
+upserted, events inserted once: an event already stored (same user, item, type, timestamp, value
+and session) is rejected as `duplicate`, so importing the same file twice adds nothing.
+A `Domain(name)` record switches the following records to platform f"{platform}-{name}".
+If the source fails midway (a truncated file), the rows read before it are stored and a DataError
+says how far the import got. Give records a `Source` (e.g. Source("request", i)) to have them
+counted and named in the report; records without one are stored but not counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sqlalchemy.engine import Engine
+
+from shoprec.errors import ConfigError, DataError, ShoprecError
+from shoprec.ingest.checks import STORED_TYPES, Stored, check_record
+from shoprec.ingest.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
+from shoprec.ingest.report import DUPLICATE, ImportReport
+from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
+from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
+
+__all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "check_record", "ingest"]
+
+DEFAULT_BATCH_SIZE = 5000
+SOURCE_ERRORS = (ShoprecError, OSError, EOFError, UnicodeError, csv.Error, zlib.error)
+"""What reading a source can raise: a bad file (truncated, corrupt gzip, wrong encoding) as well as DataError."""
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Row:
+    """The records of one input row (same Source), or the reason it was rejected."""
+
+    source: Source
+    records: list[Stored] = field(default_factory=list)
+    rejected: Rejected | None = None
+    counted: bool = True  # False for derived records (no source line): stored, not counted as a row
+
+
+# ---------------------------------------------------------------------------- public entry point
+def ingest(
+    engine: Engine,
+    platform: str,
+    records: Iterable[Record],
+    *,
+    cleaning: CleaningConfig | Literal[False] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+    now: float | None = None,
+    source: str | None = None,
+    fmt: str | None = None,
+) -> ImportReport:
+    """Clean `records` and write them into `platform`; returns the ImportReport.
+
+    `cleaning`: a shoprec.preprocess.clean.CleaningConfig (None: its defaults; False: no cleaning
+    rules, only the pipeline's own checks). `progress(rows_read)` is called after each batch.
+    `source` / `fmt` only label the report. Raises StorageError when the database fails (batches
+    committed before stay; the failed batch is rolled back) and DataError for a bad platform name.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    now = time.time() if now is None else now
+    report = ImportReport(platform=platform, source=source, format=fmt)
+    started = time.perf_counter()
+    run = _Run(engine, platform, report, now, batch_size, progress)
+    rows = _rows(_clean(_checked(records), cleaning, now), report)
+    while True:
+        try:
+            item = next(rows)
+        except StopIteration:
+            break
+        except SOURCE_ERRORS as exc:  # the source failed: keep what was read before it
+            run.flush()
+            report.seconds = time.perf_counter() - started
+            raise _source_error(exc, report) from exc
+        run.feed(item)  # a database error propagates: this batch rolled back, earlier ones stay
+    run.flush()
+    report.seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(report.read)
+    return report
+
+
+def _source_error(exc: Exception, report: ImportReport) -> ShoprecError:
+    """The error to raise when reading the source failed midway (a truncated or corrupt file...)."""
+    if isinstance(exc, ShoprecError):
+        error, message = type(exc), str(exc)
+    else:
+        error, message = DataError, f"{report.source or 'the input'}: cannot be read further ({exc})"
+    if report.accepted:
+        message += (f" (import stopped after {report.read:,} rows; the {report.accepted:,} accepted rows before "
+                    "were stored: importing again adds only what is missing)")
+    return error(message)
+
+
+# ---------------------------------------------------------------------------- cleaning
+def _clean(records: Iterable[Record], cleaning: CleaningConfig | Literal[False] | None,
+           now: float) -> Iterable[Record]:
+    """The cleaning rules (shoprec.preprocess.clean.RecordCleaner), unless `cleaning` is False."""
+    if cleaning is False:
+        return records
+    return RecordCleaner(cleaning if cleaning is not None else CleaningConfig(), now=now)(records)
+
+
+# ---------------------------------------------------------------------------- rows
+DERIVED = Source("?", 0)
+"""The Source of a Rejected made for a record that had none (the cleaning rules use the same placeholder)."""
+
+
+def _checked(records: Iterable[Record]) -> Iterator[Record]:
+    """The pipeline's own checks (`check_record`) before the cleaning rules see the records."""
+    for rec in records:
+        if isinstance(rec, STORED_TYPES):
+            yield check_record(rec, rec.source or DERIVED)
+        else:
+            yield rec
+
+
+def _rows(records: Iterable[Record], report: ImportReport) -> Iterator[Row | Domain]:
+    """Group consecutive records with the same Source into Rows; Notes go to the report.
+
+    Readers yield a file's lines in order. A record whose Source is an EARLIER line than the last
+    row of its file (e.g. the items Online Retail builds at the end, each citing its first line) or
+    that has no Source is derived: it is stored, but not counted as a row again; how many derived
+    records were rejected is stated in a note.
+    """
+    grouper = _Grouper()
+    try:
+        for rec in records:
+            if isinstance(rec, Note):
+                report.note(rec.text)
+            else:
+                yield from grouper.add(rec)
+    except SOURCE_ERRORS:  # the source failed: the row read so far is complete
+        yield from grouper.close()
+        raise
+    yield from grouper.close()
+    if grouper.derived_rejected:
+        counts = ", ".join(f"{reason} {n:,}" for reason, n in sorted(grouper.derived_rejected.items()))
+        report.note(f"records derived from earlier lines (or without a source) were rejected: {counts}")
+
+
+class _Grouper:
+    def __init__(self) -> None:
+        self.current: Row | None = None
+        self.last_line: dict[str, int] = {}  # per file, the line of the newest row
+        self.derived_rejected: dict[str, int] = {}
+
+    def add(self, rec: Record) -> Iterator[Row | Domain]:
+        src = None if isinstance(rec, (Domain, Note)) else rec.source
+        cur = self.current
+        if cur is not None and src is not None and (src is cur.source or src == cur.source):
+            self._append(cur, rec)
+            return
+        yield from self.close()
+        if isinstance(rec, Domain):
+            yield rec
+        elif src is None or src == DERIVED or src.line <= self.last_line.get(src.file, -1):
+            if isinstance(rec, Rejected):
+                self.derived_rejected[rec.reason] = self.derived_rejected.get(rec.reason, 0) + 1
+            elif isinstance(rec, STORED_TYPES):
+                yield Row(src or DERIVED, [rec], counted=False)
+        else:
+            self.last_line[src.file] = src.line
+            self.current = Row(src)
+            self._append(self.current, rec)
+
+    @staticmethod
+    def _append(row: Row, rec: Record) -> None:
+        if isinstance(rec, Rejected):
+            row.rejected = row.rejected or rec
+        elif isinstance(rec, STORED_TYPES):
+            row.records.append(rec)
+
+    def close(self) -> Iterator[Row]:
+        if self.current is not None:
+            yield self.current
+            self.current = None
+
+
+# ---------------------------------------------------------------------------- writing
+class _Run:
+    """Batches rows and writes each batch in one transaction into the current platform."""
+
+    def __init__(self, engine: Engine, platform: str, report: ImportReport, now: float, batch_size: int,
+                 progress: Progress | None) -> None:
+        self.engine, self.base, self.report, self.now = engine, platform, report, now
+        self.batch_size, self.progress = batch_size, progress
+        self.batch: list[Row] = []
+        self.writer: _Writer | None = None
+        self.platform = platform
+
+    def feed(self, item: Row | Domain) -> None:
+        if isinstance(item, Domain):
+            self.flush()
+            self.platform = f"{self.base}-{item.name}"
+            self.writer = None
+            return
+        if item.counted:
+            self.report.read += 1
+            if item.rejected is not None:
+                self.report.reject(item.rejected)
+        if item.records:
+            self.batch.append(item)
+            if len(self.batch) >= self.batch_size:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        if self.writer is None:
+            self.writer = _Writer(self.engine, self.platform, self.now)
+        duplicate = self.writer.write(self.batch, self.report)
+        for row, dup in zip(self.batch, duplicate, strict=True):
+            if not row.counted:
+                continue
+            if dup:
+                detail = "an equal event (user, item, type, timestamp, value, session) is already stored"
+                self.report.reject(Rejected(row.source, DUPLICATE, None, detail))
+            elif row.rejected is None:
+                self.report.accepted += 1
+        self.batch = []
+        if self.progress is not None:
+            self.progress(self.report.read)
+
+
+class _Writer:
+    """Writes batches into one platform, with a per-import KeyCache of external id -> key."""
+
+    def __init__(self, engine: Engine, platform: str, now: float) -> None:
+        self.engine, self.platform, self.now = engine, platform, now
+        with storage_errors(engine, f"create platform {platform!r}"), engine.begin() as conn:
+            self.cache = KeyCache(get_or_create_platform(conn, platform, now))
+        self.batches = 0
+
+    def write(self, rows: list[Row], report: ImportReport) -> list[bool]:
+        """Write the batch in one transaction; per row, True when all its events were duplicates."""
+        items = [r for row in rows for r in row.records if isinstance(r, ItemRecord)]
+        users = [r for row in rows for r in row.records if isinstance(r, UserRecord)]
+        events: list[EventRecord] = []
+        owner: list[int] = []
+        for i, row in enumerate(rows):
+            for r in row.records:
+                if isinstance(r, EventRecord):
+                    events.append(r)
+                    owner.append(i)
+        first, last = rows[0].source, rows[-1].source
+        try:
+            with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"), \
+                    self.engine.begin() as conn:
+                repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
+                if events:  # keys in order of first appearance, as the in-memory loaders number ids
+                    if items:
+                        repo.ensure_items(_first_seen(rows, ItemRecord, "item_id"), self.now)
+                    if users:
+                        repo.ensure_users(_first_seen(rows, UserRecord, "user_id"), self.now)
+                n_items = repo.upsert_items(items, self.now)
+                n_users = repo.upsert_users(users, self.now)
+                duplicates = repo.add_events(events, self.now)
+        except BaseException:
+            self.cache.rollback()
+            raise
+        self.cache.commit()
+        self.batches += 1
+        if self.batches & (self.batches - 1) == 0:  # after batch 1, 2, 4, 8...: tables grew a lot
+            with storage_errors(self.engine, "refresh table statistics"), self.engine.begin() as conn:
+                PlatformRepo(conn, self.cache.platform_id).refresh_statistics()
+        for kind, n in (("items", n_items), ("users", n_users), ("events", len(events) - len(duplicates))):
+            report.add_stored(self.platform, kind, n)
+        return _duplicate_rows(rows, owner, duplicates)
+
+
+def _first_seen(rows: list[Row], kind: type, attr: str) -> list[str]:
+    """Ids of `kind` records and of events (`attr`: user_id / item_id) in order of first appearance."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for r in row.records:
+            if isinstance(r, kind | EventRecord):
+                seen.setdefault(getattr(r, attr), None)
+    return list(seen)
+
+
+def _duplicate_rows(rows: list[Row], owner: list[int], duplicates: list[int]) -> list[bool]:
+    """Rows whose events were all duplicates (rows without events are never duplicates)."""
+    n_events = [0] * len(rows)
+    n_dup = [0] * len(rows)
+    for o in owner:
+        n_events[o] += 1
+    for pos in duplicates:
+        n_dup[owner[pos]] += 1
+    return [n > 0 and d == n for n, d in zip(n_events, n_dup, strict=True)]

@@ -1,0 +1,195 @@
+"""Serving tables behind a tenant-scoped repository: API keys, model registry, jobs, recommendation log,
+feedback, deleted items, and the per-user / per-item reads the online path needs.
+
+Like PlatformRepo, a ServingRepo is built with (connection, platform key) and every query goes through
+`_scope`; the one cross-platform read is `platform_for_key` (an API key names its platform).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from shoprec.storage import tables as T
+from shoprec.storage.repo import Executor, _chunks
+
+# The online read of a user's events, built once with bind parameters (platform_id, user, limit):
+# building a statement costs more than running it on SQLite, and this one runs on every uncached request.
+_USER_EVENTS = (
+    sa.select(T.items.c.external_id, T.events.c.event_type)
+    .select_from(T.events.join(T.users, T.users.c.id == T.events.c.user_id)
+                 .join(T.items, T.items.c.id == T.events.c.item_id))
+    .where(T.events.c.platform_id == sa.bindparam("platform_id"), T.users.c.platform_id == sa.bindparam("platform_id"),
+           T.users.c.external_id == sa.bindparam("user"))
+    .order_by(T.events.c.timestamp.desc(), T.events.c.id.desc())
+    .limit(sa.bindparam("limit"))
+)
+
+
+def platform_for_key(conn: Executor, key_hash: str) -> str | None:
+    """The platform name an unrevoked API key (by hash) belongs to, or None."""
+    k, p = T.api_keys, T.platforms
+    query = (sa.select(p.c.name).select_from(k.join(p, p.c.id == k.c.platform_id))
+             .where(k.c.key_hash == key_hash, k.c.revoked.is_(False)))
+    row = conn.execute(query).first()
+    return None if row is None else str(row[0])
+
+
+class ServingRepo:
+    """The serving rows of ONE platform, over a connection (one transaction)."""
+
+    def __init__(self, conn: Executor, platform_id: int) -> None:
+        self.conn = conn
+        self.platform_id = platform_id
+
+    def _scope(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
+        return sa.select(*columns).select_from(table).where(table.c.platform_id == self.platform_id)
+
+    def _update(self, table: sa.Table) -> sa.Update:
+        return sa.update(table).where(table.c.platform_id == self.platform_id)
+
+    # ---------------------------------------------------------------- api keys
+    def add_api_key(self, key_hash: str, now: float) -> None:
+        self.conn.execute(sa.insert(T.api_keys), [{"platform_id": self.platform_id, "key_hash": key_hash,
+                                                   "created_at": now, "revoked": False}])
+
+    # ---------------------------------------------------------------- models
+    def add_model(self, model_id: str, name: str, config: dict[str, Any], metrics: dict[str, Any], path: str,
+                  now: float) -> None:
+        self.conn.execute(sa.insert(T.models), [{
+            "platform_id": self.platform_id, "model_id": model_id, "name": name, "config": config,
+            "metrics": metrics, "path": path, "active": False, "created_at": now, "activated_at": None}])
+
+    def list_models(self) -> list[dict[str, Any]]:
+        m = T.models
+        cols = [m.c.model_id, m.c.name, m.c.config, m.c.metrics, m.c.path, m.c.active, m.c.created_at,
+                m.c.activated_at]
+        return [dict(r._mapping) for r in self.conn.execute(self._scope(m, *cols).order_by(m.c.id))]
+
+    def get_model(self, model_id: str) -> dict[str, Any] | None:
+        return next((m for m in self.list_models() if m["model_id"] == model_id), None)
+
+    def activate_model(self, model_id: str, now: float) -> bool:
+        """Make `model_id` the only active model of the platform; False when it does not exist."""
+        m = T.models
+        if self.conn.execute(self._scope(m, m.c.id).where(m.c.model_id == model_id)).first() is None:
+            return False
+        self.conn.execute(self._update(m).where(m.c.model_id != model_id).values(active=False))
+        self.conn.execute(self._update(m).where(m.c.model_id == model_id).values(active=True, activated_at=now))
+        return True
+
+    def active_model(self) -> tuple[str, str, str] | None:
+        """(model_id, name, path) of the active model, or None."""
+        m = T.models
+        row = self.conn.execute(self._scope(m, m.c.model_id, m.c.name, m.c.path).where(m.c.active.is_(True))).first()
+        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
+    # ---------------------------------------------------------------- jobs
+    def add_job(self, job_id: str, kind: str, params: dict[str, Any], now: float) -> None:
+        self.conn.execute(sa.insert(T.jobs), [{
+            "platform_id": self.platform_id, "job_id": job_id, "kind": kind, "status": "queued", "params": params,
+            "result": None, "error": None, "created_at": now, "updated_at": now}])
+
+    def update_job(self, job_id: str, now: float, **values: Any) -> None:
+        j = T.jobs
+        self.conn.execute(self._update(j).where(j.c.job_id == job_id).values(updated_at=now, **values))
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        j = T.jobs
+        cols = [j.c.job_id, j.c.kind, j.c.status, j.c.params, j.c.result, j.c.error, j.c.created_at, j.c.updated_at]
+        row = self.conn.execute(self._scope(j, *cols).where(j.c.job_id == job_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    # ---------------------------------------------------------------- recommendation log and feedback
+    def add_recommendation(self, recommendation_id: str, user: str | None, model: str | None,
+                           items: list[list[Any]], now: float) -> None:
+        self.conn.execute(sa.insert(T.recommendations), [{
+            "platform_id": self.platform_id, "recommendation_id": recommendation_id, "user_external_id": user,
+            "model": model, "items": items, "created_at": now}])
+
+    def get_recommendation(self, recommendation_id: str) -> dict[str, Any] | None:
+        r = T.recommendations
+        cols = [r.c.recommendation_id, r.c.user_external_id, r.c.model, r.c["items"], r.c.created_at]
+        row = self.conn.execute(self._scope(r, *cols).where(r.c.recommendation_id == recommendation_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def add_feedback(self, recommendation_id: str, item: str, feedback_type: str, now: float) -> None:
+        self.conn.execute(sa.insert(T.feedback), [{
+            "platform_id": self.platform_id, "recommendation_id": recommendation_id, "item_external_id": item,
+            "feedback_type": feedback_type, "timestamp": now}])
+
+    # ---------------------------------------------------------------- items
+    def _item_key(self, external_id: str) -> int | None:
+        i = T.items
+        row = self.conn.execute(self._scope(i, i.c.id).where(i.c.external_id == external_id)).first()
+        return None if row is None else int(row[0])
+
+    def delete_item(self, external_id: str, now: float) -> bool:
+        """Mark an item deleted and unavailable (its row stays: events refer to it); False if unknown."""
+        key = self._item_key(external_id)
+        if key is None:
+            return False
+        d, i = T.deleted_items, T.items
+        if self.conn.execute(self._scope(d, d.c.item_id).where(d.c.item_id == key)).first() is None:
+            self.conn.execute(sa.insert(d), [{"item_id": key, "platform_id": self.platform_id, "deleted_at": now}])
+        self.conn.execute(self._update(i).where(i.c.id == key).values(available=False, updated_at=now))
+        return True
+
+    def undelete_items(self, external_ids: Sequence[str]) -> None:
+        """Forget the deletion of these items (a new PUT brings them back)."""
+        d, i = T.deleted_items, T.items
+        for part in _chunks(list(external_ids)):
+            keys = self._scope(i, i.c.id).where(i.c.external_id.in_(part))
+            self.conn.execute(sa.delete(d).where(d.c.platform_id == self.platform_id, d.c.item_id.in_(keys)))
+
+    def known_items(self, external_ids: Collection[str]) -> set[str]:
+        """Which of these item ids exist on this platform."""
+        i = T.items
+        found: set[str] = set()
+        for part in _chunks(sorted(set(external_ids))):
+            query = self._scope(i, i.c.external_id).where(i.c.external_id.in_(part))
+            found.update(str(e) for (e,) in self.conn.execute(query))
+        return found
+
+    def is_deleted(self, external_id: str) -> bool:
+        d, i = T.deleted_items, T.items
+        query = (self._scope(d, d.c.item_id).join(i, i.c.id == d.c.item_id)
+                 .where(i.c.external_id == external_id, i.c.platform_id == self.platform_id))
+        return self.conn.execute(query).first() is not None
+
+    def deleted_item_keys(self) -> set[int]:
+        d = T.deleted_items
+        return {int(k) for (k,) in self.conn.execute(self._scope(d, d.c.item_id))}
+
+    def catalog_version(self) -> tuple[int, float, int, float]:
+        """(item count, newest item update, deleted count, newest deletion): changes whenever the catalog does."""
+        i, d = T.items, T.deleted_items
+        n, newest = self.conn.execute(self._scope(i, sa.func.count(), sa.func.max(i.c.updated_at))).one()
+        nd, newest_d = self.conn.execute(self._scope(d, sa.func.count(), sa.func.max(d.c.deleted_at))).one()
+        return int(n), float(newest or 0.0), int(nd), float(newest_d or 0.0)
+
+    def item_event_counts(self, event_types: Collection[str]) -> dict[int, int]:
+        """item key -> number of events of `event_types` (popularity for the fallbacks)."""
+        ev = T.events
+        query = (self._scope(ev, ev.c.item_id, sa.func.count()).where(ev.c.event_type.in_(sorted(event_types)))
+                 .group_by(ev.c.item_id))
+        return {int(k): int(n) for k, n in self.conn.execute(query)}
+
+    # ---------------------------------------------------------------- users
+    def recent_events(self, external_id: str, limit: int) -> list[tuple[str, str]]:
+        """The user's `limit` most recent (item id, event type), newest first (one prepared query)."""
+        rows = self.conn.execute(_USER_EVENTS, {"platform_id": self.platform_id, "user": external_id,
+                                                "limit": limit})
+        return [(str(i), str(t)) for i, t in rows]
+
+    def user_items(self, external_id: str, event_types: Collection[str]) -> list[tuple[str, str]]:
+        """Every (item id, event type) of the user among `event_types`, oldest first."""
+        ev, it, us = T.events, T.items, T.users
+        query = (self._scope(ev, it.c.external_id, ev.c.event_type)
+                 .join(it, it.c.id == ev.c.item_id).join(us, us.c.id == ev.c.user_id)
+                 .where(us.c.external_id == external_id, us.c.platform_id == self.platform_id,
+                        ev.c.event_type.in_(sorted(event_types)))
+                 .order_by(ev.c.timestamp, ev.c.id))
+        return [(str(i), str(t)) for i, t in self.conn.execute(query)]

@@ -1,0 +1,184 @@
+"""The database schema as SQLAlchemy Core tables: every row carries its platform.
+
+Surrogate integer keys are internal; external ids stay strings (at most MAX_ID_LENGTH characters).
+Times are unix seconds (UTC) stored as double precision, the same unit as `Interactions.timestamp`.
+Event types are stored by name (`shoprec.types.EventType` values), so their codes can evolve.
+The Alembic migrations under storage/migrations create exactly this schema (a test compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+MAX_ID_LENGTH = 256
+MAX_PLATFORM_LENGTH = 128
+MAX_EVENT_TYPE_LENGTH = 32
+MAX_CURRENCY_LENGTH = 8
+DEDUPE_KEY_LENGTH = 32
+
+# Table options: on MySQL/MariaDB, utf8mb4 with a binary collation so ids are compared exactly
+# (the server default collations are case-insensitive).
+TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin", "mysql_engine": "InnoDB"}
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so the 64-bit key is INTEGER there.
+BIG_KEY = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+LONG_TEXT = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+platforms = sa.Table(
+    "platforms", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(MAX_PLATFORM_LENGTH), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("name"),
+    **TABLE_OPTIONS,
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("external_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("platform_id", "external_id"),
+    **TABLE_OPTIONS,
+)
+
+items = sa.Table(
+    "items", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("external_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", LONG_TEXT, nullable=False),
+    sa.Column("category", sa.Text, nullable=False),  # path joined with " > "
+    sa.Column("brand", sa.Text, nullable=False),
+    sa.Column("price", sa.Double, nullable=True),
+    sa.Column("currency", sa.String(MAX_CURRENCY_LENGTH), nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=True),
+    sa.Column("available", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("platform_id", "external_id"),
+    **TABLE_OPTIONS,
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("event_type", sa.String(MAX_EVENT_TYPE_LENGTH), nullable=False),
+    sa.Column("value", sa.Double, nullable=True),
+    sa.Column("timestamp", sa.Double, nullable=False),
+    sa.Column("session_id", sa.String(MAX_ID_LENGTH), nullable=True),
+    sa.Column("context", sa.JSON, nullable=True),
+    sa.Column("text", LONG_TEXT, nullable=True),
+    # hash of (user, item, type, timestamp, value, session): the same event imported twice is stored once
+    sa.Column("dedupe_key", sa.String(DEDUPE_KEY_LENGTH), nullable=False),
+    sa.UniqueConstraint("platform_id", "dedupe_key"),
+    sa.Index(None, "user_id", "timestamp"),  # a user's history in time order (and the foreign key's index)
+    sa.Index(None, "item_id"),
+    **TABLE_OPTIONS,
+)
+
+
+# ---------------------------------------------------------------------------- serving (migration 0002)
+# API keys are stored as a SHA-256 hex digest only; the key itself is shown once, at creation.
+KEY_HASH_LENGTH = 64
+MODEL_ID_LENGTH = 32
+MAX_MODEL_NAME_LENGTH = 64
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("key_hash", sa.String(KEY_HASH_LENGTH), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("key_hash"),
+    sa.Index(None, "platform_id"),
+    **TABLE_OPTIONS,
+)
+
+# Trained model artifacts; at most one row per platform has active = true (activation is one transaction).
+models = sa.Table(
+    "models", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("model_id", sa.String(MODEL_ID_LENGTH), nullable=False),
+    sa.Column("name", sa.String(MAX_MODEL_NAME_LENGTH), nullable=False),
+    sa.Column("config", sa.JSON, nullable=True),
+    sa.Column("metrics", sa.JSON, nullable=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("activated_at", sa.Double, nullable=True),
+    sa.UniqueConstraint("model_id"),
+    sa.Index(None, "platform_id", "active"),
+    **TABLE_OPTIONS,
+)
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("job_id", sa.String(MODEL_ID_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded | failed
+    sa.Column("params", sa.JSON, nullable=True),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("job_id"),
+    **TABLE_OPTIONS,
+)
+
+# Served lists, for pagination across workers and for attributing feedback.
+recommendations = sa.Table(
+    "recommendations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
+    sa.Column("user_external_id", sa.String(MAX_ID_LENGTH), nullable=True),
+    sa.Column("model", sa.String(MAX_MODEL_NAME_LENGTH), nullable=True),
+    sa.Column("items", sa.JSON, nullable=False),  # [[item id, score, source], ...] in served order
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("recommendation_id"),
+    **TABLE_OPTIONS,
+)
+
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
+    sa.Column("item_external_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("feedback_type", sa.String(MAX_EVENT_TYPE_LENGTH), nullable=False),
+    sa.Column("timestamp", sa.Double, nullable=False),
+    sa.Index(None, "recommendation_id"),
+    **TABLE_OPTIONS,
+)
+
+# Items deleted through the API: kept as rows (events refer to them) but never served; a new PUT revives them.
+deleted_items = sa.Table(
+    "deleted_items", metadata,
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), primary_key=True, autoincrement=False),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("deleted_at", sa.Double, nullable=False),
+    sa.Index(None, "platform_id"),
+    **TABLE_OPTIONS,
+)

@@ -1,0 +1,53 @@
+"""Database fixtures (as in tests/storage): the ingest tests run against SQLite, PostgreSQL and MySQL/MariaDB.
+
+Each backend gets a scratch database (fresh PostgreSQL schema / MySQL database) for the test
+session; tests isolate themselves further with a unique platform name. A server that cannot be
+reached skips its tests with the reason (CI starts both servers, so there they run).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from shoprec.storage import create_db
+from shoprec.storage.testing import ServerUnavailable, scratch_database
+
+BACKEND_PARAMS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+]
+
+
+@pytest.fixture(scope="session", params=BACKEND_PARAMS)
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        with scratch_database(request.param, tmp_path_factory.mktemp("db")) as url:
+            yield url
+    except ServerUnavailable as exc:
+        pytest.skip(f"{exc} (start it to run the {request.param} storage tests)")
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = create_db(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def platform() -> str:
+    """A platform name no other test uses."""
+    return f"shop-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
+    """A fresh migrated SQLite database, for tests that need no other backend."""
+    engine = create_db(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'shoprec.db'}")
+    yield engine
+    engine.dispose()
