@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "shoprec.cli.data",  # import, stats
     "shoprec.cli.demo",  # demo
     "shoprec.cli.evaluate",  # evaluate, compare
+    "shoprec.cli.tune",  # tune
+    "shoprec.cli.serve",  # serve, train, platform create
 )
 
 

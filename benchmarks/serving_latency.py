@@ -1,0 +1,300 @@
+"""Serving benchmark on loopback: recommendation latency (server-side and client-side), requests/s and the
+delay from POST /v1/events to a changed list, against a real `shoprec serve` with N uvicorn workers.
+
+Usage:
+  python benchmarks/serving_latency.py [--data beauty|synthetic] [--model itemknn] [--workers 2]
+                                       [--duration 20] [--concurrency 8] [--trials 50] [--redis URL]
+                                       [--workdir DIR]
+
+Steps: load the data into a SQLite database through the ingest pipeline (Beauty: S3-Rec sequences,
+12,101 items; synthetic: the demo generator), train and activate the model (`shoprec train`'s store,
+no evaluation), start `shoprec serve`, warm up, then send GET /v1/users/{random known user}/recommendations
+?k=10 from `concurrency` keep-alive client threads for `duration` seconds. Server-side latency is the
+X-Process-Time-Ms header (the app's middleware: routing, auth, history, model, ranking, log write).
+Then `trials` times: read a user's list, POST one view event, poll the list every 5 ms until it changes.
+Prints a table and writes benchmarks/results/serving_latency.json. The load generator shares the CPU
+with the server: on a 2-core machine, throughput is a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "serving_latency.json"
+
+
+# ------------------------------------------------------------------------------ setup
+def prepare(workdir: Path, data: str, model: str, params: dict[str, Any], train: bool = True
+            ) -> tuple[str, str, list[str], list[str]]:
+    """Database with the data and an active model; returns (db url, api key, user ids, item ids)."""
+    from shoprec.ingest.pipeline import ingest
+    from shoprec.service.testing import local_services
+    from shoprec.settings import Settings
+
+    services = local_services(workdir)
+    platform_name = f"bench-{data}"
+    if platform_name not in _platforms(services):
+        print(f"loading {data} into {workdir}", file=sys.stderr)
+        records = _records(data)
+        ingest(services.engine, platform_name, records)
+    if train or services.store.active(platform_name) is None:
+        print(f"training {model}", file=sys.stderr)
+        services.store.train(platform_name, model, params, activate=True, evaluate=False, progress=_err)
+    key = services.platforms.create(platform_name)
+    interactions, catalog = _snapshot(services, platform_name)
+    services.close()
+    url = Settings(database_url=f"sqlite:///{workdir / 'shoprec.db'}").database_url
+    return url, key, interactions, catalog
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _platforms(services: Any) -> list[str]:
+    from shoprec.storage import list_platforms
+
+    with services.engine.connect() as conn:
+        return list(list_platforms(conn))
+
+
+def _records(data: str) -> Any:
+    if data == "beauty":
+        from shoprec.datasets import read_records
+        from shoprec.settings import Settings
+
+        return read_records("s3rec", Settings.from_env().data_dir / "amazon-beauty" / "Beauty.txt")
+    from shoprec.data.synthetic import SyntheticConfig, generate
+
+    return generate(SyntheticConfig(n_users=5000, n_items=3000, seed=0)).platform().records()
+
+
+def _snapshot(services: Any, platform_name: str) -> tuple[list[str], list[str]]:
+    from shoprec.storage import load_interactions
+
+    inter, _ = load_interactions(services.engine, platform_name)
+    return inter.users.to_list(), inter.items.to_list()
+
+
+# ------------------------------------------------------------------------------ server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(db_url: str, workdir: Path, port: int, workers: int, redis: str | None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "SHOPREC_DATABASE_URL": db_url, "SHOPREC_MODEL_DIR": str(workdir / "models"),
+           "SHOPREC_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("SHOPREC_REDIS_URL", None)
+    if redis:
+        env["SHOPREC_REDIS_URL"] = redis
+    cmd = [sys.executable, "-c", "from shoprec.cli.main import main; main()", "serve", "--port", str(port),
+           "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            status, _, _ = request(http.client.HTTPConnection("127.0.0.1", port, timeout=2), "GET",
+                                   "/v1/health/ready", None, {})
+            if status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    stop_server(proc)
+    raise RuntimeError("the server did not become ready within 120 s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers only (their own process group)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: Any, headers: dict[str, str]
+            ) -> tuple[int, dict[str, str], bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    hdrs = dict(headers)
+    if data is not None:
+        hdrs["Content-Type"] = "application/json"
+    conn.request(method, path, body=data, headers=hdrs)
+    resp = conn.getresponse()
+    payload = resp.read()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload
+
+
+# ------------------------------------------------------------------------------ load
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in the server's process group (uvicorn and its workers), MiB."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                status = (stat.parent / "status").read_text()
+                total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return total / 1024
+
+
+def load(port: int, key: str, users: list[str], duration: float, concurrency: int, seed: int,
+         rate: float = 0.0) -> dict[str, Any]:
+    """`concurrency` keep-alive clients for `duration` s; with `rate` > 0 they pace themselves to `rate` req/s."""
+    server_ms: list[float] = []
+    client_ms: list[float] = []
+    errors: list[int] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + duration
+
+    def worker(i: int) -> None:
+        rng = random.Random(seed + i)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine_s, mine_c, mine_e = [], [], []
+        interval = concurrency / rate if rate > 0 else 0.0
+        next_at = time.monotonic() + rng.random() * interval
+        while time.monotonic() < stop_at:
+            if interval:
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
+            user = users[rng.randrange(len(users))]
+            t0 = time.perf_counter()
+            status, headers, _ = request(conn, "GET", f"/v1/users/{user}/recommendations?k=10", None,
+                                         {"X-API-Key": key})
+            mine_c.append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                mine_e.append(status)
+            mine_s.append(float(headers.get("x-process-time-ms", "nan")))
+        with lock:
+            server_ms.extend(mine_s)
+            client_ms.extend(mine_c)
+            errors.extend(mine_e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    s, c = np.array(server_ms), np.array(client_ms)
+    return {"requests": len(c), "errors": len(errors), "seconds": round(elapsed, 2),
+            "requests_per_s": round(len(c) / elapsed, 1),
+            "server_p50_ms": round(float(np.nanpercentile(s, 50)), 2),
+            "server_p99_ms": round(float(np.nanpercentile(s, 99)), 2),
+            "client_p50_ms": round(float(np.percentile(c, 50)), 2),
+            "client_p99_ms": round(float(np.percentile(c, 99)), 2)}
+
+
+def freshness(port: int, key: str, users: list[str], items: list[str], trials: int, seed: int) -> dict[str, Any]:
+    """Delay from POST /v1/events to the first GET whose list differs (new users: cold start -> session)."""
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    delays: list[float] = []
+    unchanged = 0
+    headers = {"X-API-Key": key}
+    for t in range(trials):
+        user = f"fresh-{seed}-{t}" if t % 2 else users[rng.randrange(len(users))]
+        path = f"/v1/users/{user}/recommendations?k=10"
+        before = [i["item_id"] for i in json.loads(request(conn, "GET", path, None, headers)[2])["items"]]
+        item = before[0] if before else items[rng.randrange(len(items))]  # viewing the top item removes it
+        t0 = time.perf_counter()
+        event = [{"user_id": user, "item_id": item, "type": "view"}]
+        status, _, body = request(conn, "POST", "/v1/events", event, headers)
+        if status != 200:
+            raise RuntimeError(f"POST /v1/events answered {status}: {body[:200]!r}")
+        while True:
+            after = [i["item_id"] for i in json.loads(request(conn, "GET", path, None, headers)[2])["items"]]
+            waited = time.perf_counter() - t0
+            if after != before:
+                delays.append(waited * 1000)
+                break
+            if waited > 5:
+                unchanged += 1
+                break
+            time.sleep(0.005)
+    d = np.array(delays) if delays else np.array([np.nan])
+    return {"trials": trials, "unchanged_after_5s": unchanged, "p50_ms": round(float(np.percentile(d, 50)), 1),
+            "p99_ms": round(float(np.percentile(d, 99)), 1), "max_ms": round(float(d.max()), 1)}
+
+
+def run_soak(pgid: int, port: int, key: str, users: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Paced load for args.soak seconds in 30 s slices, with the server's memory after each slice."""
+    memory = [round(group_rss_mb(pgid), 1)]
+    slices = []
+    for i in range(max(1, int(args.soak // 30))):
+        slices.append(load(port, key, users, 30.0, args.concurrency, args.seed + 7 * i, rate=args.rate))
+        memory.append(round(group_rss_mb(pgid), 1))
+        print(f"soak {30 * (i + 1)} s: {slices[-1]['requests_per_s']} req/s, {memory[-1]} MiB", file=sys.stderr)
+    return {"seconds": 30 * len(slices), "rate_target": args.rate,
+            "requests_per_s": round(float(np.mean([s["requests_per_s"] for s in slices])), 1),
+            "errors": sum(s["errors"] for s in slices), "rss_mib": memory,
+            "server_p99_ms_per_slice": [s["server_p99_ms"] for s in slices]}
+
+
+# ------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["beauty", "synthetic"], default="beauty")
+    parser.add_argument("--model", default="itemknn")
+    parser.add_argument("--config", default="{}", help="model parameters as JSON")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--redis", default=None, help="Redis URL shared by the workers (default: none)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the database here (reused if present)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--soak", type=float, default=0.0, help="then N seconds at --rate req/s, sampling memory")
+    parser.add_argument("--rate", type=float, default=300.0)
+    parser.add_argument("--no-train", action="store_true", help="serve the workdir's active model as it is")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shoprec-bench-"))
+    db_url, key, users, items = prepare(workdir, args.data, args.model, json.loads(args.config), not args.no_train)
+    port = free_port()
+    proc = start_server(db_url, workdir, port, args.workers, args.redis)
+    try:
+        load(port, key, users, 3.0, args.concurrency, args.seed + 1000)  # warm-up
+        result = load(port, key, users, args.duration, args.concurrency, args.seed)
+        fresh = freshness(port, key, users, items, args.trials, args.seed)
+        soak = run_soak(proc.pid, port, key, users, args) if args.soak > 0 else None
+    finally:
+        stop_server(proc)
+    model = args.model if not args.no_train else "active in workdir"
+    out = {"data": args.data, "model": model, "workers": args.workers, "concurrency": args.concurrency,
+           "redis": bool(args.redis), "n_items": len(items), "n_users": len(users), "load": result,
+           "event_to_changed_list": fresh, "soak": soak, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+           "note": "measured on a shared 2-core machine under load from other processes; client on the same cores",
+           "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    print(f"{'metric':<34}{'value':>12}")
+    for k, v in [*result.items(), *[(f"freshness {k}", v) for k, v in fresh.items()]]:
+        print(f"{k:<34}{v!s:>12}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    runs.append(out)
+    RESULTS.write_text(json.dumps(runs, indent=1) + "\n")
+    print(f"wrote {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Liveness, readiness and Prometheus metrics (no API key needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from shoprec.api.auth import ServicesDep
+from shoprec.errors import StorageError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/v1/health/live")
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/v1/health/ready", response_model=None)
+def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
+    """Ready when the database answers at the newest schema revision."""
+    from alembic.script import ScriptDirectory
+
+    from shoprec.storage import current_revision
+    from shoprec.storage.engine import alembic_config
+
+    try:
+        revision = current_revision(services.engine)
+    except StorageError as exc:
+        return JSONResponse(status_code=503, content={"status": "unavailable", "message": str(exc)})
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if revision != head:
+        return JSONResponse(status_code=503, content={"status": "unavailable",
+                                                      "message": f"database at revision {revision}, need {head}"})
+    return {"status": "ok", "revision": revision, "models": services.models.loaded()}
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, services: ServicesDep) -> Response:
+    rendered: Response = request.app.state.metrics.render(services.models.loaded())
+    return rendered

@@ -1,0 +1,76 @@
+"""Recommendations, similar items, anonymous sessions and feedback."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+
+from shoprec.api.auth import PlatformDep, ServicesDep
+from shoprec.api.schemas import FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
+from shoprec.ingest.records import EventRecord
+from shoprec.service import Filters
+from shoprec.storage.tables import MAX_ID_LENGTH
+from shoprec.types import EventType
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+K = Annotated[int, Query(ge=1, le=100)]
+
+
+def _count(request: Request, platform: str, answer: dict[str, Any]) -> RecommendationOut:
+    counter = request.app.state.metrics.recommended
+    for item in answer["items"]:
+        counter.labels(platform, item["reason"].get("source", "?")).inc()
+    return RecommendationOut(**answer)
+
+
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationOut)
+def recommendations(
+    user_id: IdPath, platform: PlatformDep, services: ServicesDep, request: Request, k: K = 10,
+    offset: Annotated[int, Query(ge=0, le=99)] = 0,
+    category: Annotated[str | None, Query(max_length=1000)] = None,
+    min_price: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    max_price: Annotated[float | None, Query(allow_inf_nan=False)] = None,
+    exclude: Annotated[str | None, Query(max_length=100_000, description="comma-separated item ids")] = None,
+    include_seen: bool = False,
+    recommendation_id: Annotated[str | None, Query(max_length=64, description="page through this list")] = None,
+) -> RecommendationOut:
+    """Top-k items for a user (a new user gets a cold-start list); filters never let an excluded item through."""
+    excluded = tuple(x.strip() for x in (exclude or "").split(",") if x.strip())
+    filters = Filters(category=category or None, min_price=min_price, max_price=max_price, exclude=excluded,
+                      include_seen=include_seen)
+    answer = services.recommend.recommend(platform, user_id, k, offset, filters, recommendation_id)
+    return _count(request, platform, answer)
+
+
+@router.get("/items/{item_id}/similar", response_model=RecommendationOut)
+def similar(item_id: IdPath, platform: PlatformDep, services: ServicesDep, request: Request, k: K = 10
+            ) -> RecommendationOut:
+    """Items similar to an item (a new item through its text)."""
+    return _count(request, platform, services.recommend.similar(platform, item_id, k))
+
+
+@router.post("/sessions/recommendations", response_model=RecommendationOut)
+def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, request: Request) -> RecommendationOut:
+    """Recommendations for an anonymous visitor from the session's items."""
+    filters = Filters(category=body.category or None, min_price=body.min_price, max_price=body.max_price,
+                      exclude=tuple(body.exclude))
+    history = [e.item_id for e in body.history if e.type not in (EventType.DISLIKE, EventType.IMPRESSION)]
+    return _count(request, platform, services.recommend.session(platform, history, body.k, filters))
+
+
+@router.post("/feedback", response_model=FeedbackOut)
+def feedback(body: FeedbackIn, platform: PlatformDep, services: ServicesDep, request: Request) -> FeedbackOut:
+    """Feedback on a recommended item; for a known user it is also stored as an event (it changes the next list)."""
+    logged = services.recommend.feedback(platform, body.recommendation_id, body.item_id, body.type)
+    user = logged["user_id"]
+    if user is not None:
+        event = EventRecord(user_id=user, item_id=body.item_id, event_type=EventType(body.type),
+                            timestamp=logged["timestamp"], context={"recommendation_id": body.recommendation_id})
+        stored = services.data.add_events(platform, [event])["stored"]["events"]
+        request.app.state.metrics.events.labels(platform).inc(stored)
+    return FeedbackOut(recommendation_id=body.recommendation_id, item_id=body.item_id, type=body.type,
+                       event_stored=user is not None)
+
+

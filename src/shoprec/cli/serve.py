@@ -1,0 +1,144 @@
+"""`shoprec serve` (the REST API under uvicorn), `shoprec train` (train, evaluate, store, activate) and
+`shoprec platform create` (a platform and its API key). Thin over shoprec.service; heavy imports are
+inside the commands so that `shoprec --help` stays fast. JSON goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from shoprec.settings import Settings
+
+if TYPE_CHECKING:
+    from shoprec.cli.demo import DemoRun
+
+
+def _stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.group("platform")
+def platform_group() -> None:
+    """Platforms (shops) and their API keys."""
+
+
+@platform_group.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help='Print {"platform": NAME, "api_key": KEY} on stdout.')
+@click.pass_obj
+def platform_create(settings: Settings, name: str, as_json: bool) -> None:
+    """Create platform NAME (or add a key to an existing one) and print its API key (stored hashed: shown once)."""
+    from shoprec.service.cache import LocalCache
+    from shoprec.service.platform import PlatformService
+    from shoprec.storage import create_db
+
+    engine = create_db(settings.database_url)
+    try:
+        key = PlatformService(engine, LocalCache()).create(name)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"platform": name, "api_key": key}))
+    else:
+        _stderr(f"platform {name!r} created; its API key (shown once, send it as X-API-Key):")
+        click.echo(key)
+
+
+@click.command("train")
+@click.option("--platform", "-p", required=True, help="Platform whose database data to train on.")
+@click.option("--model", "-m", "model_name", required=True, help="Model name (popular, itemknn, ease, als, ...).")
+@click.option("--config", "config", default=None, help="Model parameters: inline JSON or a .json / .toml file.")
+@click.option("--activate", is_flag=True, help="Serve the new model (every worker switches within a second).")
+@click.option("--no-evaluate", is_flag=True, help="Skip the held-out evaluation.")
+@click.pass_obj
+def train_command(settings: Settings, platform: str, model_name: str, config: str | None, activate: bool,
+                  no_evaluate: bool) -> None:
+    """Train MODEL on PLATFORM's data, evaluate it on a leave-one-out split, store it (and activate it).
+
+    Prints {"model_id": ..., "model": NAME, "metrics": {...}} on stdout.
+    """
+    from shoprec.cli.evaluate import parse_config
+    from shoprec.service.cache import LocalCache
+    from shoprec.service.models import ModelStore
+    from shoprec.service.platform import PlatformService
+    from shoprec.storage import create_db
+
+    params = parse_config(config)
+    engine = create_db(settings.database_url)
+    try:
+        store = ModelStore(engine, PlatformService(engine, LocalCache()), settings.model_dir)
+        result = store.train(platform, model_name, params, activate=activate, evaluate=not no_evaluate,
+                             progress=_stderr)
+    finally:
+        engine.dispose()
+    click.echo(json.dumps(result, indent=2))
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes (set SHOPREC_REDIS_URL so that they share histories and caches).")
+@click.option("--log-level", default="warning", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.pass_obj
+def serve_command(settings: Settings, host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the REST API (OpenAPI docs at /docs); each worker loads every platform's active model."""
+    import uvicorn
+
+    from shoprec.storage import create_db
+
+    create_db(settings.database_url).dispose()  # migrate once, before the workers start
+    os.environ["SHOPREC_DATABASE_URL"] = settings.database_url  # the workers build their settings from env
+    if workers > 1 and not settings.redis_url:
+        _stderr("note: without SHOPREC_REDIS_URL each worker caches on its own (changes are seen within 0.5 s)")
+    _stderr(f"shoprec API on http://{host}:{port} (docs: http://{host}:{port}/docs), {workers} worker(s)")
+    uvicorn.run("shoprec.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False)
+
+
+
+
+commands: list[click.Command] = [platform_group, train_command, serve_command]
+
+
+# ------------------------------------------------------------------------------ demo step
+def serve_step(run: DemoRun) -> None:
+    """`shoprec demo`: train and activate itemknn per demo platform, create an API key, make a first
+    recommendation through the service, and print how to serve and call the API."""
+    from shoprec.service import ServingConfig, build_services
+
+    engine = run.require_engine()
+    db_url = run.options.database_url
+    model_dir = run.options.db_path.parent / (run.options.db_path.stem + "-models")
+    settings = Settings(database_url=db_url, model_dir=model_dir)
+    services = build_services(settings, ServingConfig(model_poll_s=0.0), engine=engine)
+    serving: dict[str, Any] = {"model_dir": str(model_dir), "platforms": {}}
+    for name in run.require_data().platforms:
+        trained = services.store.train(name, "itemknn", {}, activate=True, progress=run.console.print)
+        key = services.platforms.create(name)
+        user = run.require_data().platforms[name].users[0].user_id
+        first = services.recommend.recommend(name, user, k=3)
+        serving["platforms"][name] = {
+            "model_id": trained["model_id"], "metrics": {k: v for k, v in trained["metrics"].items()
+                                                         if k in ("HR@10", "NDCG@10")},
+            "api_key": key, "example_user": user,
+            "example_items": [i["item_id"] for i in first["items"]]}
+    services.jobs.close()
+    name, info = next(iter(serving["platforms"].items()))
+    serving["examples"] = [
+        f"SHOPREC_DATABASE_URL={db_url} SHOPREC_MODEL_DIR={model_dir} shoprec serve --port 8000",
+        f"curl -H 'X-API-Key: {info['api_key']}' "
+        f"'http://127.0.0.1:8000/v1/users/{info['example_user']}/recommendations?k=5'",
+        f"curl -H 'X-API-Key: {info['api_key']}' -H 'Content-Type: application/json' -X POST "
+        f"http://127.0.0.1:8000/v1/events -d '[{{\"user_id\": \"{info['example_user']}\", "
+        f"\"item_id\": \"{info['example_items'][0]}\", \"type\": \"view\"}}]'",
+    ]
+    run.summary["serving"] = serving
+    run.console.print("serve the demo and call it:", markup=False)
+    for line in serving["examples"]:
+        run.console.print("  " + line, markup=False, soft_wrap=True)

@@ -1,0 +1,72 @@
+"""Services: the online path without HTTP and without SQL strings (the API and the CLI are thin over them).
+
+    services = build_services(Settings.from_env(), ServingConfig.from_env())
+    key = services.platforms.create("shop-a")
+    services.data.add_events("shop-a", [EventRecord(...)])
+    services.recommend.recommend("shop-a", "user-1", k=10)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from shoprec.service.cache import Cache, LocalCache, make_cache
+from shoprec.service.catalog import CatalogViews
+from shoprec.service.config import ServingConfig
+from shoprec.service.data import DataService
+from shoprec.service.jobs import JobService
+from shoprec.service.models import ModelStore, ServedModels
+from shoprec.service.platform import PlatformService
+from shoprec.service.reclog import RecommendationLog
+from shoprec.service.recommend import Filters, RecommendService
+from shoprec.service.state import UserStates
+from shoprec.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: ServingConfig
+    engine: Engine
+    cache: Cache
+    platforms: PlatformService
+    users: UserStates
+    catalogs: CatalogViews
+    store: ModelStore
+    models: ServedModels
+    data: DataService
+    recommend: RecommendService
+    jobs: JobService
+
+    def close(self) -> None:
+        self.jobs.close()
+        self.recommend.log.close()
+        self.cache.close()
+        self.engine.dispose()
+
+
+def build_services(settings: Settings, config: ServingConfig | None = None, *, cache: Cache | None = None,
+                   engine: Engine | None = None) -> Services:
+    """Wire the services over one engine (migrated to head) and one cache (Redis when settings say so)."""
+    from shoprec.storage import create_db
+
+    config = config or ServingConfig.from_env()
+    engine = engine or create_db(settings.database_url)
+    cache = cache or make_cache(settings.redis_url, config.redis_prefix, max_entries=config.cache_size)
+    platforms = PlatformService(engine, cache, config.admin_key)
+    users = UserStates(engine, cache, platforms, config.history_length, config.cache_ttl_s)
+    catalogs = CatalogViews(engine, platforms, config.cache_ttl_s)
+    store = ModelStore(engine, platforms, settings.model_dir)
+    models = ServedModels(store, config.model_poll_s, config.ann_threshold)
+    data = DataService(engine, platforms, config, on_users_changed=users.invalidate,
+                       on_catalog_changed=catalogs.invalidate)
+    lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
+    reclog = RecommendationLog(engine, lists, platforms)
+    recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog)
+    jobs = JobService(engine, platforms, store, models)
+    return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs)
+
+
+__all__ = ["Filters", "Services", "ServingConfig", "build_services"]

@@ -1,0 +1,123 @@
+"""CatalogView: what the online path knows about a platform's items, in one index space (catalog order).
+
+Built from the database: ids, category, price, whether an item can be served (available and not
+deleted), and popularity (positive events per item) for the fallbacks. Each worker keeps one view per
+platform and checks a cheap version (item count / newest update / deletions) at most every `ttl`
+seconds, reloading when it changed; a write in the same worker refreshes it at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from shoprec.data import IdMap
+from shoprec.service.platform import PlatformService
+from shoprec.service.state import POSITIVE_TYPES
+from shoprec.storage import PlatformRepo, storage_errors
+from shoprec.storage.serving import ServingRepo
+
+POPULARITY_REFRESH_S = 60.0  # popularity counts are recomputed at least this often
+MAX_CATEGORY_MASKS = 1000
+
+
+@dataclass(eq=False)
+class CatalogView:
+    version: tuple[int, float, int, float]
+    items: IdMap
+    category: np.ndarray  # object array of category paths ("" when none)
+    price: np.ndarray  # float64, NaN when unknown
+    servable: np.ndarray  # bool: available and not deleted
+    popularity: np.ndarray  # float32 in [0, 1]
+    titles: list[str]
+    texts: list[str]
+    loaded_at: float = field(default_factory=time.monotonic)
+    _masks: dict[str, np.ndarray] = field(default_factory=dict)
+    _text_vectors: np.ndarray | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def category_mask(self, category: str) -> np.ndarray:
+        """Items in `category` or below it ("A" matches "A" and "A > B")."""
+        mask = self._masks.get(category)
+        if mask is None:
+            cats = self.category.astype(str)
+            mask = (cats == category) | np.char.startswith(cats, category + " > ")
+            if len(self._masks) < MAX_CATEGORY_MASKS:
+                self._masks[category] = mask
+        return mask
+
+    def text_vectors(self) -> np.ndarray:
+        """L2-normalised hashed text vectors of every item (built on first use)."""
+        with self._lock:
+            if self._text_vectors is None:
+                from shoprec.preprocess.text import HashingEncoder
+
+                self._text_vectors = HashingEncoder(256).encode(self.texts)
+            return self._text_vectors
+
+
+def load_view(engine: Engine, platform_id: int) -> CatalogView:
+    with storage_errors(engine, "read the catalog"), engine.connect() as conn:
+        serving = ServingRepo(conn, platform_id)
+        version = serving.catalog_version()
+        rows = PlatformRepo(conn, platform_id).item_rows()
+        deleted = serving.deleted_item_keys()
+        counts = serving.item_event_counts(POSITIVE_TYPES)
+    keys = [int(r[0]) for r in rows]
+    pop = np.array([counts.get(k, 0) for k in keys], dtype=np.float32)
+    pop = pop / max(float(pop.max()) if len(pop) else 0.0, 1.0)
+    titles = [r[2] or "" for r in rows]
+    texts = [" | ".join(p for p in (r[2], r[5], r[4], r[3]) if p) for r in rows]
+    return CatalogView(
+        version=version, items=IdMap.from_list([str(r[1]) for r in rows]),
+        category=np.array([r[4] or "" for r in rows], dtype=object),
+        price=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
+        servable=np.array([bool(r[8]) and k not in deleted for r, k in zip(rows, keys, strict=True)], dtype=bool),
+        popularity=pop, titles=titles, texts=texts)
+
+
+class CatalogViews:
+    """One CatalogView per platform, refreshed when the catalog changes."""
+
+    def __init__(self, engine: Engine, platforms: PlatformService, ttl: float) -> None:
+        self.engine, self.platforms, self.ttl = engine, platforms, ttl
+        self._views: dict[str, CatalogView] = {}
+        self._checked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, platform: str) -> CatalogView:
+        view = self._views.get(platform)
+        now = time.monotonic()
+        if view is not None and now - self._checked.get(platform, 0.0) < self.ttl:
+            return view
+        if view is not None and not self._lock.acquire(blocking=False):
+            return view  # another thread is checking or reloading: answer from the current view meanwhile
+        if view is None:
+            self._lock.acquire()
+        try:
+            view = self._views.get(platform)
+            if view is not None and time.monotonic() - self._checked.get(platform, 0.0) < self.ttl:
+                return view
+            key = self.platforms.platform_id(platform)
+            if view is None or self._version(key) != view.version or \
+                    time.monotonic() - view.loaded_at > POPULARITY_REFRESH_S:
+                view = load_view(self.engine, key)
+                self._views[platform] = view
+            self._checked[platform] = time.monotonic()
+            return view
+        finally:
+            self._lock.release()
+
+    def _version(self, platform_id: int) -> tuple[int, float, int, float]:
+        with storage_errors(self.engine, "check the catalog version"), self.engine.connect() as conn:
+            return ServingRepo(conn, platform_id).catalog_version()
+
+    def invalidate(self, platform: str) -> None:
+        self._checked.pop(platform, None)

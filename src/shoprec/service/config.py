@@ -1,0 +1,63 @@
+"""Serving settings (from the environment, like shoprec.settings.Settings, and passed around explicitly)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+from shoprec.errors import ConfigError
+
+UnknownItems = Literal["create", "reject"]
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How the online path behaves. Environment: SHOPREC_ADMIN_KEY, SHOPREC_UNKNOWN_ITEMS,
+    SHOPREC_REPURCHASABLE (comma-separated category prefixes), SHOPREC_ANN_THRESHOLD, SHOPREC_REDIS_PREFIX."""
+
+    admin_key: str | None = None  # a key that may act on every platform (X-Platform header) and create platforms
+    unknown_items: UnknownItems = "create"  # events naming unknown items: create bare items, or reject the batch
+    max_events: int = 10_000  # events per POST /v1/events (413 above)
+    max_items: int = 10_000  # items per PUT /v1/items (413 above)
+    history_length: int = 50  # most recent events passed to the model as Query.history
+    list_depth: int = 100  # most items one recommendation_id can page through (offset + k <= list_depth)
+    page_depth: int = 50  # items ranked for a new list (more when offset + k asks for more)
+    max_k: int = 100
+    cache_ttl_s: float = 0.5  # in-process caches: how stale another worker's writes may be seen
+    cache_size: int = 20_000  # entries of the in-process cache (user states, key lookups)
+    list_cache_size: int = 10_000  # served lists kept in process for paging and feedback (older: database)
+    model_poll_s: float = 1.0  # how often a worker checks which model is active
+    repurchasable: tuple[str, ...] = ()  # category prefixes whose purchased items may be recommended again
+    ann_threshold: int = 200_000  # catalogs larger than this take candidates from a faiss index (when installed)
+    ann_candidates: int = 1000
+    redis_prefix: str = "shoprec:"  # keys of this deployment in Redis (SHOPREC_REDIS_PREFIX)
+
+    def __post_init__(self) -> None:
+        if self.unknown_items not in ("create", "reject"):
+            raise ConfigError(f"unknown_items must be 'create' or 'reject', got {self.unknown_items!r}")
+        for name in ("max_events", "max_items", "history_length", "list_depth", "page_depth", "max_k", "cache_size",
+                     "list_cache_size",
+                     "ann_candidates"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"serving setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.max_k > self.list_depth:
+            raise ConfigError(f"max_k ({self.max_k}) must be <= list_depth ({self.list_depth})")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> ServingConfig:
+        values: dict[str, object] = {"admin_key": os.environ.get("SHOPREC_ADMIN_KEY") or None}
+        if os.environ.get("SHOPREC_UNKNOWN_ITEMS"):
+            values["unknown_items"] = os.environ["SHOPREC_UNKNOWN_ITEMS"].strip().lower()
+        if os.environ.get("SHOPREC_REPURCHASABLE"):
+            values["repurchasable"] = tuple(c.strip() for c in os.environ["SHOPREC_REPURCHASABLE"].split(",")
+                                            if c.strip())
+        if os.environ.get("SHOPREC_REDIS_PREFIX"):
+            values["redis_prefix"] = os.environ["SHOPREC_REDIS_PREFIX"]
+        if os.environ.get("SHOPREC_ANN_THRESHOLD"):
+            try:
+                values["ann_threshold"] = int(os.environ["SHOPREC_ANN_THRESHOLD"])
+            except ValueError:
+                raise ConfigError("SHOPREC_ANN_THRESHOLD must be an integer") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

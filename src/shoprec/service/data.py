@@ -1,0 +1,132 @@
+"""Items, users and events of a platform through the ingest pipeline (the same `ingest` as bulk import).
+
+A batch is checked whole first (the pipeline's own checks and the cleaning rules, record by record);
+if any record is refused, nothing is written and RecordErrors names each bad record's index and field.
+Otherwise the batch is written by `ingest` in ONE transaction. Afterwards the caches of the affected
+users and of the platform's catalog are invalidated, so the next recommendation sees the change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from shoprec.ingest.pipeline import check_record, ingest
+from shoprec.ingest.records import EventRecord, ItemRecord, Record, Rejected, Source, UserRecord
+from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
+from shoprec.service.config import ServingConfig
+from shoprec.service.errors import NotFound, RecordError, RecordErrors, TooLarge
+from shoprec.service.platform import PlatformService
+from shoprec.storage import PlatformRepo, storage_errors
+from shoprec.storage.serving import ServingRepo
+
+SOURCE = "request"
+Stored = EventRecord | ItemRecord | UserRecord
+
+
+def check_batch(records: Sequence[Stored], now: float, cleaning: CleaningConfig | None = None) -> list[RecordError]:
+    """Every refused record of a batch (pipeline checks, then the cleaning rules), by request index."""
+    errors: list[RecordError] = []
+    checked: list[Record] = []
+    for i, rec in enumerate(records):
+        rec.source = Source(SOURCE, i)
+        out = check_record(rec, rec.source)
+        if isinstance(out, Rejected):
+            errors.append(_error(out))
+        else:
+            checked.append(out)
+    for cleaned in RecordCleaner(cleaning or CleaningConfig(), now=now)(checked):
+        if isinstance(cleaned, Rejected):
+            errors.append(_error(cleaned))
+    return sorted(errors, key=lambda e: (e.index if e.index is not None else -1))
+
+
+def _error(rej: Rejected) -> RecordError:
+    index = rej.source.line if rej.source.file == SOURCE else None
+    return RecordError(index=index, field=rej.field, reason=rej.reason, message=rej.detail or rej.reason)
+
+
+class DataService:
+    def __init__(self, engine: Engine, platforms: PlatformService, config: ServingConfig,
+                 on_users_changed: Callable[[str, set[str]], None] | None = None,
+                 on_catalog_changed: Callable[[str], None] | None = None) -> None:
+        self.engine, self.platforms, self.config = engine, platforms, config
+        self.on_users_changed = on_users_changed or (lambda platform, users: None)
+        self.on_catalog_changed = on_catalog_changed or (lambda platform: None)
+
+    # ---------------------------------------------------------------- writes
+    def _write(self, platform: str, records: Sequence[Stored], limit: int, what: str) -> dict[str, Any]:
+        if len(records) > limit:
+            raise TooLarge(f"{len(records):,} {what} in one request (at most {limit:,})")
+        now = time.time()
+        errors = check_batch(records, now)
+        if errors:
+            raise RecordErrors(errors)
+        report = ingest(self.engine, platform, records, batch_size=len(records) + 1, now=now, source=SOURCE)
+        duplicates = report.rejected.get("duplicate", 0)
+        return {"received": len(records), "accepted": report.accepted, "duplicates": duplicates,
+                "stored": {k: report.stored_total(k) for k in ("events", "items", "users")}}
+
+    def add_events(self, platform: str, events: Sequence[EventRecord]) -> dict[str, Any]:
+        """Store events (unknown users are created; unknown items created or refused per config)."""
+        if len(events) <= self.config.max_events and self.config.unknown_items == "reject":
+            self._refuse_unknown_items(platform, events)
+        result = self._write(platform, events, self.config.max_events, "events")
+        self.on_users_changed(platform, {e.user_id for e in events})
+        if result["stored"]["events"]:
+            self.on_catalog_changed(platform)  # bare items may have been created
+        return result
+
+    def _refuse_unknown_items(self, platform: str, events: Sequence[EventRecord]) -> None:
+        ids = [e.item_id for e in events if isinstance(e.item_id, str)]
+        with storage_errors(self.engine, "look up items"), self.engine.connect() as conn:
+            known = ServingRepo(conn, self.platforms.platform_id(platform)).known_items(ids)
+        errors = [RecordError(i, "item_id", "unknown_item", f"no item {e.item_id!r} in the catalog")
+                  for i, e in enumerate(events) if isinstance(e.item_id, str) and e.item_id.strip() not in known]
+        if errors:
+            raise RecordErrors(errors)
+
+    def upsert_items(self, platform: str, items: Sequence[ItemRecord]) -> dict[str, Any]:
+        result = self._write(platform, items, self.config.max_items, "items")
+        with storage_errors(self.engine, "revive items"), self.engine.begin() as conn:
+            ServingRepo(conn, self.platforms.platform_id(platform)).undelete_items([i.item_id for i in items])
+        self.on_catalog_changed(platform)
+        return result
+
+    def upsert_users(self, platform: str, users: Sequence[UserRecord]) -> dict[str, Any]:
+        result = self._write(platform, users, self.config.max_items, "users")
+        self.on_users_changed(platform, {u.user_id for u in users})
+        return result
+
+    def delete_item(self, platform: str, item_id: str) -> None:
+        with storage_errors(self.engine, f"delete item {item_id!r}"), self.engine.begin() as conn:
+            found = ServingRepo(conn, self.platforms.platform_id(platform)).delete_item(item_id, time.time())
+        if not found:
+            raise NotFound(f"no item {item_id!r} on platform {platform!r}")
+        self.on_catalog_changed(platform)
+
+    # ---------------------------------------------------------------- reads
+    def get_item(self, platform: str, item_id: str) -> dict[str, Any]:
+        with storage_errors(self.engine, f"read item {item_id!r}"), self.engine.connect() as conn:
+            key = self.platforms.platform_id(platform)
+            row = PlatformRepo(conn, key).get_item(item_id)
+            deleted = row is not None and ServingRepo(conn, key).is_deleted(item_id)
+        if row is None or deleted:
+            raise NotFound(f"no item {item_id!r} on platform {platform!r}")
+        row["item_id"] = row.pop("external_id")
+        row["attributes"] = row.get("attributes") or {}
+        return row
+
+    def get_user(self, platform: str, user_id: str, history: int = 20) -> dict[str, Any]:
+        with storage_errors(self.engine, f"read user {user_id!r}"), self.engine.connect() as conn:
+            repo = PlatformRepo(conn, self.platforms.platform_id(platform))
+            row = repo.get_user(user_id)
+            events = repo.user_history(user_id, limit=history) if row is not None else []
+        if row is None:
+            raise NotFound(f"no user {user_id!r} on platform {platform!r}")
+        return {"user_id": row["external_id"], "attributes": row.get("attributes") or {},
+                "created_at": row["created_at"], "updated_at": row["updated_at"],
+                "recent_events": [{"item_id": i, "type": t, "timestamp": ts} for i, t, ts in events]}

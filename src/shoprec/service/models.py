@@ -1,0 +1,222 @@
+"""Model store and served models.
+
+ModelStore: train a model on a platform's database snapshot, evaluate it on a held-out leave-one-out
+split (shoprec.evaluation, strict protocol), refit on all data, save the artifact under
+model_dir/<platform>/<model_id>, register it (models table) and optionally activate it.
+
+ServedModels: each worker's loaded active model per platform. A worker checks which model is active
+at most every `poll_s` seconds; a newly activated model is loaded while the old one keeps serving,
+then swapped in with one reference assignment, so no request fails during a swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from shoprec.errors import DataError
+from shoprec.service.errors import NotFound
+from shoprec.service.platform import PlatformService
+from shoprec.storage import storage_errors
+from shoprec.storage.serving import ServingRepo
+
+if TYPE_CHECKING:
+    from shoprec.models.base import Recommender
+    from shoprec.service.ann import AnnIndex
+    from shoprec.service.catalog import CatalogView
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+def platform_dir(model_dir: Path, platform: str, platform_id: int) -> Path:
+    """model_dir/<platform> (characters outside [A-Za-z0-9._-] replaced, with the key appended then)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", platform)
+    return model_dir / (safe if safe == platform and safe not in (".", "..") else f"{safe}-{platform_id}")
+
+
+class ModelStore:
+    def __init__(self, engine: Engine, platforms: PlatformService, model_dir: Path) -> None:
+        self.engine, self.platforms, self.model_dir = engine, platforms, Path(model_dir)
+
+    def train(self, platform: str, name: str, params: Mapping[str, Any] | None = None, *, activate: bool = False,
+              evaluate: bool = True, progress: Progress | None = None) -> dict[str, Any]:
+        """Train, evaluate, store and register a model; returns {"model_id", "model", "metrics", ...}."""
+        from shoprec.evaluation import EvalConfig, run_protocol
+        from shoprec.models.base import config_to_dict, create_model
+        from shoprec.preprocess.weights import apply_event_weights
+        from shoprec.storage import load_interactions
+
+        say = progress or (lambda msg: None)
+        create_model(name, params)  # a bad name or parameter fails before any work
+        platform_id = self.platforms.platform_id(platform)
+        say(f"reading platform {platform!r} from the database")
+        raw, catalog = load_interactions(self.engine, platform)
+        data = apply_event_weights(raw, drop_zero=True)
+        if len(data) == 0:
+            raise DataError(f"platform {platform!r} has no positive events to train on")
+        metrics: dict[str, Any] = {}
+        if evaluate:
+            say(f"evaluating {name} on a leave-one-out split ({len(data):,} events)")
+            result = run_protocol(data, catalog, lambda: create_model(name, params), EvalConfig(protocol="loo"))
+            metrics = {k: float(v) for k, v in result.metrics.items()}
+            metrics["n_users_evaluated"] = result.n_users_evaluated
+            metrics["protocol"] = "loo, strict (seen items excluded), full ranking"
+        say(f"fitting {name} on all {len(data):,} events")
+        model = create_model(name, params).fit(data, catalog)
+        model_id = uuid.uuid4().hex
+        path = platform_dir(self.model_dir, platform, platform_id) / model_id
+        model.save(path)
+        config = config_to_dict(model.config)
+        now = time.time()
+        with storage_errors(self.engine, "register the model"), self.engine.begin() as conn:
+            repo = ServingRepo(conn, platform_id)
+            repo.add_model(model_id, name, _jsonable(config), metrics, str(path), now)
+            if activate:
+                repo.activate_model(model_id, now)
+        say(f"stored model {model_id} at {path}" + (" (active)" if activate else ""))
+        return {"model_id": model_id, "model": name, "metrics": metrics, "active": activate,
+                "fit_seconds": round(model.fit_seconds, 3), "path": str(path)}
+
+    def list_models(self, platform: str) -> list[dict[str, Any]]:
+        with storage_errors(self.engine, "list models"), self.engine.connect() as conn:
+            rows = ServingRepo(conn, self.platforms.platform_id(platform)).list_models()
+        for row in rows:
+            row.pop("path", None)
+        return rows
+
+    def activate(self, platform: str, model_id: str) -> None:
+        with storage_errors(self.engine, "activate a model"), self.engine.begin() as conn:
+            if not ServingRepo(conn, self.platforms.platform_id(platform)).activate_model(model_id, time.time()):
+                raise NotFound(f"no model {model_id!r} on platform {platform!r}")
+
+    def platforms_with_models(self) -> list[str]:
+        """Every platform that has an active model."""
+        from shoprec.storage import list_platforms
+
+        with storage_errors(self.engine, "list platforms"), self.engine.connect() as conn:
+            names = list_platforms(conn)
+            return [name for name, key in names.items() if ServingRepo(conn, key).active_model() is not None]
+
+    def active(self, platform: str) -> tuple[str, str, str] | None:
+        with storage_errors(self.engine, "read the active model"), self.engine.connect() as conn:
+            return ServingRepo(conn, self.platforms.platform_id(platform)).active_model()
+
+
+def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """A loaded model and its item index map into a catalog view (model index -> catalog index, -1 if gone)."""
+
+    model_id: str
+    name: str
+    model: Recommender
+    ann: AnnIndex | None = None  # candidates for large catalogs (inner-product models only)
+    _maps: tuple[CatalogView, np.ndarray, np.ndarray] | None = None
+
+    def index_maps(self, view: CatalogView) -> tuple[np.ndarray, np.ndarray]:
+        """(model -> catalog, catalog -> model) index arrays for this view (-1 where there is none)."""
+        cached = self._maps
+        if cached is not None and cached[0] is view:  # the view is held here, so `is` cannot be fooled
+            return cached[1], cached[2]
+        items = self.model.items.to_list() if self.model.items is not None else []
+        to_catalog = view.items.lookup(items).astype(np.int64)
+        to_model = np.full(len(view), -1, dtype=np.int64)
+        ok = to_catalog >= 0
+        to_model[to_catalog[ok]] = np.flatnonzero(ok)
+        self._maps = (view, to_catalog, to_model)  # one view at a time: the newest
+        return to_catalog, to_model
+
+
+class ServedModels:
+    def __init__(self, store: ModelStore, poll_s: float, ann_threshold: int | None = None) -> None:
+        self.store, self.poll_s, self.ann_threshold = store, poll_s, ann_threshold
+        self._served: dict[str, ServedModel | None] = {}
+        self._checked: dict[str, float] = {}
+        self._loading: set[str] = set()
+        self._failed: set[str] = set()  # model ids whose artifact could not be loaded (not retried)
+        self._lock = threading.Lock()
+
+    def get(self, platform: str) -> ServedModel | None:
+        """The platform's served model (None before any model was activated)."""
+        if time.monotonic() - self._checked.get(platform, -1e9) >= self.poll_s:
+            self._checked[platform] = time.monotonic()
+            self.refresh(platform, wait=platform not in self._served)
+        return self._served.get(platform)
+
+    def load_all(self) -> dict[str, str]:
+        """Load the active model of every platform now (at startup); returns platform -> model id."""
+        for platform in self.store.platforms_with_models():
+            self._checked[platform] = time.monotonic()
+            self.refresh(platform, wait=True)
+        return self.loaded()
+
+    def activate(self, platform: str, model_id: str) -> None:
+        """Make `model_id` the platform's active model and serve it in this worker before returning
+        (other workers follow within `poll_s` plus their loading time)."""
+        self.store.activate(platform, model_id)
+        self.refresh(platform, wait=True)
+
+    def refresh(self, platform: str, *, wait: bool = True) -> None:
+        """Load the active model when it is not the served one (in the background unless `wait`)."""
+        active = self.store.active(platform)
+        current = self._served.get(platform)
+        if active is None:
+            self._served.setdefault(platform, None)
+            return
+        if (current is not None and current.model_id == active[0]) or active[0] in self._failed:
+            return
+        if wait:
+            self._load(platform, active)
+            return
+        with self._lock:
+            if platform in self._loading:
+                return
+            self._loading.add(platform)
+        threading.Thread(target=self._load, args=(platform, active), daemon=True).start()
+
+    def _load(self, platform: str, active: tuple[str, str, str]) -> None:
+        from shoprec.models.base import load_model
+
+        model_id, name, path = active
+        try:
+            model = load_model(path)
+            self._served[platform] = ServedModel(model_id, name, model, self._ann(model))
+            log.info("platform %s: serving model %s (%s)", platform, model_id, name)
+        except Exception as exc:  # a broken artifact must not take the service down: keep the old model
+            log.error("platform %s: cannot load model %s from %s: %s", platform, model_id, path, exc)
+            self._failed.add(model_id)
+            self._served.setdefault(platform, None)
+        finally:
+            with self._lock:
+                self._loading.discard(platform)
+
+    def _ann(self, model: Recommender) -> AnnIndex | None:
+        """An ANN index for a catalog above the threshold, built before the model is swapped in."""
+        from shoprec.service.ann import AnnIndex, faiss_available, vector_scorer
+
+        if self.ann_threshold is None or model.n_items <= self.ann_threshold:
+            return None
+        vectors = vector_scorer(model)
+        if vectors is None or not faiss_available():
+            log.warning("model %s: %d items but no ANN index (needs faiss and an inner-product model): "
+                        "every item is scored", model.name, model.n_items)
+            return None
+        return AnnIndex(vectors[1])
+
+    def loaded(self) -> dict[str, str]:
+        """platform -> served model id (for /metrics and readiness)."""
+        return {p: s.model_id for p, s in self._served.items() if s is not None}
