@@ -89,7 +89,7 @@ def test_plots_of_a_study_without_complete_trials_are_skipped_with_a_note(tmp_pa
     assert written == [] and "no complete trial" in notes[0]
 
 
-def test_tune_on_a_platform_stores_best_params_that_train_tuned_can_find(events, tmp_path):
+def test_tune_on_a_platform_stores_best_params_that_train_tuned_can_find(events, tmp_path, monkeypatch):
     from shoprec.datasets import read_records
     from shoprec.ingest.pipeline import ingest
     from shoprec.storage.engine import create_db
@@ -105,3 +105,10 @@ def test_tune_on_a_platform_stores_best_params_that_train_tuned_can_find(events,
     assert json.loads(res.stdout)["study"] == platform_study_name("shop", "popular")
     assert best_params(db, platform="shop", model="popular")["recent_days"] == 10.0
     assert tuned_record(db, platform="shop", model="popular")["platform"] == "shop"
+    monkeypatch.setenv("SHOPREC_MODEL_DIR", str(tmp_path / "models"))
+    trained = run(["train", "--platform", "shop", "--model", "popular", "--tuned", "--no-evaluate"], db)
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["model"] == "popular"
+    configs = list((tmp_path / "models").rglob("config.json"))  # the stored artifact of that model
+    assert len(configs) == 1
+    assert json.loads(configs[0].read_text())["config"]["recent_days"] == 10.0

@@ -54,9 +54,11 @@ def platform_create(settings: Settings, name: str, as_json: bool) -> None:
 @click.option("--config", "config", default=None, help="Model parameters: inline JSON or a .json / .toml file.")
 @click.option("--activate", is_flag=True, help="Serve the new model (every worker switches within a second).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the held-out evaluation.")
+@click.option("--tuned", is_flag=True,
+              help="Start from the best parameters of `shoprec tune --platform P --model NAME` (--config overrides).")
 @click.pass_obj
 def train_command(settings: Settings, platform: str, model_name: str, config: str | None, activate: bool,
-                  no_evaluate: bool) -> None:
+                  no_evaluate: bool, tuned: bool) -> None:
     """Train MODEL on PLATFORM's data, evaluate it on a leave-one-out split, store it (and activate it).
 
     Prints {"model_id": ..., "model": NAME, "metrics": {...}} on stdout.
@@ -68,6 +70,10 @@ def train_command(settings: Settings, platform: str, model_name: str, config: st
     from shoprec.storage import create_db
 
     params = parse_config(config)
+    if tuned:
+        from shoprec.tuning import best_params
+
+        params = {**best_params(settings.database_url, platform=platform, model=model_name), **params}
     engine = create_db(settings.database_url)
     try:
         store = ModelStore(engine, PlatformService(engine, LocalCache()), settings.model_dir)
