@@ -1,12 +1,21 @@
-"""Shared fixtures. Area-specific fixtures live in tests/<area>/conftest.py."""
+"""Shared fixtures: real datasets, and database fixtures that run the storage and ingest tests against
+SQLite, PostgreSQL and MySQL/MariaDB (each backend gets a scratch database for the test session; a
+server that cannot be reached skips its tests with the reason; CI starts both servers).
+
+Area-specific fixtures live in tests/<area>/conftest.py."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from shoprec.settings import Settings
+from shoprec.storage import create_db
+from shoprec.storage.testing import ServerUnavailable, scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +25,40 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real datasets not found at {path} (set SHOPREC_DATA_DIR); skipping real-data test")
     return path
+
+
+BACKEND_PARAMS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+]
+
+
+@pytest.fixture(scope="session", params=BACKEND_PARAMS)
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    try:
+        with scratch_database(request.param, tmp_path_factory.mktemp("db")) as url:
+            yield url
+    except ServerUnavailable as exc:
+        pytest.skip(f"{exc} (start it to run the {request.param} storage tests)")
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = create_db(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def platform() -> str:
+    """A platform name no other test uses."""
+    return f"shop-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
+    """A fresh migrated SQLite database, for tests that need no other backend."""
+    engine = create_db(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'shoprec.db'}")
+    yield engine
+    engine.dispose()
