@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     path = Settings.from_env().data_dir / "amazon-beauty" / "Beauty.txt"
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     t0, cpu0 = time.perf_counter(), time.process_time()
     dataset = load("s3rec", path)
     data = TuneData(dataset.interactions, dataset.catalog, None, f"s3rec:{path}")
@@ -56,7 +57,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "tune_als_beauty", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "shared 2-core machine under load from other engineers"},
+                    "note": "load_average_at_start/at_end show how quiet the machine was"},
+        "load_average_at_start": load_at_start,
         "tuning_seconds": round(tuning_seconds, 1), "tuning_cpu_seconds": round(cpu_seconds, 1),
         "load_average_at_end": os.getloadavg(), "tune": doc,
     }
