@@ -97,18 +97,23 @@ def evaluate(model: Transformer, queries: list[Query], targets: np.ndarray, excl
     return out
 
 
-def run(data: LooData, params: dict[str, Any]) -> dict[str, Any]:
+def run(data: LooData, params: dict[str, Any], save: Path | None = None) -> dict[str, Any]:
     """Fit one config with validation early stopping, then score the test targets."""
     model = Transformer.from_dict(params)
     t0 = time.perf_counter()
     model.fit(data.train, data.catalog, validation=data.validation)
     fit_seconds = time.perf_counter() - t0
-    best = next((e for e in model.training_log if e["epoch"] == model.best_epoch), {})
+    best_epochs = model.best_epochs or [model.best_epoch]
     epochs = [e["seconds"] for e in model.training_log]
-    to_best = sum(e["seconds"] for e in model.training_log if e["epoch"] <= model.best_epoch)
+    to_best = sum(e["seconds"] + e.get("eval_seconds", 0.0) for e in model.training_log
+                  if e["epoch"] <= best_epochs[e.get("member", 0)])
+    final_val = data.validation.evaluate(model)  # the fitted model as used for test (ensemble, correction)
     test = evaluate(model, data.test_queries, data.test_targets, data.test_exclude)
-    return {"config": config_to_dict(model.config), "best_epoch": model.best_epoch,
-            "val_NDCG@10": best.get("val_NDCG@10"), "val_HR@10": best.get("val_HR@10"),
+    if save is not None and int(os.environ.get("RANK", "0")) == 0:
+        model.save(save)
+    return {"config": config_to_dict(model.config), "best_epoch": model.best_epoch, "best_epochs": best_epochs,
+            "val_NDCG@10": final_val["NDCG@10"], "val_HR@10": final_val["HR@10"],
+            "popularity_correction": model.popularity_correction, "popularity_search": model.popularity_search,
             "test": test, "fit_seconds": fit_seconds, "epoch_seconds": float(np.mean(epochs)) if epochs else 0.0,
             "train_seconds_to_best_epoch": to_best, "epochs_run": len(model.training_log),
             "log": model.training_log}
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
+    ap.add_argument("--save", type=Path, default=None, help="save the fitted model (artifact directory) here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     if args.threads:
@@ -129,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     text = Path(args.config).read_text() if args.config.endswith(".json") else args.config
     params = {"seed": args.seed, **json.loads(text)}
     data = leave_one_out(*read_beauty(args.data, args.users, args.seed))
-    result = run(data, params)
+    result = run(data, params, args.save)
     result.update({"dataset": "amazon-beauty", "users": data.train.n_users, "items": data.train.n_items,
                    "protocol": "leave-one-out, full ranking, history items excluded (strict)",
                    "threads": torch.get_num_threads(), "device": "cuda" if torch.cuda.is_available() else "cpu"})

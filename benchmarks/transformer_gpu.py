@@ -137,10 +137,9 @@ def _run_one(entry: dict[str, Any], deadline: float, config_seconds: float, para
     res.update({
         "name": name, "parallel": parallel, "card": torch.cuda.get_device_name() if cuda else "cpu",
         "peak_gpu_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
-        "time_to_best_epoch_seconds": sum(e["seconds"] + e.get("eval_seconds", 0.0)
-                                          for e in res["log"] if e["epoch"] <= res["best_epoch"]),
-        "stopped_by_time_limit": res["epochs_run"] < res["config"]["epochs"]
-        and sum(e["seconds"] + e.get("eval_seconds", 0.0) for e in res["log"]) > res["config"]["max_seconds"]})
+        "time_to_best_epoch_seconds": res["train_seconds_to_best_epoch"],
+        "stopped_by_time_limit": sum(e["seconds"] + e.get("eval_seconds", 0.0) for e in res["log"])
+        >= res["config"]["max_seconds"]})
     return res
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -394,14 +395,55 @@ def test_early_stopping_keeps_the_best_validation_epoch(ema: float) -> None:
     assert validation.evaluate(model)["NDCG@10"] == pytest.approx(best["val_NDCG@10"], abs=1e-6)
 
 
+def test_popularity_correction_is_chosen_on_validation_and_applied_to_scores() -> None:
+    train, validation = _validation(cyclic_data(n_users=120, length=6))
+    tuned = Transformer.from_dict({**FAST, "epochs": 4}).fit(train, validation=validation)
+    search = tuned.popularity_search
+    assert float(max(search, key=lambda c: search[c])) == tuned.popularity_correction
+    assert validation.evaluate(tuned)["NDCG@10"] == pytest.approx(search[str(tuned.popularity_correction)], abs=1e-6)
+    raw = Transformer.from_dict({**FAST, "epochs": 4, "popularity_correction": 0.0}).fit(train)
+    fixed = Transformer.from_dict({**FAST, "epochs": 4, "popularity_correction": 0.5}).fit(train)
+    counts = np.bincount(train.item, minlength=train.n_items)
+    q = validation.queries[:5]
+    np.testing.assert_allclose(fixed.score(q), raw.score(q) - 0.5 * np.log1p(counts), rtol=1e-5, atol=1e-5)
+
+
 def test_save_and_load_give_the_same_scores(tmp_path: Path) -> None:
     data, catalog, _ = cluster_data(n_users=80)
-    model = Transformer.from_dict({**FAST, "epochs": 2}).fit(data, catalog)
+    model = Transformer.from_dict({**FAST, "epochs": 2, "popularity_correction": 0.3}).fit(data, catalog)
     queries = last_item_queries(data)[:10]
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert isinstance(loaded, Transformer)
     np.testing.assert_allclose(loaded.score(queries), model.score(queries), rtol=1e-5, atol=1e-5)
+
+
+def test_an_ensemble_scores_the_mean_of_its_members(tmp_path: Path) -> None:
+    data = cyclic_data(n_users=60)
+    params = {**FAST, "epochs": 2, "popularity_correction": 0.0}
+    ensemble = Transformer.from_dict({**params, "ensemble": 2}).fit(data)
+    first = Transformer.from_dict({**params, "seed": 0}).fit(data)
+    second = Transformer.from_dict({**params, "seed": 1}).fit(data)
+    q = last_item_queries(data)[:8]
+    np.testing.assert_allclose(ensemble.score(q), (first.score(q) + second.score(q)) / 2, rtol=1e-5, atol=1e-5)
+    assert [e["member"] for e in ensemble.training_log] == [0, 0, 1, 1]
+    ensemble.save(tmp_path / "e")
+    np.testing.assert_array_equal(load_model(tmp_path / "e").score(q), ensemble.score(q))
+
+
+@pytest.mark.parametrize("params", [{"popularity_correction": 0.0}, {"popularity_correction": 0.4, "ensemble": 2}])
+def test_inner_product_view_reproduces_the_scores_for_ann_serving(params: dict[str, Any]) -> None:
+    """Serving's ANN path scores candidates as user_vectors @ item_factors.T: it must equal score()."""
+    from shoprec.service.ann import vector_scorer
+
+    data = cyclic_data(n_users=60)
+    model = Transformer.from_dict({**FAST, "epochs": 2, **params}).fit(data)
+    scorer = vector_scorer(model)
+    assert scorer is not None
+    user_vectors, items = scorer
+    q = last_item_queries(data)[:8]
+    assert items.shape[0] == model.n_items
+    np.testing.assert_allclose(user_vectors(q) @ items.T, model.score(q), rtol=1e-4, atol=1e-4)
 
 
 def test_queries_unknown_items_and_bad_columns() -> None:

@@ -9,13 +9,18 @@ Read top to bottom: config -> item content -> network -> training data -> losses
   alone; `keep(i)` drops ids at random while training (`id_dropout`) so content learns to stand alone.
   Attributes are integer ids (ItemCatalog.attribute_ids, e.g. S3-Rec brand/category ids) plus brand and
   category-path tokens; text vectors come from shoprec.preprocess.text (MiniLM, cached per item).
-- Input token = item * sqrt(d) + position (counted from the newest event) + event type + log2 time gap.
+- Input token = item * sqrt(d) + position (learned, counted from the newest event; or rotary) + event type
+  + log2 time gap. Options: attention scores also from content alone (`content_attention`, DIF-SR style),
+  an auxiliary next-item-attributes loss (`attribute_loss`).
 - Pre-norm causal blocks with torch's scaled_dot_product_attention (flash kernels on GPU).
-- Sequences are right-padded to the longest one in their batch (batches grouped by length), so causal
-  attention never sees padding and needs no mask; the loss is computed on real positions only.
+- Sequences are right-padded to the longest one in their batch, so causal attention never sees padding
+  and needs no mask; the loss is computed on real positions only. Batches group similar lengths but
+  hold about the same number of targets each (many short sequences or a few long ones): averaged per
+  batch, every target then weighs the same, as with random batches (grouping a fixed number of
+  sequences instead over-weights short histories and cost ~15% NDCG on Beauty).
 - Loss: full softmax cross-entropy over the catalog (default; items already in the history masked out,
-  as the strict evaluation protocol excludes them), or sampled softmax (in-batch + log-uniform
-  negatives with logQ correction) for catalogs too big for a full softmax.
+  as the strict evaluation protocol excludes them; optionally the next few items as soft targets), or
+  sampled softmax (in-batch + log-uniform negatives with logQ correction) for catalogs too big for it.
 - AdamW, linear warm-up then cosine decay; early stopping on validation NDCG@10 (best weights kept);
   resumable checkpoints; `torchrun --nproc_per_node N` runs DistributedDataParallel (gloo / nccl).
 """
@@ -23,6 +28,7 @@ Read top to bottom: config -> item content -> network -> training data -> losses
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -50,6 +56,7 @@ log = logging.getLogger(__name__)
 
 N_EVENT_TYPES = len(EventType) + 1  # code + 1; 0 = padding
 N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
+POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
 
 
 # ----------------------------------------------------------------------------- config
@@ -83,6 +90,10 @@ class TransformerConfig:
     future_targets: int = 1  # > 1: each position also learns the following items (full loss only) ...
     future_decay: float = 0.5  # ... the k-th next item weighted future_decay ** (k - 1)
     exclude_seen_in_loss: bool = True  # mask history items out of the softmax (matches the strict protocol)
+    # scores -= popularity_correction * log(1 + training count of the item): the last items of a history
+    # (validation / test targets) are rarer than training targets on average. None: chosen on the
+    # validation targets among POPULARITY_GRID (0 without validation).
+    popularity_correction: float | None = None
     # optimisation
     epochs: int = 60  # upper bound; early stopping usually ends sooner
     batch_size: int = 128  # sequences per batch on average (per process under torchrun); see length_batches
@@ -93,17 +104,19 @@ class TransformerConfig:
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (e.g. 0.999)
     eval_every: int = 2  # epochs between validation runs
     patience: int = 4  # validation runs without improvement before stopping
+    ensemble: int = 1  # members trained with seeds seed, seed + 1, ...; scores are their mean
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     num_threads: int = 0  # torch CPU threads while fitting; 0 = leave as is
     checkpoint_dir: str = ""  # resume from / save to this directory after every epoch
-    max_seconds: float = 0.0  # > 0: stop after the first epoch that ends past this training time (best kept)
+    max_seconds: float = 0.0  # > 0: stop after the first epoch that ends past this training time (best kept;
+    # for an ensemble the time of all members together)
     progress: bool = True  # progress bar on stderr
 
     def __post_init__(self) -> None:
         positive = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "epochs", "batch_size",
-                    "eval_every", "n_negatives", "future_targets")
+                    "eval_every", "n_negatives", "future_targets", "ensemble")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be positive, "
@@ -121,6 +134,9 @@ class TransformerConfig:
         if not 0.0 < self.future_decay <= 1.0:
             raise ConfigError(f"parameter 'future_decay' of model 'transformer' must be in (0, 1], "
                               f"got {self.future_decay}")
+        if self.popularity_correction is not None and self.popularity_correction < 0:
+            raise ConfigError("parameter 'popularity_correction' of model 'transformer' must be >= 0 or null, "
+                              f"got {self.popularity_correction}")
         for name in ("weight_decay", "warmup_epochs", "patience", "attribute_loss", "max_seconds", "min_lr_ratio"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
@@ -603,6 +619,13 @@ class Transformer(Recommender):
         self._table: Tensor | None = None
         self._out_table: Tensor | None = None
         self._content: Tensor | None = None
+        self.log_counts = np.zeros(0, dtype=np.float32)  # log(1 + training count) per item
+        self.popularity_correction = 0.0  # the correction in use (config value or chosen on validation)
+        self.popularity_search: dict[str, float] = {}  # validation NDCG per candidate correction
+        self._penalty: Tensor | None = None
+        self._item_factors: np.ndarray | None = None  # cache of `item_factors`
+        self._members: list[_Member] = []  # the trained networks (an ensemble when config.ensemble > 1)
+        self.best_epochs: list[int] = []
         self._device = torch.device("cpu")
 
     # ---------------------------------------------------------------- fit
@@ -615,16 +638,36 @@ class Transformer(Recommender):
         threads = torch.get_num_threads()
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
+        self.popularity_correction, self.popularity_search, self._members = 0.0, {}, []
+        members, self.best_epochs = [], []
+        started = time.perf_counter()
         try:
-            with torch.random.fork_rng(devices=[self._device] if self._device.type == "cuda" else []):
-                torch.manual_seed(cfg.seed)
-                self._train(train, catalog, validation, dist_)
+            for k in range(cfg.ensemble):
+                left = cfg.max_seconds - (time.perf_counter() - started) if cfg.max_seconds else 0.0
+                member_cfg = dataclasses.replace(cfg, seed=cfg.seed + k, max_seconds=max(left, 1e-3) if left else 0.0,
+                                                 checkpoint_dir=(str(Path(cfg.checkpoint_dir) / f"member-{k}")
+                                                                 if cfg.checkpoint_dir and cfg.ensemble > 1
+                                                                 else cfg.checkpoint_dir))
+                with torch.random.fork_rng(devices=[self._device] if self._device.type == "cuda" else []):
+                    torch.manual_seed(member_cfg.seed)
+                    member_log = self._train(member_cfg, train, catalog, validation, dist_)
+                self.training_log += [{**e, "member": k} if cfg.ensemble > 1 else e for e in member_log]
+                self.best_epochs.append(self.best_epoch)
+                members.append(self._current())
+            self._members = members
+            self.net, self.best_epoch = members[0].net, self.best_epochs[0]
+            self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
+            fixed = cfg.popularity_correction
+            self.popularity_correction = fixed if fixed is not None else (
+                self._choose_popularity_correction(validation, dist_) if validation is not None else 0.0)
+            self._finish(self.net)
         finally:
             torch.set_num_threads(threads)
 
-    def _train(self, train: Interactions, catalog: ItemCatalog | None, validation: RankingValidation | None,
-               dist_: Dist) -> None:
-        cfg, device = self.config, self._device
+    def _train(self, cfg: TransformerConfig, train: Interactions, catalog: ItemCatalog | None,
+               validation: RankingValidation | None, dist_: Dist) -> list[dict[str, Any]]:
+        """Train one network (one ensemble member) with config `cfg`; returns its training log."""
+        device = self._device
         seqs = build_sequences(train)
         windows = training_windows(seqs, cfg.max_len)
         if not len(windows):
@@ -645,7 +688,6 @@ class Transformer(Recommender):
         ckpt = Checkpointer(cfg.checkpoint_dir, _fingerprint(cfg, train)) if cfg.checkpoint_dir else None
         if ckpt is not None and ckpt.exists():
             state = ckpt.load(net, optimizer)
-            self.training_log = list(state.log)
             log.info("transformer: resumed from %s after epoch %d", cfg.checkpoint_dir, state.epoch)
         if cfg.ema and state.ema is None:
             state.ema = [p.detach().clone() for p in net.parameters()]
@@ -658,7 +700,7 @@ class Transformer(Recommender):
                 epoch = state.epoch + 1
                 t0, c0 = time.perf_counter(), time.process_time()
                 torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + dist_.rank)
-                loss = self._epoch(model, optimizer, seqs, windows, epoch, steps_per_epoch, state, dist_,
+                loss = self._epoch(cfg, model, optimizer, seqs, windows, epoch, steps_per_epoch, state, dist_,
                                    sampler, id_drop)
                 entry: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0,
                                          "cpu_seconds": time.process_time() - c0,
@@ -675,7 +717,6 @@ class Transformer(Recommender):
                 log.info("transformer epoch %d: %s", epoch, " ".join(
                     f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch"))
                 state.log.append(entry)
-                self.training_log.append(entry)
                 if ckpt is not None and dist_.main:
                     ckpt.save(net, optimizer, state)
                 advance(1, entry)
@@ -685,11 +726,12 @@ class Transformer(Recommender):
             _swap(net, state.ema)
         self.best_epoch = state.best_epoch or state.epoch
         self._finish(net)
+        return state.log
 
-    def _epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, seqs: Sequences, windows: np.ndarray,
-               epoch: int, steps_per_epoch: int, state: TrainState, dist_: Dist,
+    def _epoch(self, cfg: TransformerConfig, model: nn.Module, optimizer: torch.optim.Optimizer, seqs: Sequences,
+               windows: np.ndarray, epoch: int, steps_per_epoch: int, state: TrainState, dist_: Dist,
                sampler: tuple[Tensor, Tensor, Tensor] | None, id_drop: float) -> float:
-        cfg, device = self.config, self._device
+        device = self._device
         rng = np.random.default_rng([cfg.seed, epoch])
         batches = length_batches(windows, cfg.batch_size, rng)
         batches = batches[dist_.rank::dist_.world][:len(batches) // dist_.world]  # equal count on every rank
@@ -744,6 +786,26 @@ class Transformer(Recommender):
         net.train()
         return {f"val_{key}": ndcg, f"val_HR@{validation.k}": hr}
 
+    def _choose_popularity_correction(self, validation: RankingValidation, dist_: Dist) -> float:
+        """The POPULARITY_GRID value with the best validation NDCG@k (the smallest among equals)."""
+        assert self.net is not None
+        sums = np.zeros(len(POPULARITY_GRID))
+        mine = np.arange(dist_.rank, len(validation.queries), dist_.world)
+        log_counts = torch.from_numpy(self.log_counts).to(self._device)
+        for chunk in _by_length([validation.queries[r] for r in mine], validation.batch_size):
+            rows = mine[chunk]
+            raw = self._score_tensor([validation.queries[r] for r in rows])
+            for i, c in enumerate(POPULARITY_GRID):
+                ranks = _ranks(raw - c * log_counts, validation.targets[rows], _rows_of(validation.exclude, rows))
+                hit = ranks < validation.k
+                sums[i] += float(torch.where(hit, 1.0 / torch.log2(ranks + 2.0), 0.0).sum())
+        totals = np.array(_all_sum([*sums.tolist(), float(len(mine))], dist_, self._device))
+        ndcg = totals[:-1] / max(totals[-1], 1.0)
+        self.popularity_search = {str(c): float(v) for c, v in zip(POPULARITY_GRID, ndcg, strict=True)}
+        best = float(POPULARITY_GRID[int(np.argmax(ndcg))])
+        log.info("transformer: popularity correction %s (validation NDCG by value: %s)", best, self.popularity_search)
+        return best
+
     def _sharded_metrics(self, validation: RankingValidation, dist_: Dist) -> tuple[float, float]:
         """Validation NDCG@k / HR@k, ranked on the model's device with the rule of `ranking.target_ranks`;
         under torchrun each process ranks a share of the queries."""
@@ -761,20 +823,7 @@ class Transformer(Recommender):
         return ndcg_sum / max(count, 1.0), hit_sum / max(count, 1.0)
 
     def _target_ranks(self, queries: Sequence[Query], targets: np.ndarray, exclude: Any) -> Tensor:
-        """0-based rank of each target: items scoring higher + items scoring equal with a lower index,
-        after removing the excluded items (never the target)."""
-        scores = self._score_tensor(queries)  # (B, n_items)
-        with torch.inference_mode():
-            tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=scores.device)
-            if exclude is not None:
-                rows, cols = _exclusion_pairs(exclude)
-                rows_t = torch.from_numpy(rows).to(scores.device)
-                cols_t = torch.from_numpy(cols).to(scores.device)
-                keep = cols_t != tgt[rows_t]
-                scores[rows_t[keep], cols_t[keep]] = float("-inf")
-            t = scores.gather(1, tgt[:, None])
-            before = torch.arange(scores.shape[1], device=scores.device)[None, :] < tgt[:, None]
-            return ((scores > t) | ((scores == t) & before)).sum(1).double()
+        return _ranks(self._score_tensor(queries), targets, exclude)
 
     def _finish(self, net: SeqNet) -> None:
         """Switch to inference: eval mode and the item table computed once."""
@@ -784,6 +833,9 @@ class Transformer(Recommender):
             self._content = content.float() if content is not None and self.config.content_attention else None
             self._table = net.item_table(content=content).float()
             self._out_table = self._table[1:].T.contiguous()  # (d, n_items)
+            self._penalty, self._item_factors = None, None
+            if self.popularity_correction and len(self.log_counts):
+                self._penalty = self.popularity_correction * torch.from_numpy(self.log_counts).to(self._table.device)
 
     # ------------------------------------------------------------------ scoring
     def can_score(self, query: Query) -> bool:
@@ -804,15 +856,54 @@ class Transformer(Recommender):
         return self._score_tensor(queries).cpu().numpy()
 
     def _score_tensor(self, queries: Sequence[Query]) -> Tensor:
-        """(B, n_items) float32 scores on the model's device."""
-        assert self.net is not None and self._table is not None and self._out_table is not None
+        """(B, n_items) float32 scores on the model's device: the mean of the ensemble members' scores
+        (while a member trains, that member's alone), minus the popularity correction."""
         arrays = self._query_arrays(queries)
         batch = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
+        members = self._members or [self._current()]
         with torch.inference_mode():
-            with _autocast(self._device, self.config.precision):
-                last = self.net.encode(self._table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
-                                       last_only=True, content_table=self._content)  # (B, d)
-            return last.float() @ self._out_table  # float32: bf16 scores would create ties in the ranking
+            scores = self._member_scores(members[0], batch)
+            for member in members[1:]:
+                scores += self._member_scores(member, batch)
+            if len(members) > 1:
+                scores /= len(members)
+            return scores if self._penalty is None else scores - self._penalty
+
+    def _member_scores(self, m: _Member, batch: dict[str, Tensor]) -> Tensor:
+        with _autocast(self._device, self.config.precision):
+            last = m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
+                                last_only=True, content_table=m.content)  # (B, d)
+        return last.float() @ m.out_table  # float32: bf16 scores would create ties in the ranking
+
+    # -------------------------------------------------- inner-product view (serving's ANN candidates)
+    @property
+    def item_factors(self) -> np.ndarray:
+        """(n_items, D) item vectors with scores == user_vectors(queries) @ item_factors.T: the members' item
+        tables side by side, and a last column of minus the popularity correction when there is one."""
+        if self._item_factors is None:
+            members = self._members or [self._current()]
+            parts = [m.out_table.T.float().cpu().numpy() for m in members]
+            if self._penalty is not None:
+                parts.append(-self._penalty.float().cpu().numpy()[:, None])
+            self._item_factors = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+        return self._item_factors
+
+    def user_vectors(self, queries: Sequence[Query]) -> np.ndarray:
+        """(B, D) query vectors matching `item_factors`: each member's newest hidden state / n_members."""
+        arrays = self._query_arrays(queries)
+        batch = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
+        members = self._members or [self._current()]
+        with torch.inference_mode(), _autocast(self._device, self.config.precision):
+            parts = [m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
+                                  last_only=True, content_table=m.content).float() / len(members) for m in members]
+        if self._penalty is not None:
+            parts.append(torch.ones(len(queries), 1, device=parts[0].device))
+        return torch.cat(parts, dim=1).cpu().numpy()
+
+    def _current(self) -> _Member:
+        """The network being trained (or the only one), with its inference tables."""
+        assert self.net is not None and self._table is not None and self._out_table is not None
+        return _Member(self.net, self._table, self._out_table, self._content)
 
     def _query_arrays(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
         """Right-padded (B, L) arrays of each query's newest known items, event types and gap buckets."""
@@ -835,36 +926,69 @@ class Transformer(Recommender):
                 raise DataError(f"query {name} has {len(col)} entries for a history of {n} items")
         events = (np.asarray(q.event_types, dtype=np.int64) + 1 if q.event_types is not None
                   else np.full(n, self.default_event, dtype=np.int64))
-        gaps = (gap_buckets(np.asarray(q.timestamps), np.r_[False, np.ones(max(n - 1, 0), bool)])
-                if q.timestamps is not None else np.zeros(n, dtype=np.int64))
+        if q.timestamps is not None:
+            same_user = np.ones(n, dtype=bool)
+            same_user[:1] = False  # the first event has no previous one
+            gaps = gap_buckets(np.asarray(q.timestamps), same_user)
+        else:
+            gaps = np.zeros(n, dtype=np.int64)
         keep = np.flatnonzero(known)[-self.config.max_len:]
         return hist[keep] + 1, events[keep], gaps[keep]
 
     # ---------------------------------------------------------------- artifacts
     def _state(self) -> dict[str, np.ndarray]:
-        assert self.net is not None
-        return {k: v.detach().cpu().float().numpy() if v.is_floating_point() else v.detach().cpu().numpy()
-                for k, v in self.net.state_dict().items()}
+        """Member 0's tensors under their own names, member k's under "member{k}." + name."""
+        arrays: dict[str, np.ndarray] = {"log_counts": self.log_counts}
+        for k, m in enumerate(self._members or [self._current()]):
+            prefix = f"member{k}." if k else ""
+            arrays.update({prefix + name: v.detach().cpu().float().numpy() if v.is_floating_point()
+                           else v.detach().cpu().numpy() for name, v in m.net.state_dict().items()})
+        return arrays
 
     def _meta(self) -> dict[str, Any]:
         assert self.net is not None
         net = self.net
         return {"n_attributes": (net.attributes.weight.shape[0] - 1) if net.attributes is not None else 0,
-                "best_epoch": self.best_epoch, "default_event": self.default_event}
+                "best_epoch": self.best_epoch, "best_epochs": self.best_epochs, "default_event": self.default_event,
+                "n_members": max(len(self._members), 1),
+                "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        content = ItemContent(attr_flat=arrays["attr_flat"], attr_offsets=arrays["attr_offsets"],
-                              n_attributes=int(meta["n_attributes"]), text=arrays["text_vectors"])
-        net = SeqNet(self.config, self.n_items, content, trained=arrays["trained_mask"][:, 0] > 0)
-        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
-        self.best_epoch = int(meta.get("best_epoch", 0))
-        self.default_event = int(meta.get("default_event", self.default_event))
         self._device = torch.device("cpu")
-        self.net = net
-        self._finish(net)
+        self.log_counts = np.asarray(arrays.get("log_counts", np.zeros(self.n_items)), dtype=np.float32)
+        self.popularity_correction = float(meta.get("popularity_correction", 0.0))
+        self.popularity_search = dict(meta.get("popularity_search", {}))
+        self.best_epoch = int(meta.get("best_epoch", 0))
+        self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
+        self.default_event = int(meta.get("default_event", self.default_event))
+        members = []
+        for k in range(int(meta.get("n_members", 1))):
+            prefix = f"member{k}." if k else ""
+            mine = {name[len(prefix):]: v for name, v in arrays.items()
+                    if name.startswith(prefix) and (k or not name.startswith("member")) and name != "log_counts"}
+            content = ItemContent(attr_flat=mine["attr_flat"], attr_offsets=mine["attr_offsets"],
+                                  n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"])
+            net = SeqNet(self.config, self.n_items, content, trained=mine["trained_mask"][:, 0] > 0)
+            net.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in mine.items()})
+            self.net = net
+            self._finish(net)
+            members.append(self._current())
+        self._members = members
+        self.net = members[0].net
+        self._finish(self.net)
 
 
 # ------------------------------------------------------------------------ helpers
+@dataclass(frozen=True)
+class _Member:
+    """One trained network of the ensemble and its inference tables."""
+
+    net: SeqNet
+    table: Tensor  # (n_items + 1, d) item vectors
+    out_table: Tensor  # (d, n_items) the same, transposed for scoring
+    content: Tensor | None  # (n_items + 1, d) content part, for content attention
+
+
 def _pick_device(name: str) -> torch.device:
     """"auto": the GPU when there is one; under torchrun each process takes the GPU of its LOCAL_RANK."""
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
@@ -917,6 +1041,23 @@ def _sample_negatives(sampler: tuple[Tensor, Tensor, Tensor], n_neg: int, n_targ
     q[order] += n_neg * p_rank
     q[0] = 1.0
     return order[ranks], torch.log(q.clamp(min=1e-12)).float()
+
+
+def _ranks(scores: Tensor, targets: np.ndarray, exclude: Any) -> Tensor:
+    """0-based rank of each row's target (rule of `ranking.target_ranks`): items scoring higher + items
+    scoring equal with a lower index, after removing the excluded items (never the target)."""
+    with torch.inference_mode():
+        scores = scores.clone()
+        tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=scores.device)
+        if exclude is not None:
+            rows, cols = _exclusion_pairs(exclude)
+            rows_t = torch.from_numpy(rows).to(scores.device)
+            cols_t = torch.from_numpy(cols).to(scores.device)
+            keep = cols_t != tgt[rows_t]
+            scores[rows_t[keep], cols_t[keep]] = float("-inf")
+        t = scores.gather(1, tgt[:, None])
+        before = torch.arange(scores.shape[1], device=scores.device)[None, :] < tgt[:, None]
+        return ((scores > t) | ((scores == t) & before)).sum(1).double()
 
 
 def _swap(net: nn.Module, other: list[Tensor]) -> None:
