@@ -2,7 +2,8 @@
 SQLite, PostgreSQL and MySQL/MariaDB (each backend gets a scratch database for the test session; a
 server that cannot be reached skips its tests with the reason; CI starts both servers).
 
-Area-specific fixtures live in tests/<area>/conftest.py."""
+Also `services` (fresh services over a SQLite file) and `shop` (a synthetic platform with an active itemknn
+model), used by the service, API and explanation tests. Area-specific fixtures live in tests/<area>/conftest.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from shoprec.service import Services
+from shoprec.service.testing import ReadyPlatform, local_services, synthetic_platform
 from shoprec.settings import Settings
 from shoprec.storage import create_db
 from shoprec.storage.testing import ServerUnavailable, scratch_database
@@ -25,6 +28,18 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real datasets not found at {path} (set SHOPREC_DATA_DIR); skipping real-data test")
     return path
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    svc = local_services(tmp_path)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def shop(services: Services) -> ReadyPlatform:
+    return synthetic_platform(services, "shop")
 
 
 BACKEND_PARAMS = [

@@ -1,28 +1,15 @@
-"""Fixtures: the app over fresh services (SQLite file) with a synthetic platform and an active itemknn model."""
+"""Fixtures: the app over the `services` and `shop` fixtures of tests/conftest.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from shoprec.api import create_app
 from shoprec.service import Services
-from shoprec.service.testing import ReadyPlatform, local_services, synthetic_platform
-
-
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    svc = local_services(tmp_path)
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def shop(services: Services) -> ReadyPlatform:
-    return synthetic_platform(services, "shop")
+from shoprec.service.testing import ReadyPlatform
 
 
 @pytest.fixture

@@ -92,3 +92,23 @@ def test_oversized_and_malformed_bodies(client: TestClient) -> None:
     assert client.post("/v1/events", json={"user_id": "u"}).status_code == 422
     assert client.put("/v1/items", json=[{"item_id": "a", "price": "cheap"}]).status_code == 422
     assert client.put("/v1/items", json=[{"item_id": "a", "available": "yes"}]).status_code == 422
+
+
+def test_storage_errors_answer_503_without_database_details(client: TestClient, services: Services,
+                                                            shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """The database's address and the driver's message (which can quote other platforms' values) stay in the
+    server log; the caller learns only that storage failed."""
+    from shoprec.errors import StorageError
+
+    detail = "cannot read the user in database postgresql://shoprec@db.internal/prod: duplicate 'other-shop-secret'"
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise StorageError(detail)
+
+    monkeypatch.setattr(services.data, "get_user", fail)
+    with caplog.at_level("WARNING"):
+        res = client.get(f"/v1/users/{shop.user_ids[0]}")
+    assert res.status_code == 503 and res.json()["error"] == "storage_unavailable"
+    assert "db.internal" not in res.text and "other-shop-secret" not in res.text
+    assert detail in caplog.text

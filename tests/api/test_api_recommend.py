@@ -21,7 +21,7 @@ def test_recommendations_shape_filters_and_paging(client: TestClient, shop: Read
     resp = client.get(f"/v1/users/{user}/recommendations", params={"k": 5})
     body = resp.json()
     assert set(body) >= {"recommendation_id", "model", "items"} and body["model"] == "itemknn"
-    assert len(body["items"]) == 5 and body["items"][0]["reason"]["source"] == "personal"
+    assert len(body["items"]) == 5 and body["items"][0]["reason"]["level"] == "personal"
     page2 = client.get(f"/v1/users/{user}/recommendations",
                        params={"k": 5, "offset": 5, "recommendation_id": body["recommendation_id"]})
     assert not set(_ids(page2)) & set(_ids(resp))
@@ -35,7 +35,7 @@ def test_recommendations_shape_filters_and_paging(client: TestClient, shop: Read
 
 def test_unknown_user_gets_a_cold_start_list_and_bad_params_a_4xx(client: TestClient) -> None:
     resp = client.get("/v1/users/nobody/recommendations")
-    assert len(_ids(resp)) == 10 and resp.json()["items"][0]["reason"]["source"] == "popular"
+    assert len(_ids(resp)) == 10 and resp.json()["items"][0]["reason"]["level"] == "popular"
     for params in ({"k": 0}, {"k": 1000}, {"k": "ten"}, {"min_price": "nan"}, {"min_price": 5, "max_price": 1},
                    {"offset": -1}):
         r = client.get("/v1/users/nobody/recommendations", params=params)
@@ -50,8 +50,8 @@ def test_an_event_changes_the_next_list_at_once(client: TestClient, shop: ReadyP
                        ).status_code == 200
     after = client.get("/v1/users/fresh/recommendations").json()
     assert [i["item_id"] for i in after["items"]] != before
-    assert after["items"][0]["reason"] == {**after["items"][0]["reason"], "source": "session",
-                                           "because": [shop.item_ids[9]]}
+    assert after["items"][0]["reason"] == {**after["items"][0]["reason"], "level": "session",
+                                           "because_of": [shop.item_ids[9]]}
 
 
 def test_similar_session_and_feedback(client: TestClient, shop: ReadyPlatform) -> None:
@@ -59,7 +59,7 @@ def test_similar_session_and_feedback(client: TestClient, shop: ReadyPlatform) -
     assert item not in _ids(client.get(f"/v1/items/{item}/similar", params={"k": 4}))
     assert client.get("/v1/items/ghost/similar").status_code == 404
     sess = client.post("/v1/sessions/recommendations", json={"history": [{"item_id": item, "type": "view"}], "k": 3})
-    assert len(_ids(sess)) == 3 and sess.json()["items"][0]["reason"]["source"] == "session"
+    assert len(_ids(sess)) == 3 and sess.json()["items"][0]["reason"]["level"] == "session"
     user = shop.user_ids[1]
     rec = client.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json()
     top = rec["items"][0]["item_id"]

@@ -109,4 +109,4 @@ def test_cli_train_prints_json_and_the_served_list_follows(server: tuple[str, st
                 break
             assert time.monotonic() - t0 < 1.0, "an event did not change the list within 1 s"
             time.sleep(0.01)
-        assert answer["items"][0]["reason"]["source"] == "session"
+        assert answer["items"][0]["reason"]["level"] == "session"

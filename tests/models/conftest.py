@@ -35,6 +35,7 @@ SMALL_CONFIGS: dict[str, dict[str, Any]] = {
     "transformer": {"epochs": 15, "embedding_size": 32, "ffn_size": 64, "n_blocks": 1, "batch_size": 32,
                     "dropout": 0.0, "attention_dropout": 0.0, "use_text": False, "device": "cpu",
                     "num_threads": 1, "progress": False, "eval_every": 1, "patience": 0},
+    "cross": {"regularization": 1.0},
 }
 
 # (parameter, value) that each model's config must reject with a ConfigError naming the parameter.
@@ -44,6 +45,7 @@ BAD_VALUES: dict[str, tuple[str, Any]] = {
     "ease": ("regularization", -1.0),
     "als": ("factors", 0),
     "bpr": ("learning_rate", 0.0),
+    "cross": ("regularization", 0.0),
 }
 GENERIC_POSITIVE = ("epochs", "factors", "embedding_size", "batch_size", "iterations", "neighbors")
 

@@ -33,10 +33,15 @@ def test_ann_recall_against_exact_scoring() -> None:
     assert recall_at(index.search(queries, 20)[0], exact) < recall_at(approx, exact)
 
 
-def test_large_catalog_uses_ann_candidates_and_filters_hold(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("model", "params"), [
+    ("als", {"factors": 8, "iterations": 3}),
+    ("transformer", {"epochs": 1, "embedding_size": 16, "ffn_size": 32, "progress": False,
+                     "popularity_correction": 0.2}),
+])
+def test_large_catalog_uses_ann_candidates_and_filters_hold(tmp_path: Path, model: str, params: dict) -> None:
     svc = local_services(tmp_path, ann_threshold=10, ann_candidates=30, page_depth=5, list_depth=10, max_k=5)
     try:
-        shop = synthetic_platform(svc, "shop", model="als", params={"factors": 8, "iterations": 3})
+        shop = synthetic_platform(svc, "shop", model=model, params=params)
         served = svc.models.get("shop")
         assert served is not None and served.ann is not None and vector_scorer(served.model) is not None
         user = shop.user_ids[0]
@@ -46,7 +51,7 @@ def test_large_catalog_uses_ann_candidates_and_filters_hold(tmp_path: Path) -> N
         narrow = svc.recommend.recommend("shop", user, k=5, filters=Filters(category=category))
         cats = {i.item_id: i.category for i in shop.data.items}
         assert all(cats[i["item_id"]] == category for i in narrow["items"])
-        personal = [i for i in narrow["items"] if i["reason"]["source"] == "personal"]
+        personal = [i for i in narrow["items"] if i["reason"]["level"] == "personal"]
         assert all("candidates" not in i["reason"] for i in personal)  # too few candidates: scored in full
     finally:
         svc.close()

@@ -28,6 +28,23 @@ def test_train_registers_evaluates_and_activates(services: Services, shop: Ready
         services.store.train("shop", "no-such-model")
 
 
+def test_train_fits_under_the_given_feature_hooks(services: Services, shop: ReadyPlatform) -> None:
+    """Feature hooks change what the model learns: popularity by purchases alone differs from the default
+    weighting of every event type, and the stored model records the hooks."""
+    import numpy as np
+
+    from shoprec.models.base import Query, load_model
+
+    plain = services.store.train("shop", "popular", {"weighted": True}, evaluate=False)
+    bought = services.store.train("shop", "popular", {"weighted": True}, evaluate=False, features={
+        "weight.view": 0.0, "weight.click": 0.0, "weight.cart": 0.0, "weight.purchase": 1.0})
+    assert bought["features"]["weight.view"] == 0.0 and "features" not in plain
+    plain_scores, bought_scores = (load_model(Path(r["path"])).score([Query(user=None)])[0] for r in (plain, bought))
+    assert not np.allclose(plain_scores, bought_scores)
+    listed = {m["model_id"]: m for m in services.store.list_models("shop")}
+    assert listed[bought["model_id"]]["config"]["features"]["weight.purchase"] == 1.0
+
+
 def test_activation_swaps_the_served_model(services: Services, shop: ReadyPlatform) -> None:
     user = shop.user_ids[0]
     assert services.recommend.recommend("shop", user, k=3)["model"] == "itemknn"
@@ -88,11 +105,11 @@ def test_workers_share_history_through_redis(tmp_path: Path) -> None:
     a, b = workers
     try:
         shop = synthetic_platform(a, "shop")
-        assert b.recommend.recommend("shop", "visitor", k=3)["items"][0]["reason"]["source"] == "popular"
+        assert b.recommend.recommend("shop", "visitor", k=3)["items"][0]["reason"]["level"] == "popular"
         a.data.add_events("shop", [EventRecord("visitor", shop.item_ids[4], "view", time.time() - 1)])
         warm = b.recommend.recommend("shop", "visitor", k=3)
-        assert warm["items"][0]["reason"]["source"] == "session"
-        assert warm["items"][0]["reason"]["because"] == [shop.item_ids[4]]
+        assert warm["items"][0]["reason"]["level"] == "session"
+        assert warm["items"][0]["reason"]["because_of"] == [shop.item_ids[4]]
         page = a.recommend.recommend("shop", "visitor", k=3, offset=3, recommendation_id=warm["recommendation_id"])
         assert not {i["item_id"] for i in page["items"]} & {i["item_id"] for i in warm["items"]}
     finally:

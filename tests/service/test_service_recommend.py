@@ -19,7 +19,7 @@ def _ids(answer: dict) -> list[str]:
 
 
 def _sources(answer: dict) -> set[str]:
-    return {i["reason"]["source"] for i in answer["items"]}
+    return {i["reason"]["level"] for i in answer["items"]}
 
 
 def test_known_user_gets_a_personal_list_without_seen_purchased_or_disliked_items(
@@ -29,10 +29,10 @@ def test_known_user_gets_a_personal_list_without_seen_purchased_or_disliked_item
         answer = services.recommend.recommend("shop", user, k=10)
         ids = _ids(answer)
         assert len(ids) == 10 and len(set(ids)) == 10
-        assert answer["items"][0]["reason"]["source"] == "personal"
-        assert answer["items"][0]["reason"]["model"] == "itemknn"
+        assert answer["items"][0]["reason"]["level"] == "personal"
+        assert answer["items"][0]["reason"]["source"] == "itemknn"
         assert not set(ids) & (set(state.history) | state.purchased | state.disliked)
-        scores = [i["score"] for i in answer["items"] if i["reason"]["source"] == "personal"]
+        scores = [i["score"] for i in answer["items"] if i["reason"]["level"] == "personal"]
         assert scores == sorted(scores, reverse=True)
 
 
@@ -42,8 +42,8 @@ def test_new_user_gets_popular_items_and_an_event_personalises_at_once(services:
     item = shop.item_ids[7]
     services.data.add_events("shop", [EventRecord("brand-new-user", item, "view", time.time() - 1)])
     warm = services.recommend.recommend("shop", "brand-new-user", k=5)
-    assert warm["items"][0]["reason"]["source"] == "session"
-    assert warm["items"][0]["reason"]["because"] == [item]
+    assert warm["items"][0]["reason"]["level"] == "session"
+    assert warm["items"][0]["reason"]["because_of"] == [item]
     assert item not in _ids(warm)  # seen items are left out by default
     seen = services.recommend.recommend("shop", "brand-new-user", k=50, filters=Filters(include_seen=True))
     assert _ids(seen) != _ids(warm)[:50]
@@ -129,12 +129,12 @@ def test_category_context_comes_before_overall_popularity(services: Services) ->
 def test_similar_items_and_a_new_item_through_its_text(services: Services, shop: ReadyPlatform) -> None:
     known = shop.item_ids[0]
     sim = services.recommend.similar("shop", known, k=5)
-    assert sim["items"][0]["reason"]["source"] == "item_to_item" and known not in _ids(sim)
+    assert sim["items"][0]["reason"]["level"] == "item_to_item" and known not in _ids(sim)
     twin = shop.data.items[1]
     services.data.upsert_items("shop", [ItemRecord(item_id="fresh", title=twin.title, category=twin.category,
                                                    brand=twin.brand, description=twin.description)])
     new = services.recommend.similar("shop", "fresh", k=5)
-    assert new["items"][0]["reason"]["source"] == "content"
+    assert new["items"][0]["reason"]["level"] == "content"
     assert new["items"][0]["item_id"] == twin.item_id
     with pytest.raises(NotFound):
         services.recommend.similar("shop", "no-such-item", k=5)
@@ -143,7 +143,7 @@ def test_similar_items_and_a_new_item_through_its_text(services: Services, shop:
 def test_session_recommendations_for_an_anonymous_visitor(services: Services, shop: ReadyPlatform) -> None:
     history = shop.item_ids[2:4]
     answer = services.recommend.session("shop", history, k=5)
-    assert answer["items"][0]["reason"]["source"] == "session"
+    assert answer["items"][0]["reason"]["level"] == "session"
     assert not set(_ids(answer)) & set(history)
     assert len(_ids(services.recommend.session("shop", ["unknown-item"], k=5))) == 5
 
@@ -164,3 +164,39 @@ def test_bad_k_and_prices_are_refused(services: Services, shop: ReadyPlatform) -
         services.recommend.recommend("shop", "u", k=0)
     with pytest.raises(DataError, match="min_price"):
         Filters(min_price=10, max_price=1)
+
+
+def test_the_served_model_reads_event_types_and_times_as_offline_evaluation_does(tmp_path: Path) -> None:
+    """A sequence model trained on event types and time gaps gets them online too (no train/serve skew):
+    the query of a known user's list carries the types and timestamps of the stored history, and the
+    list's top scores are the model's scores of exactly that query."""
+    import numpy as np
+
+    from shoprec.models.base import Query
+    from shoprec.types import EventType
+
+    svc = local_services(tmp_path)
+    try:
+        shop = synthetic_platform(svc, "shop", model="transformer", params={
+            "epochs": 1, "embedding_size": 16, "ffn_size": 32, "progress": False, "popularity_correction": 0.0})
+        served = svc.models.get("shop")
+        assert served is not None
+        seen: list[Query] = []
+        score = served.model.score
+
+        def spy(queries: list[Query]) -> np.ndarray:
+            seen.extend(queries)
+            return score(queries)
+
+        served.model.score = spy  # type: ignore[method-assign]
+        user = shop.user_ids[0]
+        svc.recommend.recommend("shop", user, k=5)
+        state = svc.users.get("shop", user)
+        query = seen[0]
+        assert query.event_types is not None and query.timestamps is not None
+        assert len(query.event_types) == len(query.history) == len(state.history)
+        assert query.event_types.tolist() == [EventType.parse(t).code for t in state.history_types]
+        assert np.all(np.diff(query.timestamps) >= 0)
+        assert len(set(state.history_types)) > 1  # the synthetic shop mixes views, carts and purchases
+    finally:
+        svc.close()

@@ -112,3 +112,41 @@ def test_tune_on_a_platform_stores_best_params_that_train_tuned_can_find(events,
     configs = list((tmp_path / "models").rglob("config.json"))  # the stored artifact of that model
     assert len(configs) == 1
     assert json.loads(configs[0].read_text())["config"]["recent_days"] == 10.0
+
+
+def test_train_tuned_applies_the_tuned_feature_hooks(events, tmp_path, monkeypatch):
+    """A feature hook the study tuned (here: views weigh nothing) reaches `train --tuned`'s fit."""
+    from shoprec.datasets import read_records
+    from shoprec.ingest.pipeline import ingest
+    from shoprec.storage.engine import create_db
+    from shoprec.tuning import tuned_record
+
+    db = f"sqlite:///{tmp_path / 'features.db'}"
+    engine = create_db(db)
+    ingest(engine, "shop", read_records("events-csv", events.split(":", 1)[1]))
+    engine.dispose()
+    space = '{"recent_days": [10.0], "features.weight.view": [0.0]}'
+    res = run(["tune", "--platform", "shop", "--model", "popular", "--space", space, "--search", "grid",
+               "--folds", "2", "--no-test"], db)
+    assert res.exit_code == 0, res.output
+    assert tuned_record(db, platform="shop", model="popular")["best_features"] == {"weight.view": 0.0}
+    monkeypatch.setenv("SHOPREC_MODEL_DIR", str(tmp_path / "models"))
+    trained = run(["train", "--platform", "shop", "--model", "popular", "--tuned", "--no-evaluate"], db)
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["features"] == {"weight.view": 0.0}
+
+
+def test_train_rejects_a_bad_feature_value_before_any_work(tmp_path):
+    from shoprec.errors import ConfigError
+    from shoprec.service.cache import LocalCache
+    from shoprec.service.models import ModelStore
+    from shoprec.service.platform import PlatformService
+    from shoprec.storage.engine import create_db
+
+    engine = create_db(f"sqlite:///{tmp_path / 'bad.db'}")
+    try:
+        store = ModelStore(engine, PlatformService(engine, LocalCache()), tmp_path / "models")
+        with pytest.raises(ConfigError, match=r"features\.weight\.view"):
+            store.train("shop", "popular", {}, features={"weight.view": -1.0})
+    finally:
+        engine.dispose()

@@ -6,19 +6,22 @@ OpenAPI docs at /docs; every route under /v1 needs X-API-Key (health and /metric
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
-from shoprec import __version__
+from shoprec import __version__, dashboard
 from shoprec.api import errors
 from shoprec.api import metrics as metrics_module
-from shoprec.api.routes import data, health, models, recommend
+from shoprec.api.auth import RateLimited, rate_limited_handler
+from shoprec.api.limits import RequestGuard
+from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend
+from shoprec.privacy.retention import start_retention
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.settings import Settings
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = ServingConfig.max_body_bytes
 
 
 def create_app(settings: Settings, config: ServingConfig | None = None, *, services: Services | None = None
@@ -31,7 +34,10 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
         if app.state.services is None:
             app.state.services = build_services(settings, config)
         app.state.services.models.load_all()
+        retention = start_retention(app.state.services)  # SHOPREC_RETENTION_DAYS: purge hourly
         yield
+        if retention is not None:
+            retention.stop()
         if owned and app.state.services is not None:
             app.state.services.close()
 
@@ -40,20 +46,13 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     app.state.services = services
     app.state.metrics = metrics_module.Metrics()
     errors.install(app)
+    app.add_exception_handler(RateLimited, rate_limited_handler)
     metrics_module.install(app, app.state.metrics)
-    _limit_body(app)
-    for module in (data, recommend, models, health):
+    app.add_middleware(RequestGuard, default_limit=DEFAULT_MAX_BODY_BYTES)  # sizes, unstorable text
+    for module in (data, recommend, models, experiments, keys, privacy, health):
         app.include_router(module.router)
+    dashboard.install(app)  # /dashboard: the operator pages (admin key)
     return app
-
-
-def _limit_body(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return errors.error_response(413, "too_large", f"request body over {MAX_BODY_BYTES:,} bytes")
-        return await call_next(request)
 
 
 def app_from_env() -> FastAPI:

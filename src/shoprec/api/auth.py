@@ -1,15 +1,42 @@
-"""Authentication: every request carries X-API-Key. A platform key acts on its own platform only; the
-admin key (SHOPREC_ADMIN_KEY) names the platform it acts on with X-Platform."""
+"""Authentication and authorisation, in one place for every route.
+
+Every /v1 request carries X-API-Key. A platform key acts on its own platform only; the admin key
+(SHOPREC_ADMIN_KEY) names the platform it acts on with X-Platform and holds every scope.
+
+Scopes are enforced here, centrally, by `get_principal` (which every authenticated route depends on,
+through PlatformDep, PrincipalDep, AdminDep or PlatformAdminDep), so a new route is covered without doing
+anything: GET and HEAD need `read`, other methods need `write`, and a route that depends on
+PlatformAdminDep or AdminDep needs `admin` instead. The per-key rate limit (SHOPREC_RATE_LIMIT) is
+taken here too: 429 with Retry-After when a key's bucket is empty.
+
+    AdminDep          the deployment admin key only (creating platforms)
+    PlatformAdminDep  the acting platform, for a key with the `admin` scope (key management, audit log)
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.routing import APIRoute
 
 from shoprec.errors import DataError
 from shoprec.service import Services
+from shoprec.service.config import parse_rate_limit
 from shoprec.service.platform import Principal
+from shoprec.service.ratelimit import RateLimiter, make_rate_limiter
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class RateLimited(Exception):
+    """A key's bucket is empty: answered 429 with Retry-After (seconds, rounded up)."""
+
+    def __init__(self, key_id: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(f"rate limit of API key {key_id} exceeded; retry after {retry_after_s:.2f} s")
 
 
 def get_services(request: Request) -> Services:
@@ -20,11 +47,52 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_principal(services: ServicesDep, x_api_key: Annotated[str | None, Header(max_length=512)] = None
-                  ) -> Principal:
+def _rate_limiter(request: Request, services: Services) -> RateLimiter | None:
+    """The app's limiter, built on first use from the serving config (the services exist by then)."""
+    state = request.app.state
+    if not hasattr(state, "rate_limiter"):
+        state.rate_limiter = make_rate_limiter(parse_rate_limit(services.config.rate_limit), services.cache)
+    limiter: RateLimiter | None = state.rate_limiter
+    return limiter
+
+
+def required_scope(request: Request) -> str:
+    """The scope the matched route needs: admin for admin routes, else read (GET/HEAD) or write."""
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute) and _needs_admin(route):
+        return "admin"
+    return "read" if request.method in READ_METHODS else "write"
+
+
+def _needs_admin(route: APIRoute) -> bool:
+    cached: bool | None = getattr(route, "_shoprec_needs_admin", None)
+    if cached is None:
+        calls: list[Callable[..., Any] | None] = []
+        stack = [route.dependant]
+        while stack:
+            dep = stack.pop()
+            calls.append(dep.call)
+            stack.extend(dep.dependencies)
+        cached = any(c in (require_admin, get_admin_platform) for c in calls)
+        route._shoprec_needs_admin = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def get_principal(request: Request, services: ServicesDep,
+                  x_api_key: Annotated[str | None, Header(max_length=512)] = None) -> Principal:
+    """The caller, after the rate limit and the scope check of the matched route."""
     principal = services.platforms.authenticate(x_api_key)
     if principal is None:
-        raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
+        raise HTTPException(401, "missing, unknown or revoked API key (header X-API-Key)")
+    limiter = _rate_limiter(request, services)
+    if limiter is not None:
+        wait = limiter.acquire(principal.actor)
+        if wait > 0:
+            raise RateLimited(principal.actor, wait)
+    scope = required_scope(request)
+    if not principal.allows(scope):
+        held = ", ".join(sorted(principal.scopes)) or "none"
+        raise HTTPException(403, f"API key {principal.key_id} lacks the {scope!r} scope (it has: {held})")
     return principal
 
 
@@ -44,7 +112,8 @@ def get_platform(services: ServicesDep, principal: PrincipalDep,
         return x_platform
     if x_platform and x_platform != principal.platform:
         raise HTTPException(403, "this API key belongs to another platform")
-    assert principal.platform is not None
+    if principal.platform is None:  # pragma: no cover - a platform key always names its platform
+        raise HTTPException(401, "this API key names no platform")
     return principal.platform
 
 
@@ -56,3 +125,21 @@ def require_admin(principal: PrincipalDep) -> Principal:
 
 PlatformDep = Annotated[str, Depends(get_platform)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+def get_admin_platform(platform: PlatformDep) -> str:
+    """The acting platform of a key with the `admin` scope (get_principal has checked the scope)."""
+    return platform
+
+
+PlatformAdminDep = Annotated[str, Depends(get_admin_platform)]
+
+
+def rate_limited_handler(request: Request, exc: Exception) -> Any:
+    """429 JSON in the house shape, with Retry-After in whole seconds."""
+    from shoprec.api.errors import error_response
+
+    assert isinstance(exc, RateLimited)
+    response = error_response(429, "rate_limited", str(exc))
+    response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return response

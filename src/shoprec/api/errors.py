@@ -64,6 +64,14 @@ def _shoprec(status: int, error: str) -> Any:
     return handler
 
 
+def _storage(request: Request, exc: Exception) -> JSONResponse:
+    """503 without the database's address or the driver's message (which may quote stored values of any
+    platform): those go to the server log only."""
+    log.warning("storage error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "storage_unavailable", "the database could not complete this request; "
+                          "retry later (details are in the server log)")
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", f"unexpected {type(exc).__name__}; see the server log")
@@ -78,5 +86,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Forbidden, _shoprec(403, "forbidden"))
     app.add_exception_handler(ConfigError, _shoprec(422, "invalid_config"))
     app.add_exception_handler(DataError, _shoprec(422, "invalid_request"))
-    app.add_exception_handler(StorageError, _shoprec(503, "storage_unavailable"))
+    app.add_exception_handler(StorageError, _storage)
     app.add_exception_handler(Exception, _unexpected)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoprec.ingest.records import EventRecord, ItemRecord, UserRecord
+from shoprec.ingest.records import EventRecord, Identity, ItemRecord, UserRecord
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
 from shoprec.types import EventType
 
@@ -42,12 +42,21 @@ class ItemIn(Strict):
         return ItemRecord(**self.model_dump())
 
 
+class IdentityIn(Strict):
+    """The person behind a user, for linking platforms: only a keyed hash of it is stored."""
+
+    type: Literal["email", "phone", "loyalty"]
+    value: Annotated[str, Field(min_length=1, max_length=320)]
+
+
 class UserIn(Strict):
     user_id: Id
     attributes: dict[str, Any] = Field(default_factory=dict)
+    identity: IdentityIn | None = None
 
     def to_record(self) -> UserRecord:
-        return UserRecord(user_id=self.user_id, attributes=self.attributes)
+        identity = None if self.identity is None else Identity(self.identity.type, self.identity.value)
+        return UserRecord(user_id=self.user_id, attributes=self.attributes, identity=identity)
 
 
 class EventIn(Strict):
@@ -147,6 +156,8 @@ class RecommendationOut(BaseModel):
     model: str | None
     offset: int
     items: list[RecommendedItem]
+    experiment: str | None = None  # the running experiment that chose this list (user lists only)
+    variant: str | None = None
 
 
 class FeedbackOut(BaseModel):
@@ -188,3 +199,56 @@ class ErrorOut(BaseModel):
     error: str
     message: str
     errors: list[ErrorDetail] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ explanations and experiments
+class ExplanationOut(BaseModel):
+    user_id: str
+    item_id: str
+    model: str | None
+    score: float
+    reason: dict[str, Any]
+    experiment: str | None = None
+    variant: str | None = None
+
+
+class VariantIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    model_id: Annotated[str, Field(min_length=1, max_length=32)]
+    share: Annotated[float, Field(gt=0, le=1)]
+
+
+class ExperimentIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    variants: Annotated[list[VariantIn], Field(min_length=2, max_length=10)]
+    start: float | None = None  # unix seconds; now when absent
+    end: float | None = None  # unix seconds; runs until stopped when absent
+
+
+class VariantOut(BaseModel):
+    name: str
+    model_id: str
+    share: float
+
+
+class ExperimentOut(BaseModel):
+    experiment_id: str
+    name: str
+    variants: list[VariantOut]
+    start: float
+    end: float | None
+    stopped_at: float | None
+    created_at: float
+    status: str
+
+
+class ExperimentResultsOut(BaseModel):
+    experiment_id: str
+    name: str
+    status: str
+    start: float
+    end: float | None
+    stopped_at: float | None
+    control: str
+    attribution_window_s: float
+    variants: list[dict[str, Any]]

@@ -62,6 +62,8 @@ def import_command(settings: Settings, path: Path, fmt: str, platform: str, repo
     Importing the same data again adds nothing (exact duplicate events are rejected as `duplicate`).
     Exits non-zero only when nothing could be imported.
     """
+    from shoprec.privacy import Privacy
+
     _check_source(path, fmt)
     engine = create_db(settings.database_url)
     try:
@@ -71,7 +73,8 @@ def import_command(settings: Settings, path: Path, fmt: str, platform: str, repo
             raise DataError(f"{path}: cannot read it as {fmt}: {exc}") from None
         with _progress(f"importing {path.name}") as update:
             report = ingest(engine, platform, records, cleaning=False if no_clean else None, batch_size=batch_size,
-                            progress=update, source=str(path), fmt=fmt)
+                            progress=update, source=str(path), fmt=fmt,
+                            privacy=Privacy.from_settings(settings))  # pseudonymised ids, identity hashes
     finally:
         engine.dispose()
     click.echo(report.render(), err=True)

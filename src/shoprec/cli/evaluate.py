@@ -17,6 +17,7 @@ import click
 
 from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
+from shoprec.evaluation.cdr import CDR_SPLITS, CDR_TRAINING
 from shoprec.evaluation.protocols import PROTOCOLS, RATING_PROTOCOLS, EvalConfig, FoldData, ModelFactory, run_protocol
 from shoprec.models.base import config_to_dict, create_model, get_model_class
 
@@ -59,6 +60,18 @@ def parse_ks(value: str) -> tuple[int, ...]:
     if not ks or min(ks) <= 0:
         raise click.BadParameter(f"expected positive integers, got {value!r}", param_hint="--k")
     return ks
+
+
+def with_dp_epsilon(model_name: str, params: dict[str, Any], epsilon: float | None) -> dict[str, Any]:
+    """`--dp-epsilon E`: the parameters plus dp_epsilon = E and the settings DP-SGD needs (the model config's
+    DP_SETTINGS, e.g. mf's solver 'sgd' and implicit false) unless the parameters set them."""
+    if epsilon is None:
+        return params
+    config_cls = get_model_class(model_name).Config
+    if "dp_epsilon" not in {f.name for f in dataclasses.fields(config_cls)}:
+        raise ConfigError(f"--dp-epsilon: model {model_name!r} has no differentially private training "
+                          "(available for mf and ncf)")
+    return {**getattr(config_cls, "DP_SETTINGS", {}), **params, "dp_epsilon": epsilon}
 
 
 def model_factory(name: str, params: dict[str, Any], seed: int) -> tuple[ModelFactory, dict[str, Any]]:
@@ -118,9 +131,13 @@ def run_evaluation(dataset: Any, dataset_name: str, model_name: str, params: dic
     interactions: Interactions = dataset.interactions
     catalog: ItemCatalog | None = getattr(dataset, "catalog", None)
     folds = dataset_folds(dataset) if cfg.protocol == "official-folds" else None
-    result = run_protocol(interactions, catalog, make_model, cfg, folds=folds, progress=progress)
+    domains = getattr(dataset, "domains", None) if cfg.protocol == "cdr-cold" else None
+    result = run_protocol(interactions, catalog, make_model, cfg, folds=folds, domains=domains, progress=progress)
     doc = result_to_dict(result, model_name=model_name, model_config=model_config, dataset=dataset_name,
                          eval_config=cfg, data=data_stats(interactions))
+    privacy = getattr(result.model, "privacy", None)
+    if privacy:  # DP-SGD: what the (last fold's) model spent; every fold's model is trained to the same budget
+        doc["privacy"] = privacy
     return doc, result.model
 
 
@@ -138,19 +155,28 @@ def run_evaluation(dataset: Any, dataset_name: str, model_name: str, params: dic
               help="Rating protocols: share of each training fold held out for validation.")
 @click.option("--no-validation", is_flag=True, help="temporal: fit on all training events, no validation split.")
 @click.option("--batch-size", default=1024, show_default=True, help="Queries scored per batch.")
+@click.option("--target", default=None, help="cdr-cold: X_Y, recommend domain-X items from domain-Y histories.")
+@click.option("--cdr-training", type=click.Choice(CDR_TRAINING), default="joint", show_default=True,
+              help="cdr-cold: train on both domains (joint) or on the target domain alone (target-only).")
+@click.option("--split", "eval_split", type=click.Choice(CDR_SPLITS), default="test", show_default=True,
+              help="cdr-cold: evaluate the test users, or the validation users (for tuning).")
 @click.option("--json", "json_out", default=None,
               help="Write the full result (with per-user values) to this file; '-': stdout.")
 @click.option("--plot", "plot_dir", default=None, type=click.Path(file_okay=False), help="Write PNG plots here.")
+@click.option("--dp-epsilon", "dp_epsilon", type=float, default=None,
+              help="Train with DP-SGD (Opacus) to this epsilon per rating (mf, ncf); the JSON reports what was spent.")
 def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | None, k_arg: str, keep_seen: bool,
              seed: int, cutoff: str | None, folds: int, valid_fraction: float, no_validation: bool, batch_size: int,
-             json_out: str | None, plot_dir: str | None) -> None:
+             target: str | None, cdr_training: str, eval_split: str, json_out: str | None,
+             plot_dir: str | None, dp_epsilon: float | None) -> None:
     """Fit MODEL on a split of the data and report offline metrics (JSON summary on stdout)."""
     from shoprec.evaluation.report import render_metrics, summary, write_json
 
     fmt, path = parse_data_arg(data_arg)
     cfg = EvalConfig(protocol=protocol, ks=parse_ks(k_arg), exclude_seen=not keep_seen, seed=seed, cutoff=cutoff,
-                     folds=folds, valid_fraction=valid_fraction, validation=not no_validation, batch_size=batch_size)
-    params = parse_config(config_arg)
+                     folds=folds, valid_fraction=valid_fraction, validation=not no_validation, batch_size=batch_size,
+                     target=target, training=cdr_training, split=eval_split)
+    params = with_dp_epsilon(model_name, parse_config(config_arg), dp_epsilon)
     model_factory(model_name, params, seed)  # fail on a bad model or config before loading data
     if protocol in RATING_PROTOCOLS and not callable(getattr(get_model_class(model_name), "predict", None)):
         raise ConfigError(f"model {model_name!r} does not predict ratings; use protocol loo or temporal")

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "shoprec.cli.evaluate",  # evaluate, compare
     "shoprec.cli.tune",  # tune
     "shoprec.cli.serve",  # serve, train, platform create
+    "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
 )
 
 

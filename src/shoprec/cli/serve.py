@@ -1,6 +1,7 @@
-"""`shoprec serve` (the REST API under uvicorn), `shoprec train` (train, evaluate, store, activate) and
-`shoprec platform create` (a platform and its API key). Thin over shoprec.service; heavy imports are
-inside the commands so that `shoprec --help` stays fast. JSON goes to stdout, progress to stderr.
+"""`shoprec serve` (the REST API under uvicorn), `shoprec train` (train, evaluate, store, activate),
+`shoprec platform create` (a platform and its API key), `shoprec platform key create|list|revoke|rotate`.
+Thin over shoprec.service; heavy imports are inside the commands so that `shoprec --help` stays fast.
+JSON goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from shoprec.settings import Settings
 
 if TYPE_CHECKING:
     from shoprec.cli.demo import DemoRun
+    from shoprec.service.platform import PlatformService
 
 
 def _stderr(message: str) -> None:
@@ -48,6 +50,96 @@ def platform_create(settings: Settings, name: str, as_json: bool) -> None:
         click.echo(key)
 
 
+@platform_group.group("key")
+def key_group() -> None:
+    """A platform's API keys: create (with scopes), list, revoke, rotate (a new key with the same scopes,
+    then the old one revoked). Every change is written to the audit log."""
+
+
+def _platform_service(settings: Settings) -> PlatformService:
+    from shoprec.service.cache import LocalCache
+    from shoprec.service.platform import PlatformService
+    from shoprec.storage import create_db
+
+    return PlatformService(create_db(settings.database_url), LocalCache())
+
+
+@key_group.command("create")
+@click.option("--platform", "-p", required=True, help="The (existing) platform the key acts on.")
+@click.option("--scopes", default="read,write,admin", show_default=True,
+              help="Comma-separated scopes: read (GET), write (other methods), admin (keys, audit log).")
+@click.option("--name", default=None, help="A label to recognise the key by (at most 64 characters).")
+@click.option("--json", "as_json", is_flag=True, help="Print the new key as JSON on stdout.")
+@click.pass_obj
+def key_create(settings: Settings, platform: str, scopes: str, name: str | None, as_json: bool) -> None:
+    """Create an API key for PLATFORM and print it (stored hashed: shown once)."""
+    service = _platform_service(settings)
+    try:
+        new = service.create_key(platform, scopes, name, actor="cli")
+    finally:
+        service.engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"platform": new.platform, "key_id": new.key_id, "api_key": new.key,
+                               "scopes": list(new.scopes), "name": new.name, "created_at": new.created_at}))
+    else:
+        _stderr(f"key {new.key_id} ({','.join(new.scopes)}) created for platform {platform!r}; "
+                "the key (shown once, send it as X-API-Key):")
+        click.echo(new.key)
+
+
+@key_group.command("revoke")
+@click.option("--platform", "-p", required=True)
+@click.argument("key_id")
+@click.pass_obj
+def key_revoke(settings: Settings, platform: str, key_id: str) -> None:
+    """Revoke key KEY_ID (e.g. key_0123abcd...) of PLATFORM: refused by servers within 30 s."""
+    service = _platform_service(settings)
+    try:
+        service.revoke_key(platform, key_id, actor="cli")
+    finally:
+        service.engine.dispose()
+    _stderr(f"key {key_id} of platform {platform!r} revoked")
+
+
+@key_group.command("rotate")
+@click.option("--platform", "-p", required=True)
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the new key as JSON on stdout.")
+@click.pass_obj
+def key_rotate(settings: Settings, platform: str, key_id: str, as_json: bool) -> None:
+    """Replace KEY_ID by a new key with the same scopes and name (printed once), then revoke KEY_ID."""
+    service = _platform_service(settings)
+    try:
+        new = service.rotate_key(platform, key_id, actor="cli")
+    finally:
+        service.engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"platform": new.platform, "key_id": new.key_id, "api_key": new.key,
+                               "scopes": list(new.scopes), "name": new.name, "replaces": key_id}))
+    else:
+        _stderr(f"key {key_id} revoked; its replacement {new.key_id} (shown once):")
+        click.echo(new.key)
+
+
+@key_group.command("list")
+@click.option("--platform", "-p", required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
+@click.pass_obj
+def key_list(settings: Settings, platform: str, as_json: bool) -> None:
+    """List PLATFORM's keys (ids, names, scopes, revoked or not; never the keys themselves)."""
+    service = _platform_service(settings)
+    try:
+        keys = service.list_keys(platform)
+    finally:
+        service.engine.dispose()
+    if as_json:
+        click.echo(json.dumps(keys))
+        return
+    for k in keys:
+        state = "revoked" if k["revoked"] else "active"
+        click.echo(f"{k['key_id']}  {','.join(k['scopes']):<16}  {state:<7}  {k['name'] or ''}")
+
+
 @click.command("train")
 @click.option("--platform", "-p", required=True, help="Platform whose database data to train on.")
 @click.option("--model", "-m", "model_name", required=True, help="Model name (popular, itemknn, ease, als, ...).")
@@ -55,30 +147,38 @@ def platform_create(settings: Settings, name: str, as_json: bool) -> None:
 @click.option("--activate", is_flag=True, help="Serve the new model (every worker switches within a second).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the held-out evaluation.")
 @click.option("--tuned", is_flag=True,
-              help="Start from the best parameters of `shoprec tune --platform P --model NAME` (--config overrides).")
+              help="Start from the best parameters and feature-hook values of `shoprec tune --platform P --model NAME` "
+                   "(--config overrides parameters).")
+@click.option("--dp-epsilon", "dp_epsilon", type=float, default=None,
+              help="Train with DP-SGD (Opacus) to this epsilon per rating (mf, ncf on rated events).")
+@click.option("--from-platform", "from_platform", default=None,
+              help="Transfer: also learn from the linked users' events on this platform (a consented link).")
 @click.pass_obj
 def train_command(settings: Settings, platform: str, model_name: str, config: str | None, activate: bool,
-                  no_evaluate: bool, tuned: bool) -> None:
+                  no_evaluate: bool, tuned: bool, dp_epsilon: float | None, from_platform: str | None) -> None:
     """Train MODEL on PLATFORM's data, evaluate it on a leave-one-out split, store it (and activate it).
 
     Prints {"model_id": ..., "model": NAME, "metrics": {...}} on stdout.
     """
-    from shoprec.cli.evaluate import parse_config
+    from shoprec.cli.evaluate import parse_config, with_dp_epsilon
     from shoprec.service.cache import LocalCache
     from shoprec.service.models import ModelStore
     from shoprec.service.platform import PlatformService
     from shoprec.storage import create_db
 
-    params = parse_config(config)
+    params, features = parse_config(config), {}
     if tuned:
-        from shoprec.tuning import best_params
+        from shoprec.tuning import tuned_record
 
-        params = {**best_params(settings.database_url, platform=platform, model=model_name), **params}
+        record = tuned_record(settings.database_url, platform=platform, model=model_name)
+        params = {**record["best_params"], **params}
+        features = dict(record.get("best_features") or {})
+    params = with_dp_epsilon(model_name, params, dp_epsilon)
     engine = create_db(settings.database_url)
     try:
         store = ModelStore(engine, PlatformService(engine, LocalCache()), settings.model_dir)
         result = store.train(platform, model_name, params, activate=activate, evaluate=not no_evaluate,
-                             progress=_stderr)
+                             progress=_stderr, features=features, from_platform=from_platform)
     finally:
         engine.dispose()
     click.echo(json.dumps(result, indent=2))

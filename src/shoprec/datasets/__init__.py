@@ -36,6 +36,7 @@ from shoprec.datasets.online_retail import read_online_retail
 from shoprec.datasets.otto import read_otto
 from shoprec.datasets.s3rec import fast_table as _s3rec_fast
 from shoprec.datasets.s3rec import read_s3rec
+from shoprec.datasets.users import read_users_jsonl
 from shoprec.errors import DataError
 from shoprec.ingest.records import Record
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
@@ -67,6 +68,8 @@ _SPECS: dict[str, FormatSpec] = {s.name: s for s in (
     FormatSpec("items-csv", read_items_csv,
                "CSV: item_id[,title,description,category,brand,price,currency,available]"),
     FormatSpec("items-jsonl", read_items_jsonl, "JSON Lines with the items-csv fields"),
+    FormatSpec("users-jsonl", read_users_jsonl,
+               'JSON Lines: user_id[, attributes][, identity {"type": "email"|"phone"|"loyalty", "value"}]'),
     FormatSpec("online-retail", read_online_retail, "UCI Online Retail transactions CSV (.csv or .csv.gz)",
                fast=_retail_fast),
     FormatSpec("movielens-100k", read_movielens, "MovieLens 100K directory (u.data, u.item, u.user, u1..u5)",

@@ -112,28 +112,45 @@ def evaluate_ranking(
     *,
     batch_size: int = 1024,
     progress: bool = False,
+    fallback: Recommender | None = None,
 ) -> RankingOutcome:
-    """Score the task's queries in batches and compute per-user accuracy and beyond-accuracy metrics."""
+    """Score the task's queries in batches and compute per-user accuracy and beyond-accuracy metrics.
+
+    Queries the model cannot score count as misses, or are scored by `fallback` when one is given
+    (`n_unscorable` counts them either way)."""
     t0 = time.perf_counter()
     n, kmax = len(task), max(ks)
     topk = np.full((n, kmax), -1, dtype=np.int32)
     first_rank = np.full(n, np.inf)
     scorable = np.array([model.can_score(q) for q in task.queries], dtype=bool)
-    rows = np.flatnonzero(scorable)
+    answered = scorable if fallback is None else np.ones(n, dtype=bool)
+    rows = np.flatnonzero(answered)
     for start in _progress(range(0, len(rows), batch_size), progress, len(rows), batch_size):
         sel = rows[start:start + batch_size]
-        scores = model.score([task.queries[i] for i in sel])
+        scores = _score_with_fallback(model, fallback, [task.queries[i] for i in sel], scorable[sel])
         excl = task.exclude[sel] if task.exclude is not None else None
         topk[sel], first_rank[sel] = rank_batch(scores, task.relevant[sel], excl, kmax, model.name)
     n_rel = np.diff(task.relevant.indptr)
     hits = _hits(topk, task.relevant)
     per_user = M.accuracy_metrics(hits, n_rel, first_rank, ks)
-    per_user.update(_beyond(topk, ks, stats, scorable))
+    per_user.update(_beyond(topk, ks, stats, answered))
     metrics = {name: _mean(v) for name, v in per_user.items()}
     for k in ks:
         metrics[f"Coverage@{k}"] = M.catalog_coverage(topk, stats.n_items, k)
     return RankingOutcome(per_user=per_user, metrics=metrics, topk=topk, n_unscorable=int((~scorable).sum()),
                           seconds=time.perf_counter() - t0)
+
+
+def _score_with_fallback(model: Recommender, fallback: Recommender | None, queries: list[Query],
+                         scorable: np.ndarray) -> np.ndarray:
+    """model.score for the scorable queries, fallback.score for the others (same item space)."""
+    if fallback is None or scorable.all():
+        return model.score(queries)
+    scores = np.empty((len(queries), model.n_items), dtype=np.float32)
+    for mask, scorer in ((scorable, model), (~scorable, fallback)):
+        if mask.any():
+            scores[mask] = scorer.score([q for q, m in zip(queries, mask, strict=True) if m])
+    return scores
 
 
 def rank_batch(scores: np.ndarray, relevant: sp.csr_matrix, exclude: sp.csr_matrix | None, k: int,

@@ -11,6 +11,8 @@ split for early stopping that never contains test events) and look at the test t
   distinct later item is relevant (later impressions, removals from cart, returns and dislikes are not).
   Validation: the last training event of each user with >= 2 training events is held out (the model is
   fit without it); `validation=False` fits on all training events.
+- `cdr-cold`: cross-domain cold start on a dataset with domains (CDRIB): rank all target-domain items for
+  users without target-domain training events from their other-domain history (see evaluation/cdr.py).
 - `kfold` / `official-folds`: rating prediction with `model.predict(users, items)`; RMSE/MAE per fold,
   `metrics` holds their mean over folds. `valid_fraction` > 0 holds out that share of each training
   fold (seeded) as a RatingValidation.
@@ -19,7 +21,7 @@ split for early stopping that never contains test events) and look at the test t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +30,14 @@ import numpy as np
 from shoprec.data import Interactions, ItemCatalog
 from shoprec.data.splits import kfold, leave_one_out, temporal, to_timestamp
 from shoprec.errors import ConfigError, DataError
+from shoprec.evaluation import cdr
 from shoprec.evaluation import metrics as M
 from shoprec.evaluation.engine import ItemStats, RankingTask, evaluate_ranking, make_task
 from shoprec.models.base import RankingValidation, RatingValidation, Recommender
+from shoprec.models.popular import Popular
 from shoprec.types import EventType
 
-PROTOCOLS = ("loo", "temporal", "kfold", "official-folds")
+PROTOCOLS = ("loo", "temporal", "kfold", "official-folds", "cdr-cold")
 # Later events of these types are not relevant targets for the temporal protocol (they stay in histories).
 NOT_RELEVANT_EVENTS = (EventType.IMPRESSION, EventType.REMOVE_FROM_CART, EventType.RETURN, EventType.DISLIKE)
 RATING_PROTOCOLS = ("kfold", "official-folds")
@@ -52,6 +56,9 @@ class EvalConfig:
     validation: bool = True  # temporal: hold out the last training event per user for early stopping
     valid_k: int = 10  # cut-off of the RankingValidation passed to fit
     batch_size: int = 1024
+    target: str | None = None  # cdr-cold: "X_Y", recommend domain-X items from domain-Y histories
+    training: str = "joint"  # cdr-cold: "joint" (X + Y train) or "target-only" (X train alone)
+    split: str = "test"  # cdr-cold: evaluate the "test" users, or the "valid" users (for tuning)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -64,6 +71,10 @@ class EvalConfig:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ConfigError(f"valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        if self.training not in cdr.CDR_TRAINING:
+            raise ConfigError(f"training must be one of {list(cdr.CDR_TRAINING)}, got {self.training!r}")
+        if self.split not in cdr.CDR_SPLITS:
+            raise ConfigError(f"split must be one of {list(cdr.CDR_SPLITS)}, got {self.split!r}")
 
 
 @dataclass
@@ -162,6 +173,43 @@ def _ranking_result(model: Recommender, task: RankingTask, train: Interactions, 
     )
 
 
+def evaluate_cdr_cold(domains: Mapping[str, Any] | None, catalog: ItemCatalog | None, make_model: ModelFactory,
+                      cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
+    """The cdr-cold protocol (see evaluation/cdr.py): fit once, rank all target-domain items for cold users."""
+    if not domains:
+        raise DataError("protocol 'cdr-cold' needs a dataset with domains (e.g. cdrib:DIR)")
+    x, y = cdr.parse_target(cfg.target, domains)
+    tx, sy = domains[x], domains[y]
+    evaluated = tx.test if cfg.split == "test" else tx.valid
+    if len(evaluated) == 0:
+        raise DataError(f"cdr-cold: domain {x!r} has no {cfg.split} events")
+    in_x = cdr.domain_items(tx.train.n_items, tx.train, tx.valid, tx.test)
+    joint = cfg.training == "joint"
+    train, source = (tx.train.concat(sy.train), sy.train) if joint else (tx.train, None)
+    task = cdr.cold_task(source, evaluated, tx.train, in_x, cfg.exclude_seen)
+    validation = None
+    if cfg.split == "test" and joint and len(tx.valid):  # target-only: the model knows nothing of them
+        valid_task = cdr.cold_task(source, tx.valid, tx.train, in_x, cfg.exclude_seen)
+        validation = cdr.pair_validation(valid_task, cfg.valid_k, cfg.batch_size)
+    model = make_model().fit(train, catalog, validation=validation)
+    t0 = time.perf_counter()
+    stats = ItemStats.from_train(train)
+    outcome = evaluate_ranking(model, task, cfg.ks, stats, batch_size=cfg.batch_size, progress=progress,
+                               fallback=Popular().fit(tx.train))
+    metrics = dict(outcome.metrics)
+    metrics.update(cdr.pair_hit_rates(outcome.per_user, np.diff(task.relevant.indptr).astype(np.float64), cfg.ks))
+    for k in cfg.ks:
+        metrics[f"Coverage@{k}"] = M.catalog_coverage(outcome.topk, int(in_x.sum()), k)
+    notes = cdr.cdr_notes(x, y, cfg.split, cfg.training, len(task), int(in_x.sum()), outcome.n_unscorable,
+                          cdr.count_empty(task.queries))
+    users = model.users if model.users is not None else train.users
+    return EvalResult(
+        protocol=cfg.protocol, metrics=metrics, n_users_evaluated=len(task), fit_seconds=model.fit_seconds,
+        eval_seconds=time.perf_counter() - t0, unit_keys=users.externals(task.users), per_user=outcome.per_user,
+        training_log=list(model.training_log), notes=[*notes, *stats.notes], model=model,
+    )
+
+
 # ---------------------------------------------------------------------------------- ratings
 def evaluate_ratings(folds: Sequence[FoldData], catalog: ItemCatalog | None, make_model: ModelFactory,
                      cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
@@ -238,8 +286,12 @@ def _per_user_errors(users: np.ndarray, se: np.ndarray, ae: np.ndarray) -> tuple
 
 # ---------------------------------------------------------------------------------- dispatch
 def run_protocol(interactions: Interactions, catalog: ItemCatalog | None, make_model: ModelFactory,
-                 cfg: EvalConfig, *, folds: Sequence[FoldData] | None = None, progress: bool = False) -> EvalResult:
-    """Run `cfg.protocol`; `folds` are required for official-folds (e.g. MovieLens u1..u5)."""
+                 cfg: EvalConfig, *, folds: Sequence[FoldData] | None = None,
+                 domains: Mapping[str, Any] | None = None, progress: bool = False) -> EvalResult:
+    """Run `cfg.protocol`; `folds` are required for official-folds (e.g. MovieLens u1..u5), `domains`
+    (name -> DomainSplit, e.g. CDRIB's) for cdr-cold."""
+    if cfg.protocol == "cdr-cold":
+        return evaluate_cdr_cold(domains, catalog, make_model, cfg, progress=progress)
     if cfg.protocol == "loo":
         return evaluate_loo(interactions, catalog, make_model, cfg, progress=progress)
     if cfg.protocol == "temporal":

@@ -19,8 +19,8 @@ import csv
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.engine import Engine
 
@@ -30,6 +30,10 @@ from shoprec.ingest.records import Domain, EventRecord, ItemRecord, Note, Record
 from shoprec.ingest.report import DUPLICATE, ImportReport
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
+from shoprec.storage.privacy import PrivacyRepo
+
+if TYPE_CHECKING:
+    from shoprec.privacy.keys import Privacy
 
 __all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "check_record", "ingest"]
 
@@ -61,20 +65,23 @@ def ingest(
     now: float | None = None,
     source: str | None = None,
     fmt: str | None = None,
+    privacy: Privacy | None = None,
 ) -> ImportReport:
     """Clean `records` and write them into `platform`; returns the ImportReport.
 
     `cleaning`: a shoprec.preprocess.clean.CleaningConfig (None: its defaults; False: no cleaning
     rules, only the pipeline's own checks). `progress(rows_read)` is called after each batch.
-    `source` / `fmt` only label the report. Raises StorageError when the database fails (batches
-    committed before stay; the failed batch is rolled back) and DataError for a bad platform name.
+    `source` / `fmt` only label the report. `privacy` (shoprec.privacy.Privacy): user ids are stored
+    pseudonymised when it says so, and users' identities as keyed hashes (an identity without a
+    secret, or without `privacy`, is a ConfigError). Raises StorageError when the database fails
+    (batches committed before stay; the failed batch is rolled back) and DataError for a bad platform name.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     now = time.time() if now is None else now
     report = ImportReport(platform=platform, source=source, format=fmt)
     started = time.perf_counter()
-    run = _Run(engine, platform, report, now, batch_size, progress)
+    run = _Run(engine, platform, report, now, batch_size, progress, privacy)
     rows = _rows(_clean(_checked(records), cleaning, now), report)
     while True:
         try:
@@ -195,8 +202,9 @@ class _Run:
     """Batches rows and writes each batch in one transaction into the current platform."""
 
     def __init__(self, engine: Engine, platform: str, report: ImportReport, now: float, batch_size: int,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, privacy: Privacy | None = None) -> None:
         self.engine, self.base, self.report, self.now = engine, platform, report, now
+        self.privacy = privacy
         self.batch_size, self.progress = batch_size, progress
         self.batch: list[Row] = []
         self.writer: _Writer | None = None
@@ -221,7 +229,7 @@ class _Run:
         if not self.batch:
             return
         if self.writer is None:
-            self.writer = _Writer(self.engine, self.platform, self.now)
+            self.writer = _Writer(self.engine, self.platform, self.now, self.privacy)
         duplicate = self.writer.write(self.batch, self.report)
         for row, dup in zip(self.batch, duplicate, strict=True):
             if not row.counted:
@@ -239,14 +247,15 @@ class _Run:
 class _Writer:
     """Writes batches into one platform, with a per-import KeyCache of external id -> key."""
 
-    def __init__(self, engine: Engine, platform: str, now: float) -> None:
-        self.engine, self.platform, self.now = engine, platform, now
+    def __init__(self, engine: Engine, platform: str, now: float, privacy: Privacy | None = None) -> None:
+        self.engine, self.platform, self.now, self.privacy = engine, platform, now, privacy
         with storage_errors(engine, f"create platform {platform!r}"), engine.begin() as conn:
             self.cache = KeyCache(get_or_create_platform(conn, platform, now))
         self.batches = 0
 
     def write(self, rows: list[Row], report: ImportReport) -> list[bool]:
         """Write the batch in one transaction; per row, True when all its events were duplicates."""
+        identities = self._private(rows)
         items = [r for row in rows for r in row.records if isinstance(r, ItemRecord)]
         users = [r for row in rows for r in row.records if isinstance(r, UserRecord)]
         events: list[EventRecord] = []
@@ -268,6 +277,8 @@ class _Writer:
                         repo.ensure_users(_first_seen(rows, UserRecord, "user_id"), self.now)
                 n_items = repo.upsert_items(items, self.now)
                 n_users = repo.upsert_users(users, self.now)
+                if identities:
+                    PrivacyRepo(conn, self.cache.platform_id).set_identities(identities, self.now)
                 duplicates = repo.add_events(events, self.now)
         except BaseException:
             self.cache.rollback()
@@ -280,6 +291,25 @@ class _Writer:
         for kind, n in (("items", n_items), ("users", n_users), ("events", len(events) - len(duplicates))):
             report.add_stored(self.platform, kind, n)
         return _duplicate_rows(rows, owner, duplicates)
+
+    def _private(self, rows: list[Row]) -> list[tuple[str, str, str]]:
+        """Pseudonymise the batch's user ids (when the settings say so; the rows get copies of the records,
+        the caller's records are left as they are) and hash the users' identities: (stored user id,
+        identity type, keyed hash) rows."""
+        privacy = self.privacy
+        if privacy is not None and privacy.pseudonymize:
+            for row in rows:
+                row.records = [replace(r, user_id=privacy.user_id(self.platform, r.user_id))
+                               if isinstance(r, EventRecord | UserRecord) else r for r in row.records]
+        out: list[tuple[str, str, str]] = []
+        for u in (r for row in rows for r in row.records if isinstance(r, UserRecord)):
+            if u.identity is None:
+                continue
+            if privacy is None:
+                raise ConfigError("user identities need SHOPREC_SECRET_KEY to be set (they are stored as keyed "
+                                  "hashes only)")
+            out.append((u.user_id, u.identity.type, privacy.identity_hash(u.identity)))
+        return out
 
 
 def _first_seen(rows: list[Row], kind: type, attr: str) -> list[str]:

@@ -51,11 +51,22 @@ class ItemRecord:
     source: Source | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An identifier of the person behind a user (type "email", "phone" or "loyalty"), for linking platforms.
+
+    Only its keyed hash is ever stored (shoprec.privacy.identity); the value is kept out of reprs and logs."""
+
+    type: str
+    value: str = field(repr=False)
+
+
 @dataclass(slots=True)
 class UserRecord:
     user_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None
+    identity: Identity | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from shoprec.ranking import target_ranks
 # Every model name shoprec knows, in the order tables list them. Module shoprec.models.<name>
 # defines and registers the class; modules are imported lazily so torch loads only when needed.
 MODEL_NAMES: tuple[str, ...] = (
-    "popular", "itemknn", "ease", "als", "bpr", "mf", "ncf", "gru4rec", "transformer",
+    "popular", "itemknn", "ease", "als", "bpr", "mf", "ncf", "gru4rec", "transformer", "cross",
 )
 _REGISTRY: dict[str, type[Recommender]] = {}
 

@@ -18,6 +18,9 @@ Two solvers share the same block updates (rows x = [factors, bias], d = factors 
   prior means): the same updates plus noise; precisions and noise are sampled too, so there is no
   regularisation to tune (on ML-100K 0.005 RMSE behind the tuned als, and ~10x slower: 400 sweeps).
   Predictions average the posterior samples kept after `burn_in`, one every `thin` epochs.
+- "sgd": plain biased MF (`implicit=False`) trained by minibatch Adam on the squared error plus the same
+  penalty (shoprec.models.mf_sgd); with `dp_epsilon` set it trains by DP-SGD (Opacus) and reports the
+  privacy spent in `privacy` and the artifact's meta (shoprec.models.dp: the unit is one rating).
 The linked weights y, z are a Gaussian linear regression of the rows on N: sampled (or solved) by
 conjugate gradients on the perturbed normal equations, so a sweep costs O(nnz * d^2).
 
@@ -34,14 +37,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from shoprec.data import Interactions, ItemCatalog
-from shoprec.errors import ConfigError
-from shoprec.models.base import Query, RatingValidation, Recommender, register
+from shoprec.errors import ConfigError, DataError
+from shoprec.models.base import Query, RankingValidation, RatingValidation, Recommender, register
+from shoprec.models.dp import check_dp_config
 from shoprec.models.training import check_range, train_epochs
 
 ROW_CHUNK = 4096  # rows solved at once (bounds the (rows, d, d) Gram tensor)
@@ -50,17 +54,24 @@ BIAS_REGULARIZATION_SCALE = 0.2  # als: the biases' precision is this fraction o
 
 @dataclass(frozen=True)
 class MFConfig:
+    DP_SETTINGS: ClassVar[dict[str, Any]] = {"solver": "sgd", "implicit": False}  # what `--dp-epsilon` adds
     factors: int = 10  # latent dimensions f
-    solver: Literal["als", "gibbs"] = "als"
+    solver: Literal["als", "gibbs", "sgd"] = "als"
     epochs: int | None = None  # sweeps over users and items (None: the solver's default, see `sweeps`)
     burn_in: int = 20  # gibbs: sweeps before samples are kept (at most epochs // 2)
     thin: int = 10  # gibbs: keep one sample every `thin` sweeps (and validate then)
     implicit: bool = True  # SVD++-like prior means from who-interacted-with-what
-    regularization: float = 25.0  # als: precision (L2 weight) of every parameter; gibbs learns its own
+    regularization: float = 25.0  # als, sgd: precision (L2 weight) of every parameter; gibbs learns its own
     patience: int = 0  # stop after this many validations without improvement (0: never early)
     negatives: int = 4  # data without ratings only: sampled unobserved items (rated 0) per event
     init_std: float = 0.1  # standard deviation of the initial factors
     cg_tolerance: float = 1e-3  # relative residual at which the linked-weight solves stop
+    learning_rate: float = 0.01  # sgd: Adam step size
+    batch_size: int = 256  # sgd: ratings per step (DP: the expected size of a Poisson batch)
+    dp_epsilon: float | None = None  # sgd: train by DP-SGD to this privacy budget (None: no DP)
+    dp_delta: float | None = None  # DP delta (None: min(1e-5, 1 / n_ratings))
+    dp_max_grad_norm: float = 1.0  # DP: per-rating gradient clipping bound
+    dp_rating_range: tuple[float, ...] | None = None  # DP: public rating scale [low, high] (clips predictions)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,11 +85,19 @@ class MFConfig:
         check_range("mf", "negatives", self.negatives, 0)
         check_range("mf", "init_std", self.init_std, 0.0)
         check_range("mf", "cg_tolerance", self.cg_tolerance, 0.0, 1.0, strict_low=True)
+        check_range("mf", "learning_rate", self.learning_rate, 0.0, strict_low=True)
+        check_range("mf", "batch_size", self.batch_size, 1)
+        if self.solver == "sgd" and self.implicit:
+            raise ConfigError("parameter 'implicit' of model 'mf' must be false with solver 'sgd' (plain biased MF)")
+        if self.dp_epsilon is not None and self.solver != "sgd":
+            raise ConfigError(f"parameter 'dp_epsilon' of model 'mf' needs solver 'sgd' (DP-SGD), "
+                              f"got solver {self.solver!r}")
+        check_dp_config("mf", self)
 
     @property
     def sweeps(self) -> int:
-        """`epochs`, or the solver's default: 50 for als, 400 for gibbs."""
-        return self.epochs if self.epochs is not None else {"als": 50, "gibbs": 400}[self.solver]
+        """`epochs`, or the solver's default: 50 for als, 400 for gibbs, 20 for sgd."""
+        return self.epochs if self.epochs is not None else {"als": 50, "gibbs": 400, "sgd": 20}[self.solver]
 
     def keeps(self, epoch: int) -> bool:
         """Whether the gibbs solver keeps the sample of this (1-based) epoch: every `thin` after burn-in,
@@ -238,13 +257,19 @@ class MF(Recommender):
     def __init__(self, config: MFConfig | None = None) -> None:
         super().__init__(config)
         self.best_epoch = 0
+        self.privacy: dict[str, Any] | None = None  # DP-SGD: the PrivacyReport as a dict
 
     # ---------------------------------------------------------------- fit
     def _fit(self, train: Interactions, catalog: ItemCatalog | None, validation: Any) -> None:
         cfg: MFConfig = self.config
+        if isinstance(validation, RankingValidation):  # ranking protocols (e.g. `shoprec train`'s held-out
+            validation = None  # evaluation): mf early-stops on held-out ratings only, so it fits without one
         if validation is not None and not isinstance(validation, RatingValidation):
             raise ConfigError("model 'mf' validates with a RatingValidation (held-out ratings)")
         rng = np.random.default_rng(cfg.seed)
+        if cfg.solver == "sgd":
+            self._fit_sgd(train, validation, rng)
+            return
         u, i, r = _rating_triples(train, cfg, rng)
         self.rating_range = (float(r.min()), float(r.max()))
         self._mu, self._alpha = float(r.mean()), 1.0
@@ -260,6 +285,30 @@ class MF(Recommender):
         self.best_epoch = outcome.best_epoch
         self._publish()
         del self._users, self._items, self._u, self._i, self._r
+
+    def _fit_sgd(self, train: Interactions, validation: Any, rng: np.random.Generator) -> None:
+        """The gradient-trained solver (and DP-SGD): see shoprec.models.mf_sgd."""
+        from shoprec.models.mf_sgd import fit_sgd
+
+        cfg: MFConfig = self.config
+        private = cfg.dp_epsilon is not None
+        if private and not np.isfinite(train.value).any():
+            raise DataError("model 'mf': dp_epsilon needs ratings (a 'value' per event); without them the "
+                            "sampled negatives would depend on the data outside DP-SGD")
+        u, i, r = _rating_triples(train, cfg, rng)
+        if private:
+            low, high = cfg.dp_rating_range or (-np.inf, np.inf)
+            self.rating_range = (float(low), float(high))
+        else:
+            self.rating_range = (float(r.min()), float(r.max()))
+        report = fit_sgd(self, u, i, r, train.n_users, train.n_items, validation)
+        self.privacy = report.to_dict() if report is not None else None
+
+    def set_arrays(self, arrays: dict[str, Any]) -> None:
+        """Publish learned arrays (global_mean, user/item bias and factors) for predict / score / save."""
+        self.global_mean = np.float32(arrays["global_mean"])
+        self.user_bias, self.user_factors = arrays["user_bias"], arrays["user_factors"]
+        self.item_bias, self.item_factors = arrays["item_bias"], arrays["item_factors"]
 
     def _new_side(self, train: Interactions, rows: np.ndarray, cols: np.ndarray, r: np.ndarray,
                   transpose: bool, rng: np.random.Generator) -> _Side:
@@ -356,12 +405,15 @@ class MF(Recommender):
                 "item_bias": self.item_bias, "user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def _meta(self) -> dict[str, Any]:
-        return {"rating_range": list(self.rating_range), "best_epoch": self.best_epoch}
+        meta = {"rating_range": [v if np.isfinite(v) else None for v in self.rating_range],
+                "best_epoch": self.best_epoch}
+        return {**meta, "privacy": self.privacy} if self.privacy else meta
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.global_mean = np.float32(arrays["global_mean"][0])
         self.user_bias, self.item_bias = arrays["user_bias"], arrays["item_bias"]
         self.user_factors, self.item_factors = arrays["user_factors"], arrays["item_factors"]
         low, high = meta["rating_range"]
-        self.rating_range = (float(low), float(high))
+        self.rating_range = (-np.inf if low is None else float(low), np.inf if high is None else float(high))
         self.best_epoch = int(meta.get("best_epoch", 0))
+        self.privacy = meta.get("privacy")

@@ -22,6 +22,12 @@ lambda * sum ||params||^2, whatever the row's activity. Scoring uses an exponent
 the weights (`averaging`), which smooths Adam's noise (ML-100K validation RMSE about 0.006 better).
 Give `fit` a validation (RatingValidation for mse, RankingValidation otherwise) so that early
 stopping keeps the best epoch.
+
+Differential privacy: with `dp_epsilon` set (objective mse, implicit=False) the network trains by DP-SGD
+(Opacus, shoprec.models.dp; the unit is one rating) for exactly `epochs` epochs: the global mean starts at
+the middle of the public `dp_rating_range` (else 0) and a learned offset (`mean_offset`) carries the rest,
+the per-row penalty weights are the constants n_rows / n_ratings, and validation is only logged. The spent
+(epsilon, delta) is in `privacy` and the artifact's meta.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -39,6 +45,7 @@ from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import CannotScoreError, ConfigError, DataError
 from shoprec.models import losses
 from shoprec.models.base import Query, RankingValidation, RatingValidation, Recommender, register
+from shoprec.models.dp import PrivateTrainer, check_dp_config, drop_training_loss, resolve_delta
 from shoprec.models.training import (
     check_range,
     copy_state,
@@ -56,6 +63,7 @@ INIT_STD = 0.1  # initial embeddings ~ N(0, INIT_STD^2); biases start at 0
 
 @dataclass(frozen=True)
 class NCFConfig:
+    DP_SETTINGS: ClassVar[dict[str, Any]] = {"implicit": False}  # what `--dp-epsilon` adds to the parameters
     objective: Literal["auto", "mse", "bce", "bpr"] = "auto"
     architecture: Literal["neumf", "gmf", "mlp"] = "neumf"
     embedding_size: int = 32  # GMF embeddings
@@ -71,6 +79,10 @@ class NCFConfig:
     patience: int = 3  # validations without improvement before stopping (0: never early)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = 0  # torch CPU threads while fitting (0: $SHOPREC_TORCH_THREADS or torch's default)
+    dp_epsilon: float | None = None  # train by DP-SGD to this privacy budget (None: no DP)
+    dp_delta: float | None = None  # DP delta (None: min(1e-5, 1 / n_ratings))
+    dp_max_grad_norm: float = 1.0  # DP: per-rating gradient clipping bound
+    dp_rating_range: tuple[float, ...] | None = None  # DP: public rating scale [low, high] (clips predictions)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -86,6 +98,10 @@ class NCFConfig:
         check_range("ncf", "learning_rate", self.learning_rate, 0.0, strict_low=True)
         check_range("ncf", "patience", self.patience, 0)
         check_range("ncf", "num_threads", self.num_threads, 0)
+        if self.dp_epsilon is not None and self.objective not in ("auto", "mse"):
+            raise ConfigError(f"parameter 'objective' of model 'ncf' must be 'mse' (or 'auto') when dp_epsilon is "
+                              f"set: DP-SGD here protects ratings, got {self.objective!r}")
+        check_dp_config("ncf", self)
 
 
 class Links(nn.Module):
@@ -168,10 +184,20 @@ class NeuMF(nn.Module):
         # 1 / (training pairs of each user / item): the per-pair penalty sums to one penalty per row per epoch
         self.register_buffer("user_weight", torch.ones(n_users))
         self.register_buffer("item_weight", torch.ones(n_items))
+        # DP: the global mean is learned (a bag-free embedding Opacus can clip per sample), never measured
+        self.mean_offset = nn.Embedding(1, 1) if cfg.dp_epsilon is not None else None
         for emb in (m for m in self.modules() if isinstance(m, nn.Embedding | nn.EmbeddingBag)):
             nn.init.normal_(emb.weight, std=INIT_STD)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.item_bias.weight)
+        if self.mean_offset is not None:
+            nn.init.zeros_(self.mean_offset.weight)
+
+    def mean(self, like: Tensor) -> Tensor:
+        """The global mean (plus the learned DP offset), shaped like `like` (B,)."""
+        if self.mean_offset is None:
+            return self.global_mean.expand_as(like)
+        return self.global_mean + self.mean_offset(torch.zeros_like(like, dtype=torch.int64)).squeeze(-1)
 
     def side(self, idx: Tensor, users: bool) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """(branch vectors, bias (B,), weighted squared norm of the parameters used (B,)) of users or items."""
@@ -195,7 +221,7 @@ class NeuMF(nn.Module):
         """(outputs (B,), squared norm of the parameters used per pair (B,))."""
         u, ub, usq = self.side(users, users=True)
         i, ib, isq = self.side(items, users=False)
-        return self.combine(u, i) + ub + ib + self.global_mean, usq + isq
+        return self.combine(u, i) + ub + ib + self.mean(users), usq + isq
 
 
 @register
@@ -209,6 +235,7 @@ class NCF(Recommender):
         self.objective = "mse"
         self.rating_range = (0.0, 1.0)
         self.best_epoch = 0
+        self.privacy: dict[str, Any] | None = None  # DP-SGD: the PrivacyReport as a dict
         self._device = torch.device("cpu")
 
     # ---------------------------------------------------------------- fit
@@ -217,10 +244,14 @@ class NCF(Recommender):
         rated = np.isfinite(train.value)
         self.objective = cfg.objective if cfg.objective != "auto" else ("mse" if rated.any() else "bce")
         wanted = RatingValidation if self.objective == "mse" else RankingValidation
+        if self.objective == "mse" and isinstance(validation, RankingValidation):
+            validation = None  # a ranking protocol's validation: the rating objective fits without one
         if validation is not None and not isinstance(validation, wanted):
             raise ConfigError(f"model 'ncf' with objective {self.objective!r} validates with a {wanted.__name__}")
         if self.objective == "mse" and not rated.any():
             raise DataError("model 'ncf': objective 'mse' needs ratings, but no event has a 'value'")
+        if cfg.dp_epsilon is not None and self.objective != "mse":
+            raise DataError("model 'ncf': dp_epsilon needs ratings (objective mse), but no event has a 'value'")
         self._device = pick_device("ncf", cfg.device)
         with torch_session(cfg.seed, self._device, cfg.num_threads):
             self._train(train, validation)
@@ -232,15 +263,24 @@ class NCF(Recommender):
             keep = np.isfinite(train.value)
             users, items, targets = train.user[keep], train.item[keep], train.value[keep]
             self.rating_range = (float(targets.min()), float(targets.max()))
+            if cfg.dp_epsilon is not None:
+                low, high = cfg.dp_rating_range or (-np.inf, np.inf)
+                self.rating_range = (float(low), float(high))
         else:
             users, items, targets = train.user, train.item, np.ones(len(train), dtype=np.float32)
         seen = np.unique(train.user.astype(np.int64) * train.n_items + train.item)
         links = _links(train) if cfg.implicit else (None, None)
         net = NeuMF(cfg, train.n_users, train.n_items, *links).to(self._device)
-        if self.objective == "mse":
+        private = cfg.dp_epsilon is not None
+        if private:  # nothing measured on the ratings: a public start for the mean, constant penalty weights
+            net.global_mean.fill_(float(np.mean(cfg.dp_rating_range)) if cfg.dp_rating_range else 0.0)
+            net.user_weight.fill_(train.n_users / len(users))
+            net.item_weight.fill_(train.n_items / len(users))
+        elif self.objective == "mse":
             net.global_mean.fill_(float(targets.mean()))
-        for side, idx, n in ((net.user_weight, users, train.n_users), (net.item_weight, items, train.n_items)):
-            side.copy_(torch.as_tensor(1.0 / np.maximum(np.bincount(idx, minlength=n), 1), dtype=torch.float32))
+        if not private:
+            for side, idx, n in ((net.user_weight, users, train.n_users), (net.item_weight, items, train.n_items)):
+                side.copy_(torch.as_tensor(1.0 / np.maximum(np.bincount(idx, minlength=n), 1), dtype=torch.float32))
         # scoring uses an exponential moving average of the trained weights (Polyak averaging)
         self.net = copy.deepcopy(net) if cfg.averaging else net
         opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
@@ -266,11 +306,39 @@ class NCF(Recommender):
             return total / len(order)
 
         scored = self.net
+        if private:
+            self._train_private(net, trained, averaged, data, validation)
+            return
         outcome = train_epochs(self, epochs=cfg.epochs, train_epoch=epoch, validation=validation,
                                patience=cfg.patience, snapshot=lambda: copy_state(scored),
                                restore=scored.load_state_dict)
         self.best_epoch = outcome.best_epoch
         scored.eval()
+
+    def _train_private(self, net: NeuMF, trained: list[Tensor], averaged: list[Tensor], data: list[Tensor],
+                       validation: Any) -> None:
+        """DP-SGD for exactly `epochs` epochs (validation is logged, never used to pick a state)."""
+        cfg: NCFConfig = self.config
+        assert cfg.dp_epsilon is not None and self.net is not None
+
+        def loss(module: nn.Module, u: Tensor, i: Tensor, r: Tensor) -> Tensor:
+            out, sq = module(u, i)
+            return (out - r) ** 2 + cfg.regularization * sq
+
+        def average() -> None:
+            with torch.no_grad():
+                torch._foreach_lerp_(averaged, trained, 1.0 - cfg.averaging)
+
+        trainer = PrivateTrainer(
+            net, loss, (data[0], data[1], data[2]), epsilon=cfg.dp_epsilon,
+            delta=resolve_delta(cfg.dp_delta, len(data[0])), max_grad_norm=cfg.dp_max_grad_norm, epochs=cfg.epochs,
+            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, seed=cfg.seed)
+        outcome = train_epochs(self, epochs=cfg.epochs, validation=validation,
+                               train_epoch=lambda _: trainer.epoch(average if cfg.averaging else None))
+        self.best_epoch = outcome.epochs_run  # the state kept is the last one
+        drop_training_loss(self.training_log)
+        self.privacy = trainer.report().to_dict()
+        self.net.eval()
 
     def _batch_loss(self, net: NeuMF, u: Tensor, i: Tensor, r: Tensor, seen: np.ndarray, n_items: int,
                     rng: np.random.Generator) -> Tensor:
@@ -301,7 +369,7 @@ class NCF(Recommender):
             net = self.net.eval()
             full = net(u, i)[0].cpu().numpy()
             ub, ib = net.user_bias(u).squeeze(-1).cpu().numpy(), net.item_bias(i).squeeze(-1).cpu().numpy()
-        mean = float(net.global_mean)
+            mean = net.mean(u).cpu().numpy()
         pred = np.where(ku & ki, full, mean + ku * ub + ki * ib)
         return np.clip(pred, *self.rating_range).astype(np.float32)
 
@@ -318,7 +386,7 @@ class NCF(Recommender):
             for start in range(0, len(users), rows):
                 uv, ub, _ = net.side(users[start:start + rows], users=True)
                 inter = net.combine({k: v[:, None] for k, v in uv.items()}, iv)  # (B, n)
-                out.append((inter + ub[:, None] + ib[None, :] + net.global_mean).float().cpu())
+                out.append((inter + ub[:, None] + ib[None, :] + net.mean(ub)[:, None]).float().cpu())
         return torch.cat(out).numpy()
 
     # ---------------------------------------------------------------- artifacts
@@ -327,13 +395,16 @@ class NCF(Recommender):
         return module_state(self.net)
 
     def _meta(self) -> dict[str, Any]:
-        return {"objective": self.objective, "rating_range": list(self.rating_range), "best_epoch": self.best_epoch}
+        meta = {"objective": self.objective, "best_epoch": self.best_epoch,
+                "rating_range": [v if np.isfinite(v) else None for v in self.rating_range]}
+        return {**meta, "privacy": self.privacy} if self.privacy else meta
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.objective = meta["objective"]
         low, high = meta["rating_range"]
-        self.rating_range = (float(low), float(high))
+        self.rating_range = (-np.inf if low is None else float(low), np.inf if high is None else float(high))
         self.best_epoch = int(meta.get("best_epoch", 0))
+        self.privacy = meta.get("privacy")
         self._device = torch.device("cpu")
         links = [Links(arrays[f"net.{side}_links.indptr"], arrays[f"net.{side}_links.indices"])
                  if f"net.{side}_links.indptr" in arrays else None for side in ("user", "item")]

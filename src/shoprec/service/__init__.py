@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -16,6 +17,7 @@ from shoprec.service.cache import Cache, LocalCache, make_cache
 from shoprec.service.catalog import CatalogViews
 from shoprec.service.config import ServingConfig
 from shoprec.service.data import DataService
+from shoprec.service.experiments import ExperimentService
 from shoprec.service.jobs import JobService
 from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
@@ -23,6 +25,9 @@ from shoprec.service.reclog import RecommendationLog
 from shoprec.service.recommend import Filters, RecommendService
 from shoprec.service.state import UserStates
 from shoprec.settings import Settings
+
+if TYPE_CHECKING:
+    from shoprec.privacy.service import PrivacyService
 
 
 @dataclass
@@ -39,6 +44,8 @@ class Services:
     data: DataService
     recommend: RecommendService
     jobs: JobService
+    privacy: PrivacyService  # erasure, export, retention, platform links (shoprec.privacy)
+    experiments: ExperimentService  # A/B tests: variants, assignment, attribution, results
 
     def close(self) -> None:
         self.jobs.close()
@@ -50,6 +57,8 @@ class Services:
 def build_services(settings: Settings, config: ServingConfig | None = None, *, cache: Cache | None = None,
                    engine: Engine | None = None) -> Services:
     """Wire the services over one engine (migrated to head) and one cache (Redis when settings say so)."""
+    from shoprec.privacy.keys import Privacy
+    from shoprec.privacy.service import Hooks, PrivacyService
     from shoprec.storage import create_db
 
     config = config or ServingConfig.from_env()
@@ -60,13 +69,19 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     catalogs = CatalogViews(engine, platforms, config.cache_ttl_s)
     store = ModelStore(engine, platforms, settings.model_dir)
     models = ServedModels(store, config.model_poll_s, config.ann_threshold)
+    keys = Privacy.from_settings(settings)
     data = DataService(engine, platforms, config, on_users_changed=users.invalidate,
-                       on_catalog_changed=catalogs.invalidate)
+                       on_catalog_changed=catalogs.invalidate, privacy=keys)
     lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
     reclog = RecommendationLog(engine, lists, platforms)
-    recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog)
+    experiments = ExperimentService(engine, platforms, store, window_s=config.attribution_window_s,
+                                    stored_user_id=keys.user_id)
+    data.on_events_stored = experiments.credit_events
+    recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
     jobs = JobService(engine, platforms, store, models)
-    return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs)
+    privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models))
+    return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
+                    privacy, experiments)
 
 
 __all__ = ["Filters", "Services", "ServingConfig", "build_services"]

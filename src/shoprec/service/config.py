@@ -9,12 +9,27 @@ from typing import Literal
 from shoprec.errors import ConfigError
 
 UnknownItems = Literal["create", "reject"]
+RATE_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
+                "hour": 3600.0}
+
+
+def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
+    """Parse a rate: "100/s" -> (100, 1.0), at most 100 requests per second per key, in bursts of up to 100.
+    None, "", "0", "off" -> None (no limit). ConfigError for anything else."""
+    if text is None or text.strip().lower() in ("", "0", "off", "none"):
+        return None
+    count, _, period = text.strip().lower().partition("/")
+    seconds = RATE_PERIODS.get(period.strip() or "s")
+    if not count.strip().isdigit() or seconds is None or int(count) < 1:
+        raise ConfigError(f"rate limit must look like '100/s', '6000/min' or '0' (off), got {text!r}")
+    return int(count), seconds
 
 
 @dataclass(frozen=True)
 class ServingConfig:
     """How the online path behaves. Environment: SHOPREC_ADMIN_KEY, SHOPREC_UNKNOWN_ITEMS,
-    SHOPREC_REPURCHASABLE (comma-separated category prefixes), SHOPREC_ANN_THRESHOLD, SHOPREC_REDIS_PREFIX."""
+    SHOPREC_REPURCHASABLE (comma-separated category prefixes), SHOPREC_ANN_THRESHOLD, SHOPREC_REDIS_PREFIX,
+    SHOPREC_RATE_LIMIT (per API key, e.g. "100/s"), SHOPREC_MAX_BODY_BYTES."""
 
     admin_key: str | None = None  # a key that may act on every platform (X-Platform header) and create platforms
     unknown_items: UnknownItems = "create"  # events naming unknown items: create bare items, or reject the batch
@@ -32,6 +47,9 @@ class ServingConfig:
     ann_threshold: int = 200_000  # catalogs larger than this take candidates from a faiss index (when installed)
     ann_candidates: int = 1000
     redis_prefix: str = "shoprec:"  # keys of this deployment in Redis (SHOPREC_REDIS_PREFIX)
+    rate_limit: str | None = None  # per API key: "100/s", "6000/min", "50000/h"; None or "0" = off
+    max_body_bytes: int = 64 * 1024 * 1024  # request bodies over this are answered 413 (SHOPREC_MAX_BODY_BYTES)
+    attribution_window_s: float = 1800.0  # experiments: an event this soon after a shown list is credited to it
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
@@ -43,6 +61,11 @@ class ServingConfig:
                 raise ConfigError(f"serving setting {name} must be >= 1, got {getattr(self, name)}")
         if self.max_k > self.list_depth:
             raise ConfigError(f"max_k ({self.max_k}) must be <= list_depth ({self.list_depth})")
+        if self.max_body_bytes < 1:
+            raise ConfigError(f"serving setting max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        parse_rate_limit(self.rate_limit)  # a bad rate fails at startup, not on the first request
+        if not self.attribution_window_s >= 0:
+            raise ConfigError(f"serving setting attribution_window_s must be >= 0, got {self.attribution_window_s}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServingConfig:
@@ -54,10 +77,22 @@ class ServingConfig:
                                             if c.strip())
         if os.environ.get("SHOPREC_REDIS_PREFIX"):
             values["redis_prefix"] = os.environ["SHOPREC_REDIS_PREFIX"]
+        if os.environ.get("SHOPREC_RATE_LIMIT"):
+            values["rate_limit"] = os.environ["SHOPREC_RATE_LIMIT"].strip()
+        if os.environ.get("SHOPREC_MAX_BODY_BYTES"):
+            try:
+                values["max_body_bytes"] = int(os.environ["SHOPREC_MAX_BODY_BYTES"])
+            except ValueError:
+                raise ConfigError("SHOPREC_MAX_BODY_BYTES must be an integer") from None
         if os.environ.get("SHOPREC_ANN_THRESHOLD"):
             try:
                 values["ann_threshold"] = int(os.environ["SHOPREC_ANN_THRESHOLD"])
             except ValueError:
                 raise ConfigError("SHOPREC_ANN_THRESHOLD must be an integer") from None
+        if os.environ.get("SHOPREC_ATTRIBUTION_WINDOW_S"):
+            try:
+                values["attribution_window_s"] = float(os.environ["SHOPREC_ATTRIBUTION_WINDOW_S"])
+            except ValueError:
+                raise ConfigError("SHOPREC_ATTRIBUTION_WINDOW_S must be a number of seconds") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

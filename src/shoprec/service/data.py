@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shoprec.errors import ConfigError, DataError
 from shoprec.ingest.pipeline import check_record, ingest
 from shoprec.ingest.records import EventRecord, ItemRecord, Record, Rejected, Source, UserRecord
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
+from shoprec.privacy.keys import Privacy, normalise_identity
 from shoprec.service.config import ServingConfig
 from shoprec.service.errors import NotFound, RecordError, RecordErrors, TooLarge
 from shoprec.service.platform import PlatformService
@@ -52,30 +55,55 @@ def _error(rej: Rejected) -> RecordError:
 class DataService:
     def __init__(self, engine: Engine, platforms: PlatformService, config: ServingConfig,
                  on_users_changed: Callable[[str, set[str]], None] | None = None,
-                 on_catalog_changed: Callable[[str], None] | None = None) -> None:
+                 on_catalog_changed: Callable[[str], None] | None = None, privacy: Privacy | None = None) -> None:
         self.engine, self.platforms, self.config = engine, platforms, config
+        self.privacy = privacy or Privacy()
         self.on_users_changed = on_users_changed or (lambda platform, users: None)
         self.on_catalog_changed = on_catalog_changed or (lambda platform: None)
+        # set by build_services: credit stored events to experiment lists (platform, events, ids already stored)
+        self.on_events_stored: Callable[[str, Sequence[EventRecord], bool], object] | None = None
 
     # ---------------------------------------------------------------- writes
-    def _write(self, platform: str, records: Sequence[Stored], limit: int, what: str) -> dict[str, Any]:
+    def _write(self, platform: str, records: Sequence[Stored], limit: int, what: str, stored_ids: bool = False
+               ) -> dict[str, Any]:
         if len(records) > limit:
             raise TooLarge(f"{len(records):,} {what} in one request (at most {limit:,})")
         now = time.time()
-        errors = check_batch(records, now)
+        errors = check_batch(records, now) + self._identity_errors(records)
         if errors:
-            raise RecordErrors(errors)
-        report = ingest(self.engine, platform, records, batch_size=len(records) + 1, now=now, source=SOURCE)
+            raise RecordErrors(sorted(errors, key=lambda e: (e.index if e.index is not None else -1)))
+        privacy = replace(self.privacy, pseudonymize=False) if stored_ids else self.privacy
+        report = ingest(self.engine, platform, records, batch_size=len(records) + 1, now=now, source=SOURCE,
+                        privacy=privacy)
         duplicates = report.rejected.get("duplicate", 0)
         return {"received": len(records), "accepted": report.accepted, "duplicates": duplicates,
                 "stored": {k: report.stored_total(k) for k in ("events", "items", "users")}}
 
-    def add_events(self, platform: str, events: Sequence[EventRecord]) -> dict[str, Any]:
-        """Store events (unknown users are created; unknown items created or refused per config)."""
+    def _identity_errors(self, records: Sequence[Stored]) -> list[RecordError]:
+        """Users whose identity cannot be stored: malformed, or no secret to hash it with (ConfigError)."""
+        with_identity = [(i, r) for i, r in enumerate(records) if isinstance(r, UserRecord) and r.identity]
+        if with_identity and not self.privacy.secret:
+            raise ConfigError("identities need SHOPREC_SECRET_KEY to be set (they are stored as keyed hashes only)")
+        errors = []
+        for i, rec in with_identity:
+            assert rec.identity is not None
+            try:
+                normalise_identity(rec.identity)
+            except DataError as exc:
+                errors.append(RecordError(i, "identity", "bad_identity", str(exc)))
+        return errors
+
+    def add_events(self, platform: str, events: Sequence[EventRecord], *, stored_ids: bool = False
+                   ) -> dict[str, Any]:
+        """Store events (unknown users are created; unknown items created or refused per config).
+        `stored_ids`: the user ids are already as stored (pseudonyms, e.g. from the recommendation log)."""
         if len(events) <= self.config.max_events and self.config.unknown_items == "reject":
             self._refuse_unknown_items(platform, events)
-        result = self._write(platform, events, self.config.max_events, "events")
-        self.on_users_changed(platform, {e.user_id for e in events})
+        result = self._write(platform, events, self.config.max_events, "events", stored_ids)
+        self.on_users_changed(platform, {e.user_id if stored_ids else self.privacy.user_id(platform, e.user_id)
+                                         for e in events})
+        if self.on_events_stored is not None and result["stored"]["events"]:
+            self.on_events_stored(platform, events, stored_ids)
         if result["stored"]["events"]:
             self.on_catalog_changed(platform)  # bare items may have been created
         return result
@@ -98,7 +126,7 @@ class DataService:
 
     def upsert_users(self, platform: str, users: Sequence[UserRecord]) -> dict[str, Any]:
         result = self._write(platform, users, self.config.max_items, "users")
-        self.on_users_changed(platform, {u.user_id for u in users})
+        self.on_users_changed(platform, {self.privacy.user_id(platform, u.user_id) for u in users})
         return result
 
     def delete_item(self, platform: str, item_id: str) -> None:
@@ -121,12 +149,13 @@ class DataService:
         return row
 
     def get_user(self, platform: str, user_id: str, history: int = 20) -> dict[str, Any]:
+        stored = self.privacy.user_id(platform, user_id)
         with storage_errors(self.engine, f"read user {user_id!r}"), self.engine.connect() as conn:
             repo = PlatformRepo(conn, self.platforms.platform_id(platform))
-            row = repo.get_user(user_id)
-            events = repo.user_history(user_id, limit=history) if row is not None else []
+            row = repo.get_user(stored)
+            events = repo.user_history(stored, limit=history) if row is not None else []
         if row is None:
             raise NotFound(f"no user {user_id!r} on platform {platform!r}")
-        return {"user_id": row["external_id"], "attributes": row.get("attributes") or {},
+        return {"user_id": user_id, "attributes": row.get("attributes") or {},
                 "created_at": row["created_at"], "updated_at": row["updated_at"],
                 "recent_events": [{"item_id": i, "type": t, "timestamp": ts} for i, t, ts in events]}

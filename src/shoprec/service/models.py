@@ -25,9 +25,11 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
+from shoprec.service.audit import record_audit
 from shoprec.service.errors import NotFound
 from shoprec.service.platform import PlatformService
 from shoprec.storage import storage_errors
+from shoprec.storage.privacy import PrivacyRepo
 from shoprec.storage.serving import ServingRepo
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+MAX_EXTRA_MODELS = 8  # non-active models (experiment variants) a worker keeps loaded
 
 
 def platform_dir(model_dir: Path, platform: str, platform_id: int) -> Path:
@@ -50,43 +53,77 @@ class ModelStore:
         self.engine, self.platforms, self.model_dir = engine, platforms, Path(model_dir)
 
     def train(self, platform: str, name: str, params: Mapping[str, Any] | None = None, *, activate: bool = False,
-              evaluate: bool = True, progress: Progress | None = None) -> dict[str, Any]:
-        """Train, evaluate, store and register a model; returns {"model_id", "model", "metrics", ...}."""
+              evaluate: bool = True, progress: Progress | None = None,
+              features: Mapping[str, Any] | None = None, from_platform: str | None = None) -> dict[str, Any]:
+        """Train, evaluate, store and register a model; returns {"model_id", "model", "metrics", ...}.
+
+        `from_platform`: also learn from what this platform's linked users did there (transfer; needs a
+        link both platforms consented to; see shoprec.service.transfer). The evaluation then runs on the
+        joined data too.
+
+        `features`: feature-hook values (event-type weights, recency decay, text on/off; see
+        shoprec.tuning.features) applied to the training data of the evaluation and of the final fit, as
+        `shoprec tune` applied them; recorded with the model."""
         from shoprec.evaluation import EvalConfig, run_protocol
         from shoprec.models.base import config_to_dict, create_model
         from shoprec.preprocess.weights import apply_event_weights
         from shoprec.storage import load_interactions
+        from shoprec.tuning.features import check_feature_value
+        from shoprec.tuning.run import featured_factory
 
         say = progress or (lambda msg: None)
+        features = dict(features or {})
         create_model(name, params)  # a bad name or parameter fails before any work
+        for feature, value in features.items():  # ... and so does a bad feature value
+            check_feature_value(feature, value)
+        make = featured_factory(name, params or {}, features)
         platform_id = self.platforms.platform_id(platform)
         say(f"reading platform {platform!r} from the database")
-        raw, catalog = load_interactions(self.engine, platform)
+        transfer: dict[str, Any] = {}
+        if from_platform:
+            from shoprec.service.transfer import linked_training_data
+
+            joined = linked_training_data(self.engine, platform, from_platform)
+            raw, catalog, transfer = joined.interactions, joined.catalog, joined.facts
+            say(f"joined {transfer['events_from_platform']:,} events of {transfer['linked_users']:,} users "
+                f"linked to {from_platform!r}")
+        else:
+            raw, catalog = load_interactions(self.engine, platform)
         data = apply_event_weights(raw, drop_zero=True)
         if len(data) == 0:
             raise DataError(f"platform {platform!r} has no positive events to train on")
         metrics: dict[str, Any] = {}
         if evaluate:
             say(f"evaluating {name} on a leave-one-out split ({len(data):,} events)")
-            result = run_protocol(data, catalog, lambda: create_model(name, params), EvalConfig(protocol="loo"))
+            result = run_protocol(data, catalog, make, EvalConfig(protocol="loo"))
             metrics = {k: float(v) for k, v in result.metrics.items()}
             metrics["n_users_evaluated"] = result.n_users_evaluated
             metrics["protocol"] = "loo, strict (seen items excluded), full ranking"
         say(f"fitting {name} on all {len(data):,} events")
-        model = create_model(name, params).fit(data, catalog)
+        model = make().fit(data, catalog)
         model_id = uuid.uuid4().hex
         path = platform_dir(self.model_dir, platform, platform_id) / model_id
         model.save(path)
         config = config_to_dict(model.config)
+        if features:
+            config["features"] = features
+        if transfer:
+            config["transfer"] = transfer
         now = time.time()
         with storage_errors(self.engine, "register the model"), self.engine.begin() as conn:
             repo = ServingRepo(conn, platform_id)
             repo.add_model(model_id, name, _jsonable(config), metrics, str(path), now)
+            PrivacyRepo(conn, platform_id).clear_retrain_flag()  # trained on the data as it is now
             if activate:
                 repo.activate_model(model_id, now)
+                record_audit(conn, platform_id=platform_id, action="model.activate", actor="train",
+                             subject=model_id)
         say(f"stored model {model_id} at {path}" + (" (active)" if activate else ""))
         return {"model_id": model_id, "model": name, "metrics": metrics, "active": activate,
-                "fit_seconds": round(model.fit_seconds, 3), "path": str(path)}
+                "fit_seconds": round(model.fit_seconds, 3), "path": str(path),
+                **({"features": features} if features else {}),
+                **({"transfer": transfer} if transfer else {}),
+                **({"privacy": privacy} if (privacy := getattr(model, "privacy", None)) else {})}  # DP-SGD budget
 
     def list_models(self, platform: str) -> list[dict[str, Any]]:
         with storage_errors(self.engine, "list models"), self.engine.connect() as conn:
@@ -95,10 +132,18 @@ class ModelStore:
             row.pop("path", None)
         return rows
 
-    def activate(self, platform: str, model_id: str) -> None:
+    def activate(self, platform: str, model_id: str, *, actor: str = "api") -> None:
+        """Make `model_id` the active model (one transaction, with its audit record)."""
+        platform_id = self.platforms.platform_id(platform)
         with storage_errors(self.engine, "activate a model"), self.engine.begin() as conn:
-            if not ServingRepo(conn, self.platforms.platform_id(platform)).activate_model(model_id, time.time()):
+            if not ServingRepo(conn, platform_id).activate_model(model_id, time.time()):
                 raise NotFound(f"no model {model_id!r} on platform {platform!r}")
+            record_audit(conn, platform_id=platform_id, action="model.activate", actor=actor, subject=model_id)
+
+    def get_model(self, platform: str, model_id: str) -> dict[str, Any] | None:
+        """The registry row of one model of the platform (with its artifact path), or None."""
+        with storage_errors(self.engine, "read a model"), self.engine.connect() as conn:
+            return ServingRepo(conn, self.platforms.platform_id(platform)).get_model(model_id)
 
     def platforms_with_models(self) -> list[str]:
         """Every platform that has an active model."""
@@ -125,6 +170,7 @@ class ServedModel:
     name: str
     model: Recommender
     ann: AnnIndex | None = None  # candidates for large catalogs (inner-product models only)
+    path: str = ""  # the artifact it was loaded from (an erasure rewrites it under a new path)
     _maps: tuple[CatalogView, np.ndarray, np.ndarray] | None = None
 
     def index_maps(self, view: CatalogView) -> tuple[np.ndarray, np.ndarray]:
@@ -149,6 +195,8 @@ class ServedModels:
         self._loading: set[str] = set()
         self._failed: set[str] = set()  # model ids whose artifact could not be loaded (not retried)
         self._lock = threading.Lock()
+        self._extra: dict[tuple[str, str], ServedModel | None] = {}  # non-active models by (platform, id)
+        self._extra_lock = threading.Lock()
 
     def get(self, platform: str) -> ServedModel | None:
         """The platform's served model (None before any model was activated)."""
@@ -157,6 +205,32 @@ class ServedModels:
             self.refresh(platform, wait=platform not in self._served)
         return self._served.get(platform)
 
+    def get_by_id(self, platform: str, model_id: str) -> ServedModel | None:
+        """Model `model_id` of the platform, active or not (experiment variants); loaded once per worker and
+        kept (at most MAX_EXTRA_MODELS besides the active ones); None when it is unknown or cannot load."""
+        current = self.get(platform)
+        if current is not None and current.model_id == model_id:
+            return current
+        key = (platform, model_id)
+        with self._extra_lock:
+            if key in self._extra:
+                return self._extra[key]
+            row = self.store.get_model(platform, model_id)
+            served: ServedModel | None = None
+            if row is not None and model_id not in self._failed:
+                try:
+                    from shoprec.models.base import load_model
+
+                    model = load_model(row["path"])
+                    served = ServedModel(model_id, row["name"], model, self._ann(model))
+                except Exception as exc:  # a broken artifact: the caller serves the active model instead
+                    log.error("platform %s: cannot load model %s: %s", platform, model_id, exc)
+                    self._failed.add(model_id)
+            if len(self._extra) >= MAX_EXTRA_MODELS:
+                self._extra.pop(next(iter(self._extra)))
+            self._extra[key] = served
+            return served
+
     def load_all(self) -> dict[str, str]:
         """Load the active model of every platform now (at startup); returns platform -> model id."""
         for platform in self.store.platforms_with_models():
@@ -164,10 +238,10 @@ class ServedModels:
             self.refresh(platform, wait=True)
         return self.loaded()
 
-    def activate(self, platform: str, model_id: str) -> None:
+    def activate(self, platform: str, model_id: str, *, actor: str = "api") -> None:
         """Make `model_id` the platform's active model and serve it in this worker before returning
-        (other workers follow within `poll_s` plus their loading time)."""
-        self.store.activate(platform, model_id)
+        (other workers follow within `poll_s` plus their loading time). `actor` goes to the audit log."""
+        self.store.activate(platform, model_id, actor=actor)
         self.refresh(platform, wait=True)
 
     def refresh(self, platform: str, *, wait: bool = True) -> None:
@@ -177,7 +251,8 @@ class ServedModels:
         if active is None:
             self._served.setdefault(platform, None)
             return
-        if (current is not None and current.model_id == active[0]) or active[0] in self._failed:
+        same = current is not None and current.model_id == active[0] and current.path in ("", active[2])
+        if same or active[0] in self._failed:
             return
         if wait:
             self._load(platform, active)
@@ -194,7 +269,7 @@ class ServedModels:
         model_id, name, path = active
         try:
             model = load_model(path)
-            self._served[platform] = ServedModel(model_id, name, model, self._ann(model))
+            self._served[platform] = ServedModel(model_id, name, model, self._ann(model), path=path)
             log.info("platform %s: serving model %s (%s)", platform, model_id, name)
         except Exception as exc:  # a broken artifact must not take the service down: keep the old model
             log.error("platform %s: cannot load model %s from %s: %s", platform, model_id, path, exc)

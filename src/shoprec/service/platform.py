@@ -1,7 +1,11 @@
-"""Platforms and API keys: create a platform with a fresh key (stored hashed), authenticate a key.
+"""Platforms and API keys: create a platform with a fresh key (stored hashed), authenticate a key,
+create, list, revoke and rotate a platform's keys.
 
 A key is 32 random bytes (url-safe text, prefixed "sk_"); only its SHA-256 digest is stored, so a
-database dump reveals no key. The admin key (SHOPREC_ADMIN_KEY) acts on any platform it names.
+database dump reveals no key. Each key also has a public id ("key_" + 16 hex digits) to list and revoke
+it by, and a set of scopes: `read` (GET), `write` (every other method), `admin` (key management).
+The admin key (SHOPREC_ADMIN_KEY) acts on any platform it names, with every scope.
+Key creation and revocation and platform creation are written to the audit log in the same transaction.
 """
 
 from __future__ import annotations
@@ -10,61 +14,163 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
+from shoprec.service.audit import record_audit
 from shoprec.service.cache import Cache
+from shoprec.service.errors import NotFound
 from shoprec.storage import find_platform, get_or_create_platform, storage_errors
 from shoprec.storage.serving import ServingRepo, platform_for_key
+from shoprec.storage.tables import MAX_KEY_NAME_LENGTH
 
 KEY_PREFIX = "sk_"
-AUTH_TTL_S = 30.0  # a revoked key may still be accepted this long by a worker that cached it
+KEY_ID_PREFIX = "key_"
+AUTH_TTL_S = 30.0  # a revoked key may still be accepted this long by a worker that cached it (not this one)
+SCOPES = ("read", "write", "admin")
+ADMIN_ACTOR = "admin"
 
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def parse_scopes(scopes: str | Iterable[str]) -> frozenset[str]:
+    """A set of scopes from "read,write" or an iterable; DataError naming an unknown or missing scope."""
+    names = scopes.split(",") if isinstance(scopes, str) else list(scopes)
+    found = frozenset(n.strip().lower() for n in names if n.strip())
+    unknown = sorted(found - set(SCOPES))
+    if unknown:
+        raise DataError(f"unknown scope {unknown[0]!r} (scopes are {', '.join(SCOPES)})")
+    if not found:
+        raise DataError(f"a key needs at least one scope ({', '.join(SCOPES)})")
+    return found
+
+
+def format_scopes(scopes: Iterable[str]) -> str:
+    """Scopes in canonical order, comma-separated (how they are stored)."""
+    chosen = set(scopes)
+    return ",".join(s for s in SCOPES if s in chosen)
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the platform of a platform key, or the admin (platform None)."""
+    """Who is calling: the platform, public key id and scopes of a platform key, or the deployment admin
+    (platform None, every scope)."""
 
     platform: str | None
     admin: bool = False
+    key_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    def allows(self, scope: str) -> bool:
+        return self.admin or scope in self.scopes
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller (never the key itself)."""
+        return ADMIN_ACTOR if self.admin else str(self.key_id)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just created: `key` is the secret, shown this once."""
+
+    platform: str
+    key_id: str
+    key: str
+    scopes: tuple[str, ...]
+    name: str | None
+    created_at: float
 
 
 class PlatformService:
     def __init__(self, engine: Engine, cache: Cache, admin_key: str | None = None) -> None:
         self.engine, self.cache, self.admin_key = engine, cache, admin_key
 
-    def create(self, name: str) -> str:
-        """Create platform `name` with a new API key and return the key (shown once). A platform that
-        exists already gets an additional key."""
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
+    def create(self, name: str, *, actor: str = ADMIN_ACTOR) -> str:
+        """Create platform `name` with a new key holding every scope and return the key (shown once).
+        A platform that exists already gets an additional key."""
+        return self._create_key(name, SCOPES, None, actor, create_platform=True).key
+
+    def create_key(self, platform: str, scopes: str | Iterable[str] = SCOPES, name: str | None = None, *,
+                   actor: str = ADMIN_ACTOR) -> NewKey:
+        """A new key for the existing platform `platform` (DataError when unknown or for bad scopes/name)."""
+        return self._create_key(platform, parse_scopes(scopes), name, actor, create_platform=False)
+
+    def _create_key(self, platform: str, scopes: Iterable[str], name: str | None, actor: str, *,
+                    create_platform: bool) -> NewKey:
+        if name is not None and not 1 <= len(name) <= MAX_KEY_NAME_LENGTH:
+            raise DataError(f"key name must be 1..{MAX_KEY_NAME_LENGTH} characters, got {len(name)}")
+        key, key_id = KEY_PREFIX + secrets.token_urlsafe(32), KEY_ID_PREFIX + secrets.token_hex(8)
+        stored = format_scopes(scopes)
         now = time.time()
-        with storage_errors(self.engine, f"create platform {name!r}"), self.engine.begin() as conn:
-            platform_id = get_or_create_platform(conn, name, now)
-            ServingRepo(conn, platform_id).add_api_key(hash_key(key), now)
-        return key
+        with storage_errors(self.engine, f"create a key for platform {platform!r}"), self.engine.begin() as conn:
+            platform_id = find_platform(conn, platform)
+            if platform_id is None:
+                if not create_platform:
+                    raise DataError(f"unknown platform {platform!r}")
+                platform_id = get_or_create_platform(conn, platform, now)
+                record_audit(conn, platform_id=platform_id, action="platform.create", actor=actor, subject=platform)
+            ServingRepo(conn, platform_id).add_api_key(hash_key(key), now, key_id=key_id, scopes=stored, name=name)
+            record_audit(conn, platform_id=platform_id, action="key.create", actor=actor, subject=key_id,
+                         details={"scopes": stored, "name": name})
+        return NewKey(platform, key_id, key, tuple(stored.split(",")), name, now)
+
+    def list_keys(self, platform: str) -> list[dict[str, Any]]:
+        """Every key of the platform (never the secret): key_id, name, scopes (list), created_at, revoked,
+        revoked_at."""
+        platform_id = self.platform_id(platform)
+        with storage_errors(self.engine, f"list the keys of platform {platform!r}"), self.engine.connect() as conn:
+            rows = ServingRepo(conn, platform_id).list_api_keys()
+        for row in rows:
+            row["scopes"] = row["scopes"].split(",")
+            row["revoked"] = bool(row["revoked"])
+        return rows
+
+    def revoke_key(self, platform: str, key_id: str, *, actor: str = ADMIN_ACTOR) -> None:
+        """Revoke key `key_id` of `platform` (NotFound when it has no such key; revoking twice is a no-op).
+
+        This worker (and with Redis every worker) rejects the key at once; a worker with an in-process
+        cache stops accepting it within AUTH_TTL_S."""
+        platform_id = self.platform_id(platform)
+        with storage_errors(self.engine, f"revoke key {key_id!r}"), self.engine.begin() as conn:
+            digest = ServingRepo(conn, platform_id).revoke_api_key(key_id, time.time())
+            if digest is None:
+                raise NotFound(f"no key {key_id!r} on platform {platform!r}")
+            record_audit(conn, platform_id=platform_id, action="key.revoke", actor=actor, subject=key_id)
+        self.cache.delete(f"auth:{digest}")
+
+    def rotate_key(self, platform: str, key_id: str, *, actor: str = ADMIN_ACTOR) -> NewKey:
+        """Replace key `key_id` by a new key with the same scopes and name, then revoke the old one."""
+        old = next((k for k in self.list_keys(platform) if k["key_id"] == key_id), None)
+        if old is None:
+            raise NotFound(f"no key {key_id!r} on platform {platform!r}")
+        new = self.create_key(platform, old["scopes"], old["name"], actor=actor)
+        self.revoke_key(platform, key_id, actor=actor)
+        return new
 
     def authenticate(self, key: str | None) -> Principal | None:
-        """The principal of `key`, or None for a missing or unknown key."""
+        """The principal of `key`, or None for a missing, unknown or revoked key."""
         if not key:
             return None
         if self.admin_key and hmac.compare_digest(key.encode(), self.admin_key.encode()):
-            return Principal(platform=None, admin=True)
+            return Principal(platform=None, admin=True, key_id=ADMIN_ACTOR, scopes=frozenset(SCOPES))
         digest = hash_key(key)
         cache_key = f"auth:{digest}"
-        platform = self.cache.get(cache_key)
-        if platform is None:
+        found = self.cache.get(cache_key)
+        if found is None:
             with storage_errors(self.engine, "check an API key"), self.engine.connect() as conn:
-                platform = platform_for_key(conn, digest)
-            if platform is None:
+                found = platform_for_key(conn, digest)
+            if found is None:
                 return None
-            self.cache.set(cache_key, platform, AUTH_TTL_S)
-        return Principal(platform=str(platform))
+            self.cache.set(cache_key, list(found), AUTH_TTL_S)
+        platform, key_id, scopes = found
+        return Principal(platform=str(platform), key_id=str(key_id), scopes=frozenset(str(scopes).split(",")))
 
     def platform_id(self, name: str) -> int:
         """The key of an existing platform (DataError when unknown)."""

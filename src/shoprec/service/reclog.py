@@ -70,6 +70,10 @@ class RecommendationLog:
             raise NotFound(f"no recommendation {rec_id!r} on platform {platform!r}")
         return dict(entry)
 
+    def forget(self, platform: str, rec_ids: list[str]) -> None:
+        """Drop these lists from the cache (an erasure deleted their rows)."""
+        self.cache.delete(*(self._key(platform, r) for r in rec_ids))
+
     def _read(self, platform: str, rec_id: str) -> dict[str, Any] | None:
         with storage_errors(self.engine, "read a recommendation"), self.engine.connect() as conn:
             return ServingRepo(conn, self.platforms.platform_id(platform)).get_recommendation(rec_id)

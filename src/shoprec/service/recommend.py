@@ -14,6 +14,13 @@ Filters: servable (available, not deleted), category (prefix path), price range,
 list, the user's purchases (unless their category is repurchasable), disliked items and, unless
 `include_seen`, the items of the live history. Each list is stored under a recommendation_id;
 pages are slices of it, so paging never repeats an item.
+
+Reasons (shoprec.explain): each item's `reason` has "type" (history, popular_in_category,
+similar_text, fallback_popular), "source" (the model name, "popularity" or "content") and "level"
+(the chain level: personal, session, item_to_item, content, popular_category, popular). A model
+level's history reasons are leave-one-out attributions of the placed items, one batched
+model.score call per list. During a running experiment (ExperimentService) a user's list comes
+from their variant's model and the answer names "experiment" and "variant".
 """
 
 from __future__ import annotations
@@ -21,14 +28,17 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
+from shoprec.explain import BECAUSE, fallback_reason, history_reason, leave_one_out, popular_in_category_reason
+from shoprec.explain.reasons import similar_text_reason
+from shoprec.privacy.keys import Privacy
 from shoprec.service.catalog import CatalogView, CatalogViews
 from shoprec.service.config import ServingConfig
 from shoprec.service.errors import NotFound
@@ -38,8 +48,13 @@ from shoprec.service.reclog import RecommendationLog
 from shoprec.service.state import UserState, UserStates
 from shoprec.storage import storage_errors
 from shoprec.storage.serving import ServingRepo
+from shoprec.types import EventType
 
-BECAUSE = 3  # history items named in a personal/session reason
+if TYPE_CHECKING:
+    from shoprec.models.base import Query
+    from shoprec.service.experiments import Assignment, ExperimentService
+
+Explainer = Callable[[list[int]], list[dict[str, Any]]]  # catalog indices placed by a level -> their reasons
 
 
 @dataclass(frozen=True)
@@ -77,10 +92,12 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Level:
-    """One level of the chain: scores over the catalog (-inf: no opinion) and the reason it gives."""
+    """One level of the chain: scores over the catalog (-inf: no opinion) and the reason it gives
+    (or, with `explain`, a reason per placed item, computed once for all of them)."""
 
     reason: dict[str, Any]
     scores: np.ndarray
+    explain: Explainer | None = None
 
 
 def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: CatalogView) -> Ranked:
@@ -94,48 +111,102 @@ def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: Catal
         if need <= 0:
             break
         idx, vals = top_k(level.scores, need, exclude=[np.flatnonzero(taken)])
+        placed: list[int] = []
         for i, v in zip(idx[0].tolist(), vals[0].tolist(), strict=True):
             if i < 0:
                 break
             out.items.append(view.items.external(i))
             out.scores.append(round(float(v), 6))
-            out.reasons.append(level.reason)
+            placed.append(i)
             taken[i] = True
+        if level.explain is not None and placed:
+            out.reasons.extend(level.explain(placed))
+        else:
+            out.reasons.extend([level.reason] * len(placed))
     return out
 
 
 class RecommendService:
     def __init__(self, engine: Engine, config: ServingConfig, platforms: PlatformService, users: UserStates,
-                 catalogs: CatalogViews, models: ServedModels, log: RecommendationLog) -> None:
+                 catalogs: CatalogViews, models: ServedModels, log: RecommendationLog,
+                 privacy: Privacy | None = None, experiments: ExperimentService | None = None) -> None:
         self.engine, self.config = engine, config
         self.platforms, self.users, self.catalogs, self.models, self.log = platforms, users, catalogs, models, log
+        self.privacy = privacy or Privacy()
+        self.experiments = experiments
 
     # ---------------------------------------------------------------- public
     def recommend(self, platform: str, user: str, k: int, offset: int = 0, filters: Filters | None = None,
                   recommendation_id: str | None = None) -> dict[str, Any]:
         self._check_page(k, offset)
+        user = self.privacy.user_id(platform, user)  # the id as stored (a pseudonym when pseudonymising)
         if recommendation_id:
             return self._page(platform, recommendation_id, k, offset, user)
         filters = filters or Filters()
         state = self.users.get(platform, user)
         view = self.catalogs.get(platform)
-        served = self.models.get(platform)
+        served, assignment = self._served_for(platform, user)
         blocked = self._blocked(view, filters, state)
         n = min(self.config.list_depth, max(offset + k, self.config.page_depth))
-        levels = self._levels(view, served, state.history, filters.category, user_id=user, blocked=blocked, n=n)
+        levels = self._levels(view, served, state.history, filters.category, user_id=user, blocked=blocked, n=n,
+                              verbs=dict(zip(state.history, state.history_types, strict=True)),
+                              hctx=_history_context(state.history_types, state.history_times))
         ranked = rank_chain(levels, blocked, n, view)
-        return self._store(platform, user, served, ranked, k, offset)
+        answer = self._store(platform, user, served, ranked, k, offset, assignment)
+        if assignment is not None and self.experiments is not None:
+            shown = [item["item_id"] for item in answer["items"]]
+            self.experiments.record_exposure(platform, assignment, answer["recommendation_id"], user, shown)
+        return answer
 
-    def session(self, platform: str, history: Sequence[str], k: int, filters: Filters | None = None
-                ) -> dict[str, Any]:
-        """Recommendations for an anonymous visitor from the items of the current session (oldest first)."""
+    def explain(self, platform: str, user: str, item_id: str) -> dict[str, Any]:
+        """Why `item_id` would be recommended to `user` (recommended or not): the leave-one-out history
+        attribution of the user's model (their experiment variant's during an experiment), else the
+        popularity fallback that would place it (a cold user: fallback_popular)."""
+        view = self.catalogs.get(platform)
+        i = view.items.get(item_id)
+        if i is None:
+            raise NotFound(f"no item {item_id!r} on platform {platform!r}")
+        stored_user = self.privacy.user_id(platform, user)
+        state = self.users.get(platform, stored_user)
+        served, assignment = self._served_for(platform, stored_user)
+        ids = view.items.lookup(state.history)
+        hist, hctx = ids[ids >= 0], _known(_history_context(state.history_types, state.history_times), ids >= 0)
+        answer: dict[str, Any] = {"user_id": user, "item_id": item_id,
+                                  "model": served.name if served is not None else None}
+        if assignment is not None:
+            answer.update(experiment=assignment.experiment_id, variant=assignment.variant)
+        found = self._model_query(view, served, stored_user, hist, hctx) if served is not None else None
+        if served is not None and found is not None and served.index_maps(view)[1][i] >= 0:
+            verbs = dict(zip(state.history, state.history_types, strict=True))
+            reasons, scores = self._attribute(view, served, found[0], found[1], [i], verbs)
+            return {**answer, "score": round(scores[0], 6), "reason": reasons[0]}
+        context = str(view.category[hist[-1]]) if len(hist) and view.category[hist[-1]] else None
+        in_context = context is not None and bool(view.category_mask(context)[i])
+        reason = popular_in_category_reason(context) if context and in_context else fallback_reason()
+        reason["level"] = "popular_category" if in_context else "popular"
+        return {**answer, "score": round(float(view.popularity[i]), 6), "reason": reason}
+
+    def _served_for(self, platform: str, user: str) -> tuple[ServedModel | None, Assignment | None]:
+        """The model serving `user`: their experiment variant's while one runs, else the active one."""
+        assignment = self.experiments.assign(platform, user) if self.experiments is not None else None
+        if assignment is not None:
+            variant = self.models.get_by_id(platform, assignment.model_id)
+            if variant is not None:
+                return variant, assignment
+        return self.models.get(platform), None
+
+    def session(self, platform: str, history: Sequence[str], k: int, filters: Filters | None = None,
+                types: Sequence[str] | None = None) -> dict[str, Any]:
+        """Recommendations for an anonymous visitor from the items of the current session (oldest first),
+        with their event types when known (aligned with `history`)."""
         self._check_page(k, 0)
         filters = filters or Filters()
         view = self.catalogs.get(platform)
         served = self.models.get(platform)
         state = UserState(history=tuple(history))
         blocked = self._blocked(view, filters, state)
-        levels = self._levels(view, served, state.history, filters.category, user_id=None, blocked=blocked, n=k)
+        levels = self._levels(view, served, state.history, filters.category, user_id=None, blocked=blocked, n=k,
+                              hctx=_history_context(types, None) if types is not None else None)
         ranked = rank_chain(levels, blocked, k, view)
         return self._store(platform, None, served, ranked, k, 0)
 
@@ -158,7 +229,8 @@ class RecommendService:
             vectors = view.text_vectors()
             sims = (vectors @ vectors[i]).astype(np.float32)
             sims[~np.any(vectors != 0, axis=1)] = -np.inf
-            levels.append(Level({"source": "content", "similar_to": item_id}, sims[None, :]))
+            reason = {**similar_text_reason(item_id, view.titles[i]), "level": "content"}
+            levels.append(Level(reason, sims[None, :]))
         levels.extend(self._popular_levels(view, view.category[i] or None))
         ranked = rank_chain(levels, blocked, k, view)
         return self._store(platform, None, served, ranked, k, 0)
@@ -205,19 +277,21 @@ class RecommendService:
         return any(cat == c or cat.startswith(c + " > ") for c in self.config.repurchasable)
 
     def _levels(self, view: CatalogView, served: ServedModel | None, history: Sequence[str],
-                category: str | None, user_id: str | None, blocked: np.ndarray, n: int) -> list[Level]:
-        hist = view.items.lookup(history)
-        hist = hist[hist >= 0]
+                category: str | None, user_id: str | None, blocked: np.ndarray, n: int,
+                verbs: dict[str, str] | None = None, hctx: HistoryContext | None = None) -> list[Level]:
+        """`hctx`: event-type codes and timestamps aligned with `history` (what the model saw in training)."""
+        ids = view.items.lookup(history)
+        hist, hctx = ids[ids >= 0], _known(hctx, ids >= 0)
         levels: list[Level] = []
         user_index = None
         if served is not None and user_id is not None and served.model.users is not None:
             user_index = served.model.users.get(user_id)
         if user_index is not None:
-            level = self._model_level(view, served, user_index, hist, "personal", blocked, n)
+            level = self._model_level(view, served, user_index, hist, "personal", blocked, n, verbs, hctx)
             if level is not None:
                 levels.append(level)
         if not levels and len(hist):
-            level = self._model_level(view, served, None, hist, "session", blocked, n)
+            level = self._model_level(view, served, None, hist, "session", blocked, n, verbs, hctx)
             if level is not None:
                 levels.append(level)
         context = category or (str(view.category[hist[-1]]) if len(hist) and view.category[hist[-1]] else None)
@@ -225,31 +299,64 @@ class RecommendService:
         return levels
 
     def _model_level(self, view: CatalogView, served: ServedModel | None, user: int | None,
-                     history: Sequence[int] | np.ndarray, source: str, blocked: np.ndarray, n: int) -> Level | None:
-        """The model's scores mapped into the catalog, or None when it cannot answer this query.
+                     history: Sequence[int] | np.ndarray, level: str, blocked: np.ndarray, n: int,
+                     verbs: dict[str, str] | None = None, context: HistoryContext | None = None) -> Level | None:
+        """The model's scores mapped into the catalog, or None when it cannot answer this query; its
+        placed items are explained by leave-one-out attribution (one batched score call).
         With an ANN index, only its candidates are scored (exactly), unless the filters leave fewer than n."""
         if served is None:
             return None
-        from shoprec.models.base import Query
 
         to_catalog, to_model = served.index_maps(view)
         hist_catalog = np.asarray(history, dtype=np.int64)
         hist_model = to_model[hist_catalog] if len(hist_catalog) else np.zeros(0, dtype=np.int64)
-        keep = hist_model >= 0
-        query = Query(user=user, history=hist_model[keep].astype(np.int32))
+        query = _query(user, hist_model, context)
         if not served.model.can_score(query):
             return None
-        recent = list(dict.fromkeys(hist_catalog[keep][::-1].tolist()))[:BECAUSE]  # newest first, distinct
-        reason: dict[str, Any] = {"source": source, "model": served.name, "model_id": served.model_id}
-        if recent:
-            reason["because"] = view.items.externals(recent)
+        extra: dict[str, Any] = {}
         scores = np.full(len(view), -np.inf, dtype=np.float32)
         if served.ann is not None and self._ann_scores(served, query, to_catalog, blocked, n, scores):
-            return Level({**reason, "candidates": "ann"}, scores[None, :])
-        model_scores = served.model.score([query])[0]
-        ok = to_catalog >= 0
-        scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
-        return Level(reason, scores[None, :])
+            extra["candidates"] = "ann"
+        else:
+            model_scores = served.model.score([query])[0]
+            ok = to_catalog >= 0
+            scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
+
+        def explain(placed: list[int]) -> list[dict[str, Any]]:
+            return self._attribute(view, served, query, level, placed, verbs, **extra)[0]
+
+        reason = {"type": "history", "source": served.name, "level": level, "model_id": served.model_id, **extra}
+        return Level(reason, scores[None, :], explain)
+
+    def _model_query(self, view: CatalogView, served: ServedModel, user: str | None, hist: np.ndarray,
+                     context: HistoryContext | None = None) -> tuple[Query, str] | None:
+        """The query (and level) the chain would give the model for this user: personal, else session."""
+        to_model = served.index_maps(view)[1]
+        hist_model = to_model[hist] if len(hist) else np.zeros(0, dtype=np.int64)
+        users = served.model.users
+        user_index = users.get(user) if user is not None and users is not None else None
+        personal = _query(user_index, hist_model, context)
+        if user_index is not None and served.model.can_score(personal):
+            return personal, "personal"
+        session = _query(None, hist_model, context)
+        if len(hist) and served.model.can_score(session):
+            return session, "session"
+        return None
+
+    @staticmethod
+    def _attribute(view: CatalogView, served: ServedModel, query: Query, level: str, placed: list[int],
+                   verbs: dict[str, str] | None, **extra: Any) -> tuple[list[dict[str, Any]], list[float]]:
+        """History reasons (and full-query scores) of catalog items `placed`, from leave-one-out drops."""
+        to_catalog, to_model = served.index_maps(view)
+        att = leave_one_out(served.model, query, to_model[np.asarray(placed, dtype=np.int64)])
+        causes = to_catalog[att.candidates].tolist()
+        ids = view.items.externals(causes)  # ids[j] names att.candidates[j]
+        titles = {ids[j]: view.titles[c] for j, c in enumerate(causes)}
+        positions, weights = att.top(BECAUSE)
+        reasons = [history_reason([(ids[j], w) for j, w in zip(pos, ws, strict=True)], served.name, titles=titles,
+                                  verbs=verbs, level=level, model_id=served.model_id, **extra)
+                   for pos, ws in zip(positions, weights, strict=True)]
+        return reasons, att.base.tolist()
 
     def _ann_scores(self, served: ServedModel, query: Any, to_catalog: np.ndarray, blocked: np.ndarray, n: int,
                     out: np.ndarray) -> bool:
@@ -275,15 +382,18 @@ class RecommendService:
         levels = []
         if category:
             scores = np.where(view.category_mask(category), view.popularity, -np.inf).astype(np.float32)
-            levels.append(Level({"source": "popular_category", "category": category}, scores[None, :]))
-        levels.append(Level({"source": "popular"}, view.popularity[None, :]))
+            reason = {**popular_in_category_reason(category), "level": "popular_category"}
+            levels.append(Level(reason, scores[None, :]))
+        levels.append(Level({**fallback_reason(), "level": "popular"}, view.popularity[None, :]))
         return levels
 
     # ---------------------------------------------------------------- the list store
     def _store(self, platform: str, user: str | None, served: ServedModel | None, ranked: Ranked, k: int,
-               offset: int) -> dict[str, Any]:
-        entry = {"recommendation_id": uuid.uuid4().hex, "user_external_id": user,
-                 "model": served.name if served is not None else None, "items": ranked.to_rows()}
+               offset: int, assignment: Assignment | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {"recommendation_id": uuid.uuid4().hex, "user_external_id": user,
+                                 "model": served.name if served is not None else None, "items": ranked.to_rows()}
+        if assignment is not None:
+            entry.update(experiment=assignment.experiment_id, variant=assignment.variant)
         self.log.add(platform, entry)
         return self._answer(entry, k, offset)
 
@@ -300,4 +410,39 @@ class RecommendService:
     def _answer(log: dict[str, Any], k: int, offset: int) -> dict[str, Any]:
         rows = log["items"][offset:offset + k]
         return {"recommendation_id": log["recommendation_id"], "model": log["model"], "offset": offset,
-                "items": [{"item_id": r[0], "score": r[1], "reason": r[2]} for r in rows]}
+                "items": [{"item_id": r[0], "score": r[1], "reason": r[2]} for r in rows],
+                "experiment": log.get("experiment"), "variant": log.get("variant")}
+
+
+# ------------------------------------------------------------------ history context for the model's query
+HistoryContext = tuple[np.ndarray | None, np.ndarray | None]  # (event-type codes, unix timestamps), aligned
+
+
+def _history_context(types: Sequence[str] | None, times: Sequence[float] | None) -> HistoryContext:
+    """Event-type codes and timestamps of a history, as the models saw them in training (None: unknown).
+    Offline evaluation gives sequence models the same columns (evaluation.engine), so online and offline
+    queries agree."""
+    codes = None
+    if types:
+        codes = np.array([EventType.parse(t).code for t in types], dtype=np.int64)
+    stamps = np.asarray(times, dtype=np.float64) if times else None
+    return codes, stamps
+
+
+def _known(context: HistoryContext | None, keep: np.ndarray) -> HistoryContext | None:
+    """The context of the history items that `keep` marks (the items the catalog knows)."""
+    if context is None:
+        return None
+    codes, stamps = context
+    return (codes[keep] if codes is not None and len(codes) == len(keep) else None,
+            stamps[keep] if stamps is not None and len(stamps) == len(keep) else None)
+
+
+def _query(user: int | None, hist_model: np.ndarray, context: HistoryContext | None) -> Query:
+    """The model's query: the history items the model knows (oldest first) with their aligned context."""
+    from shoprec.models.base import Query
+
+    keep = hist_model >= 0
+    known = _known(context, keep)
+    codes, stamps = known if known is not None else (None, None)
+    return Query(user=user, history=hist_model[keep].astype(np.int32), event_types=codes, timestamps=stamps)

@@ -28,16 +28,18 @@ SHARED_TTL_S = 600.0  # Redis entries are invalidated on writes; the TTL only bo
 class UserState:
     history: tuple[str, ...] = ()  # item ids, oldest first
     history_types: tuple[str, ...] = ()
+    history_times: tuple[float, ...] = ()  # unix seconds, one per history item (empty: unknown)
     purchased: frozenset[str] = frozenset()
     disliked: frozenset[str] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
-        return {"h": list(self.history), "t": list(self.history_types), "p": sorted(self.purchased),
-                "d": sorted(self.disliked)}
+        return {"h": list(self.history), "t": list(self.history_types), "s": list(self.history_times),
+                "p": sorted(self.purchased), "d": sorted(self.disliked)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UserState:
-        return cls(tuple(data["h"]), tuple(data["t"]), frozenset(data["p"]), frozenset(data["d"]))
+        return cls(tuple(data["h"]), tuple(data["t"]), tuple(data.get("s", ())), frozenset(data["p"]),
+                   frozenset(data["d"]))
 
 
 class UserStates:
@@ -64,14 +66,15 @@ class UserStates:
         with storage_errors(self.engine, f"read the history of user {user!r}"), self.engine.connect() as conn:
             events = ServingRepo(conn, self.platforms.platform_id(platform)).recent_events(user, MAX_EVENTS_READ)
         events.reverse()  # oldest first
-        positive = [(i, t) for i, t in events if t in POSITIVE_TYPES][-self.history_length:]
+        positive = [(i, t, ts) for i, t, ts in events if t in POSITIVE_TYPES][-self.history_length:]
         opinion: dict[str, str] = {}
-        for item, etype in events:
+        for item, etype, _ in events:
             if etype in ("like", "dislike"):
                 opinion[item] = etype
         return UserState(
-            history=tuple(i for i, _ in positive), history_types=tuple(t for _, t in positive),
-            purchased=frozenset(i for i, t in events if t == "purchase"),
+            history=tuple(i for i, _, _ in positive), history_types=tuple(t for _, t, _ in positive),
+            history_times=tuple(ts for _, _, ts in positive),
+            purchased=frozenset(i for i, t, _ in events if t == "purchase"),
             disliked=frozenset(i for i, o in opinion.items() if o == "dislike"))
 
     def invalidate(self, platform: str, users: set[str]) -> None:

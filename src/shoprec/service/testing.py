@@ -52,8 +52,21 @@ def synthetic_platform(services: Services, name: str, *, users: int = 80, items:
     (unless model is None) train and activate `model` on it."""
     data = generate(SyntheticConfig(n_users=users, n_items=items, seed=seed)).platform()
     key = services.platforms.create(name)
-    ingest(services.engine, name, data.records())
+    ingest(services.engine, name, data.records(), privacy=services.privacy.privacy)
     trained: dict[str, Any] = {}
     if model is not None:
         trained = services.store.train(name, model, params, activate=True, evaluate=evaluate)
     return ReadyPlatform(name=name, api_key=key, data=data, trained=trained)
+
+
+def create_test_experiment(services: Services, platform: str) -> str:
+    """A running A/A experiment on `platform` (two variants of its newest model; a popularity model is
+    trained first when the platform has none); returns its experiment_id. For route-table tests."""
+    models = services.store.list_models(platform)
+    if not models:
+        models = [services.store.train(platform, "popular", evaluate=False)]
+    model_id = str(models[-1]["model_id"])
+    created = services.experiments.create(platform, "test experiment", [
+        {"name": "control", "model_id": model_id, "share": 0.5},
+        {"name": "treatment", "model_id": model_id, "share": 0.5}])
+    return str(created["experiment_id"])

@@ -18,7 +18,7 @@ from shoprec.storage.repo import Executor, _chunks
 # The online read of a user's events, built once with bind parameters (platform_id, user, limit):
 # building a statement costs more than running it on SQLite, and this one runs on every uncached request.
 _USER_EVENTS = (
-    sa.select(T.items.c.external_id, T.events.c.event_type)
+    sa.select(T.items.c.external_id, T.events.c.event_type, T.events.c.timestamp)
     .select_from(T.events.join(T.users, T.users.c.id == T.events.c.user_id)
                  .join(T.items, T.items.c.id == T.events.c.item_id))
     .where(T.events.c.platform_id == sa.bindparam("platform_id"), T.users.c.platform_id == sa.bindparam("platform_id"),
@@ -28,13 +28,13 @@ _USER_EVENTS = (
 )
 
 
-def platform_for_key(conn: Executor, key_hash: str) -> str | None:
-    """The platform name an unrevoked API key (by hash) belongs to, or None."""
+def platform_for_key(conn: Executor, key_hash: str) -> tuple[str, str, str] | None:
+    """(platform name, key id, comma-separated scopes) of an unrevoked API key (by hash), or None."""
     k, p = T.api_keys, T.platforms
-    query = (sa.select(p.c.name).select_from(k.join(p, p.c.id == k.c.platform_id))
+    query = (sa.select(p.c.name, k.c.key_id, k.c.scopes).select_from(k.join(p, p.c.id == k.c.platform_id))
              .where(k.c.key_hash == key_hash, k.c.revoked.is_(False)))
     row = conn.execute(query).first()
-    return None if row is None else str(row[0])
+    return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
 
 
 class ServingRepo:
@@ -51,9 +51,28 @@ class ServingRepo:
         return sa.update(table).where(table.c.platform_id == self.platform_id)
 
     # ---------------------------------------------------------------- api keys
-    def add_api_key(self, key_hash: str, now: float) -> None:
-        self.conn.execute(sa.insert(T.api_keys), [{"platform_id": self.platform_id, "key_hash": key_hash,
-                                                   "created_at": now, "revoked": False}])
+    def add_api_key(self, key_hash: str, now: float, *, key_id: str, scopes: str, name: str | None = None) -> None:
+        """Store a new key by hash; `scopes` comma-separated ("read,write,admin")."""
+        self.conn.execute(sa.insert(T.api_keys), [{
+            "platform_id": self.platform_id, "key_hash": key_hash, "created_at": now, "revoked": False,
+            "key_id": key_id, "scopes": scopes, "name": name, "revoked_at": None}])
+
+    def list_api_keys(self) -> list[dict[str, Any]]:
+        """Every key of the platform, oldest first (key_id, name, scopes, created_at, revoked, revoked_at)."""
+        k = T.api_keys
+        cols = [k.c.key_id, k.c.name, k.c.scopes, k.c.created_at, k.c.revoked, k.c.revoked_at]
+        return [dict(r._mapping) for r in self.conn.execute(self._scope(k, *cols).order_by(k.c.id))]
+
+    def revoke_api_key(self, key_id: str, now: float) -> str | None:
+        """Revoke key `key_id` of this platform and return its hash (to drop it from caches); None if unknown.
+        Revoking a revoked key changes nothing (its first revocation time stays)."""
+        k = T.api_keys
+        row = self.conn.execute(self._scope(k, k.c.key_hash, k.c.revoked).where(k.c.key_id == key_id)).first()
+        if row is None:
+            return None
+        if not row[1]:
+            self.conn.execute(self._update(k).where(k.c.key_id == key_id).values(revoked=True, revoked_at=now))
+        return str(row[0])
 
     # ---------------------------------------------------------------- models
     def add_model(self, model_id: str, name: str, config: dict[str, Any], metrics: dict[str, Any], path: str,
@@ -178,11 +197,11 @@ class ServingRepo:
         return {int(k): int(n) for k, n in self.conn.execute(query)}
 
     # ---------------------------------------------------------------- users
-    def recent_events(self, external_id: str, limit: int) -> list[tuple[str, str]]:
-        """The user's `limit` most recent (item id, event type), newest first (one prepared query)."""
+    def recent_events(self, external_id: str, limit: int) -> list[tuple[str, str, float]]:
+        """The user's `limit` most recent (item id, event type, timestamp), newest first (one prepared query)."""
         rows = self.conn.execute(_USER_EVENTS, {"platform_id": self.platform_id, "user": external_id,
                                                 "limit": limit})
-        return [(str(i), str(t)) for i, t in rows]
+        return [(str(i), str(t), float(ts)) for i, t, ts in rows]
 
     def user_items(self, external_id: str, event_types: Collection[str]) -> list[tuple[str, str]]:
         """Every (item id, event type) of the user among `event_types`, oldest first."""

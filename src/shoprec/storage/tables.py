@@ -98,6 +98,9 @@ events = sa.Table(
 # ---------------------------------------------------------------------------- serving (migration 0002)
 # API keys are stored as a SHA-256 hex digest only; the key itself is shown once, at creation.
 KEY_HASH_LENGTH = 64
+KEY_ID_LENGTH = 32
+MAX_KEY_NAME_LENGTH = 64
+MAX_SCOPES_LENGTH = 64
 MODEL_ID_LENGTH = 32
 MAX_MODEL_NAME_LENGTH = 64
 
@@ -108,8 +111,14 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(KEY_HASH_LENGTH), nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False),
+    # security (migration 0003): a public id to list and revoke a key by, a label, its scopes, when revoked
+    sa.Column("key_id", sa.String(KEY_ID_LENGTH), nullable=False),
+    sa.Column("name", sa.String(MAX_KEY_NAME_LENGTH), nullable=True),
+    sa.Column("scopes", sa.String(MAX_SCOPES_LENGTH), nullable=False),  # comma-separated, e.g. "read,write"
+    sa.Column("revoked_at", sa.Double, nullable=True),
     sa.UniqueConstraint("key_hash"),
     sa.Index(None, "platform_id"),
+    sa.Index(None, "key_id", unique=True),
     **TABLE_OPTIONS,
 )
 
@@ -180,5 +189,128 @@ deleted_items = sa.Table(
     sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
     sa.Column("deleted_at", sa.Double, nullable=False),
     sa.Index(None, "platform_id"),
+    **TABLE_OPTIONS,
+)
+
+
+# ---------------------------------------------------------------------------- security (migration 0003)
+# Admin actions and erasures. Callers write hashes/pseudonyms only (never a raw user id or identity);
+# platform_id is NULL for deployment-wide actions.
+MAX_AUDIT_ACTION_LENGTH = 64
+MAX_AUDIT_ACTOR_LENGTH = 128
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=True),
+    sa.Column("action", sa.String(MAX_AUDIT_ACTION_LENGTH), nullable=False),
+    sa.Column("actor", sa.String(MAX_AUDIT_ACTOR_LENGTH), nullable=False),
+    sa.Column("subject", sa.String(MAX_ID_LENGTH), nullable=True),
+    sa.Column("details", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index(None, "platform_id", "created_at"),
+    **TABLE_OPTIONS,
+)
+
+
+# ---------------------------------------------------------------------------- privacy (migration 0004)
+# Identities are stored only as HMAC-SHA256(SHOPREC_SECRET_KEY, "type:normalised value") hex digests.
+IDENTITY_HASH_LENGTH = 64
+MAX_IDENTITY_TYPE_LENGTH = 16
+MAX_REASON_LENGTH = 64
+
+identities = sa.Table(
+    "identities", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("identity_type", sa.String(MAX_IDENTITY_TYPE_LENGTH), nullable=False),
+    sa.Column("identity_hash", sa.String(IDENTITY_HASH_LENGTH), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("platform_id", "user_id", "identity_type"),  # one identity of each type per user
+    sa.Index(None, "identity_hash"),
+    sa.Index(None, "user_id"),
+    **TABLE_OPTIONS,
+)
+
+# One row per consent: platform_id agrees to share linked users' behaviour with partner_id. A link is in
+# force only while both directions have a row.
+platform_links = sa.Table(
+    "platform_links", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("partner_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("platform_id", "partner_id"),
+    sa.Index(None, "partner_id"),
+    **TABLE_OPTIONS,
+)
+
+# Platforms whose models must be retrained (e.g. after an erasure): one row per platform, removed by training.
+retrain_flags = sa.Table(
+    "retrain_flags", metadata,
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), primary_key=True, autoincrement=False),
+    sa.Column("reason", sa.String(MAX_REASON_LENGTH), nullable=False),
+    sa.Column("flagged_at", sa.Double, nullable=False),
+    **TABLE_OPTIONS,
+)
+
+
+# ---------------------------------------------------------------------------- experiments (migration 0005)
+# A/B experiments: variants [{name, model_id, share}] as JSON; running while start_at <= now < end_at and not stopped.
+EXPERIMENT_ID_LENGTH = 32
+MAX_EXPERIMENT_NAME_LENGTH = 128
+MAX_VARIANT_NAME_LENGTH = 64
+MAX_OUTCOME_LENGTH = 16
+
+experiments = sa.Table(
+    "experiments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("experiment_id", sa.String(EXPERIMENT_ID_LENGTH), nullable=False),
+    sa.Column("name", sa.String(MAX_EXPERIMENT_NAME_LENGTH), nullable=False),
+    sa.Column("variants", sa.JSON, nullable=False),
+    sa.Column("start_at", sa.Double, nullable=False),
+    sa.Column("end_at", sa.Double, nullable=True),
+    sa.Column("stopped_at", sa.Double, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("experiment_id"),
+    sa.Index(None, "platform_id"),
+    **TABLE_OPTIONS,
+)
+
+# One row per served list of an experiment: the items shown (impressions) and the variant that chose them.
+experiment_exposures = sa.Table(
+    "experiment_exposures", metadata,
+    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("experiment_id", sa.String(EXPERIMENT_ID_LENGTH), nullable=False),
+    sa.Column("variant", sa.String(MAX_VARIANT_NAME_LENGTH), nullable=False),
+    sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
+    sa.Column("user_external_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("items", sa.JSON, nullable=False),  # the shown item ids, in served order
+    sa.Column("n_shown", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index(None, "platform_id", "user_external_id", "created_at"),  # window attribution
+    sa.Index(None, "recommendation_id"),
+    sa.Index(None, "experiment_id"),
+    **TABLE_OPTIONS,
+)
+
+# Outcomes credited to a shown item of an exposure: outcome "click" (click, cart, like or purchase) or
+# "purchase". Counted per distinct (recommendation_id, item, outcome), so a repeated event counts once.
+experiment_credits = sa.Table(
+    "experiment_credits", metadata,
+    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+    sa.Column("experiment_id", sa.String(EXPERIMENT_ID_LENGTH), nullable=False),
+    sa.Column("variant", sa.String(MAX_VARIANT_NAME_LENGTH), nullable=False),
+    sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
+    sa.Column("item_external_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(MAX_OUTCOME_LENGTH), nullable=False),
+    sa.Column("event_type", sa.String(MAX_EVENT_TYPE_LENGTH), nullable=False),
+    sa.Column("timestamp", sa.Double, nullable=False),
+    sa.Index(None, "experiment_id"),
     **TABLE_OPTIONS,
 )

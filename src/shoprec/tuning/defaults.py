@@ -23,6 +23,7 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "ncf": {"embedding_size": [16, 32, 64], "dropout": [0.0, 0.1, 0.3], "learning_rate": [3e-4, 1e-3, 3e-3]},
     "gru4rec": {"embedding_size": [64, 128], "dropout": [0.1, 0.3, 0.5], "learning_rate": [1e-3, 3e-3]},
     "transformer": {"embedding_size": [64, 128], "dropout": [0.3, 0.5], "learning_rate": [1e-3, 2e-3]},
+    "cross": {"regularization": [10.0, 100.0, 1000.0], "popularity_weight": [0.0, 0.05, 0.2]},
 }
 
 

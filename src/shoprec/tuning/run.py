@@ -189,6 +189,9 @@ def _fields(model: str) -> set[str]:
 def _check_protocol(model: str, metric: Metric, eval_cfg: EvalConfig) -> None:
     if eval_cfg.protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {eval_cfg.protocol!r}")
+    if eval_cfg.protocol == "cdr-cold":
+        raise ConfigError("shoprec tune does not run protocol 'cdr-cold' (its CV folds are single-domain); "
+                          "compare configs on the validation users: shoprec evaluate --protocol cdr-cold --split valid")
     rating_protocol = eval_cfg.protocol in RATING_PROTOCOLS
     if metric.rating != rating_protocol:
         raise ConfigError(f"metric {metric.name} does not go with protocol {eval_cfg.protocol!r} "

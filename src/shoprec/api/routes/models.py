@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from shoprec.api.auth import PlatformDep, ServicesDep
+from shoprec.api.auth import PlatformDep, PrincipalDep, ServicesDep
 from shoprec.api.schemas import JobOut, ModelOut, TrainIn
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -31,8 +31,8 @@ def models(platform: PlatformDep, services: ServicesDep) -> list[ModelOut]:
 
 
 @router.post("/models/{model_id}/activate", response_model=ModelOut)
-def activate(model_id: Hex, platform: PlatformDep, services: ServicesDep) -> ModelOut:
+def activate(model_id: Hex, platform: PlatformDep, principal: PrincipalDep, services: ServicesDep) -> ModelOut:
     """Serve this model from now on (every worker switches within a second, without dropping requests)."""
-    services.models.activate(platform, model_id)
+    services.models.activate(platform, model_id, actor=principal.actor)
     model = next(m for m in services.store.list_models(platform) if m["model_id"] == model_id)
     return ModelOut(**model)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from shoprec.api.auth import PlatformDep, ServicesDep
-from shoprec.api.schemas import FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
+from shoprec.api.schemas import ExplanationOut, FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
 from shoprec.ingest.records import EventRecord
 from shoprec.service import Filters
 from shoprec.storage.tables import MAX_ID_LENGTH
@@ -21,7 +21,7 @@ K = Annotated[int, Query(ge=1, le=100)]
 def _count(request: Request, platform: str, answer: dict[str, Any]) -> RecommendationOut:
     counter = request.app.state.metrics.recommended
     for item in answer["items"]:
-        counter.labels(platform, item["reason"].get("source", "?")).inc()
+        counter.labels(platform, item["reason"].get("level", "?")).inc()
     return RecommendationOut(**answer)
 
 
@@ -44,6 +44,14 @@ def recommendations(
     return _count(request, platform, answer)
 
 
+@router.get("/users/{user_id}/recommendations/explain", response_model=ExplanationOut)
+def explain(user_id: IdPath, platform: PlatformDep, services: ServicesDep,
+            item_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH)]) -> ExplanationOut:
+    """Why an item (recommended or not) would be recommended to the user: the model's leave-one-out
+    attribution over their history, or the popularity fallback (a cold user); 404 for an unknown item."""
+    return ExplanationOut(**services.recommend.explain(platform, user_id, item_id))
+
+
 @router.get("/items/{item_id}/similar", response_model=RecommendationOut)
 def similar(item_id: IdPath, platform: PlatformDep, services: ServicesDep, request: Request, k: K = 10
             ) -> RecommendationOut:
@@ -56,8 +64,9 @@ def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, reque
     """Recommendations for an anonymous visitor from the session's items."""
     filters = Filters(category=body.category or None, min_price=body.min_price, max_price=body.max_price,
                       exclude=tuple(body.exclude))
-    history = [e.item_id for e in body.history if e.type not in (EventType.DISLIKE, EventType.IMPRESSION)]
-    return _count(request, platform, services.recommend.session(platform, history, body.k, filters))
+    events = [e for e in body.history if e.type not in (EventType.DISLIKE, EventType.IMPRESSION)]
+    return _count(request, platform, services.recommend.session(
+        platform, [e.item_id for e in events], body.k, filters, types=[EventType(e.type).value for e in events]))
 
 
 @router.post("/feedback", response_model=FeedbackOut)
@@ -68,7 +77,7 @@ def feedback(body: FeedbackIn, platform: PlatformDep, services: ServicesDep, req
     if user is not None:
         event = EventRecord(user_id=user, item_id=body.item_id, event_type=EventType(body.type),
                             timestamp=logged["timestamp"], context={"recommendation_id": body.recommendation_id})
-        stored = services.data.add_events(platform, [event])["stored"]["events"]
+        stored = services.data.add_events(platform, [event], stored_ids=True)["stored"]["events"]
         request.app.state.metrics.events.labels(platform).inc(stored)
     return FeedbackOut(recommendation_id=body.recommendation_id, item_id=body.item_id, type=body.type,
                        event_stored=user is not None)

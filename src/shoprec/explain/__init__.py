@@ -1,0 +1,31 @@
+"""Explanations attached to recommendations: why each item is in a list, from the model's own scores.
+
+    drops = leave_one_out(model, query, items)             # one model.score call, len(history) + 1 queries
+    reason = history_reason(drops, j, because_of_ids, source="itemknn")
+
+Reasons (every one carries "type" and "source", the model or rule that placed the item):
+    {"type": "history", "because_of": [item ids, most influential first], "weights": [score drops], "text"?}
+    {"type": "popular_in_category", "category": ...}
+    {"type": "similar_text", "item_id": ...}
+    {"type": "fallback_popular"}
+"""
+
+from shoprec.explain.attribution import ATTRIBUTION_HISTORY, Attribution, leave_one_out
+from shoprec.explain.reasons import (
+    BECAUSE,
+    fallback_reason,
+    history_reason,
+    popular_in_category_reason,
+    similar_text_reason,
+)
+
+__all__ = [
+    "ATTRIBUTION_HISTORY",
+    "BECAUSE",
+    "Attribution",
+    "fallback_reason",
+    "history_reason",
+    "leave_one_out",
+    "popular_in_category_reason",
+    "similar_text_reason",
+]

@@ -1,0 +1,174 @@
+"""The privacy service: erasure, export, retention purge and platform links (consents).
+
+Erasure removes, at once, everything that names a user of a platform: the user row, events, identity
+hashes, recommendation-log rows and their feedback (one database transaction), the user's entry and
+rows in every stored model artifact of the platform (rewritten beside the old one, then swapped in the
+model registry in the same transaction), the cached history and cached lists (Redis or in process),
+and the served model (reloaded from the rewritten artifact). The platform is flagged for retraining
+and an audit record names the user by a keyed hash only. Erasing a user that nothing names is NotFound.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from shoprec.errors import ConfigError, DataError
+from shoprec.privacy.artifacts import erase_users, users_in_artifact
+from shoprec.privacy.keys import Privacy
+from shoprec.service.audit import record_audit
+from shoprec.service.errors import NotFound
+from shoprec.service.platform import PlatformService
+from shoprec.storage import list_platforms, storage_errors
+from shoprec.storage.privacy import PrivacyRepo, link_state
+
+if TYPE_CHECKING:
+    from shoprec.service.models import ServedModels
+    from shoprec.service.reclog import RecommendationLog
+    from shoprec.service.state import UserStates
+
+log = logging.getLogger(__name__)
+DAY_S = 86_400.0
+
+
+@dataclass
+class Hooks:
+    """The online state an erasure must clear (absent in the CLI, which has no caches of its own)."""
+
+    users: UserStates | None = None
+    reclog: RecommendationLog | None = None
+    models: ServedModels | None = None
+
+
+class PrivacyService:
+    def __init__(self, engine: Engine, platforms: PlatformService, privacy: Privacy, hooks: Hooks | None = None
+                 ) -> None:
+        self.engine, self.platforms, self.privacy = engine, platforms, privacy
+        self.hooks = hooks or Hooks()
+
+    # ---------------------------------------------------------------- erasure
+    def erase(self, platform: str, user_id: str, actor: str = "cli") -> dict[str, Any]:
+        """Erase user `user_id` (the caller's id) of `platform`; returns counts of what was removed."""
+        stored = self.privacy.user_id(platform, user_id)
+        platform_id = self.platforms.platform_id(platform)
+        if self.hooks.reclog is not None:
+            self.hooks.reclog.flush()  # queued lists naming the user reach the database, to be deleted with it
+        written: list[tuple[Path, Path]] = []  # (old, new) artifact directories
+        try:
+            with storage_errors(self.engine, "erase a user"), self.engine.begin() as conn:
+                repo = PrivacyRepo(conn, platform_id)
+                erased = repo.erase_user(stored)
+                for model_id, path in repo.model_paths():
+                    new = _erase_artifact(Path(path), stored)
+                    if new is not None:
+                        written.append((Path(path), new))
+                        repo.set_model_path(model_id, str(new))
+                if erased is None and not written:
+                    raise NotFound(f"no user {user_id!r} on platform {platform!r}")
+                now = time.time()
+                repo.flag_retrain("user erased", now)
+                counts = erased["deleted"] if erased else {}
+                record_audit(conn, platform_id=platform_id, action="user.erase", actor=actor,
+                             subject=self.privacy.subject(platform, user_id),
+                             details={"deleted": counts, "artifacts_rewritten": len(written)})
+        except BaseException:
+            for _, new in written:
+                shutil.rmtree(new, ignore_errors=True)
+            raise
+        for old, _ in written:
+            shutil.rmtree(old, ignore_errors=True)
+        self._clear_online_state(platform, stored, erased["recommendation_ids"] if erased else [])
+        return {"platform": platform, "erased": True, "deleted": counts, "artifacts_rewritten": len(written),
+                "retrain_flagged": True}
+
+    def _clear_online_state(self, platform: str, stored: str, rec_ids: list[str]) -> None:
+        hooks = self.hooks
+        if hooks.users is not None:
+            hooks.users.invalidate(platform, {stored})
+        if hooks.reclog is not None and rec_ids:
+            hooks.reclog.forget(platform, rec_ids)
+        if hooks.models is not None:
+            hooks.models.refresh(platform, wait=True)
+
+    # ---------------------------------------------------------------- export
+    def export(self, platform: str, user_id: str) -> dict[str, Any]:
+        """Everything held about a user: attributes, events, identity hashes with the platforms linked through
+        them, served lists and feedback. Ids are the caller's; the stored pseudonym is shown when one is used."""
+        stored = self.privacy.user_id(platform, user_id)
+        with storage_errors(self.engine, "export a user"), self.engine.connect() as conn:
+            repo = PrivacyRepo(conn, self.platforms.platform_id(platform))
+            data = repo.export_user(stored)
+            if data is None:
+                raise NotFound(f"no user {user_id!r} on platform {platform!r}")
+            hashes = [i["identity_hash"] for i in data["identities"]]
+            linked = repo.linked_platforms_holding(hashes)
+            retrain = repo.retrain_flag()
+        out: dict[str, Any] = {"platform": platform, "user_id": user_id, **data}
+        if stored != user_id:
+            out["stored_user_id"] = stored
+        out["identities"] = [{"type": i["identity_type"], "hash": i["identity_hash"], "created_at": i["created_at"],
+                              "linked_platforms": linked.get(i["identity_hash"], [])} for i in data["identities"]]
+        out["models_pending_retrain"] = retrain is not None
+        return out
+
+    # ---------------------------------------------------------------- retention
+    def purge(self, platform: str | None = None, days: float | None = None, now: float | None = None
+              ) -> dict[str, Any]:
+        """Delete events older than `days` (default: the retention setting) of one platform or of all."""
+        days = self.privacy.retention_days if days is None else days
+        if days is None:
+            raise ConfigError("no retention period: set SHOPREC_RETENTION_DAYS (or pass --days)")
+        if not days > 0:
+            raise ConfigError(f"the retention period must be a positive number of days, got {days}")
+        before = (time.time() if now is None else now) - days * DAY_S
+        with storage_errors(self.engine, "list platforms"), self.engine.connect() as conn:
+            names = list_platforms(conn)
+        if platform is not None:
+            if platform not in names:
+                raise DataError(f"unknown platform {platform!r}")
+            names = {platform: names[platform]}
+        purged: dict[str, int] = {}
+        for name, key in names.items():
+            with storage_errors(self.engine, f"purge old events of platform {name!r}"), self.engine.begin() as conn:
+                purged[name] = PrivacyRepo(conn, key).purge_events(before)
+        if any(purged.values()):
+            log.info("retention: purged %d events older than %.1f days", sum(purged.values()), days)
+        return {"days": days, "before": before, "purged": purged}
+
+    # ---------------------------------------------------------------- links
+    def link(self, platform: str, partner: str, actor: str = "cli") -> dict[str, Any]:
+        """Record `platform`'s consent to link with `partner`; the link holds once both consented."""
+        return self._consent(platform, partner, actor, give=True)
+
+    def unlink(self, platform: str, partner: str, actor: str = "cli") -> dict[str, Any]:
+        """Withdraw `platform`'s consent: the link ends at once (nothing crosses from then on)."""
+        return self._consent(platform, partner, actor, give=False)
+
+    def _consent(self, platform: str, partner: str, actor: str, *, give: bool) -> dict[str, Any]:
+        if platform == partner:
+            raise DataError(f"a platform cannot be linked with itself ({platform!r})")
+        pid, qid = self.platforms.platform_id(platform), self.platforms.platform_id(partner)
+        with storage_errors(self.engine, "record a platform link"), self.engine.begin() as conn:
+            repo = PrivacyRepo(conn, pid)
+            changed = repo.consent(qid, time.time()) if give else repo.withdraw(qid)
+            if changed:
+                record_audit(conn, platform_id=pid, action="platform.link" if give else "platform.unlink",
+                             actor=actor, subject=partner)
+            state = link_state(conn, platform, partner)
+        return {"platform": platform, "partner": partner, "consent": state["a"], "partner_consent": state["b"],
+                "linked": state["a"] and state["b"], "changed": changed}
+
+
+def _erase_artifact(path: Path, stored: str) -> Path | None:
+    """The rewritten artifact without the user, or None when it does not hold the user (or is gone)."""
+    if not (path / "idmaps.json").exists():
+        return None
+    if not users_in_artifact(path, [stored]):
+        return None
+    return erase_users(path, [stored])

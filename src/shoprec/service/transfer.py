@@ -1,0 +1,78 @@
+"""Transfer between platforms: the training data of a platform, joined with what its linked users did on
+another platform (`shoprec train --platform NEW --from-platform OLD`).
+
+Only users linked by identity hash on a link BOTH platforms consented to (`shoprec platform link`,
+shoprec.storage.privacy.linked_user_pairs) cross: their OLD events join the NEW data under their NEW user
+id; nothing of OLD's other users is read into the result. OLD items keep their catalog content and become
+"<OLD>:<item id>", a domain of their own for the `cross` model (its bridge users are the linked users with
+events on both platforms). Serving maps a model's items onto the platform's catalog, so OLD items are
+never recommended on NEW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from shoprec.data import IdMap, Interactions, ItemCatalog
+from shoprec.errors import DataError
+from shoprec.storage import load_interactions, storage_errors
+from shoprec.storage.privacy import linked_user_pairs
+
+
+@dataclass(frozen=True)
+class TransferData:
+    """NEW's events plus the linked users' OLD events, and facts about the join for the model record."""
+
+    interactions: Interactions
+    catalog: ItemCatalog
+    facts: dict[str, Any]
+
+
+def linked_training_data(engine: Engine, platform: str, from_platform: str) -> TransferData:
+    """The joined training data of `platform` (NEW) with its linked users' events on `from_platform` (OLD)."""
+    if platform == from_platform:
+        raise DataError(f"--from-platform must name another platform than {platform!r}")
+    new, catalog = load_interactions(engine, platform)
+    with storage_errors(engine, "read linked users"), engine.connect() as conn:
+        pairs = linked_user_pairs(conn, from_platform, platform)
+    if not pairs:
+        raise DataError(f"no linked users between {from_platform!r} and {platform!r}: both platforms must consent "
+                        f"(shoprec platform link {platform} {from_platform}) and their users send identities")
+    old, old_catalog = load_interactions(engine, from_platform)
+    to_new = dict(pairs)
+    keep = np.fromiter((to_new.get(u) is not None for u in old.users.externals(old.user)), dtype=bool,
+                       count=len(old))
+    linked = old.subset(keep)
+    users, items = new.users.copy(), new.items.copy()
+    user = np.fromiter((users.add(to_new[u]) for u in linked.users.externals(linked.user)), dtype=np.int32,
+                       count=len(linked))
+    first_new = len(items)
+    item = np.fromiter((items.add(f"{from_platform}:{i}") for i in linked.items.externals(linked.item)),
+                       dtype=np.int32, count=len(linked))
+    joined = Interactions(
+        user=np.concatenate([new.user, user]), item=np.concatenate([new.item, item]), users=users, items=items,
+        weight=np.concatenate([new.weight, linked.weight]), value=np.concatenate([new.value, linked.value]),
+        timestamp=np.concatenate([new.timestamp, linked.timestamp]),
+        event_type=np.concatenate([new.event_type, linked.event_type]))
+    facts = {"from_platform": from_platform, "linked_users": len(to_new),
+             "linked_users_with_events": len(np.unique(linked.user)), "events_from_platform": len(linked),
+             "items_from_platform": len(items) - first_new, "events_own": len(new)}
+    return TransferData(joined, joint_catalog(catalog, old_catalog, items, first_new, len(from_platform) + 1), facts)
+
+
+def joint_catalog(own: ItemCatalog, other: ItemCatalog, items: IdMap, first_other: int, prefix: int) -> ItemCatalog:
+    """`own`'s rows, then the content of `other`'s items that `items` holds from index `first_other` on
+    (their ids carry a `prefix`-character platform prefix; every one of them is in `other`)."""
+    src = [other.items.index(ext[prefix:]) for ext in items.to_list()[first_other:]]
+    return ItemCatalog(items=items, title=[*own.title, *(other.title[r] for r in src)],
+                       description=[*own.description, *(other.description[r] for r in src)],
+                       category=[*own.category, *(other.category[r] for r in src)],
+                       brand=[*own.brand, *(other.brand[r] for r in src)],
+                       price=np.concatenate([own.price, other.price[src]]),
+                       available=np.concatenate([own.available, other.available[src]]),
+                       attributes=[*own.attributes, *(dict(other.attributes[r]) for r in src)],
+                       attribute_ids=[*own.attribute_ids, *(other.attribute_ids[r] for r in src)])
