@@ -79,7 +79,7 @@ def main() -> None:
     out = {"items": args.items, "dim": args.dim, "queries": args.queries, "k": args.k, "nlist": index.nlist,
            "build_seconds": round(build_s, 1), "exact_p50_ms": round(float(np.percentile(exact_ms, 50)), 1),
            "rows": rows, "machine": f"{platform.machine()}, {os.cpu_count()} cores, faiss 1 thread",
-           "note": "shared 2-core machine under load from other processes",
+           "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")

@@ -284,7 +284,8 @@ def main() -> None:
     out = {"data": args.data, "model": model, "workers": args.workers, "concurrency": args.concurrency,
            "redis": bool(args.redis), "n_items": len(items), "n_users": len(users), "load": result,
            "event_to_changed_list": fresh, "soak": soak, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "note": "measured on a shared 2-core machine under load from other processes; client on the same cores",
+           "note": "client on the same cores as the server; load_average_at_end shows other load",
+           "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     print(f"{'metric':<34}{'value':>12}")
     for k, v in [*result.items(), *[(f"freshness {k}", v) for k, v in fresh.items()]]:
