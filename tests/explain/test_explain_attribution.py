@@ -109,3 +109,13 @@ def test_top_matches_ranked_per_target(model: Recommender, data: Any) -> None:
         expected = att.ranked(t)[:3]
         assert [int(att.candidates[j]) for j in positions[t]] == [h for h, _ in expected]
         assert weights[t] == pytest.approx([w for _, w in expected], abs=1e-6)
+
+
+def test_the_prepared_batch_gives_the_models_own_full_scores(model: Recommender, data: Any) -> None:
+    """Serving takes a list's scores from the same prepared batch as its explanations: they must be the
+    model's own scores of the full query (the same ranking as offline evaluation)."""
+    from shoprec.explain.attribution import LeaveOneOut
+
+    query = _query(model, data, user=3, known=True)
+    shared = LeaveOneOut(model, query).scores()
+    np.testing.assert_allclose(shared, model.score([query])[0], rtol=1e-4, atol=1e-4)

@@ -59,32 +59,49 @@ def without(query: Query, item: int) -> Query:
     return replace(query, history=np.asarray(query.history)[keep], event_types=types, timestamps=stamps)
 
 
+class LeaveOneOut:
+    """The leave-one-out batch of one query, prepared once: [query, query without c1, ...] for the newest
+    `cap` distinct history items c1, c2, ... For an inner-product model the batch's query vectors are
+    computed here, once: `scores()` (the full query over the whole catalog, for the list itself) and
+    `attribution(targets)` (for its explanations) then share them, so serving encodes the history once."""
+
+    def __init__(self, model: Recommender, query: Query, cap: int = ATTRIBUTION_HISTORY) -> None:
+        from shoprec.service.ann import vector_scorer
+
+        self.model, self.query = model, query
+        history = np.asarray(query.history, dtype=np.int64)
+        self.candidates = np.array(list(dict.fromkeys(history[::-1].tolist()))[:cap], dtype=np.int64)
+        loo = [without(query, int(c)) for c in self.candidates]
+        self.scorable = np.array([model.can_score(q) for q in loo], dtype=bool)
+        self.batch = [query] + [q for q, ok in zip(loo, self.scorable, strict=True) if ok]
+        self.vectors = vector_scorer(model)
+        self.query_vectors = (np.asarray(self.vectors[0](self.batch), dtype=np.float32)
+                              if self.vectors is not None else None)  # (1 + n_scorable, d)
+
+    def scores(self) -> np.ndarray:
+        """(n_items,) scores of the full query: the model's own, from the shared vectors when it has them."""
+        if self.query_vectors is None or self.vectors is None:
+            return self.model.score([self.query])[0]
+        return self.query_vectors[0] @ self.vectors[1].T
+
+    def attribution(self, targets: np.ndarray) -> Attribution:
+        """Score drops of `targets` (model item indices) when each candidate is left out."""
+        targets = np.asarray(targets, dtype=np.int64)
+        if self.query_vectors is not None and self.vectors is not None:
+            scores = self.query_vectors @ self.vectors[1][targets].T
+        else:
+            scores = self.model.score(self.batch)[:, targets]
+        scores = scores.astype(np.float64)  # (1 + n_scorable, n_targets)
+        base = scores[0]
+        left = np.zeros((len(self.candidates), len(targets)), dtype=np.float64)  # unscorable: a drop to zero
+        left[self.scorable] = scores[1:]
+        drops = base[None, :] - left
+        drops[~np.isfinite(drops)] = 0.0
+        return Attribution(candidates=self.candidates, drops=drops, base=base)
+
+
 def leave_one_out(model: Recommender, query: Query, targets: np.ndarray,
                   cap: int = ATTRIBUTION_HISTORY) -> Attribution:
     """Score drops of `targets` (model item indices) when each of the newest `cap` distinct history
-    items is left out; one batched `model.score` call."""
-    targets = np.asarray(targets, dtype=np.int64)
-    history = np.asarray(query.history, dtype=np.int64)
-    candidates = np.array(list(dict.fromkeys(history[::-1].tolist()))[:cap], dtype=np.int64)
-    loo = [without(query, int(c)) for c in candidates]
-    scorable = [model.can_score(q) for q in loo]
-    batch = [query] + [q for q, ok in zip(loo, scorable, strict=True) if ok]
-    scores = _target_scores(model, batch, targets).astype(np.float64)  # (1 + n_scorable, n_targets)
-    base = scores[0]
-    left = np.zeros((len(candidates), len(targets)), dtype=np.float64)  # unscorable: a drop to zero
-    left[np.asarray(scorable, dtype=bool)] = scores[1:]
-    drops = base[None, :] - left
-    drops[~np.isfinite(drops)] = 0.0
-    return Attribution(candidates=candidates, drops=drops, base=base)
-
-
-def _target_scores(model: Recommender, batch: list[Query], targets: np.ndarray) -> np.ndarray:
-    """(len(batch), len(targets)) scores: one model.score call, or for an inner-product model the
-    query vectors against the targets' item vectors only (the same numbers, without the full catalog)."""
-    from shoprec.service.ann import vector_scorer
-
-    vectors = vector_scorer(model)
-    if vectors is None:
-        return model.score(batch)[:, targets]
-    user_vectors, item_vectors = vectors
-    return np.asarray(user_vectors(batch), dtype=np.float32) @ item_vectors[targets].T
+    items is left out; one batched `model.score` call (or one batch of query vectors)."""
+    return LeaveOneOut(model, query, cap).attribution(targets)

@@ -36,7 +36,8 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
-from shoprec.explain import BECAUSE, fallback_reason, history_reason, leave_one_out, popular_in_category_reason
+from shoprec.explain import BECAUSE, fallback_reason, history_reason, popular_in_category_reason
+from shoprec.explain.attribution import LeaveOneOut
 from shoprec.explain.reasons import similar_text_reason
 from shoprec.privacy.keys import Privacy
 from shoprec.service.catalog import CatalogView, CatalogViews
@@ -315,15 +316,17 @@ class RecommendService:
             return None
         extra: dict[str, Any] = {}
         scores = np.full(len(view), -np.inf, dtype=np.float32)
+        loo: LeaveOneOut | None = None
         if served.ann is not None and self._ann_scores(served, query, to_catalog, blocked, n, scores):
             extra["candidates"] = "ann"
-        else:
-            model_scores = served.model.score([query])[0]
+        else:  # the list's scores and its explanations share one encoding of the history (LeaveOneOut)
+            loo = LeaveOneOut(served.model, query)
+            model_scores = loo.scores()
             ok = to_catalog >= 0
             scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
 
         def explain(placed: list[int]) -> list[dict[str, Any]]:
-            return self._attribute(view, served, query, level, placed, verbs, **extra)[0]
+            return self._attribute(view, served, query, level, placed, verbs, loo, **extra)[0]
 
         reason = {"type": "history", "source": served.name, "level": level, "model_id": served.model_id, **extra}
         return Level(reason, scores[None, :], explain)
@@ -345,10 +348,12 @@ class RecommendService:
 
     @staticmethod
     def _attribute(view: CatalogView, served: ServedModel, query: Query, level: str, placed: list[int],
-                   verbs: dict[str, str] | None, **extra: Any) -> tuple[list[dict[str, Any]], list[float]]:
-        """History reasons (and full-query scores) of catalog items `placed`, from leave-one-out drops."""
+                   verbs: dict[str, str] | None, loo: LeaveOneOut | None = None, **extra: Any
+                   ) -> tuple[list[dict[str, Any]], list[float]]:
+        """History reasons (and full-query scores) of catalog items `placed`, from leave-one-out drops
+        (of `loo`, the query's prepared batch, when the caller has one)."""
         to_catalog, to_model = served.index_maps(view)
-        att = leave_one_out(served.model, query, to_model[np.asarray(placed, dtype=np.int64)])
+        att = (loo or LeaveOneOut(served.model, query)).attribution(to_model[np.asarray(placed, dtype=np.int64)])
         causes = to_catalog[att.candidates].tolist()
         ids = view.items.externals(causes)  # ids[j] names att.candidates[j]
         titles = {ids[j]: view.titles[c] for j, c in enumerate(causes)}
