@@ -153,9 +153,13 @@ def key_list(settings: Settings, platform: str, as_json: bool) -> None:
               help="Train with DP-SGD (Opacus) to this epsilon per rating (mf, ncf on rated events).")
 @click.option("--from-platform", "from_platform", default=None,
               help="Transfer: also learn from the linked users' events on this platform (a consented link).")
+@click.option("--init-from", "init_from", default=None, metavar="MODEL_ID",
+              help="Fine-tune (transformer): start from the weights of this stored transformer of a platform "
+                   "linked with PLATFORM by both sides' consent; its network parameters are the defaults.")
 @click.pass_obj
 def train_command(settings: Settings, platform: str, model_name: str, config: str | None, activate: bool,
-                  no_evaluate: bool, tuned: bool, dp_epsilon: float | None, from_platform: str | None) -> None:
+                  no_evaluate: bool, tuned: bool, dp_epsilon: float | None, from_platform: str | None,
+                  init_from: str | None) -> None:
     """Train MODEL on PLATFORM's data, evaluate it on a leave-one-out split, store it (and activate it).
 
     Prints {"model_id": ..., "model": NAME, "metrics": {...}} on stdout.
@@ -178,7 +182,8 @@ def train_command(settings: Settings, platform: str, model_name: str, config: st
     try:
         store = ModelStore(engine, PlatformService(engine, LocalCache()), settings.model_dir)
         result = store.train(platform, model_name, params, activate=activate, evaluate=not no_evaluate,
-                             progress=_stderr, features=features, from_platform=from_platform)
+                             progress=_stderr, features=features, from_platform=from_platform,
+                             init_from=init_from)
     finally:
         engine.dispose()
     click.echo(json.dumps(result, indent=2))

@@ -23,6 +23,8 @@ Read top to bottom: config -> item content -> network -> training data -> losses
   sampled softmax (in-batch + log-uniform negatives with logQ correction) for catalogs too big for it.
 - AdamW, linear warm-up then cosine decay; early stopping on validation NDCG@10 (best weights kept);
   resumable checkpoints; `torchrun --nproc_per_node N` runs DistributedDataParallel (gloo / nccl).
+- Fine-tuning transfer (`start_from(other model)`): the network starts from another platform's model
+  (`transfer_weights`: everything but the item ids, which are per platform; item text is the shared space).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
 import numpy as np
 import torch
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 N_EVENT_TYPES = len(EventType) + 1  # code + 1; 0 = padding
 N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
 POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
+# parameters that fix the network's weights and their shapes: a fine-tuned model inherits them from its source
+NETWORK_PARAMS = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "positions", "use_attributes",
+                  "use_text", "text_encoder", "content_attention", "use_event_types", "use_time_gaps")
 
 
 # ----------------------------------------------------------------------------- config
@@ -152,6 +157,7 @@ class ItemContent:
     n_attributes: int
     text: np.ndarray  # (n_items + 1, text_dim) float32, or (n_items + 1, 0)
     text_encoder: str = ""
+    vocabulary: tuple[str, ...] = ()  # the attribute tokens, index 1 first
 
     @property
     def has_content(self) -> np.ndarray:
@@ -183,7 +189,7 @@ def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerCon
     lengths = np.array([0] + [len(b) for b in ids], dtype=np.int64)
     flat = np.array([i for b in ids for i in b], dtype=np.int64)
     return ItemContent(attr_flat=flat, attr_offsets=np.cumsum(lengths) - lengths,
-                       n_attributes=len(vocab), text=text, text_encoder=encoder)
+                       n_attributes=len(vocab), text=text, text_encoder=encoder, vocabulary=tuple(vocab))
 
 
 def _attribute_tokens(catalog: ItemCatalog, row: int) -> list[str]:
@@ -271,6 +277,7 @@ class SeqNet(nn.Module):
         self.attributes = nn.EmbeddingBag(content.n_attributes + 1, d, mode="mean") if content.n_attributes else None
         self.text = nn.Linear(content.text.shape[1], d, bias=False) if content.text.shape[1] else None
         self.has_content = self.attributes is not None or self.text is not None
+        self.attribute_vocabulary = content.vocabulary  # what the attribute rows mean (for transfer_weights)
         self.position = nn.Embedding(cfg.max_len, d) if cfg.positions == "reverse" else None
         self.event = nn.Embedding(N_EVENT_TYPES, d) if cfg.use_event_types else None
         self.gap = nn.Embedding(N_GAP_BUCKETS, d) if cfg.use_time_gaps else None
@@ -376,6 +383,24 @@ class SeqNet(nn.Module):
         cols = self.attr_flat[first + torch.arange(len(rows), device=h.device)]
         picked = logp[rows, cols] / counts[rows]
         return -picked.sum() / (counts > 0).sum().clamp(min=1)
+
+
+def transfer_weights(src: SeqNet, dst: SeqNet) -> list[str]:
+    """Copy `src`'s weights into `dst` where the name and shape match: the blocks, the position, event and
+    gap embeddings, the text projection and the output norm. Never the item id embeddings (items differ
+    per platform: they start fresh); the attribute embeddings only when both vocabularies are the same
+    (row r means the same token). Buffers (the platform's item content) stay. Returns the copied names."""
+    theirs = dict(src.named_parameters())
+    copied = []
+    with torch.no_grad():
+        for name, p in dst.named_parameters():
+            if name == "item_id.weight" or name not in theirs or theirs[name].shape != p.shape:
+                continue
+            if name.startswith("attributes.") and src.attribute_vocabulary != dst.attribute_vocabulary:
+                continue
+            p.copy_(theirs[name])
+            copied.append(name)
+    return copied
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -627,6 +652,17 @@ class Transformer(Recommender):
         self._members: list[_Member] = []  # the trained networks (an ensemble when config.ensemble > 1)
         self.best_epochs: list[int] = []
         self._device = torch.device("cpu")
+        self._source: tuple[Transformer, str] | None = None  # start_from's model and label
+        self.initialised_from: dict[str, Any] = {}  # where fit started from, and what it copied
+
+    def start_from(self, source: Transformer, label: str = "") -> Self:
+        """Fit from `source`'s weights (a fitted transformer, e.g. another platform's; its first member when
+        it is an ensemble; `label` names it in the model meta) instead of random ones, then train as usual:
+        see `transfer_weights`."""
+        if not isinstance(source, Transformer) or source.net is None:
+            raise ConfigError("model 'transformer' can start only from a fitted transformer model")
+        self._source = (source, label)
+        return self
 
     # ---------------------------------------------------------------- fit
     def _fit(self, train: Interactions, catalog: ItemCatalog | None, validation: Any) -> None:
@@ -639,6 +675,7 @@ class Transformer(Recommender):
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.popularity_correction, self.popularity_search, self._members = 0.0, {}, []
+        self.initialised_from = {}
         members, self.best_epochs = [], []
         started = time.perf_counter()
         try:
@@ -675,7 +712,10 @@ class Transformer(Recommender):
         counts = np.bincount(seqs.items, minlength=train.n_items + 1)
         self.default_event = int(np.bincount(seqs.events).argmax())
         content = build_content(catalog, train.items, cfg)
-        net = SeqNet(cfg, train.n_items, content, trained=counts > 0).to(device)
+        net = SeqNet(cfg, train.n_items, content, trained=counts > 0)
+        if self._source is not None:
+            self._init_from_source(net)
+        net = net.to(device)
         net.loss_dtype = _compute_dtype(device, cfg.precision)
         self.net = net
         model: nn.Module = net
@@ -685,7 +725,8 @@ class Transformer(Recommender):
         optimizer = _optimizer(net, cfg)
         steps_per_epoch = math.ceil(len(windows) / cfg.batch_size / dist_.world)
         state = TrainState()
-        ckpt = Checkpointer(cfg.checkpoint_dir, _fingerprint(cfg, train)) if cfg.checkpoint_dir else None
+        start = f"start:{self._source[1]}" if self._source is not None else ""  # never resume another start
+        ckpt = Checkpointer(cfg.checkpoint_dir, _fingerprint(cfg, train) + start) if cfg.checkpoint_dir else None
         if ckpt is not None and ckpt.exists():
             state = ckpt.load(net, optimizer)
             log.info("transformer: resumed from %s after epoch %d", cfg.checkpoint_dir, state.epoch)
@@ -727,6 +768,20 @@ class Transformer(Recommender):
         self.best_epoch = state.best_epoch or state.epoch
         self._finish(net)
         return state.log
+
+    def _init_from_source(self, net: SeqNet) -> None:
+        """Copy the `start_from` model's weights into `net` and record what was copied."""
+        assert self._source is not None
+        source, label = self._source
+        assert source.net is not None
+        if source.config.embedding_size != net.cfg.embedding_size:
+            raise ConfigError(f"parameter 'embedding_size' of model 'transformer' must be that of the start model "
+                              f"{label or ''} ({source.config.embedding_size}) to start from it, "
+                              f"got {net.cfg.embedding_size}")
+        copied = transfer_weights(source.net, net)
+        fresh = [name for name, _ in net.named_parameters() if name not in copied]
+        self.initialised_from = {"model": label, "copied": copied, "fresh": fresh}
+        log.info("transformer: started from %s (%d weights copied, fresh: %s)", label, len(copied), fresh)
 
     def _epoch(self, cfg: TransformerConfig, model: nn.Module, optimizer: torch.optim.Optimizer, seqs: Sequences,
                windows: np.ndarray, epoch: int, steps_per_epoch: int, state: TrainState, dist_: Dist,
@@ -950,8 +1005,9 @@ class Transformer(Recommender):
         net = self.net
         return {"n_attributes": (net.attributes.weight.shape[0] - 1) if net.attributes is not None else 0,
                 "best_epoch": self.best_epoch, "best_epochs": self.best_epochs, "default_event": self.default_event,
-                "n_members": max(len(self._members), 1),
-                "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search}
+                "n_members": max(len(self._members), 1), "attribute_vocabulary": list(net.attribute_vocabulary),
+                "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
+                **({"initialised_from": self.initialised_from} if self.initialised_from else {})}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self._device = torch.device("cpu")
@@ -961,13 +1017,16 @@ class Transformer(Recommender):
         self.best_epoch = int(meta.get("best_epoch", 0))
         self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
         self.default_event = int(meta.get("default_event", self.default_event))
+        self.initialised_from = dict(meta.get("initialised_from", {}))
+        vocabulary = tuple(meta.get("attribute_vocabulary", ()))
         members = []
         for k in range(int(meta.get("n_members", 1))):
             prefix = f"member{k}." if k else ""
             mine = {name[len(prefix):]: v for name, v in arrays.items()
                     if name.startswith(prefix) and (k or not name.startswith("member")) and name != "log_counts"}
             content = ItemContent(attr_flat=mine["attr_flat"], attr_offsets=mine["attr_offsets"],
-                                  n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"])
+                                  n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"],
+                                  vocabulary=vocabulary)
             net = SeqNet(self.config, self.n_items, content, trained=mine["trained_mask"][:, 0] > 0)
             net.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in mine.items()})
             self.net = net

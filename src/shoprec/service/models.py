@@ -54,12 +54,17 @@ class ModelStore:
 
     def train(self, platform: str, name: str, params: Mapping[str, Any] | None = None, *, activate: bool = False,
               evaluate: bool = True, progress: Progress | None = None,
-              features: Mapping[str, Any] | None = None, from_platform: str | None = None) -> dict[str, Any]:
+              features: Mapping[str, Any] | None = None, from_platform: str | None = None,
+              init_from: str | None = None) -> dict[str, Any]:
         """Train, evaluate, store and register a model; returns {"model_id", "model", "metrics", ...}.
 
         `from_platform`: also learn from what this platform's linked users did there (transfer; needs a
         link both platforms consented to; see shoprec.service.transfer). The evaluation then runs on the
         joined data too.
+
+        `init_from`: fine-tune (model 'transformer' only): start from the weights of this stored transformer
+        of the platform or of a platform linked with it by both sides' consent (see
+        shoprec.service.transfer.init_source); its network parameters are the defaults of `params`.
 
         `features`: feature-hook values (event-type weights, recency decay, text on/off; see
         shoprec.tuning.features) applied to the training data of the evaluation and of the final fit, as
@@ -76,15 +81,29 @@ class ModelStore:
         create_model(name, params)  # a bad name or parameter fails before any work
         for feature, value in features.items():  # ... and so does a bad feature value
             check_feature_value(feature, value)
-        make = featured_factory(name, params or {}, features)
         platform_id = self.platforms.platform_id(platform)
-        say(f"reading platform {platform!r} from the database")
         transfer: dict[str, Any] = {}
+        source = None
+        if init_from:
+            from shoprec.service.transfer import init_source
+
+            if name != "transformer":
+                raise DataError(f"--init-from fine-tunes model 'transformer', not {name!r}")
+            source = init_source(self.engine, platform, init_from)
+            params = {**source.params, **(params or {})}
+            create_model(name, params)
+            transfer.update(source.facts)
+            say(f"starting from model {init_from} of platform {source.facts['init_platform']!r}")
+        make = featured_factory(name, params or {}, features)
+        if source is not None:
+            make = source.factory(make)
+        say(f"reading platform {platform!r} from the database")
         if from_platform:
             from shoprec.service.transfer import linked_training_data
 
             joined = linked_training_data(self.engine, platform, from_platform)
-            raw, catalog, transfer = joined.interactions, joined.catalog, joined.facts
+            raw, catalog = joined.interactions, joined.catalog
+            transfer.update(joined.facts)
             say(f"joined {transfer['events_from_platform']:,} events of {transfer['linked_users']:,} users "
                 f"linked to {from_platform!r}")
         else:
@@ -107,6 +126,8 @@ class ModelStore:
         config = config_to_dict(model.config)
         if features:
             config["features"] = features
+        if source is not None:
+            transfer["fresh_weights"] = getattr(model, "initialised_from", {}).get("fresh", [])  # not copied
         if transfer:
             config["transfer"] = transfer
         now = time.time()

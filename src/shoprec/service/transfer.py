@@ -7,20 +7,31 @@ id; nothing of OLD's other users is read into the result. OLD items keep their c
 "<OLD>:<item id>", a domain of their own for the `cross` model (its bridge users are the linked users with
 events on both platforms). Serving maps a model's items onto the platform's catalog, so OLD items are
 never recommended on NEW.
+
+Fine-tuning (`shoprec train --platform NEW --model transformer --init-from MODEL_ID`): a transformer of OLD
+(`init_source`) gives NEW's transformer its starting weights (shoprec.models.transformer.transfer_weights:
+everything but the item ids; item text is the space both platforms share), then it trains on NEW's events
+alone. The same rule holds: OLD must be linked with NEW by both sides' consent (or be NEW itself).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import DataError
-from shoprec.storage import load_interactions, storage_errors
-from shoprec.storage.privacy import linked_user_pairs
+from shoprec.storage import find_platform, load_interactions, storage_errors
+from shoprec.storage.privacy import PrivacyRepo, linked_user_pairs
+from shoprec.storage.serving import ServingRepo
+
+if TYPE_CHECKING:
+    from shoprec.models.base import Recommender
+    from shoprec.models.transformer import Transformer
 
 
 @dataclass(frozen=True)
@@ -76,3 +87,51 @@ def joint_catalog(own: ItemCatalog, other: ItemCatalog, items: IdMap, first_othe
                        available=np.concatenate([own.available, other.available[src]]),
                        attributes=[*own.attributes, *(dict(other.attributes[r]) for r in src)],
                        attribute_ids=[*own.attribute_ids, *(other.attribute_ids[r] for r in src)])
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """A stored transformer to fine-tune from, the network parameters a model needs to start from it, and
+    facts for the model record."""
+
+    model: Transformer
+    params: dict[str, Any]
+    facts: dict[str, Any]
+
+    def factory(self, make: Callable[[], Recommender]) -> Callable[[], Recommender]:
+        """`make`'s fresh transformers, each set to start from this model."""
+        label = f"{self.facts['init_platform']}/{self.facts['init_from']}"
+
+        def make_from() -> Recommender:
+            return cast("Transformer", make()).start_from(self.model, label)
+        return make_from
+
+
+def init_source(engine: Engine, platform: str, model_id: str) -> InitSource:
+    """Model `model_id` of `platform` or of a platform linked with it by both sides' consent, loaded; a
+    DataError when there is none (the model of an unlinked platform is not read) or it is no transformer."""
+    from shoprec.models.base import load_model
+    from shoprec.models.transformer import NETWORK_PARAMS, Transformer
+
+    with storage_errors(engine, "find the model to start from"), engine.connect() as conn:
+        own = find_platform(conn, platform)
+        linked = PrivacyRepo(conn, own).linked_platforms() if own is not None else []
+        found = None
+        for name in [platform, *linked]:
+            key = find_platform(conn, name)
+            row = ServingRepo(conn, key).get_model(model_id) if key is not None else None
+            if row is not None:
+                found = (name, row)
+                break
+    if found is None:
+        raise DataError(f"--init-from: no model {model_id!r} on platform {platform!r} or on a platform linked with "
+                        f"it (linked: {', '.join(linked) or 'none'}); both platforms must consent "
+                        f"(shoprec platform link {platform} OTHER, and OTHER {platform})")
+    name, row = found
+    if row["name"] != "transformer":
+        raise DataError(f"--init-from: model {model_id!r} of platform {name!r} is a {row['name']!r} model; "
+                        "fine-tuning starts from a 'transformer' model")
+    model = load_model(row["path"])
+    assert isinstance(model, Transformer)
+    params = {p: getattr(model.config, p) for p in NETWORK_PARAMS}
+    return InitSource(model, params, {"init_from": model_id, "init_platform": name})
