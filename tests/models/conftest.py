@@ -41,6 +41,7 @@ SMALL_CONFIGS: dict[str, dict[str, Any]] = {
 # (parameter, value) that each model's config must reject with a ConfigError naming the parameter.
 # Models without an entry are tried with 0 for the first of GENERIC_POSITIVE they have.
 BAD_VALUES: dict[str, tuple[str, Any]] = {
+    "popular": ("recent_days", -1.0),
     "itemknn": ("neighbors", 0),
     "ease": ("regularization", -1.0),
     "als": ("factors", 0),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from shoprec.data import Interactions, ItemCatalog
+from shoprec.errors import ConfigError
 from shoprec.models.base import Query, Recommender, register
 
 
@@ -21,6 +22,10 @@ class PopularConfig:
     weighted: bool = False  # count events by their weight instead of 1 each
     per_category: bool = False  # boost items of the categories in the query's history
     recent_days: float = 0.0  # > 0: count only events of the last N days before the newest event
+
+    def __post_init__(self) -> None:
+        if not self.recent_days >= 0:  # also rejects NaN
+            raise ConfigError(f"parameter 'recent_days' of model 'popular' must be >= 0, got {self.recent_days}")
 
 
 @register
