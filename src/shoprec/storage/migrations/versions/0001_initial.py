@@ -92,7 +92,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_events_item_id", table_name="events")
-    op.drop_index("ix_events_user_id_timestamp", table_name="events")
+    # dropping a table drops its indexes (MariaDB refuses to drop an index a foreign key needs first)
     for table in ("events", "items", "users", "platforms"):
         op.drop_table(table)

@@ -116,9 +116,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_deleted_items_platform_id", table_name="deleted_items")
-    op.drop_index("ix_feedback_recommendation_id", table_name="feedback")
-    op.drop_index("ix_models_platform_id_active", table_name="models")
-    op.drop_index("ix_api_keys_platform_id", table_name="api_keys")
+    # dropping a table drops its indexes (MariaDB refuses to drop an index a foreign key needs first)
     for table in ("deleted_items", "feedback", "recommendations", "jobs", "models", "api_keys"):
         op.drop_table(table)

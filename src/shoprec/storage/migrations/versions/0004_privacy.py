@@ -68,8 +68,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_platform_links_partner_id", table_name="platform_links")
-    op.drop_index("ix_identities_user_id", table_name="identities")
-    op.drop_index("ix_identities_identity_hash", table_name="identities")
+    # dropping a table drops its indexes (MariaDB refuses to drop an index a foreign key needs first)
     for table in ("retrain_flags", "platform_links", "identities"):
         op.drop_table(table)
