@@ -914,22 +914,23 @@ class Transformer(Recommender):
     def _score_tensor(self, queries: Sequence[Query]) -> Tensor:
         """(B, n_items) float32 scores on the model's device: the mean of the ensemble members' scores
         (while a member trains, that member's alone), minus the popularity correction."""
-        arrays = self._query_arrays(queries)
-        batch = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
         members = self._members or [self._current()]
         with torch.inference_mode():
-            scores = self._member_scores(members[0], batch)
-            for member in members[1:]:
-                scores += self._member_scores(member, batch)
+            states = self._hidden(queries, members)
+            scores = states[0] @ members[0].out_table  # float32: bf16 scores would create ties in the ranking
+            for state, member in zip(states[1:], members[1:], strict=True):
+                scores += state @ member.out_table
             if len(members) > 1:
                 scores /= len(members)
             return scores if self._penalty is None else scores - self._penalty
 
-    def _member_scores(self, m: _Member, batch: dict[str, Tensor]) -> Tensor:
-        with _autocast(self._device, self.config.precision):
-            last = m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
-                                last_only=True, content_table=m.content)  # (B, d)
-        return last.float() @ m.out_table  # float32: bf16 scores would create ties in the ranking
+    def _hidden(self, queries: Sequence[Query], members: Sequence[_Member]) -> list[Tensor]:
+        """Each member's float32 hidden state (B, d) at every query's newest event."""
+        arrays = self._query_arrays(queries)
+        batch = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
+        with torch.inference_mode(), _autocast(self._device, self.config.precision):
+            return [m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
+                                 last_only=True, content_table=m.content).float() for m in members]
 
     # -------------------------------------------------- inner-product view (serving's ANN candidates)
     @property
@@ -946,15 +947,12 @@ class Transformer(Recommender):
 
     def user_vectors(self, queries: Sequence[Query]) -> np.ndarray:
         """(B, D) query vectors matching `item_factors`: each member's newest hidden state / n_members."""
-        arrays = self._query_arrays(queries)
-        batch = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
         members = self._members or [self._current()]
-        with torch.inference_mode(), _autocast(self._device, self.config.precision):
-            parts = [m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
-                                  last_only=True, content_table=m.content).float() / len(members) for m in members]
-        if self._penalty is not None:
-            parts.append(torch.ones(len(queries), 1, device=parts[0].device))
-        return torch.cat(parts, dim=1).cpu().numpy()
+        with torch.inference_mode():
+            parts = [state / len(members) for state in self._hidden(queries, members)]
+            if self._penalty is not None:
+                parts.append(torch.ones(len(queries), 1, device=parts[0].device))
+            return torch.cat(parts, dim=1).cpu().numpy()
 
     def _current(self) -> _Member:
         """The network being trained (or the only one), with its inference tables."""
