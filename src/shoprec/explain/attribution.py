@@ -63,7 +63,8 @@ class LeaveOneOut:
     """The leave-one-out batch of one query, prepared once: [query, query without c1, ...] for the newest
     `cap` distinct history items c1, c2, ... For an inner-product model the batch's query vectors are
     computed here, once: `scores()` (the full query over the whole catalog, for the list itself) and
-    `attribution(targets)` (for its explanations) then share them, so serving encodes the history once."""
+    `attribution(targets)` (for its explanations) then share them, so serving encodes the history once; for
+    other models the batch is scored once, over the whole catalog, and both read those scores."""
 
     def __init__(self, model: Recommender, query: Query, cap: int = ATTRIBUTION_HISTORY) -> None:
         from shoprec.service.ann import vector_scorer
@@ -77,12 +78,19 @@ class LeaveOneOut:
         self.vectors = vector_scorer(model)
         self.query_vectors = (np.asarray(self.vectors[0](self.batch), dtype=np.float32)
                               if self.vectors is not None else None)  # (1 + n_scorable, d)
+        self._batch_scores: np.ndarray | None = None  # (1 + n_scorable, n_items), other models, on first use
 
     def scores(self) -> np.ndarray:
         """(n_items,) scores of the full query: the model's own, from the shared vectors when it has them."""
         if self.query_vectors is None or self.vectors is None:
-            return self.model.score([self.query])[0]
+            return self._scored()[0]
         return self.query_vectors[0] @ self.vectors[1].T
+
+    def _scored(self) -> np.ndarray:
+        """The whole batch scored over the catalog: one `model.score` call, made once."""
+        if self._batch_scores is None:
+            self._batch_scores = self.model.score(self.batch)
+        return self._batch_scores
 
     def attribution(self, targets: np.ndarray) -> Attribution:
         """Score drops of `targets` (model item indices) when each candidate is left out."""
@@ -90,7 +98,7 @@ class LeaveOneOut:
         if self.query_vectors is not None and self.vectors is not None:
             scores = self.query_vectors @ self.vectors[1][targets].T
         else:
-            scores = self.model.score(self.batch)[:, targets]
+            scores = self._scored()[:, targets]
         scores = scores.astype(np.float64)  # (1 + n_scorable, n_targets)
         base = scores[0]
         left = np.zeros((len(self.candidates), len(targets)), dtype=np.float64)  # unscorable: a drop to zero
