@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
+from shoprec.configfile import read_document
 from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.evaluation.cdr import CDR_SPLITS, CDR_TRAINING
@@ -35,18 +34,7 @@ def parse_config(value: str | None) -> dict[str, Any]:
     """Model parameters from inline JSON or a .json / .toml file."""
     if not value:
         return {}
-    path = Path(value)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"--config {path}: cannot parse ({exc})") from None
-    else:
-        try:
-            data = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--config: neither a file nor valid JSON ({exc})") from None
+    data = read_document(value, "--config")
     if not isinstance(data, dict):
         raise ConfigError("--config must be a JSON object of model parameters")
     return data

@@ -16,15 +16,14 @@ before any training with a message naming the parameter.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shoprec.configfile import read_document
 from shoprec.errors import ConfigError
 from shoprec.models.base import config_from_dict, get_model_class
 from shoprec.tuning.features import FEATURE_PREFIX, check_feature_value, feature_names
@@ -107,18 +106,7 @@ def read_space(value: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """The raw space object from a mapping, a .json/.toml file, or inline JSON."""
     if isinstance(value, Mapping):
         return dict(value)
-    path = Path(value)
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"search space {path}: cannot parse ({exc})") from None
-    else:
-        try:
-            data = json.loads(str(value))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"search space: neither a file nor valid JSON ({exc})") from None
+    data = read_document(value, "search space")
     if not isinstance(data, dict):
         raise ConfigError("a search space must be an object mapping parameter names to choices or ranges")
     return data
