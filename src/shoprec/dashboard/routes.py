@@ -7,6 +7,7 @@ is down a 503 page, and every value is escaped by the templates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -204,31 +205,30 @@ async def activate(request: Request, model_id: str, auth: AuthDep, access: Acces
 @router.get("/users", response_class=HTMLResponse)
 def users(request: Request, access: AccessDep, platform: str | None = None, user_id: str | None = None
           ) -> HTMLResponse:
-    ctx: dict[str, Any] = {}
-    try:
-        ctx = page_context(request, access, "users", platform)
-        ctx["user_id"] = user_id or ""
-        ctx["suggestions"] = pages.recent_user_ids(services_of(request), ctx["platform"]) if ctx["platform"] else []
-        view = pages.user_view(services_of(request), ctx["platform"], user_id) if user_id is not None and \
-            ctx["platform"] else None
-    except ShoprecError as exc:
-        return _lookup_error(request, "users.html", exc, ctx)
-    return render(request, "users.html", **ctx, view=view, error="")
+    return _lookup_page(request, access, platform, "users", "user_id", user_id, pages.recent_user_ids,
+                        pages.user_view)
 
 
 @router.get("/items", response_class=HTMLResponse)
 def items(request: Request, access: AccessDep, platform: str | None = None, item_id: str | None = None
           ) -> HTMLResponse:
+    return _lookup_page(request, access, platform, "items", "item_id", item_id, pages.popular_items,
+                        pages.item_view)
+
+
+def _lookup_page(request: Request, access: Access, platform: str | None, page: str, field: str, value: str | None,
+                 suggestions: Callable[[Any, str], Any], view_of: Callable[[Any, str, str], Any]) -> HTMLResponse:
+    """A lookup page (users, items): suggestions for the platform and, when `value` is given, its view."""
     ctx: dict[str, Any] = {}
     try:
-        ctx = page_context(request, access, "items", platform)
-        ctx["item_id"] = item_id or ""
-        ctx["suggestions"] = pages.popular_items(services_of(request), ctx["platform"]) if ctx["platform"] else []
-        view = pages.item_view(services_of(request), ctx["platform"], item_id) if item_id is not None and \
-            ctx["platform"] else None
+        ctx = page_context(request, access, page, platform)
+        ctx[field] = value or ""
+        services = services_of(request)
+        ctx["suggestions"] = suggestions(services, ctx["platform"]) if ctx["platform"] else []
+        view = view_of(services, ctx["platform"], value) if value is not None and ctx["platform"] else None
     except ShoprecError as exc:
-        return _lookup_error(request, "items.html", exc, ctx)
-    return render(request, "items.html", **ctx, view=view, error="")
+        return _lookup_error(request, f"{page}.html", exc, ctx)
+    return render(request, f"{page}.html", **ctx, view=view, error="")
 
 
 def _lookup_error(request: Request, template: str, exc: ShoprecError, ctx: dict[str, Any]) -> HTMLResponse:
