@@ -19,15 +19,13 @@ from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import CannotScoreError, ConfigError, DataError
 from shoprec.models import create_model, load_model
 from shoprec.models.base import Query, RankingValidation
+from shoprec.models.softmax import full_softmax_loss, log_uniform_sampler, sampled_softmax_loss
 from shoprec.models.transformer import (
     Transformer,
     TransformerConfig,
     build_content,
-    full_softmax_loss,
     length_batches,
-    log_uniform_sampler,
     make_batch,
-    sampled_softmax_loss,
     training_windows,
 )
 from shoprec.preprocess.text import HashingEncoder, MiniLMEncoder, catalog_text_vectors, encode_texts
