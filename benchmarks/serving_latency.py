@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serving_latency.json"
+WRK = shutil.which("wrk")  # the load generator when installed (Debian: apt install wrk); else Python threads
 
 
 # ------------------------------------------------------------------------------ setup
@@ -102,7 +104,7 @@ def free_port() -> int:
 
 def start_server(db_url: str, workdir: Path, port: int, workers: int, redis: str | None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "SHOPREC_DATABASE_URL": db_url, "SHOPREC_MODEL_DIR": str(workdir / "models"),
-           "SHOPREC_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+           "SHOPREC_SERVE_THREADS": "1"}
     env.pop("SHOPREC_REDIS_URL", None)
     if redis:
         env["SHOPREC_REDIS_URL"] = redis
@@ -198,12 +200,40 @@ def load(port: int, key: str, users: list[str], duration: float, concurrency: in
         t.join()
     elapsed = time.monotonic() - t0
     s, c = np.array(server_ms), np.array(client_ms)
-    return {"requests": len(c), "errors": len(errors), "seconds": round(elapsed, 2),
+    return {"client": "python threads", "requests": len(c), "errors": len(errors), "seconds": round(elapsed, 2),
             "requests_per_s": round(len(c) / elapsed, 1),
             "server_p50_ms": round(float(np.nanpercentile(s, 50)), 2),
             "server_p99_ms": round(float(np.nanpercentile(s, 99)), 2),
             "client_p50_ms": round(float(np.percentile(c, 50)), 2),
             "client_p99_ms": round(float(np.percentile(c, 99)), 2)}
+
+
+def load_wrk(port: int, key: str, users: list[str], duration: float, concurrency: int, seed: int,
+             rate: float = 0.0) -> dict[str, Any]:
+    """The same load from wrk (C, one event-loop thread per core: the client costs a fraction of the Python
+    threads' CPU), `concurrency` keep-alive connections; with `rate` > 0 each connection pauses
+    concurrency / rate seconds (jittered) between requests. Server times from X-Process-Time-Ms."""
+    with tempfile.TemporaryDirectory(prefix="shoprec-wrk-") as tmp:
+        users_file, out_file = Path(tmp) / "users.txt", Path(tmp) / "out.txt"
+        users_file.write_text("\n".join(users) + "\n", encoding="utf-8")
+        env = {**os.environ, "SHOPREC_WRK_USERS": str(users_file), "SHOPREC_WRK_KEY": key,
+               "SHOPREC_WRK_OUT": str(out_file), "SHOPREC_WRK_SEED": str(seed),
+               "SHOPREC_WRK_DELAY_MS": str(1000.0 * concurrency / rate if rate > 0 else 0)}
+        cmd = [WRK, "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+               "-s", str(ROOT / "benchmarks" / "wrk_recommend.lua"), f"http://127.0.0.1:{port}"]
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        lines = out_file.read_text(encoding="utf-8").splitlines()
+    rows = [line.split() for line in lines if not line.startswith("#")]
+    summary = dict(zip(*[iter(lines[-1].lstrip("# ").split())] * 2, strict=True))
+    statuses = np.array([int(r[0]) for r in rows])
+    s = np.array([float(r[1]) for r in rows])
+    elapsed = int(summary["duration_us"]) / 1e6
+    return {"client": "wrk", "requests": len(rows), "errors": int((statuses != 200).sum()),
+            "seconds": round(elapsed, 2), "requests_per_s": round(len(rows) / elapsed, 1),
+            "server_p50_ms": round(float(np.percentile(s, 50)), 2),
+            "server_p99_ms": round(float(np.percentile(s, 99)), 2),
+            "client_p50_ms": round(int(summary["p50_us"]) / 1000, 2),
+            "client_p99_ms": round(int(summary["p99_us"]) / 1000, 2)}
 
 
 def freshness(port: int, key: str, users: list[str], items: list[str], trials: int, seed: int) -> dict[str, Any]:
@@ -243,7 +273,7 @@ def run_soak(pgid: int, port: int, key: str, users: list[str], args: argparse.Na
     memory = [round(group_rss_mb(pgid), 1)]
     slices = []
     for i in range(max(1, int(args.soak // 30))):
-        slices.append(load(port, key, users, 30.0, args.concurrency, args.seed + 7 * i, rate=args.rate))
+        slices.append(args.load(port, key, users, 30.0, args.concurrency, args.seed + 7 * i, rate=args.rate))
         memory.append(round(group_rss_mb(pgid), 1))
         print(f"soak {30 * (i + 1)} s: {slices[-1]['requests_per_s']} req/s, {memory[-1]} MiB", file=sys.stderr)
     return {"seconds": 30 * len(slices), "rate_target": args.rate,
@@ -268,14 +298,17 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0.0, help="then N seconds at --rate req/s, sampling memory")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--no-train", action="store_true", help="serve the workdir's active model as it is")
+    parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if WRK else "python",
+                        help="load generator (default: wrk when installed)")
     args = parser.parse_args()
+    args.load = load_wrk if args.client == "wrk" else load
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="shoprec-bench-"))
     db_url, key, users, items = prepare(workdir, args.data, args.model, json.loads(args.config), not args.no_train)
     port = free_port()
     proc = start_server(db_url, workdir, port, args.workers, args.redis)
     try:
-        load(port, key, users, 3.0, args.concurrency, args.seed + 1000)  # warm-up
-        result = load(port, key, users, args.duration, args.concurrency, args.seed)
+        args.load(port, key, users, 3.0, args.concurrency, args.seed + 1000)  # warm-up
+        result = args.load(port, key, users, args.duration, args.concurrency, args.seed)
         fresh = freshness(port, key, users, items, args.trials, args.seed)
         soak = run_soak(proc.pid, port, key, users, args) if args.soak > 0 else None
     finally:

@@ -142,6 +142,29 @@ def test_bad_max_body_bytes_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.max_body_bytes == 1000 and config.rate_limit == "20/s"
 
 
+def test_server_workers_limit_their_cpu_threads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from shoprec.api.app import app_from_env
+
+    for bad in ("many", "0"):
+        monkeypatch.setenv("SHOPREC_SERVE_THREADS", bad)
+        with pytest.raises(ConfigError, match=r"SHOPREC_SERVE_THREADS|threads"):
+            ServingConfig.from_env()
+    monkeypatch.setenv("SHOPREC_SERVE_THREADS", "1")
+    monkeypatch.setenv("SHOPREC_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
+    before = torch.get_num_threads()
+    try:
+        app_from_env()
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    finally:
+        torch.set_num_threads(before)
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=before)
+
+
 def test_too_many_events_and_too_long_ids_are_4xx(tmp_path: Path) -> None:
     services = local_services(tmp_path)
     try:

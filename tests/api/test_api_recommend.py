@@ -7,6 +7,7 @@ import time
 
 from fastapi.testclient import TestClient
 
+from shoprec.api.schemas import RecommendationOut, RecommendedItem
 from shoprec.service import Services
 from shoprec.service.testing import ReadyPlatform
 
@@ -31,6 +32,22 @@ def test_recommendations_shape_filters_and_paging(client: TestClient, shop: Read
     price = client.get(f"/v1/users/{user}/recommendations", params={"k": 10, "max_price": 20})
     prices = {i.item_id: i.price for i in shop.data.items}
     assert all(prices[i] is not None and prices[i] <= 20 for i in _ids(price))
+
+
+def test_every_list_answer_is_exactly_the_documented_schema(client: TestClient, shop: ReadyPlatform) -> None:
+    """The list routes send the service's answer as it is: it must be RecommendationOut, field for field."""
+    user, item = shop.user_ids[0], shop.item_ids[0]
+    answers = [client.get(f"/v1/users/{user}/recommendations", params={"k": 3}),
+               client.get("/v1/users/nobody/recommendations", params={"k": 3}),
+               client.get(f"/v1/items/{item}/similar", params={"k": 3}),
+               client.post("/v1/sessions/recommendations", json={"history": [{"item_id": item, "type": "view"}],
+                                                                  "k": 3})]
+    for resp in answers:
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert set(body) == set(RecommendationOut.model_fields), body
+        assert all(set(i) == set(RecommendedItem.model_fields) for i in body["items"]) and len(body["items"]) == 3
+        assert RecommendationOut.model_validate(body).model_dump(mode="json") == body
 
 
 def test_unknown_user_gets_a_cold_start_list_and_bad_params_a_4xx(client: TestClient) -> None:

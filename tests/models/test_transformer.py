@@ -622,3 +622,22 @@ def test_beauty_subset_beats_popularity(shared_data: Path) -> None:
         data.train, data.catalog, validation=data.validation)
     test = evaluate(model, data.test_queries, data.test_targets, data.test_exclude)
     assert test["HR@10"] > 0.0141  # MostPopular on the full data (ANCHORS.md)
+
+
+@pytest.mark.parametrize("options", [{}, {"positions": "rotary"}, {"content_attention": True}])
+def test_newest_position_encoding_equals_the_full_encoding_at_that_position(options: dict[str, Any]) -> None:
+    data, catalog, _ = cluster_data(n_users=40)
+    model = Transformer.from_dict({**FAST, "epochs": 1, **options}).fit(data, catalog)
+    net, member = model.net, model._current()
+    assert net is not None
+    rng = np.random.default_rng(0)
+    lengths = torch.tensor([1, 4, 7, 10])
+    items = torch.zeros(4, 10, dtype=torch.long)
+    for r, n in enumerate(lengths.tolist()):
+        items[r, :n] = torch.from_numpy(rng.integers(1, data.n_items + 1, n))
+    events, gaps = (items > 0).long() * 2, (items > 0).long() * 3
+    with torch.inference_mode():
+        full = net.encode(member.table, items, events, gaps, lengths, content_table=member.content)
+        last = net.encode(member.table, items, events, gaps, lengths, last_only=True, content_table=member.content)
+    expected = full[torch.arange(4), lengths - 1]
+    assert torch.allclose(last, expected, atol=1e-5)

@@ -56,5 +56,17 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
 
 
 def app_from_env() -> FastAPI:
-    """The app for `uvicorn --factory shoprec.api.app:app_from_env` (one per worker process)."""
-    return create_app(Settings.from_env(), ServingConfig.from_env())
+    """The app for `uvicorn --factory shoprec.api.app:app_from_env` (one per worker process), with this
+    process's torch and BLAS thread pools limited to ServingConfig.threads (1 by default)."""
+    config = ServingConfig.from_env()
+    limit_threads(config.threads)
+    return create_app(Settings.from_env(), config)
+
+
+def limit_threads(n: int) -> None:
+    """At most n CPU threads for torch and the BLAS / OpenMP libraries of this process."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)

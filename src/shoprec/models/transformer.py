@@ -253,6 +253,31 @@ class Block(nn.Module):
                                            dropout_p=self.attn_dropout if self.training else 0.0)
         return x + self._skip(self.dropout(self.proj(a.transpose(1, 2).reshape(b, n, d))))
 
+    def attend_last(self, x: Tensor, lengths: Tensor, rotary: tuple[Tensor, Tensor] | None = None,
+                    content: Tensor | None = None) -> Tensor:
+        """`attend` at each row's newest position only (inference): x (B, L, d) right-padded -> (B, d).
+        Keys and values come from every position, the query from position lengths - 1 alone, and keys past
+        a row's length (its padding) are masked, so this equals attend(x)[row, lengths - 1]."""
+        b, n, d = x.shape
+        h, dh = self.n_heads, d // self.n_heads
+        rows = torch.arange(b, device=x.device)
+        normed = self.ln1(x)
+        kv = F.linear(normed, self.qkv.weight[d:], self.qkv.bias[d:]).view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
+        k, v = kv[0], kv[1]  # (B, H, L, dh)
+        q = F.linear(normed[rows, lengths - 1], self.qkv.weight[:d], self.qkv.bias[:d]).view(b, h, 1, dh)
+        if rotary is not None:
+            cos, sin = rotary
+            k = _rotate(k, cos, sin)
+            q = _rotate(q, cos[lengths - 1][:, None, None, :], sin[lengths - 1][:, None, None, :])
+        scale = None
+        if self.content_qk is not None and content is not None:
+            qc, kc = self.content_qk(content).view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
+            q, k = torch.cat([q, qc[rows, :, lengths - 1][:, :, None]], dim=-1), torch.cat([k, kc], dim=-1)
+            scale = 1.0 / math.sqrt(dh)
+        visible = (torch.arange(n, device=x.device)[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, L)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, scale=scale)  # (B, H, 1, dh)
+        return x[rows, lengths - 1] + self.proj(a.reshape(b, d))
+
     def feed_forward(self, x: Tensor) -> Tensor:
         return x + self._skip(self.dropout(self.ffn(self.ln2(x))))
 
@@ -332,7 +357,8 @@ class SeqNet(nn.Module):
     def encode(self, table: Tensor, items: Tensor, events: Tensor, gaps: Tensor, lengths: Tensor,
                last_only: bool = False, content_table: Tensor | None = None) -> Tensor:
         """items/events/gaps: (B, L) right-padded with 0; lengths (B,) -> hidden states (B, L, d),
-        or (B, d) at each row's newest event when `last_only` (the last feed-forward runs there only)."""
+        or (B, d) at each row's newest event when `last_only` (the last block's query, projection and
+        feed-forward then run there only)."""
         steps = torch.arange(items.shape[1], device=items.device)
         reverse = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0, max=self.cfg.max_len - 1)  # 0 = newest
         x = table[items] * math.sqrt(self.cfg.embedding_size)
@@ -351,9 +377,12 @@ class SeqNet(nn.Module):
         for block in self.blocks[:-1]:
             x = block(x, rotary, content)
         last = cast(Block, self.blocks[-1])
-        x = last.attend(x, rotary, content)
-        if last_only:
-            x = x[torch.arange(len(lengths), device=x.device), lengths - 1]  # (B, d)
+        if last_only and not self.training:  # the newest position's query alone (serving, validation)
+            x = last.attend_last(x, lengths, rotary, content)  # (B, d)
+        else:
+            x = last.attend(x, rotary, content)
+            if last_only:
+                x = x[torch.arange(len(lengths), device=x.device), lengths - 1]  # (B, d)
         return self.ln_out(last.feed_forward(x))
 
     def forward(self, batch: dict[str, Tensor], keep_ids: Tensor | None = None,

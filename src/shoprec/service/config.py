@@ -29,7 +29,7 @@ def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
 class ServingConfig:
     """How the online path behaves. Environment: SHOPREC_ADMIN_KEY, SHOPREC_UNKNOWN_ITEMS,
     SHOPREC_REPURCHASABLE (comma-separated category prefixes), SHOPREC_ANN_THRESHOLD, SHOPREC_REDIS_PREFIX,
-    SHOPREC_RATE_LIMIT (per API key, e.g. "100/s"), SHOPREC_MAX_BODY_BYTES."""
+    SHOPREC_RATE_LIMIT (per API key, e.g. "100/s"), SHOPREC_MAX_BODY_BYTES, SHOPREC_SERVE_THREADS."""
 
     admin_key: str | None = None  # a key that may act on every platform (X-Platform header) and create platforms
     unknown_items: UnknownItems = "create"  # events naming unknown items: create bare items, or reject the batch
@@ -50,13 +50,15 @@ class ServingConfig:
     rate_limit: str | None = None  # per API key: "100/s", "6000/min", "50000/h"; None or "0" = off
     max_body_bytes: int = 64 * 1024 * 1024  # request bodies over this are answered 413 (SHOPREC_MAX_BODY_BYTES)
     attribution_window_s: float = 1800.0  # experiments: an event this soon after a shown list is credited to it
+    threads: int = 1  # CPU threads per server worker for scoring (SHOPREC_SERVE_THREADS): workers and requests
+    # are the parallelism, so more threads per worker only oversubscribe the cores
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
             raise ConfigError(f"unknown_items must be 'create' or 'reject', got {self.unknown_items!r}")
         for name in ("max_events", "max_items", "history_length", "list_depth", "page_depth", "max_k", "cache_size",
                      "list_cache_size",
-                     "ann_candidates"):
+                     "ann_candidates", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serving setting {name} must be >= 1, got {getattr(self, name)}")
         if self.max_k > self.list_depth:
@@ -89,6 +91,11 @@ class ServingConfig:
                 values["ann_threshold"] = int(os.environ["SHOPREC_ANN_THRESHOLD"])
             except ValueError:
                 raise ConfigError("SHOPREC_ANN_THRESHOLD must be an integer") from None
+        if os.environ.get("SHOPREC_SERVE_THREADS"):
+            try:
+                values["threads"] = int(os.environ["SHOPREC_SERVE_THREADS"])
+            except ValueError:
+                raise ConfigError("SHOPREC_SERVE_THREADS must be an integer") from None
         if os.environ.get("SHOPREC_ATTRIBUTION_WINDOW_S"):
             try:
                 values["attribution_window_s"] = float(os.environ["SHOPREC_ATTRIBUTION_WINDOW_S"])

@@ -83,10 +83,13 @@ class RecommendationLog:
             batch, self._pending = self._pending, []
         if not batch:
             return
+        by_platform: dict[str, list[tuple[str, str | None, str | None, list[list[Any]], float]]] = {}
+        for platform, entry, created in batch:
+            by_platform.setdefault(platform, []).append(
+                (entry["recommendation_id"], entry["user_external_id"], entry["model"], entry["items"], created))
         with storage_errors(self.engine, "log recommendations"), self.engine.begin() as conn:
-            for platform, entry, created in batch:
-                ServingRepo(conn, self.platforms.platform_id(platform)).add_recommendation(
-                    entry["recommendation_id"], entry["user_external_id"], entry["model"], entry["items"], created)
+            for platform, lists in by_platform.items():  # one multi-row insert per platform
+                ServingRepo(conn, self.platforms.platform_id(platform)).add_recommendations(lists)
 
     def _run(self) -> None:
         while not self._stop.is_set():

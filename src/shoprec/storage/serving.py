@@ -122,11 +122,12 @@ class ServingRepo:
         return None if row is None else dict(row._mapping)
 
     # ---------------------------------------------------------------- recommendation log and feedback
-    def add_recommendation(self, recommendation_id: str, user: str | None, model: str | None,
-                           items: list[list[Any]], now: float) -> None:
-        self.conn.execute(sa.insert(T.recommendations), [{
-            "platform_id": self.platform_id, "recommendation_id": recommendation_id, "user_external_id": user,
-            "model": model, "items": items, "created_at": now}])
+    def add_recommendations(self, lists: list[tuple[str, str | None, str | None, list[list[Any]], float]]) -> None:
+        """Log served lists (recommendation_id, user, model, items, created_at) in one multi-row insert."""
+        if lists:
+            self.conn.execute(sa.insert(T.recommendations), [{
+                "platform_id": self.platform_id, "recommendation_id": rec_id, "user_external_id": user,
+                "model": model, "items": items, "created_at": now} for rec_id, user, model, items, now in lists])
 
     def get_recommendation(self, recommendation_id: str) -> dict[str, Any] | None:
         r = T.recommendations
