@@ -641,3 +641,17 @@ def test_newest_position_encoding_equals_the_full_encoding_at_that_position(opti
         last = net.encode(member.table, items, events, gaps, lengths, last_only=True, content_table=member.content)
     expected = full[torch.arange(4), lengths - 1]
     assert torch.allclose(last, expected, atol=1e-5)
+
+
+def test_validation_ranks_follow_the_shared_ranking_rule_with_ties_and_exclusions() -> None:
+    from shoprec.models.transformer import _ranks
+    from shoprec.ranking import target_ranks
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, (70, 40)).astype(np.float32)  # many exact ties
+    targets = rng.integers(0, 40, 70)
+    exclude = [rng.integers(0, 40, int(rng.integers(0, 6))) for _ in range(70)]
+    exclude[0] = np.array([targets[0]])  # an excluded target is still ranked
+    expected = target_ranks(scores, targets, exclude=exclude)
+    got = _ranks(torch.from_numpy(scores.copy()), targets, exclude, chunk=16).numpy()
+    assert np.array_equal(got, expected)
