@@ -276,7 +276,10 @@ def run_soak(pgid: int, port: int, key: str, users: list[str], args: argparse.Na
         slices.append(args.load(port, key, users, 30.0, args.concurrency, args.seed + 7 * i, rate=args.rate))
         memory.append(round(group_rss_mb(pgid), 1))
         print(f"soak {30 * (i + 1)} s: {slices[-1]['requests_per_s']} req/s, {memory[-1]} MiB", file=sys.stderr)
+    half = len(memory) // 2
     return {"seconds": 30 * len(slices), "rate_target": args.rate,
+            "rss_growth_first_half_mib": round(memory[half] - memory[0], 1),
+            "rss_growth_second_half_mib": round(memory[-1] - memory[half], 1),
             "requests_per_s": round(float(np.mean([s["requests_per_s"] for s in slices])), 1),
             "errors": sum(s["errors"] for s in slices), "rss_mib": memory,
             "server_p99_ms_per_slice": [s["server_p99_ms"] for s in slices]}

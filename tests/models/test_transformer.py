@@ -32,9 +32,9 @@ from shoprec.preprocess.text import HashingEncoder, MiniLMEncoder, catalog_text_
 from shoprec.ranking import top_k
 from shoprec.types import EventType
 
-FAST = {"embedding_size": 32, "n_blocks": 1, "n_heads": 2, "ffn_size": 64, "max_len": 10, "dropout": 0.1,
-        "attention_dropout": 0.0, "batch_size": 64, "learning_rate": 5e-3, "epochs": 15, "eval_every": 5,
-        "progress": False, "num_threads": 1}
+FAST = {"ensemble": 1, "patience": 4, "embedding_size": 32, "n_blocks": 1, "n_heads": 2, "ffn_size": 64,
+        "max_len": 10, "dropout": 0.1, "attention_dropout": 0.0, "batch_size": 64, "learning_rate": 5e-3,
+        "epochs": 15, "eval_every": 5, "progress": False, "num_threads": 1}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -655,3 +655,32 @@ def test_validation_ranks_follow_the_shared_ranking_rule_with_ties_and_exclusion
     expected = target_ranks(scores, targets, exclude=exclude)
     got = _ranks(torch.from_numpy(scores.copy()), targets, exclude, chunk=16).numpy()
     assert np.array_equal(got, expected)
+
+
+def test_query_arrays_keep_each_querys_newest_known_items_with_their_types_and_gaps() -> None:
+    from shoprec.models.transformer import gap_buckets
+
+    data = cyclic_data(n_users=30, n_items=12)
+    model = Transformer.from_dict({**FAST, "epochs": 1, "max_len": 4}).fit(data)
+    rng = np.random.default_rng(3)
+    queries = []
+    for i in range(40):
+        n = int(rng.integers(0, 9))
+        hist = rng.integers(-2, 15, n)  # some unknown items (< 0 or >= n_items)
+        types = rng.integers(0, 5, n) if i % 3 else None
+        stamps = np.sort(rng.integers(0, 10_000, n)).astype(float) if i % 2 else None
+        queries.append(Query(user=None, history=hist, event_types=types, timestamps=stamps))
+    arrays = model._query_arrays(queries)
+    for r, q in enumerate(queries):  # the rule, one query at a time
+        hist = np.asarray(q.history)
+        known = np.flatnonzero((hist >= 0) & (hist < data.n_items))[-4:]
+        events = (np.asarray(q.event_types) + 1 if q.event_types is not None
+                  else np.full(len(hist), model.default_event))
+        same = np.ones(len(hist), dtype=bool)
+        same[:1] = False
+        gaps = gap_buckets(q.timestamps, same) if q.timestamps is not None else np.zeros(len(hist), dtype=int)
+        n = len(known)
+        assert arrays["lengths"][r] == max(n, 1)
+        assert list(arrays["items"][r, :n]) == list(hist[known] + 1) and not arrays["items"][r, n:].any()
+        assert list(arrays["events"][r, :n]) == list(events[known])
+        assert list(arrays["gaps"][r, :n]) == list(gaps[known])

@@ -21,12 +21,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from shoprec.errors import DataError
 from shoprec.service import Services
 from shoprec.service.config import parse_rate_limit
 from shoprec.service.platform import Principal
-from shoprec.service.ratelimit import RateLimiter, make_rate_limiter
+from shoprec.service.ratelimit import LocalRateLimiter, RateLimiter, make_rate_limiter
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -39,7 +40,7 @@ class RateLimited(Exception):
         super().__init__(f"rate limit of API key {key_id} exceeded; retry after {retry_after_s:.2f} s")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -78,15 +79,20 @@ def _needs_admin(route: APIRoute) -> bool:
     return cached
 
 
-def get_principal(request: Request, services: ServicesDep,
-                  x_api_key: Annotated[str | None, Header(max_length=512)] = None) -> Principal:
-    """The caller, after the rate limit and the scope check of the matched route."""
-    principal = services.platforms.authenticate(x_api_key)
+async def get_principal(request: Request, services: ServicesDep,
+                        x_api_key: Annotated[str | None, Header(max_length=512)] = None) -> Principal:
+    """The caller, after the rate limit and the scope check of the matched route. Dependencies run on the
+    event loop (a sync one would cost a hop to a worker thread per request); what may wait on the network
+    (a key not cached in this process, a Redis cache or rate limit) goes to a worker thread."""
+    principal = services.platforms.authenticate(x_api_key, cached_only=True)
+    if principal is None and x_api_key:
+        principal = await run_in_threadpool(services.platforms.authenticate, x_api_key)
     if principal is None:
         raise HTTPException(401, "missing, unknown or revoked API key (header X-API-Key)")
     limiter = _rate_limiter(request, services)
     if limiter is not None:
-        wait = limiter.acquire(principal.actor)
+        wait = (limiter.acquire(principal.actor) if isinstance(limiter, LocalRateLimiter)
+                else await run_in_threadpool(limiter.acquire, principal.actor))
         if wait > 0:
             raise RateLimited(principal.actor, wait)
     scope = required_scope(request)
@@ -99,14 +105,14 @@ def get_principal(request: Request, services: ServicesDep,
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_platform(services: ServicesDep, principal: PrincipalDep,
-                 x_platform: Annotated[str | None, Header(max_length=128)] = None) -> str:
+async def get_platform(services: ServicesDep, principal: PrincipalDep,
+                       x_platform: Annotated[str | None, Header(max_length=128)] = None) -> str:
     """The platform this request acts on."""
     if principal.admin:
         if not x_platform:
             raise HTTPException(422, "the admin key must name a platform (header X-Platform)")
         try:
-            services.platforms.platform_id(x_platform)
+            await run_in_threadpool(services.platforms.platform_id, x_platform)
         except DataError:
             raise HTTPException(404, f"unknown platform {x_platform!r}") from None
         return x_platform
@@ -117,7 +123,7 @@ def get_platform(services: ServicesDep, principal: PrincipalDep,
     return principal.platform
 
 
-def require_admin(principal: PrincipalDep) -> Principal:
+async def require_admin(principal: PrincipalDep) -> Principal:
     if not principal.admin:
         raise HTTPException(403, "only the admin key may do this")
     return principal
@@ -127,7 +133,7 @@ PlatformDep = Annotated[str, Depends(get_platform)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
-def get_admin_platform(platform: PlatformDep) -> str:
+async def get_admin_platform(platform: PlatformDep) -> str:
     """The acting platform of a key with the `admin` scope (get_principal has checked the scope)."""
     return platform
 

@@ -7,13 +7,25 @@ Redis every worker reads the same entries, and an invalidation is seen at once b
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, Protocol
 
+import orjson
+
 from shoprec.errors import StorageError
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes (orjson; numpy scalars and arrays allowed): the serving path's one JSON encoder."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars orjson does not take natively (e.g. float16)
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 class Cache(Protocol):
@@ -87,10 +99,10 @@ class RedisCache:
 
     def get(self, key: str) -> Any | None:
         raw = self.client.get(self.prefix + key)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else orjson.loads(raw)
 
     def set(self, key: str, value: Any, ttl: float) -> None:
-        self.client.set(self.prefix + key, json.dumps(value, separators=(",", ":")), px=max(1, int(ttl * 1000)))
+        self.client.set(self.prefix + key, dumps(value), px=max(1, int(ttl * 1000)))
 
     def delete(self, *keys: str) -> None:
         if keys:

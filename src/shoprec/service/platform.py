@@ -154,15 +154,21 @@ class PlatformService:
         self.revoke_key(platform, key_id, actor=actor)
         return new
 
-    def authenticate(self, key: str | None) -> Principal | None:
-        """The principal of `key`, or None for a missing, unknown or revoked key."""
+    def authenticate(self, key: str | None, cached_only: bool = False) -> Principal | None:
+        """The principal of `key`, or None for a missing, unknown or revoked key. With `cached_only`, None
+        also when the answer is not in the cache yet (the caller then asks again without it: the API's
+        event loop answers from the cache and leaves the database read to a worker thread)."""
         if not key:
             return None
         if self.admin_key and hmac.compare_digest(key.encode(), self.admin_key.encode()):
             return Principal(platform=None, admin=True, key_id=ADMIN_ACTOR, scopes=frozenset(SCOPES))
         digest = hash_key(key)
         cache_key = f"auth:{digest}"
+        if cached_only and self.cache.shared:
+            return None  # Redis is a network call too
         found = self.cache.get(cache_key)
+        if found is None and cached_only:
+            return None
         if found is None:
             with storage_errors(self.engine, "check an API key"), self.engine.connect() as conn:
                 found = platform_for_key(conn, digest)

@@ -1,0 +1,94 @@
+"""Transformer inference cost on one CPU core: one user's history (length 1..50) scored over the whole
+Beauty catalog (12,101 items), and batched scoring as the evaluation uses it.
+
+    python benchmarks/transformer_inference.py [--model DIR] [--repeats 1000] [--out FILE]
+
+Without --model, a transformer with the default network is fitted for one epoch on Beauty (its cost per
+query is that of a fully trained one: same shapes, same operations). Each timing is `model.score([query])`
+end to end (query arrays, encoder, item products), with torch and BLAS limited to one thread; medians and
+p99 over `repeats` random histories. Prints a table and writes benchmarks/results/transformer_inference.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = "1"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "transformer_inference.json"
+
+
+def fitted_model(model_dir: Path | None) -> object:
+    from shoprec.models import load_model
+
+    if model_dir is not None:
+        return load_model(model_dir)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from transformer_beauty import leave_one_out, read_beauty
+
+    from shoprec.models.transformer import Transformer
+    from shoprec.settings import Settings
+
+    data = leave_one_out(*read_beauty(Settings.from_env().data_dir / "amazon-beauty"))
+    return Transformer.from_dict({"epochs": 1, "progress": False, "num_threads": 1}).fit(data.train, data.catalog)
+
+
+def main() -> None:
+    from shoprec.models.base import Query
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None, help="a saved transformer artifact directory")
+    ap.add_argument("--repeats", type=int, default=1000)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    model = fitted_model(args.model)
+    rng = np.random.default_rng(0)
+    n_items = model.n_items  # type: ignore[attr-defined]
+    rows = []
+    for length in (1, 10, 50):
+        queries = [Query(user=None, history=rng.integers(0, n_items, length).astype(np.int32))
+                   for _ in range(args.repeats)]
+        for q in queries[:20]:
+            model.score([q])  # type: ignore[attr-defined]
+        times = []
+        for q in queries:
+            t0 = time.perf_counter()
+            model.score([q])  # type: ignore[attr-defined]
+            times.append((time.perf_counter() - t0) * 1000)
+        rows.append({"case": f"one query, history {length}", "p50_ms": float(np.median(times)),
+                     "p99_ms": float(np.percentile(times, 99))})
+    batch = [Query(user=None, history=rng.integers(0, n_items, int(rng.integers(3, 51))).astype(np.int32))
+             for _ in range(1024)]
+    model.score(batch)  # type: ignore[attr-defined]
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        model.score(batch)  # type: ignore[attr-defined]
+        times.append((time.perf_counter() - t0) * 1000)
+    rows.append({"case": "batch of 1024 queries (history 3..50)", "p50_ms": float(np.median(times)),
+                 "per_query_ms": float(np.median(times)) / 1024})
+    print(f"{'case':<42}{'p50 ms':>10}{'p99 ms':>10}")
+    for r in rows:
+        print(f"{r['case']:<42}{r['p50_ms']:>10.3f}{r.get('p99_ms', float('nan')):>10.3f}")
+    out = {"n_items": n_items, "threads": 1, "rows": rows, "machine": f"{platform.processor() or platform.machine()}, "
+           f"{os.cpu_count()} cores", "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+           "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
