@@ -9,6 +9,7 @@ Usage:
   python benchmarks/baselines.py [--models popular,ease] [--datasets beauty,retail] [--threads 2]
                                  [--markdown] [--runs-dir DIR] [--fresh]
   python benchmarks/baselines.py --from-json --markdown   # only regenerate the docs table
+  python benchmarks/baselines.py --import-runs out.json --markdown   # add `shoprec evaluate --json` runs
 
 Prints the table to stdout (progress to stderr) and writes benchmarks/results/baselines.json; results of
 earlier runs for other (dataset, model) pairs are kept unless --fresh. --markdown rewrites the generated
@@ -129,6 +130,20 @@ def run_bench(bench: Bench, models: list[str], data_dir: Path, runs_dir: Path | 
     return rows
 
 
+def imported_row(path: Path) -> dict[str, Any]:
+    """A table row from a `shoprec evaluate --json` document: the benchmark whose format, file and protocol
+    it ran (its config and timings come along; per-user values are left out)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    fmt, _, file = str(doc.get("dataset", "")).partition(":")
+    for bench in BENCHES:
+        if bench.fmt == fmt and file.endswith(bench.path) and doc.get("protocol") == bench.protocol:
+            return {"benchmark": bench.key, "model": doc["model"], "status": "ok", "imported_from": path.name,
+                    "machine": machine(), "date": dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).isoformat(
+                        timespec="seconds"), **{k: v for k, v in summary(doc).items() if k != "training_log"}}
+    raise SystemExit(f"{path}: dataset {doc.get('dataset')!r} / protocol {doc.get('protocol')!r} is none of "
+                     f"the benchmarks ({', '.join(b.key for b in BENCHES)})")
+
+
 def merge(old: dict[str, Any] | None, new_runs: list[dict[str, Any]], fresh: bool) -> list[dict[str, Any]]:
     """New rows replace old ones for the same (benchmark, model); others are kept unless `fresh`."""
     done = {(r["benchmark"], r["model"]) for r in new_runs}
@@ -193,13 +208,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--note", default=None, help="a remark printed above the tables (e.g. 'smoke run under load')")
     p.add_argument("--markdown", action="store_true", help="rewrite the table in docs/benchmarks.md")
     p.add_argument("--from-json", action="store_true", help="do not run anything; use the existing results")
+    p.add_argument("--import-runs", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="add `shoprec evaluate --json` results as rows (their dataset and protocol pick the table) "
+                        "instead of running those models here")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     old = json.loads(args.out.read_text(encoding="utf-8")) if args.out.exists() else None
-    if args.from_json:
+    if args.import_runs:
+        runs = [imported_row(path) for path in args.import_runs]
+        results = {**(old or {}), "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                   "machine": (old or {}).get("machine", machine()), "runs": merge(old, runs, False)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    elif args.from_json:
         if old is None:
             raise SystemExit(f"{args.out} does not exist; run the benchmark first")
         results = old if args.note is None else {**old, "note": args.note}

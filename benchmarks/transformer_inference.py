@@ -35,10 +35,9 @@ def fitted_model(model_dir: Path | None) -> object:
     if model_dir is not None:
         return load_model(model_dir)
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from transformer_beauty import leave_one_out, read_beauty
-
     from shoprec.models.transformer import Transformer
     from shoprec.settings import Settings
+    from transformer_beauty import leave_one_out, read_beauty
 
     data = leave_one_out(*read_beauty(Settings.from_env().data_dir / "amazon-beauty"))
     return Transformer.from_dict({"epochs": 1, "progress": False, "num_threads": 1}).fit(data.train, data.catalog)

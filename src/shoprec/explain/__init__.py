@@ -15,6 +15,7 @@ from shoprec.explain.reasons import (
     BECAUSE,
     fallback_reason,
     history_reason,
+    history_reasons,
     popular_in_category_reason,
     similar_text_reason,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Attribution",
     "fallback_reason",
     "history_reason",
+    "history_reasons",
     "leave_one_out",
     "popular_in_category_reason",
     "similar_text_reason",

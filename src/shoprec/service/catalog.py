@@ -8,6 +8,7 @@ seconds, reloading when it changed; a write in the same worker refreshes it at o
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from shoprec.service.state import POSITIVE_TYPES
 from shoprec.storage import PlatformRepo, storage_errors
 from shoprec.storage.serving import ServingRepo
 
+log = logging.getLogger(__name__)
 POPULARITY_REFRESH_S = 60.0  # popularity counts are recomputed at least this often
 MAX_CATEGORY_MASKS = 1000
 
@@ -90,6 +92,7 @@ class CatalogViews:
         self.engine, self.platforms, self.ttl = engine, platforms, ttl
         self._views: dict[str, CatalogView] = {}
         self._checked: dict[str, float] = {}
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, platform: str) -> CatalogView:
@@ -106,14 +109,30 @@ class CatalogViews:
             if view is not None and time.monotonic() - self._checked.get(platform, 0.0) < self.ttl:
                 return view
             key = self.platforms.platform_id(platform)
-            if view is None or self._version(key) != view.version or \
-                    time.monotonic() - view.loaded_at > POPULARITY_REFRESH_S:
+            if view is None or self._version(key) != view.version:
                 view = load_view(self.engine, key)
                 self._views[platform] = view
+            elif time.monotonic() - view.loaded_at > POPULARITY_REFRESH_S and platform not in self._refreshing:
+                self._refreshing.add(platform)  # new popularity counts: read aside, requests keep this view
+                threading.Thread(target=self._refresh, args=(platform, key, view), daemon=True,
+                                 name="shoprec-catalog").start()
             self._checked[platform] = time.monotonic()
             return view
         finally:
             self._lock.release()
+
+    def _refresh(self, platform: str, key: int, old: CatalogView) -> None:
+        """Reload a view in the background (its popularity is due); it replaces `old` unless a newer view
+        replaced that meanwhile."""
+        try:
+            view = load_view(self.engine, key)
+            with self._lock:
+                if self._views.get(platform) is old:
+                    self._views[platform] = view
+        except Exception as exc:  # the database is away: keep serving the current view
+            log.error("catalog of platform %s: %s", platform, exc)
+        finally:
+            self._refreshing.discard(platform)
 
     def _version(self, platform_id: int) -> tuple[int, float, int, float]:
         with storage_errors(self.engine, "check the catalog version"), self.engine.connect() as conn:

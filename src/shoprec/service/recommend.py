@@ -36,7 +36,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
-from shoprec.explain import BECAUSE, fallback_reason, history_reason, popular_in_category_reason
+from shoprec.explain import BECAUSE, fallback_reason, history_reasons, popular_in_category_reason
 from shoprec.explain.attribution import LeaveOneOut
 from shoprec.explain.reasons import similar_text_reason
 from shoprec.privacy.keys import Privacy
@@ -358,9 +358,8 @@ class RecommendService:
         ids = view.items.externals(causes)  # ids[j] names att.candidates[j]
         titles = {ids[j]: view.titles[c] for j, c in enumerate(causes)}
         positions, weights = att.top(BECAUSE)
-        reasons = [history_reason([(ids[j], w) for j, w in zip(pos, ws, strict=True)], served.name, titles=titles,
-                                  verbs=verbs, level=level, model_id=served.model_id, **extra)
-                   for pos, ws in zip(positions, weights, strict=True)]
+        reasons = history_reasons(positions, weights, ids, served.name, titles=titles, verbs=verbs, level=level,
+                                  model_id=served.model_id, **extra)
         return reasons, att.base.tolist()
 
     def _ann_scores(self, served: ServedModel, query: Any, to_catalog: np.ndarray, blocked: np.ndarray, n: int,
