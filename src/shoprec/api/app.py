@@ -6,6 +6,7 @@ OpenAPI docs at /docs; every route under /v1 needs X-API-Key (health and /metric
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +35,9 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
         if app.state.services is None:
             app.state.services = build_services(settings, config)
         app.state.services.models.load_all()
+        if app.state.freeze_gc:  # a server process: what startup built stays out of the collector's full passes
+            gc.collect()
+            gc.freeze()
         retention = start_retention(app.state.services)  # SHOPREC_RETENTION_DAYS: purge hourly
         yield
         if retention is not None:
@@ -44,6 +48,7 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     app = FastAPI(title="shoprec", version=__version__, lifespan=lifespan,
                   description="Personalised recommendations for e-commerce: send items and events, get lists.")
     app.state.services = services
+    app.state.freeze_gc = False
     app.state.metrics = metrics_module.Metrics()
     errors.install(app)
     app.add_exception_handler(RateLimited, rate_limited_handler)
@@ -60,7 +65,9 @@ def app_from_env() -> FastAPI:
     process's torch and BLAS thread pools limited to ServingConfig.threads (1 by default)."""
     config = ServingConfig.from_env()
     limit_threads(config.threads)
-    return create_app(Settings.from_env(), config)
+    app = create_app(Settings.from_env(), config)
+    app.state.freeze_gc = True
+    return app
 
 
 def limit_threads(n: int) -> None:

@@ -18,26 +18,26 @@ def history_reason(causes: Sequence[tuple[str, float]], source: str, *, titles: 
     Only items whose removal lowers the score are named (at most BECAUSE); when none does, the score
     does not depend on the history and the reason is the model's popularity prior (fallback_popular)."""
     ids = [i for i, _ in causes]
-    return history_reasons([list(range(len(ids)))], [[w for _, w in causes]], ids, source, titles=titles,
-                           verbs=verbs, **extra)[0]
+    return history_reasons([list(range(len(ids)))], [[round(float(w), 6) for _, w in causes]], ids, source,
+                           titles=titles, verbs=verbs, **extra)[0]
 
 
 def history_reasons(positions: Sequence[Sequence[int]], weights: Sequence[Sequence[float]], ids: Sequence[str],
                     source: str, *, titles: dict[str, str] | None = None, verbs: dict[str, str] | None = None,
                     **extra: Any) -> list[dict[str, Any]]:
     """`history_reason` of many targets whose causes come from one list of history items `ids`: target t's
-    causes are ids[positions[t][j]] with drops weights[t][j], most influential first. Each history item's
-    text is written once (a list explains ~50 items from the same ~20 history items)."""
+    causes are ids[positions[t][j]] with drops weights[t][j] (rounded floats), most influential first. Each
+    history item's text is written once (a list explains ~50 items from the same ~20 history items)."""
     texts: dict[str, str | None] = {}
     out = []
     for pos, ws in zip(positions, weights, strict=True):
-        named = [(ids[j], round(float(w), 6)) for j, w in zip(pos, ws, strict=True) if w > 0][:BECAUSE]
-        if not named:
+        because = [ids[j] for j, w in zip(pos, ws, strict=True) if w > 0][:BECAUSE]
+        if not because:
             out.append(fallback_reason(source, **extra))
             continue
-        reason: dict[str, Any] = {"type": "history", "source": source, **extra,
-                                  "because_of": [i for i, _ in named], "weights": [w for _, w in named]}
-        top = named[0][0]
+        reason: dict[str, Any] = {"type": "history", "source": source, **extra, "because_of": because,
+                                  "weights": [w for w in ws if w > 0][:BECAUSE]}
+        top = because[0]
         if top not in texts:
             title = (titles or {}).get(top)
             texts[top] = f"Because you {VERBS.get((verbs or {}).get(top, ''), 'viewed')} {title}" if title else None

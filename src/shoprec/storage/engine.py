@@ -1,16 +1,19 @@
 """Engines from a URL, schema migrations to head, and database errors turned into StorageError.
 
 SQLite files get WAL mode and foreign keys; PostgreSQL (postgresql+psycopg://) and MySQL/MariaDB
-(mysql+pymysql://) get a connect timeout (and utf8mb4 on MySQL) unless the URL sets one.
+(mysql+pymysql://) get a connect timeout (and utf8mb4 on MySQL) unless the URL sets one. JSON columns are
+encoded by orjson.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -38,7 +41,7 @@ def make_engine(url: str | URL) -> Engine:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
         raise StorageError(f"invalid database URL {str(url)!r}: {exc}") from None
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": json_value}
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -59,6 +62,22 @@ def make_engine(url: str | URL) -> Engine:
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def json_text(value: Any) -> str:
+    """JSON columns' encoder: orjson (the served-list log writes one per request), json for what it refuses."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except (TypeError, ValueError):
+        return json.dumps(value)
+
+
+def json_value(text: str | bytes) -> Any:
+    """JSON columns' decoder (json for what orjson refuses, e.g. NaN written by older versions)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
