@@ -74,6 +74,9 @@ class RequestGuard:
         if where is not None:
             await _unstorable(where, None, None)(scope, receive, send)
             return
+        if length in (None, "0") and "transfer-encoding" not in headers:  # no body (most reads): nothing to guard
+            await self.app(scope, receive, send)
+            return
         content_type = headers.get("content-type", "application/json").lower()
         await _Guarded(self.app, limit, "json" in content_type).run(scope, receive, send)
 
