@@ -684,3 +684,20 @@ def test_query_arrays_keep_each_querys_newest_known_items_with_their_types_and_g
         assert list(arrays["items"][r, :n]) == list(hist[known] + 1) and not arrays["items"][r, n:].any()
         assert list(arrays["events"][r, :n]) == list(events[known])
         assert list(arrays["gaps"][r, :n]) == list(gaps[known])
+
+
+@pytest.mark.parametrize("options", [{}, {"n_blocks": 2}, {"use_event_types": False, "use_time_gaps": False}])
+def test_an_ensemble_is_scored_in_one_batched_pass_with_each_members_arithmetic(options: dict[str, Any]) -> None:
+    data, catalog, _ = cluster_data(n_users=60)
+    model = Transformer.from_dict({**FAST, "ensemble": 3, "epochs": 2, **options}).fit(data, catalog)
+    assert model._stacked is not None
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 12, 9)
+    queries = [Query(user=None, history=rng.integers(0, data.n_items, n), event_types=rng.integers(0, 4, n),
+                     timestamps=np.sort(rng.integers(0, 10**6, n)).astype(float)) for n in lengths]
+    stacked = model._hidden(queries, model._members)
+    one_by_one = model._hidden(queries, list(model._members))  # a copy of the list: member by member
+    for a, b in zip(stacked, one_by_one, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    rotary = Transformer.from_dict({**FAST, "ensemble": 2, "epochs": 1, "positions": "rotary"}).fit(data, catalog)
+    assert rotary._stacked is None  # other networks score member by member

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.models.base import Query, RankingValidation, Recommender, config_to_dict, register
+from shoprec.models.seq_ensemble import StackedEncoder
 from shoprec.models.softmax import full_softmax_loss, log_uniform_sampler, release_buffers, sampled_softmax_loss
 from shoprec.types import EventType
 
@@ -603,6 +604,7 @@ class Transformer(Recommender):
         self._penalty: Tensor | None = None
         self._item_factors: np.ndarray | None = None  # cache of `item_factors`
         self._members: list[_Member] = []  # the trained networks (an ensemble when config.ensemble > 1)
+        self._stacked: StackedEncoder | None = None  # the members as one batched network (inference)
         self.best_epochs: list[int] = []
         self._device = torch.device("cpu")
         self._source: tuple[Transformer, str] | None = None  # start_from's model and label
@@ -627,7 +629,8 @@ class Transformer(Recommender):
         threads = torch.get_num_threads()
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        self.popularity_correction, self.popularity_search, self._members = 0.0, {}, []
+        self.popularity_correction, self.popularity_search = 0.0, {}
+        self._set_members([])
         self.initialised_from = {}
         members, self.best_epochs = [], []
         started = time.perf_counter()
@@ -644,7 +647,7 @@ class Transformer(Recommender):
                 self.training_log += [{**e, "member": k} if cfg.ensemble > 1 else e for e in member_log]
                 self.best_epochs.append(self.best_epoch)
                 members.append(self._current())
-            self._members = members
+            self._set_members(members)
             self.net, self.best_epoch = members[0].net, self.best_epochs[0]
             self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
             fixed = cfg.popularity_correction
@@ -882,6 +885,9 @@ class Transformer(Recommender):
         arrays = self._query_arrays(queries)
         batch = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
         with torch.inference_mode(), _autocast(self._device, self.config.precision):
+            if self._stacked is not None and members is self._members:  # the fitted ensemble, in one pass
+                states = self._stacked.encode(batch["items"], batch["events"], batch["gaps"], batch["lengths"])
+                return list(states.float().unbind(0))
             return [m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
                                  last_only=True, content_table=m.content).float() for m in members]
 
@@ -906,6 +912,12 @@ class Transformer(Recommender):
             if self._penalty is not None:
                 parts.append(torch.ones(len(queries), 1, device=parts[0].device))
             return torch.cat(parts, dim=1).cpu().numpy()
+
+    def _set_members(self, members: list[_Member]) -> None:
+        self._members = members
+        nets = [m.net for m in members]
+        self._stacked = StackedEncoder(nets, [m.table for m in members]) if members and StackedEncoder.supports(
+            nets) else None
 
     def _current(self) -> _Member:
         """The network being trained (or the only one), with its inference tables."""
@@ -997,7 +1009,7 @@ class Transformer(Recommender):
             self.net = net
             self._finish(net)
             members.append(self._current())
-        self._members = members
+        self._set_members(members)
         self.net = members[0].net
         self._finish(self.net)
 
