@@ -272,9 +272,12 @@ def run_soak(pgid: int, port: int, key: str, users: list[str], args: argparse.Na
     """Paced load for args.soak seconds in 30 s slices, with the server's memory after each slice."""
     memory = [round(group_rss_mb(pgid), 1)]
     slices = []
+    pace = args.rate  # the clients pause between requests without counting the answer's time: correct the
+    # pace after each slice so that the achieved rate approaches the target
     for i in range(max(1, int(args.soak // 30))):
-        slices.append(args.load(port, key, users, 30.0, args.concurrency, args.seed + 7 * i, rate=args.rate))
+        slices.append(args.load(port, key, users, 30.0, args.concurrency, args.seed + 7 * i, rate=pace))
         memory.append(round(group_rss_mb(pgid), 1))
+        pace = min(pace * args.rate / max(slices[-1]["requests_per_s"], 1.0), 4 * args.rate)
         print(f"soak {30 * (i + 1)} s: {slices[-1]['requests_per_s']} req/s, {memory[-1]} MiB", file=sys.stderr)
     half = len(memory) // 2
     return {"seconds": 30 * len(slices), "rate_target": args.rate,
@@ -282,6 +285,7 @@ def run_soak(pgid: int, port: int, key: str, users: list[str], args: argparse.Na
             "rss_growth_second_half_mib": round(memory[-1] - memory[half], 1),
             "requests_per_s": round(float(np.mean([s["requests_per_s"] for s in slices])), 1),
             "errors": sum(s["errors"] for s in slices), "rss_mib": memory,
+            "requests_per_s_per_slice": [s["requests_per_s"] for s in slices],
             "server_p99_ms_per_slice": [s["server_p99_ms"] for s in slices]}
 
 
