@@ -60,10 +60,15 @@ def prepare(workdir: Path, args: argparse.Namespace) -> None:
 
     services = local_services(workdir)
     try:
-        if services.store.active(PLATFORM) is None:
+        from shoprec.storage import list_platforms
+
+        with services.engine.connect() as conn:
+            known = PLATFORM in list(list_platforms(conn))
+        if not known or services.store.active(PLATFORM) is None:
             print(f"loading {args.items:,} items and {args.users * 8:,} events into {workdir}", file=sys.stderr)
             t = time.perf_counter()
-            services.platforms.create(PLATFORM)
+            if not known:
+                services.platforms.create(PLATFORM)
             ingest(services.engine, PLATFORM, records(args.items, args.users, args.seed), cleaning=False)
             print(f"loaded in {time.perf_counter() - t:.0f} s; training als", file=sys.stderr)
             services.store.train(PLATFORM, "als", {"factors": 64, "iterations": 10}, activate=True, evaluate=False)

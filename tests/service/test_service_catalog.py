@@ -42,3 +42,44 @@ def test_a_catalog_change_is_seen_by_the_next_request(services: Services, shop: 
     services.data.delete_item("shop", item)
     view = views.get("shop")
     assert view is not first and not view.servable[view.items.get(item)]
+
+
+def _view(n: int) -> catalog.CatalogView:
+    from shoprec.data import IdMap
+
+    cats = np.array([f"c{i % 3}" for i in range(n)], dtype=object)
+    return catalog.CatalogView(version=(0.0, 0, 0.0), items=IdMap(f"i{i}" for i in range(n)), category=cats,
+                               price=np.full(n, np.nan), servable=np.ones(n, bool),
+                               popularity=np.zeros(n, np.float32), titles=[""] * n, texts=[""] * n,
+                               category_names=np.array(["c0", "c1", "c2"]),
+                               category_codes=np.arange(n, dtype=np.int32) % 3)
+
+
+def test_a_level_over_candidates_ranks_as_the_same_scores_over_the_whole_catalog() -> None:
+    from shoprec.service.recommend import Level, rank_chain
+
+    rng = np.random.default_rng(0)
+    n = 60
+    view = _view(n)
+    full = np.full(n, -np.inf, dtype=np.float32)
+    candidates = np.sort(rng.choice(n, 25, replace=False))
+    full[candidates] = rng.integers(0, 4, 25).astype(np.float32)  # many ties: the lower index first
+    blocked = np.zeros(n, bool)
+    blocked[candidates[::4]] = True
+    reason = {"type": "x"}
+    fallback = Level({"type": "popular"}, np.arange(n, dtype=np.float32))
+    for k in (5, 30):  # 30: more than the candidates left, the fallback fills the rest
+        a = rank_chain([Level(reason, full), fallback], blocked, k, view)
+        b = rank_chain([Level(reason, full[candidates], candidates=candidates), fallback], blocked, k, view)
+        assert a.items == b.items and a.scores == b.scores and a.reasons == b.reasons
+
+
+def test_category_masks_follow_the_path_prefix() -> None:
+    view = _view(9)
+    view.category[:] = ["A", "A > B", "AB", "A > B > C", "", "B", "A", "A > Bx", "B > A"]
+    codes: dict[str, int] = {}
+    view.category_codes = np.array([codes.setdefault(c, len(codes)) for c in view.category], dtype=np.int32)
+    view.category_names = np.array(list(codes))
+    assert np.flatnonzero(view.category_mask("A")).tolist() == [0, 1, 3, 6, 7]
+    assert np.flatnonzero(view.category_mask("A > B")).tolist() == [1, 3]
+    assert not view.category_mask("Z").any()

@@ -29,7 +29,7 @@ MAX_CATEGORY_MASKS = 1000
 
 @dataclass(eq=False)
 class CatalogView:
-    version: tuple[int, float, int, float]
+    version: tuple[float, int, float]
     items: IdMap
     category: np.ndarray  # object array of category paths ("" when none)
     price: np.ndarray  # float64, NaN when unknown
@@ -37,6 +37,8 @@ class CatalogView:
     popularity: np.ndarray  # float32 in [0, 1]
     titles: list[str]
     texts: list[str]
+    category_names: np.ndarray  # str array of the distinct category paths
+    category_codes: np.ndarray  # int32: each item's index in category_names
     loaded_at: float = field(default_factory=time.monotonic)
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
     _text_vectors: np.ndarray | None = None
@@ -46,11 +48,13 @@ class CatalogView:
         return len(self.items)
 
     def category_mask(self, category: str) -> np.ndarray:
-        """Items in `category` or below it ("A" matches "A" and "A > B")."""
+        """Items in `category` or below it ("A" matches "A" and "A > B"). The paths are compared once per
+        distinct category, then the items are selected by their category code (1M items: ~1 ms, not ~80)."""
         mask = self._masks.get(category)
         if mask is None:
-            cats = self.category.astype(str)
-            mask = (cats == category) | np.char.startswith(cats, category + " > ")
+            names = self.category_names
+            matches = (names == category) | np.char.startswith(names, category + " > ")
+            mask = matches[self.category_codes]
             if len(self._masks) < MAX_CATEGORY_MASKS:
                 self._masks[category] = mask
         return mask
@@ -77,9 +81,14 @@ def load_view(engine: Engine, platform_id: int) -> CatalogView:
     pop = pop / max(float(pop.max()) if len(pop) else 0.0, 1.0)
     titles = [r[2] or "" for r in rows]
     texts = [" | ".join(p for p in (r[2], r[5], r[4], r[3]) if p) for r in rows]
+    categories = [r[4] or "" for r in rows]
+    distinct: dict[str, int] = {}
+    codes = np.fromiter((distinct.setdefault(c, len(distinct)) for c in categories), dtype=np.int32,
+                        count=len(categories))
     return CatalogView(
         version=version, items=IdMap.from_list([str(r[1]) for r in rows]),
-        category=np.array([r[4] or "" for r in rows], dtype=object),
+        category=np.array(categories, dtype=object),
+        category_names=np.array(list(distinct), dtype=str), category_codes=codes,
         price=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
         servable=np.array([bool(r[8]) and k not in deleted for r, k in zip(rows, keys, strict=True)], dtype=bool),
         popularity=pop, titles=titles, texts=texts)
@@ -134,7 +143,7 @@ class CatalogViews:
         finally:
             self._refreshing.discard(platform)
 
-    def _version(self, platform_id: int) -> tuple[int, float, int, float]:
+    def _version(self, platform_id: int) -> tuple[float, int, float]:
         with storage_errors(self.engine, "check the catalog version"), self.engine.connect() as conn:
             return ServingRepo(conn, platform_id).catalog_version()
 

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from shoprec.models.base import Query
     from shoprec.service.experiments import Assignment, ExperimentService
 
+NARROW_FILTER_ITEMS = 100_000  # large catalogs: filters leaving at most this many items are scored exactly
 Explainer = Callable[[list[int]], list[dict[str, Any]]]  # catalog indices placed by a level -> their reasons
 
 
@@ -93,33 +94,52 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Level:
-    """One level of the chain: scores over the catalog (-inf: no opinion) and the reason it gives
-    (or, with `explain`, a reason per placed item, computed once for all of them)."""
+    """One level of the chain and the reason it gives (or, with `explain`, a reason per placed item,
+    computed once for all of them). Its scores are over the whole catalog (-inf: no opinion), or, with
+    `candidates` (catalog indices), over those items only, aligned with them: a large catalog's ANN
+    candidates, a category's items. `scores` may be a function, called only when the chain reaches the
+    level (the popularity fallbacks of a list the model fills alone cost nothing)."""
 
     reason: dict[str, Any]
-    scores: np.ndarray
+    scores: np.ndarray | Callable[[], np.ndarray]
     explain: Explainer | None = None
+    candidates: np.ndarray | Callable[[], np.ndarray] | None = None
+
+    def values(self) -> tuple[np.ndarray, np.ndarray | None]:
+        scores = self.scores() if callable(self.scores) else self.scores
+        candidates = self.candidates() if callable(self.candidates) else self.candidates
+        return np.asarray(scores, dtype=np.float32).reshape(-1), candidates
 
 
 def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: CatalogView) -> Ranked:
-    """Fill up to n items level by level with ranking.top_k; `blocked` items never appear."""
+    """Fill up to n items level by level with ranking.top_k; `blocked` items never appear. A level with
+    candidates ranks only those (the same order rule: higher score first, ties by lower catalog index,
+    as the candidates are in catalog order)."""
     from shoprec.ranking import top_k
 
     out = Ranked()
     taken = blocked.copy()
+    free = int((~taken).sum())
     for level in levels:
-        need = min(n - len(out.items), int((~taken).sum()))
+        need = min(n - len(out.items), free)
         if need <= 0:
             break
-        idx, vals = top_k(level.scores, need, exclude=[np.flatnonzero(taken)])
+        scores, candidates = level.values()
+        if candidates is None:
+            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken)])
+            chosen = idx[0]
+        else:
+            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken[candidates])])
+            chosen = np.where(idx[0] >= 0, candidates[np.maximum(idx[0], 0)], -1)
         placed: list[int] = []
-        for i, v in zip(idx[0].tolist(), vals[0].tolist(), strict=True):
+        for i, v in zip(chosen.tolist(), vals[0].tolist(), strict=True):
             if i < 0:
                 break
             out.items.append(view.items.external(i))
             out.scores.append(round(float(v), 6))
             placed.append(i)
             taken[i] = True
+        free -= len(placed)
         if level.explain is not None and placed:
             out.reasons.extend(level.explain(placed))
         else:
@@ -315,13 +335,15 @@ class RecommendService:
         if not served.model.can_score(query):
             return None
         extra: dict[str, Any] = {}
-        scores = np.full(len(view), -np.inf, dtype=np.float32)
         loo: LeaveOneOut | None = None
-        if served.ann is not None and self._ann_scores(served, query, to_catalog, blocked, n, scores):
-            extra["candidates"] = "ann"
+        found = self._ann_scores(served, query, to_catalog, to_model, blocked, n) if served.ann is not None else None
+        candidates: np.ndarray | None = None
+        if found is not None:  # exact scores of the ANN candidates (or of a narrow filter's items) only
+            candidates, scores, extra["candidates"] = found
         else:  # the list's scores and its explanations share one encoding of the history (LeaveOneOut)
             loo = LeaveOneOut(served.model, query)
             model_scores = loo.scores()
+            scores = np.full(len(view), -np.inf, dtype=np.float32)
             ok = to_catalog >= 0
             scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
 
@@ -329,7 +351,7 @@ class RecommendService:
             return self._attribute(view, served, query, level, placed, verbs, loo, **extra)[0]
 
         reason = {"type": "history", "source": served.name, "level": level, "model_id": served.model_id, **extra}
-        return Level(reason, scores[None, :], explain)
+        return Level(reason, scores, explain, candidates)
 
     def _model_query(self, view: CatalogView, served: ServedModel, user: str | None, hist: np.ndarray,
                      context: HistoryContext | None = None) -> tuple[Query, str] | None:
@@ -362,33 +384,47 @@ class RecommendService:
                                   model_id=served.model_id, **extra)
         return reasons, att.base.tolist()
 
-    def _ann_scores(self, served: ServedModel, query: Any, to_catalog: np.ndarray, blocked: np.ndarray, n: int,
-                    out: np.ndarray) -> bool:
-        """Exact scores of the ANN candidates written into `out`; False when the filters leave fewer than n."""
+    def _ann_scores(self, served: ServedModel, query: Any, to_catalog: np.ndarray, to_model: np.ndarray,
+                    blocked: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, str] | None:
+        """(catalog indices of the ANN candidates in catalog order, their exact scores, "ann"). When the filters leave
+        fewer than n of them: every item the filters leave, scored exactly, if at most NARROW_FILTER_ITEMS
+        (a category, a price band; "filtered"); else None (the model then scores the whole catalog)."""
         from shoprec.service.ann import vector_scorer
 
         scorer = vector_scorer(served.model)
         if scorer is None or served.ann is None:
-            return False
+            return None
         user_vectors, item_vectors = scorer
         q = user_vectors([query])  # (1, d)
         cand, _ = served.ann.search(q, self.config.ann_candidates)
         cand = cand[0][cand[0] >= 0]
         cat = to_catalog[cand]
         cand, cat = cand[cat >= 0], cat[cat >= 0]
-        if int((~blocked[cat]).sum()) < n:
-            return False
-        out[cat] = (item_vectors[cand] @ q[0]).astype(np.float32)
-        return True
+        if int((~blocked[cat]).sum()) < n:  # narrow filters: score exactly the few items they leave
+            allowed = np.flatnonzero(~blocked)
+            if len(allowed) > NARROW_FILTER_ITEMS:
+                return None
+            cand = to_model[allowed]
+            cat, cand = allowed[cand >= 0], cand[cand >= 0]
+            return cat, (item_vectors[cand] @ q[0]).astype(np.float32), "filtered"
+        order = np.argsort(cat, kind="stable")  # catalog order: ties go to the lower index, as in top_k
+        return cat[order], (item_vectors[cand[order]] @ q[0]).astype(np.float32), "ann"
 
     @staticmethod
     def _popular_levels(view: CatalogView, category: str | None) -> list[Level]:
+        """Popular in the category (its items only), then popular overall; computed if the chain gets there."""
         levels = []
         if category:
-            scores = np.where(view.category_mask(category), view.popularity, -np.inf).astype(np.float32)
+            members: list[np.ndarray] = []
+
+            def in_category() -> np.ndarray:
+                if not members:
+                    members.append(np.flatnonzero(view.category_mask(category)))
+                return members[0]
+
             reason = {**popular_in_category_reason(category), "level": "popular_category"}
-            levels.append(Level(reason, scores[None, :]))
-        levels.append(Level({**fallback_reason(), "level": "popular"}, view.popularity[None, :]))
+            levels.append(Level(reason, lambda: view.popularity[in_category()], candidates=in_category))
+        levels.append(Level({**fallback_reason(), "level": "popular"}, view.popularity))
         return levels
 
     # ---------------------------------------------------------------- the list store

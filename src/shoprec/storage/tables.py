@@ -71,6 +71,7 @@ items = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.UniqueConstraint("platform_id", "external_id"),
+    sa.Index(None, "platform_id", "updated_at"),  # the catalog version: its newest update (migration 0006)
     **TABLE_OPTIONS,
 )
 
