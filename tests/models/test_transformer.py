@@ -701,3 +701,49 @@ def test_an_ensemble_is_scored_in_one_batched_pass_with_each_members_arithmetic(
         assert torch.allclose(a, b, atol=1e-5)
     rotary = Transformer.from_dict({**FAST, "ensemble": 2, "epochs": 1, "positions": "rotary"}).fit(data, catalog)
     assert rotary._stacked is None  # other networks score member by member
+
+
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_leave_one_out_batches_share_prefixes_and_equal_the_plain_encoding(ensemble: int) -> None:
+    """A leave-one-out batch (the history without each of its items) is encoded with the rows' common prefixes
+    computed once (seq_ensemble.shared_prefixes), and gives each row's own states: repeated items, unknown items,
+    event types and time gaps included."""
+    from shoprec.explain.attribution import without
+    from shoprec.models.seq_ensemble import shared_prefixes
+
+    data, catalog, _ = cluster_data(n_users=60)
+    model = Transformer.from_dict({**FAST, "ensemble": ensemble, "epochs": 1, "n_blocks": 2}).fit(data, catalog)
+    assert model._stacked is not None
+    rng = np.random.default_rng(4)
+    for n in (3, 12, 30):
+        hist = rng.integers(0, data.n_items, n)
+        hist[n // 2] = hist[n // 3]  # an item seen twice: its row shares less
+        hist[1] = data.n_items + 5  # an unknown item: dropped from every row
+        query = Query(user=None, history=hist, event_types=rng.integers(0, 4, n),
+                      timestamps=np.sort(rng.integers(0, 10**6, n)).astype(float))
+        batch = [query] + [without(query, int(c)) for c in dict.fromkeys(hist[::-1].tolist())]
+        arrays = model._query_arrays(batch)
+        found = shared_prefixes(arrays["items"], arrays["events"], arrays["gaps"], arrays["lengths"])
+        if n >= 12:
+            assert found is not None and found[1].sum() >= 32  # most positions are shared
+        shared = torch.stack(model._hidden(batch, model._members))
+        alone = torch.stack([torch.stack(model._hidden([q], model._members))[:, 0] for q in batch], dim=1)
+        assert torch.allclose(shared, alone, atol=1e-5)
+
+
+def test_shared_prefixes_need_the_same_length_and_the_same_leading_tokens() -> None:
+    from shoprec.models.seq_ensemble import shared_prefixes
+
+    items = np.array([[1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 9, 8], [1, 2, 3, 4, 5, 6, 7, 0],
+                      [1, 2, 3, 4, 5, 6, 7, 8]] * 4)
+    lengths = np.array([8, 8, 7, 8] * 4)
+    events, gaps = np.ones_like(items), np.zeros_like(items)
+    gaps[1, 0] = 3  # row 1 differs from the start in its gaps
+    found = shared_prefixes(items, events, gaps, lengths)
+    assert found is not None
+    ref, prefix = found
+    assert lengths[ref] == 8 and prefix[ref] == 0
+    assert (prefix[lengths == 7] == 0).all()  # another length: positions count from the newest event
+    assert prefix[1] == 0
+    assert all(prefix[r] == 7 for r in (0, 3, 4, 7) if r != ref)  # identical rows: all but the newest position
+    assert shared_prefixes(items[:1], events[:1], gaps[:1], lengths[:1]) is None

@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.models.base import Query, RankingValidation, Recommender, config_to_dict, register
-from shoprec.models.seq_ensemble import StackedEncoder
+from shoprec.models.seq_ensemble import StackedEncoder, shared_prefixes
 from shoprec.models.softmax import full_softmax_loss, log_uniform_sampler, release_buffers, sampled_softmax_loss
 from shoprec.types import EventType
 
@@ -885,8 +885,11 @@ class Transformer(Recommender):
         arrays = self._query_arrays(queries)
         batch = {k: torch.from_numpy(v).to(self._device) for k, v in arrays.items()}
         with torch.inference_mode(), _autocast(self._device, self.config.precision):
-            if self._stacked is not None and members is self._members:  # the fitted ensemble, in one pass
-                states = self._stacked.encode(batch["items"], batch["events"], batch["gaps"], batch["lengths"])
+            if self._stacked is not None and members is self._members:  # the fitted members, in one pass
+                found = shared_prefixes(arrays["items"], arrays["events"], arrays["gaps"], arrays["lengths"])
+                shared = (found[0], torch.from_numpy(found[1]).to(self._device)) if found is not None else None
+                states = self._stacked.encode(batch["items"], batch["events"], batch["gaps"], batch["lengths"],
+                                              shared)
                 return list(states.float().unbind(0))
             return [m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
                                  last_only=True, content_table=m.content).float() for m in members]
