@@ -160,6 +160,20 @@ def group_rss_mb(pgid: int) -> float:
     return total / 1024
 
 
+def group_cpu_s(pgid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each process in the server's process group."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def load(port: int, key: str, users: list[str], duration: float, concurrency: int, seed: int,
          rate: float = 0.0) -> dict[str, Any]:
     """`concurrency` keep-alive clients for `duration` s; with `rate` > 0 they pace themselves to `rate` req/s."""
@@ -315,7 +329,11 @@ def main() -> None:
     proc = start_server(db_url, workdir, port, args.workers, args.redis)
     try:
         args.load(port, key, users, 3.0, args.concurrency, args.seed + 1000)  # warm-up
+        before, started = group_cpu_s(proc.pid), time.monotonic()
         result = args.load(port, key, users, args.duration, args.concurrency, args.seed)
+        after, took = group_cpu_s(proc.pid), time.monotonic() - started
+        busy = sorted((round((after[p] - before.get(p, 0.0)) / took, 2) for p in after), reverse=True)
+        result["busy_cores_per_process"] = [b for b in busy if b > 0.005]  # workers: both near 1 = even load
         fresh = freshness(port, key, users, items, args.trials, args.seed)
         soak = run_soak(proc.pid, port, key, users, args) if args.soak > 0 else None
     finally:

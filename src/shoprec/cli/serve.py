@@ -201,6 +201,7 @@ def serve_command(settings: Settings, host: str, port: int, workers: int, log_le
     """Serve the REST API (OpenAPI docs at /docs); each worker loads every platform's active model."""
     import uvicorn
 
+    from shoprec.api.workers import reuse_port_supported, serve_workers
     from shoprec.storage import create_db
 
     create_db(settings.database_url).dispose()  # migrate once, before the workers start
@@ -208,6 +209,11 @@ def serve_command(settings: Settings, host: str, port: int, workers: int, log_le
     if workers > 1 and not settings.redis_url:
         _stderr("note: without SHOPREC_REDIS_URL each worker caches on its own (changes are seen within 0.5 s)")
     _stderr(f"shoprec API on http://{host}:{port} (docs: http://{host}:{port}/docs), {workers} worker(s)")
+    if workers > 1 and reuse_port_supported():  # a listening socket per worker: connections spread evenly
+        code = serve_workers(host, port, workers, log_level)
+        if code:
+            raise click.ClickException("a worker failed to start (see the messages above)")
+        return
     uvicorn.run("shoprec.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=False)
 
