@@ -6,7 +6,10 @@ Beauty catalog (12,101 items), and batched scoring as the evaluation uses it.
 Without --model, a transformer with the default network is fitted for one epoch on Beauty (its cost per
 query is that of a fully trained one: same shapes, same operations). Each timing is `model.score([query])`
 end to end (query arrays, encoder, item products), with torch and BLAS limited to one thread; medians and
-p99 over `repeats` random histories. Prints a table and writes benchmarks/results/transformer_inference.json.
+p99 over `repeats` random histories. Then serving's leave-one-out batch of one history (the history and the
+history without each of its newest 20 distinct items: `LeaveOneOut(model, query)`, which encodes them for
+the list and its explanations) with the rows' shared prefixes computed once (the default) and without
+(every row encoded whole). Prints a table and writes benchmarks/results/transformer_inference.json.
 """
 
 from __future__ import annotations
@@ -43,6 +46,32 @@ def fitted_model(model_dir: Path | None) -> object:
     return Transformer.from_dict({"epochs": 1, "progress": False, "num_threads": 1}).fit(data.train, data.catalog)
 
 
+def leave_one_out_rows(model: object, rng: np.random.Generator, n_items: int, repeats: int) -> list[dict]:
+    import shoprec.models.transformer as transformer_module
+    from shoprec.explain.attribution import LeaveOneOut
+    from shoprec.models.base import Query
+
+    shared = transformer_module.shared_prefixes
+    rows = []
+    for length in (8, 20, 50):
+        queries = [Query(user=None, history=rng.choice(n_items, length, replace=False).astype(np.int32),
+                         event_types=np.zeros(length, dtype=np.int64),
+                         timestamps=np.sort(rng.integers(0, 10**8, length)).astype(float)) for _ in range(repeats)]
+        for label, finder in (("shared prefixes", shared), ("every row whole", lambda *a: None)):
+            transformer_module.shared_prefixes = finder  # type: ignore[assignment]
+            for q in queries[:5]:
+                LeaveOneOut(model, q)  # type: ignore[arg-type]
+            times = []
+            for q in queries:
+                t0 = time.perf_counter()
+                LeaveOneOut(model, q)  # type: ignore[arg-type]
+                times.append((time.perf_counter() - t0) * 1000)
+            rows.append({"case": f"leave-one-out, history {length}, {label}", "p50_ms": float(np.median(times)),
+                         "p99_ms": float(np.percentile(times, 99))})
+    transformer_module.shared_prefixes = shared
+    return rows
+
+
 def main() -> None:
     from shoprec.models.base import Query
 
@@ -68,6 +97,7 @@ def main() -> None:
             times.append((time.perf_counter() - t0) * 1000)
         rows.append({"case": f"one query, history {length}", "p50_ms": float(np.median(times)),
                      "p99_ms": float(np.percentile(times, 99))})
+    rows += leave_one_out_rows(model, rng, n_items, max(args.repeats // 5, 20))
     batch = [Query(user=None, history=rng.integers(0, n_items, int(rng.integers(3, 51))).astype(np.int32))
              for _ in range(1024)]
     model.score(batch)  # type: ignore[attr-defined]
@@ -78,9 +108,9 @@ def main() -> None:
         times.append((time.perf_counter() - t0) * 1000)
     rows.append({"case": "batch of 1024 queries (history 3..50)", "p50_ms": float(np.median(times)),
                  "per_query_ms": float(np.median(times)) / 1024})
-    print(f"{'case':<42}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'case':<52}{'p50 ms':>10}{'p99 ms':>10}")
     for r in rows:
-        print(f"{r['case']:<42}{r['p50_ms']:>10.3f}{r.get('p99_ms', float('nan')):>10.3f}")
+        print(f"{r['case']:<52}{r['p50_ms']:>10.3f}{r.get('p99_ms', float('nan')):>10.3f}")
     out = {"n_items": n_items, "threads": 1, "rows": rows, "machine": f"{platform.processor() or platform.machine()}, "
            f"{os.cpu_count()} cores", "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
