@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from shoprec.data import IdMap
+from shoprec.service.background import lower_priority
 from shoprec.service.platform import PlatformService
 from shoprec.service.state import POSITIVE_TYPES
 from shoprec.storage import PlatformRepo, storage_errors
@@ -133,6 +134,7 @@ class CatalogViews:
     def _refresh(self, platform: str, key: int, old: CatalogView) -> None:
         """Reload a view in the background (its popularity is due); it replaces `old` unless a newer view
         replaced that meanwhile."""
+        lower_priority()
         try:
             view = load_view(self.engine, key)
             with self._lock:

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
 from shoprec.service.audit import record_audit
+from shoprec.service.background import lower_priority
 from shoprec.service.errors import NotFound
 from shoprec.service.platform import PlatformService
 from shoprec.storage import storage_errors
@@ -282,7 +283,11 @@ class ServedModels:
             if platform in self._loading:
                 return
             self._loading.add(platform)
-        threading.Thread(target=self._load, args=(platform, active), daemon=True).start()
+        threading.Thread(target=self._load_aside, args=(platform, active), daemon=True).start()
+
+    def _load_aside(self, platform: str, active: tuple[str, str, str]) -> None:
+        lower_priority()  # the requests keep the old model meanwhile: they go first
+        self._load(platform, active)
 
     def _load(self, platform: str, active: tuple[str, str, str]) -> None:
         from shoprec.models.base import load_model

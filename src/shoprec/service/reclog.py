@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from shoprec.errors import ShoprecError
+from shoprec.service.background import lower_priority
 from shoprec.service.cache import Cache
 from shoprec.service.errors import NotFound
 from shoprec.service.platform import PlatformService
@@ -87,6 +88,7 @@ class RecommendationLog:
                 ServingRepo(conn, self.platforms.platform_id(platform)).add_recommendations(lists)
 
     def _run(self) -> None:
+        lower_priority()
         while not self._stop.is_set():
             self._wake.wait(self.flush_s)
             try:
