@@ -52,7 +52,11 @@ def _state(pid: int) -> str:
 def _sockets(pid: int, port: int, state: str) -> set[str]:
     """Inodes of the TCP sockets on local `port` in `state` (01 established, 0A listening) that `pid` holds."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # the process has just exited
+        return set()
+    for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
@@ -94,8 +98,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproces
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_live(f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 60  # both workers listening: each answers on its own socket
-        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # both workers listening (the second may still be loading the app)
+        while time.monotonic() < deadline:
+            workers = _children(proc.pid)
+            if len(workers) == 2 and all(_sockets(p, port, "0A") for p in workers):
+                break
             time.sleep(0.2)
         yield proc, port
     finally:
@@ -106,7 +113,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproces
 
 def test_each_worker_listens_on_a_socket_of_its_own(served: tuple[subprocess.Popen[bytes], int]) -> None:
     proc, port = served
-    time.sleep(3)  # the second worker may still be loading the app
     listening = [_sockets(p, port, "0A") for p in _children(proc.pid)]
     assert len(listening) == 2 and all(len(s) == 1 for s in listening)
     assert listening[0] != listening[1]  # uvicorn's workers share one socket: the same inode in both
