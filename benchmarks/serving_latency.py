@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,15 +147,24 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: Any,
 
 
 # ------------------------------------------------------------------------------ load
-def group_rss_mb(pgid: int) -> float:
-    """Resident memory of every process in the server's process group (uvicorn and its workers), MiB."""
-    total = 0
+def _group(pgid: int) -> Iterator[tuple[Path, list[str]]]:
+    """(/proc/<pid>, fields of its stat after the name) of every process in process group `pgid`."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) == pgid:
-                status = (stat.parent / "status").read_text()
-                total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+                yield stat.parent, fields
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory of every process in the server's process group (uvicorn and its workers), MiB."""
+    total = 0
+    for proc, _ in _group(pgid):
+        try:
+            status = (proc / "status").read_text()
+            total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
         except (OSError, StopIteration, IndexError, ValueError):
             continue
     return total / 1024
@@ -163,15 +173,7 @@ def group_rss_mb(pgid: int) -> float:
 def group_cpu_s(pgid: int) -> dict[int, float]:
     """CPU seconds (user + system) of each process in the server's process group."""
     ticks = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
+    return {int(proc.name): (int(fields[11]) + int(fields[12])) / ticks for proc, fields in _group(pgid)}
 
 
 def load(port: int, key: str, users: list[str], duration: float, concurrency: int, seed: int,

@@ -132,6 +132,19 @@ class StackedEncoder:
     def _linear(layer: _Layer, x: Tensor) -> Tensor:
         return torch.baddbmm(layer.bias, x, layer.weight)
 
+    def _feed_forward(self, block: _StackedBlock, x: Tensor) -> Tensor:
+        return x + self._linear(block.ffn_out, F.gelu(self._linear(block.ffn_in, self._norm(block.ln2, x))))
+
+    def _positions(self, lengths: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """steps (L,) and each row's reverse positions (B, L): 0 = its newest event."""
+        steps = torch.arange(n, device=lengths.device)
+        return steps, (lengths[:, None] - 1 - steps[None, :]).clamp(min=0, max=self.max_len - 1)
+
+    @staticmethod
+    def _visible(steps: Tensor, lengths: Tensor, m: int) -> Tensor:
+        """(M * B, 1, 1, L): the keys the newest position of each row may attend to (its real positions)."""
+        return (steps[None, :] < lengths[:, None])[:, None, None, :].repeat(m, 1, 1, 1)
+
     def _inputs(self, items: Tensor, events: Tensor, gaps: Tensor, reverse: Tensor) -> Tensor:
         """Token inputs (M, *items.shape, d): item vector * sqrt(d) + position (+ event type, + gap)."""
         x = self.tables[:, items] * math.sqrt(self.d) + self.position[:, reverse]
@@ -149,24 +162,22 @@ class StackedEncoder:
             return self._encode_shared(items, events, gaps, lengths, *shared)
         m, (b, n), d, h = self.tables.shape[0], items.shape, self.d, self.heads
         dh = d // h
-        steps = torch.arange(n, device=items.device)
-        reverse = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0, max=self.max_len - 1)  # 0 = newest
+        steps, reverse = self._positions(lengths, n)
         x = self._inputs(items, events, gaps, reverse).reshape(m, b * n, d)  # (M, B * L, d)
         for block in self.blocks[:-1]:
             q, k, v = self._linear(block.qkv, self._norm(block.ln1, x)).view(m * b, n, 3, h, dh).permute(
                 2, 0, 3, 1, 4)
             a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (M * B, H, L, dh)
             x = x + self._linear(block.proj, a.transpose(1, 2).reshape(m, b * n, d))
-            x = x + self._linear(block.ffn_out, F.gelu(self._linear(block.ffn_in, self._norm(block.ln2, x))))
+            x = self._feed_forward(block, x)
         last = self.blocks[-1]  # attention from the newest position only (Block.attend_last)
         rows, newest = torch.arange(b, device=items.device), lengths - 1
         normed = self._norm(last.ln1, x)
         k, v = self._linear(last.kv, normed).view(m * b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
         q = self._linear(last.q, normed.view(m, b, n, d)[:, rows, newest]).view(m * b, h, 1, dh)
-        visible = (steps[None, :] < lengths[:, None])[:, None, None, :].repeat(m, 1, 1, 1)  # (M * B, 1, 1, L)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)  # (M * B, H, 1, dh)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=self._visible(steps, lengths, m))  # (M * B, H, 1, dh)
         x = x.view(m, b, n, d)[:, rows, newest] + self._linear(last.proj, a.reshape(m, b, d))  # (M, B, d)
-        x = x + self._linear(last.ffn_out, F.gelu(self._linear(last.ffn_in, self._norm(last.ln2, x))))
+        x = self._feed_forward(last, x)
         return self._norm(self.ln_out, x)
 
     def _encode_shared(self, items: Tensor, events: Tensor, gaps: Tensor, lengths: Tensor, ref: int,
@@ -175,8 +186,7 @@ class StackedEncoder:
         values a row reads at positions < prefix are the reference row's (its own positions start at 0)."""
         m, (b, n), d, h = self.tables.shape[0], items.shape, self.d, self.heads
         dh = d // h
-        steps = torch.arange(n, device=items.device)
-        reverse = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0, max=self.max_len - 1)
+        steps, reverse = self._positions(lengths, n)
         own = (steps[None, :] >= prefix[:, None]) & (steps[None, :] < lengths[:, None])  # (B, L)
         row, pos = own.nonzero(as_tuple=True)  # the flat tokens, row by row, oldest first
         t = len(row)
@@ -200,14 +210,14 @@ class StackedEncoder:
                                                heads(qkv[:, :, 2], keys), attn_mask=causal)  # (M * B, H, width, dh)
             a = a.view(m, b, h, width, dh).permute(0, 1, 3, 2, 4).reshape(m, b, width, d)[:, row, slot]
             x = x + self._linear(block.proj, a)  # (M, T, d)
-            x = x + self._linear(block.ffn_out, F.gelu(self._linear(block.ffn_in, self._norm(block.ln2, x))))
+            x = self._feed_forward(block, x)
         last = self.blocks[-1]
         newest = index[torch.arange(b, device=items.device), lengths - 1]  # (B,) always a row's own token
         normed = self._norm(last.ln1, x)
         kv = self._linear(last.kv, normed).view(m, t, 2, h, dh)
         q = self._linear(last.q, normed[:, newest]).view(m * b, h, 1, dh)
-        visible = (steps[None, :] < lengths[:, None])[:, None, None, :].repeat(m, 1, 1, 1)
-        a = F.scaled_dot_product_attention(q, heads(kv[:, :, 0], keys), heads(kv[:, :, 1], keys), attn_mask=visible)
+        a = F.scaled_dot_product_attention(q, heads(kv[:, :, 0], keys), heads(kv[:, :, 1], keys),
+                                           attn_mask=self._visible(steps, lengths, m))
         x = x[:, newest] + self._linear(last.proj, a.reshape(m, b, d))  # (M, B, d)
-        x = x + self._linear(last.ffn_out, F.gelu(self._linear(last.ffn_in, self._norm(last.ln2, x))))
+        x = self._feed_forward(last, x)
         return self._norm(self.ln_out, x)
