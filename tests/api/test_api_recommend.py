@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 
+from shoprec.api import create_app
 from shoprec.api.schemas import RecommendationOut, RecommendedItem
 from shoprec.service import Services
 from shoprec.service.testing import ReadyPlatform
@@ -138,3 +140,18 @@ def test_health_metrics_and_docs(client: TestClient, shop: ReadyPlatform) -> Non
     assert f'shoprec_model_info{{model_id="{shop.trained["model_id"]}",platform="shop"}} 1.0' in text
     assert client.get("/openapi.json").json()["paths"]["/v1/events"]
     assert client.get("/docs").status_code == 200
+
+
+def test_startup_loads_each_served_platforms_catalog(services: Services, shop: ReadyPlatform,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The catalog view is read at startup with the model, so a worker's first list does not wait for it."""
+    import shoprec.service.catalog as catalog
+
+    loads: list[int] = []
+    real = catalog.load_view
+    monkeypatch.setattr(catalog, "load_view", lambda engine, key: loads.append(key) or real(engine, key))
+    app = create_app(services.settings, services.config, services=services)
+    with TestClient(app, headers={"X-API-Key": shop.api_key}) as c:
+        assert len(loads) == 1
+        assert c.get(f"/v1/users/{shop.user_ids[0]}/recommendations?k=3").status_code == 200
+        assert len(loads) == 1

@@ -34,7 +34,9 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.services is None:
             app.state.services = build_services(settings, config)
-        app.state.services.models.load_all()
+        loaded = app.state.services.models.load_all()
+        for platform in loaded:  # and their catalog views, rather than in each worker's first request
+            app.state.services.catalogs.get(platform)
         if app.state.freeze_gc:  # a server process: what startup built stays out of the collector's full passes
             gc.collect()
             gc.freeze()
