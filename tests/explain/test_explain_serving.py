@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from shoprec.explain.attribution import without
+import numpy as np
+import pytest
+
+from shoprec.errors import ConfigError
+from shoprec.explain.attribution import ATTRIBUTION_HISTORY, without
 from shoprec.models.base import Query
-from shoprec.service import Services
-from shoprec.service.testing import ReadyPlatform
+from shoprec.service import Services, ServingConfig
+from shoprec.service.testing import ReadyPlatform, local_services, synthetic_platform
 
 TYPES = {"history", "popular_in_category", "similar_text", "fallback_popular"}
 
@@ -67,3 +71,41 @@ def test_explain_any_item_and_cold_users(services: Services, shop: ReadyPlatform
     assert services.recommend.explain("shop", user, seen)["reason"]["type"] in TYPES
     cold = services.recommend.explain("shop", "never-seen", shop.item_ids[0])
     assert cold["reason"]["type"] == "fallback_popular"
+
+
+def _newest_distinct(history: tuple[str, ...], n: int) -> set[str]:
+    return set(list(dict.fromkeys(reversed(history)))[:n])
+
+
+def test_explain_history_bounds_the_items_a_reason_may_name(tmp_path: Path, services: Services,
+                                                           shop: ReadyPlatform) -> None:
+    narrow = local_services(tmp_path / "narrow", explain_history=2)
+    try:
+        synthetic_platform(narrow, "shop")
+        users = [u for u in shop.user_ids if len(set(services.users.get("shop", u).history)) >= 4][:10]
+        assert users
+        older_named = 0  # the default names items older than the newest two: the setting is what bounds them
+        for user in users:
+            newest = _newest_distinct(services.users.get("shop", user).history, 2)
+            for item in narrow.recommend.recommend("shop", user, k=20)["items"]:
+                if item["reason"]["type"] == "history":
+                    assert set(item["reason"]["because_of"]) <= newest, (user, item)
+            top = narrow.recommend.recommend("shop", user, k=1)["items"][0]
+            explained = narrow.recommend.explain("shop", user, top["item_id"])
+            assert set(explained["reason"].get("because_of", [])) <= newest
+            wide = services.recommend.recommend("shop", user, k=20)["items"]
+            older_named += sum(bool(set(i["reason"].get("because_of", [])) - newest) for i in wide)
+        assert older_named > 0
+    finally:
+        narrow.close()
+
+
+def test_explain_history_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ServingConfig().explain_history == ATTRIBUTION_HISTORY
+    monkeypatch.setenv("SHOPREC_EXPLAIN_HISTORY", "5")
+    assert ServingConfig.from_env().explain_history == 5
+    monkeypatch.setenv("SHOPREC_EXPLAIN_HISTORY", "five")
+    with pytest.raises(ConfigError, match="SHOPREC_EXPLAIN_HISTORY"):
+        ServingConfig.from_env()
+    with pytest.raises(ConfigError, match="explain_history"):
+        ServingConfig(explain_history=0)

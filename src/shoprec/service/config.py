@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shoprec.errors import ConfigError
+from shoprec.explain.attribution import ATTRIBUTION_HISTORY
 
 UnknownItems = Literal["create", "reject"]
 RATE_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
@@ -29,7 +30,8 @@ def parse_rate_limit(text: str | None) -> tuple[int, float] | None:
 class ServingConfig:
     """How the online path behaves. Environment: SHOPREC_ADMIN_KEY, SHOPREC_UNKNOWN_ITEMS,
     SHOPREC_REPURCHASABLE (comma-separated category prefixes), SHOPREC_ANN_THRESHOLD, SHOPREC_REDIS_PREFIX,
-    SHOPREC_RATE_LIMIT (per API key, e.g. "100/s"), SHOPREC_MAX_BODY_BYTES, SHOPREC_SERVE_THREADS."""
+    SHOPREC_RATE_LIMIT (per API key, e.g. "100/s"), SHOPREC_MAX_BODY_BYTES, SHOPREC_SERVE_THREADS,
+    SHOPREC_EXPLAIN_HISTORY."""
 
     admin_key: str | None = None  # a key that may act on every platform (X-Platform header) and create platforms
     unknown_items: UnknownItems = "create"  # events naming unknown items: create bare items, or reject the batch
@@ -52,13 +54,15 @@ class ServingConfig:
     attribution_window_s: float = 1800.0  # experiments: an event this soon after a shown list is credited to it
     threads: int = 1  # CPU threads per server worker for scoring (SHOPREC_SERVE_THREADS): workers and requests
     # are the parallelism, so more threads per worker only oversubscribe the cores
+    explain_history: int = ATTRIBUTION_HISTORY  # newest distinct history items a list's reasons may name
+    # (SHOPREC_EXPLAIN_HISTORY): each one is a leave-one-out row the model encodes with the list
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
             raise ConfigError(f"unknown_items must be 'create' or 'reject', got {self.unknown_items!r}")
         for name in ("max_events", "max_items", "history_length", "list_depth", "page_depth", "max_k", "cache_size",
                      "list_cache_size",
-                     "ann_candidates", "threads"):
+                     "ann_candidates", "threads", "explain_history"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serving setting {name} must be >= 1, got {getattr(self, name)}")
         if self.max_k > self.list_depth:
@@ -96,6 +100,11 @@ class ServingConfig:
                 values["threads"] = int(os.environ["SHOPREC_SERVE_THREADS"])
             except ValueError:
                 raise ConfigError("SHOPREC_SERVE_THREADS must be an integer") from None
+        if os.environ.get("SHOPREC_EXPLAIN_HISTORY"):
+            try:
+                values["explain_history"] = int(os.environ["SHOPREC_EXPLAIN_HISTORY"])
+            except ValueError:
+                raise ConfigError("SHOPREC_EXPLAIN_HISTORY must be an integer") from None
         if os.environ.get("SHOPREC_ATTRIBUTION_WINDOW_S"):
             try:
                 values["attribution_window_s"] = float(os.environ["SHOPREC_ATTRIBUTION_WINDOW_S"])

@@ -341,7 +341,7 @@ class RecommendService:
         if found is not None:  # exact scores of the ANN candidates (or of a narrow filter's items) only
             candidates, scores, extra["candidates"] = found
         else:  # the list's scores and its explanations share one encoding of the history (LeaveOneOut)
-            loo = LeaveOneOut(served.model, query)
+            loo = LeaveOneOut(served.model, query, self.config.explain_history)
             model_scores = loo.scores()
             scores = np.full(len(view), -np.inf, dtype=np.float32)
             ok = to_catalog >= 0
@@ -368,14 +368,15 @@ class RecommendService:
             return session, "session"
         return None
 
-    @staticmethod
-    def _attribute(view: CatalogView, served: ServedModel, query: Query, level: str, placed: list[int],
+    def _attribute(self, view: CatalogView, served: ServedModel, query: Query, level: str, placed: list[int],
                    verbs: dict[str, str] | None, loo: LeaveOneOut | None = None, **extra: Any
                    ) -> tuple[list[dict[str, Any]], list[float]]:
         """History reasons (and full-query scores) of catalog items `placed`, from leave-one-out drops
-        (of `loo`, the query's prepared batch, when the caller has one)."""
+        (of `loo`, the query's prepared batch, when the caller has one) over the newest `explain_history`
+        distinct history items."""
         to_catalog, to_model = served.index_maps(view)
-        att = (loo or LeaveOneOut(served.model, query)).attribution(to_model[np.asarray(placed, dtype=np.int64)])
+        loo = loo or LeaveOneOut(served.model, query, self.config.explain_history)
+        att = loo.attribution(to_model[np.asarray(placed, dtype=np.int64)])
         causes = to_catalog[att.candidates].tolist()
         ids = view.items.externals(causes)  # ids[j] names att.candidates[j]
         titles = {ids[j]: view.titles[c] for j, c in enumerate(causes)}

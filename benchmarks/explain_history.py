@@ -1,0 +1,111 @@
+"""What `SHOPREC_EXPLAIN_HISTORY` (the newest distinct history items a list's reasons may name) costs and changes.
+
+Usage:
+  python benchmarks/explain_history.py --workdir DIR [--caps 20,15,10,5] [--users 1500] [--model transformer]
+
+The workdir is the serving benchmark's (`benchmarks/serving_latency.py --workdir DIR`: Beauty in SQLite and an
+active model; prepared here when missing). For a sample of known users, in this process with one thread:
+each user's list (`RecommendService.recommend`, k=10) is served once per cap, timed, and its reasons are
+compared with those of the cap 20 default: how often an item's top cause (`because_of[0]`) and its set of
+up to three causes stay the same, over all users and over the users with more distinct items than the cap
+(the only ones a cap changes). Prints a table and writes benchmarks/results/explain_history.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "explain_history.json"
+BASE = 20
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--caps", default="20,15,10,5")
+    parser.add_argument("--users", type=int, default=1500)
+    parser.add_argument("--model", default="transformer")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import serving_latency
+    from shoprec.api.app import limit_threads
+    from shoprec.service.testing import local_services
+
+    limit_threads(1)
+    users = serving_latency.prepare(args.workdir, "beauty", args.model, {}, train=False)[2]
+    caps = sorted({BASE, *(int(c) for c in args.caps.split(","))}, reverse=True)
+    services = {cap: local_services(args.workdir, model_poll_s=3600.0, explain_history=cap) for cap in caps}
+    platform_name = "bench-beauty"
+    for svc in services.values():
+        svc.models.load_all()
+    base = services[BASE]
+    random.Random(0).shuffle(users)
+    users = users[:args.users]
+    for u in users[:100]:  # warm: caches of user states and the model's first calls
+        for svc in services.values():
+            svc.recommend.recommend(platform_name, u, 10)
+    times: dict[int, list[float]] = {cap: [] for cap in caps}
+    same: dict[int, dict[str, list[int]]] = {cap: {"all": [0, 0, 0], "long": [0, 0, 0]} for cap in caps}
+    for u in users:
+        distinct = len(set(base.users.get(platform_name, u).history))
+        lists = {}
+        for cap, svc in services.items():
+            t = time.perf_counter()
+            lists[cap] = svc.recommend.recommend(platform_name, u, 10)["items"]
+            times[cap].append(time.perf_counter() - t)
+        ref = {i["item_id"]: i["reason"].get("because_of", []) for i in lists[BASE]}
+        for cap in caps:
+            for item in lists[cap]:
+                if item["item_id"] not in ref:
+                    continue  # not compared: the lists are the same (a cap changes reasons only)
+                causes, base_causes = item["reason"].get("because_of", []), ref[item["item_id"]]
+                for group in ("all", "long") if distinct > cap else ("all",):
+                    counts = same[cap][group]
+                    counts[0] += 1
+                    counts[1] += causes[:1] == base_causes[:1]
+                    counts[2] += set(causes) == set(base_causes)
+    rows = []
+    for cap in caps:
+        row: dict[str, Any] = {"explain_history": cap,
+                               "list_ms_median": round(1000 * statistics.median(times[cap]), 3),
+                               "list_ms_mean": round(1000 * statistics.fmean(times[cap]), 3)}
+        for group in ("all", "long"):
+            n, top1, top3 = same[cap][group]
+            row[f"{group}_items"] = n
+            row[f"{group}_top1_same"] = round(top1 / n, 4) if n else None
+            row[f"{group}_causes_same"] = round(top3 / n, 4) if n else None
+        rows.append(row)
+    print(f"{'cap':>4} {'list ms median/mean':>20} {'top cause same (all / long)':>30} "
+          f"{'causes same (all / long)':>27}")
+    for r in rows:
+        print(f"{r['explain_history']:>4} {r['list_ms_median']:>10.3f} / {r['list_ms_mean']:<8.3f} "
+              f"{r['all_top1_same']!s:>15} / {r['long_top1_same']!s:<12} {r['all_causes_same']!s:>12} / "
+              f"{r['long_causes_same']!s}")
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": args.model,
+              "users": len(users), "machine": f"{platform.machine()}, {_cores()} cores", "rows": rows,
+              "note": "long = users with more distinct history items than the cap; lists served in-process, "
+                      "one thread, k=10 (50 items ranked and explained per list)"}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
+    for svc in services.values():
+        svc.close()
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()
