@@ -8,6 +8,7 @@ from typing import Literal
 
 from shoprec.errors import ConfigError
 from shoprec.explain.attribution import ATTRIBUTION_HISTORY
+from shoprec.service.scan import MIN_ITEMS as SCAN_MIN_ITEMS
 
 UnknownItems = Literal["create", "reject"]
 RATE_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
@@ -31,7 +32,7 @@ class ServingConfig:
     """How the online path behaves. Environment: SHOPREC_ADMIN_KEY, SHOPREC_UNKNOWN_ITEMS,
     SHOPREC_REPURCHASABLE (comma-separated category prefixes), SHOPREC_ANN_THRESHOLD, SHOPREC_REDIS_PREFIX,
     SHOPREC_RATE_LIMIT (per API key, e.g. "100/s"), SHOPREC_MAX_BODY_BYTES, SHOPREC_SERVE_THREADS,
-    SHOPREC_EXPLAIN_HISTORY."""
+    SHOPREC_EXPLAIN_HISTORY, SHOPREC_SCAN_MIN_ITEMS."""
 
     admin_key: str | None = None  # a key that may act on every platform (X-Platform header) and create platforms
     unknown_items: UnknownItems = "create"  # events naming unknown items: create bare items, or reject the batch
@@ -48,6 +49,8 @@ class ServingConfig:
     repurchasable: tuple[str, ...] = ()  # category prefixes whose purchased items may be recommended again
     ann_threshold: int = 200_000  # catalogs larger than this take candidates from a faiss index (when installed)
     ann_candidates: int = 1000
+    scan_min_items: int = SCAN_MIN_ITEMS  # from this many items an inner-product model's list reads int8 item
+    # vectors to find its exact candidates (shoprec.service.scan; SHOPREC_SCAN_MIN_ITEMS)
     redis_prefix: str = "shoprec:"  # keys of this deployment in Redis (SHOPREC_REDIS_PREFIX)
     rate_limit: str | None = None  # per API key: "100/s", "6000/min", "50000/h"; None or "0" = off
     max_body_bytes: int = 64 * 1024 * 1024  # request bodies over this are answered 413 (SHOPREC_MAX_BODY_BYTES)
@@ -62,7 +65,7 @@ class ServingConfig:
             raise ConfigError(f"unknown_items must be 'create' or 'reject', got {self.unknown_items!r}")
         for name in ("max_events", "max_items", "history_length", "list_depth", "page_depth", "max_k", "cache_size",
                      "list_cache_size",
-                     "ann_candidates", "threads", "explain_history"):
+                     "ann_candidates", "threads", "explain_history", "scan_min_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serving setting {name} must be >= 1, got {getattr(self, name)}")
         if self.max_k > self.list_depth:
@@ -100,6 +103,11 @@ class ServingConfig:
                 values["threads"] = int(os.environ["SHOPREC_SERVE_THREADS"])
             except ValueError:
                 raise ConfigError("SHOPREC_SERVE_THREADS must be an integer") from None
+        if os.environ.get("SHOPREC_SCAN_MIN_ITEMS"):
+            try:
+                values["scan_min_items"] = int(os.environ["SHOPREC_SCAN_MIN_ITEMS"])
+            except ValueError:
+                raise ConfigError("SHOPREC_SCAN_MIN_ITEMS must be an integer") from None
         if os.environ.get("SHOPREC_EXPLAIN_HISTORY"):
             try:
                 values["explain_history"] = int(os.environ["SHOPREC_EXPLAIN_HISTORY"])

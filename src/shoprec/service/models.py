@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from shoprec.models.base import Recommender
     from shoprec.service.ann import AnnIndex
     from shoprec.service.catalog import CatalogView
+    from shoprec.service.scan import Int8Scan
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -192,6 +193,7 @@ class ServedModel:
     name: str
     model: Recommender
     ann: AnnIndex | None = None  # candidates for large catalogs (inner-product models only)
+    scan: Int8Scan | None = None  # exact candidates from int8 item vectors (inner-product models, mid-size catalogs)
     path: str = ""  # the artifact it was loaded from (an erasure rewrites it under a new path)
     _maps: tuple[CatalogView, np.ndarray, np.ndarray] | None = None
 
@@ -210,8 +212,10 @@ class ServedModel:
 
 
 class ServedModels:
-    def __init__(self, store: ModelStore, poll_s: float, ann_threshold: int | None = None) -> None:
+    def __init__(self, store: ModelStore, poll_s: float, ann_threshold: int | None = None,
+                 scan_min_items: int | None = None) -> None:
         self.store, self.poll_s, self.ann_threshold = store, poll_s, ann_threshold
+        self.scan_min_items = scan_min_items
         self._served: dict[str, ServedModel | None] = {}
         self._checked: dict[str, float] = {}
         self._loading: set[str] = set()
@@ -244,7 +248,7 @@ class ServedModels:
                     from shoprec.models.base import load_model
 
                     model = load_model(row["path"])
-                    served = ServedModel(model_id, row["name"], model, self._ann(model))
+                    served = self._serve(model_id, row["name"], model, row["path"])
                 except Exception as exc:  # a broken artifact: the caller serves the active model instead
                     log.error("platform %s: cannot load model %s: %s", platform, model_id, exc)
                     self._failed.add(model_id)
@@ -295,7 +299,7 @@ class ServedModels:
         model_id, name, path = active
         try:
             model = load_model(path)
-            self._served[platform] = ServedModel(model_id, name, model, self._ann(model), path=path)
+            self._served[platform] = self._serve(model_id, name, model, path)
             log.info("platform %s: serving model %s (%s)", platform, model_id, name)
         except Exception as exc:  # a broken artifact must not take the service down: keep the old model
             log.error("platform %s: cannot load model %s from %s: %s", platform, model_id, path, exc)
@@ -304,6 +308,19 @@ class ServedModels:
         finally:
             with self._lock:
                 self._loading.discard(platform)
+
+    def _serve(self, model_id: str, name: str, model: Recommender, path: str) -> ServedModel:
+        """The served model with its candidate structures, built before it is swapped in: an ANN index for a
+        catalog above the ANN threshold, else the exact int8 scan from `scan_min_items` items."""
+        from shoprec.service.ann import vector_scorer
+        from shoprec.service.scan import Int8Scan
+
+        ann = self._ann(model)
+        scan = None
+        if ann is None and self.scan_min_items is not None and model.n_items >= self.scan_min_items:
+            vectors = vector_scorer(model)
+            scan = Int8Scan.build(vectors[1]) if vectors is not None else None
+        return ServedModel(model_id, name, model, ann, path=path, scan=scan)
 
     def _ann(self, model: Recommender) -> AnnIndex | None:
         """An ANN index for a catalog above the threshold, built before the model is swapped in."""

@@ -342,10 +342,14 @@ class RecommendService:
             candidates, scores, extra["candidates"] = found
         else:  # the list's scores and its explanations share one encoding of the history (LeaveOneOut)
             loo = LeaveOneOut(served.model, query, self.config.explain_history)
-            model_scores = loo.scores()
-            scores = np.full(len(view), -np.inf, dtype=np.float32)
-            ok = to_catalog >= 0
-            scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
+            scanned = self._scan_scores(served, loo, to_catalog, blocked, n)
+            if scanned is not None:  # the exact top-n candidates and their scores (shoprec.service.scan)
+                candidates, scores = scanned
+            else:
+                model_scores = loo.scores()
+                scores = np.full(len(view), -np.inf, dtype=np.float32)
+                ok = to_catalog >= 0
+                scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
 
         def explain(placed: list[int]) -> list[dict[str, Any]]:
             return self._attribute(view, served, query, level, placed, verbs, loo, **extra)[0]
@@ -384,6 +388,24 @@ class RecommendService:
         reasons = history_reasons(positions, weights, ids, served.name, titles=titles, verbs=verbs, level=level,
                                   model_id=served.model_id, **extra)
         return reasons, att.base.tolist()
+
+    @staticmethod
+    def _scan_scores(served: ServedModel, loo: LeaveOneOut, to_catalog: np.ndarray, blocked: np.ndarray, n: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(catalog indices in catalog order, exact float32 scores) of the items that can make the model's top n
+        among those `blocked` leaves, from the served model's int8 scan; None without one."""
+        if served.scan is None or loo.query_vectors is None or loo.vectors is None:
+            return None
+        allowed = to_catalog >= 0
+        allowed[allowed] = ~blocked[to_catalog[allowed]]
+        query = loo.query_vectors[0]
+        found = served.scan.candidates(query, allowed, n)
+        if found is None:
+            return None
+        catalog = to_catalog[found]
+        order = np.argsort(catalog, kind="stable")  # catalog order: ties go to the lower index, as in top_k
+        found, catalog = found[order], catalog[order]
+        return catalog, (loo.vectors[1][found] @ query).astype(np.float32)
 
     def _ann_scores(self, served: ServedModel, query: Any, to_catalog: np.ndarray, to_model: np.ndarray,
                     blocked: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, str] | None:

@@ -1,0 +1,101 @@
+"""The int8 scan: its candidates always hold the exact top n (ties too), and lists served through it are the
+lists full scoring gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shoprec.service import Filters
+from shoprec.service.scan import Int8Scan
+from shoprec.service.testing import local_services, synthetic_platform
+
+
+def _exact_top(vectors: np.ndarray, query: np.ndarray, allowed: np.ndarray, n: int) -> set[int]:
+    """Every allowed item scoring at least the n-th best allowed score (float64), ties included."""
+    scores = vectors.astype(np.float64) @ query.astype(np.float64)
+    ok = np.flatnonzero(allowed)
+    if len(ok) <= n:
+        return set(ok.tolist())
+    nth = np.sort(scores[ok])[::-1][n - 1]
+    return set(ok[scores[ok] >= nth].tolist())
+
+
+def _reason(item: dict) -> dict:
+    return {k: v for k, v in item["reason"].items() if k != "model_id"}  # two stores, two model ids
+
+
+def _vectors(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    v = rng.normal(size=(n, d)) * rng.lognormal(0, 1, size=(n, 1))  # norms over two orders of magnitude
+    v[rng.integers(0, n, 5)] = 0.0  # rows of zeros
+    v[1:n // 10:2] = v[0:n // 10 - 1:2]  # duplicated rows: exact ties
+    return v.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_candidates_hold_the_exact_top_n_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    d = int(rng.choice([3, 16, 64, 257]))
+    vectors = _vectors(rng, 3000, d)
+    scan = Int8Scan.build(vectors)
+    assert scan is not None
+    for _ in range(20):
+        query = (rng.normal(size=d) * rng.choice([1e-3, 1.0, 50.0])).astype(np.float32)
+        allowed = rng.random(3000) > rng.choice([0.0, 0.5, 0.99])
+        n = int(rng.choice([1, 10, 50, 200]))
+        found = scan.candidates(query, allowed, n)
+        assert found is not None
+        assert np.all(np.diff(found) > 0) and allowed[found].all()
+        assert _exact_top(vectors, query, allowed, n) <= set(found.tolist())
+
+
+def test_candidates_are_few_and_degenerate_queries_are_safe() -> None:
+    rng = np.random.default_rng(7)
+    vectors = _vectors(rng, 5000, 64)
+    scan = Int8Scan.build(vectors)
+    assert scan is not None
+    allowed = np.ones(5000, dtype=bool)
+    sizes = [len(scan.candidates(rng.normal(size=64).astype(np.float32), allowed, 50)) for _ in range(20)]
+    assert 50 <= np.median(sizes) < 500  # the point of the scan: a few hundred of 5,000 are scored exactly
+    assert len(scan.candidates(np.zeros(64, dtype=np.float32), allowed, 50)) == 5000  # all scores tie at 0
+    assert scan.candidates(np.full(64, np.nan, dtype=np.float32), allowed, 50) is None
+    few = np.zeros(5000, dtype=bool)
+    few[[3, 9]] = True
+    assert scan.candidates(rng.normal(size=64).astype(np.float32), few, 50).tolist() == [3, 9]
+
+
+def test_no_exact_int8_product_means_no_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    vectors = _vectors(np.random.default_rng(1), 100, 8)
+    monkeypatch.setattr(torch, "_int_mm", lambda a, b: (a.float() @ b.float()).round().int() + 1)  # inexact
+    assert Int8Scan.build(vectors) is None
+
+    def missing(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("_int_mm not implemented for this backend")
+
+    monkeypatch.setattr(torch, "_int_mm", missing)
+    assert Int8Scan.build(vectors) is None
+
+
+def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path) -> None:
+    config = {"page_depth": 20, "list_depth": 40, "max_k": 20}
+    scanned = local_services(tmp_path / "a", scan_min_items=1, **config)
+    full = local_services(tmp_path / "b", scan_min_items=10**9, **config)
+    try:
+        shops = [synthetic_platform(s, "shop", users=120, items=300, model="als",
+                                    params={"factors": 16, "iterations": 5}) for s in (scanned, full)]
+        assert scanned.models.get("shop").scan is not None and full.models.get("shop").scan is None
+        category = shops[0].data.items[0].category.split(" > ")[0]
+        for user in [*shops[0].user_ids[:40], "new-user"]:
+            for filters in (None, Filters(category=category), Filters(exclude=tuple(shops[0].item_ids[:30]))):
+                a = scanned.recommend.recommend("shop", user, k=20, filters=filters)["items"]
+                b = full.recommend.recommend("shop", user, k=20, filters=filters)["items"]
+                assert [i["item_id"] for i in a] == [i["item_id"] for i in b], (user, filters)
+                assert [_reason(i) for i in a] == [_reason(i) for i in b]
+                assert np.allclose([i["score"] for i in a], [i["score"] for i in b], atol=1e-5)
+    finally:
+        scanned.close()
+        full.close()
