@@ -96,6 +96,27 @@ def _snapshot(services: Any, platform_name: str) -> tuple[list[str], list[str]]:
     return inter.users.to_list(), inter.items.to_list()
 
 
+def served_model(workdir: Path, platform_name: str) -> dict[str, Any]:
+    """The platform's active model in the workdir: id, name and its members (an ensemble's)."""
+    import sqlite3
+
+    with sqlite3.connect(workdir / "shoprec.db") as conn:
+        row = conn.execute("SELECT m.model_id, m.name, m.path FROM models m JOIN platforms p ON p.id = m.platform_id"
+                           " WHERE p.name = ? AND m.active", (platform_name,)).fetchone()
+    if row is None:
+        return {}
+    meta = json.loads((Path(row[2]) / "meta.json").read_text(encoding="utf-8")).get("model_meta", {})
+    return {"model_id": row[0], "name": row[1], "members": meta.get("n_members", 1)}
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 # ------------------------------------------------------------------------------ server
 def free_port() -> int:
     with socket.socket() as s:
@@ -336,12 +357,17 @@ def main() -> None:
         after, took = group_cpu_s(proc.pid), time.monotonic() - started
         busy = sorted((round((after[p] - before.get(p, 0.0)) / took, 2) for p in after), reverse=True)
         result["busy_cores_per_process"] = [b for b in busy if b > 0.005]  # workers: both near 1 = even load
+        spent = sum(after[p] - before.get(p, 0.0) for p in after)  # the server's CPU seconds (all its processes)
+        result["server_cpu_ms_per_request"] = round(1000 * spent / max(result["requests"], 1), 3)
         fresh = freshness(port, key, users, items, args.trials, args.seed)
         soak = run_soak(proc.pid, port, key, users, args) if args.soak > 0 else None
     finally:
         stop_server(proc)
     model = args.model if not args.no_train else "active in workdir"
-    out = {"data": args.data, "model": model, "workers": args.workers, "concurrency": args.concurrency,
+    out = {"data": args.data, "model": model, "served": served_model(workdir, f"bench-{args.data}"),
+           "settings": {k: v for k, v in sorted(os.environ.items())
+                        if k.startswith("SHOPREC_") and not any(w in k for w in ("KEY", "SECRET", "URL"))},
+           "commit": _commit(), "workers": args.workers, "concurrency": args.concurrency,
            "redis": bool(args.redis), "n_items": len(items), "n_users": len(users), "load": result,
            "event_to_changed_list": fresh, "soak": soak, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "note": "client on the same cores as the server; load_average_at_end shows other load",
