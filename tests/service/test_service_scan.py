@@ -70,6 +70,10 @@ def test_no_exact_int8_product_means_no_scan(monkeypatch: pytest.MonkeyPatch) ->
     import torch
 
     vectors = _vectors(np.random.default_rng(1), 100, 8)
+    assert Int8Scan.build(vectors) is not None
+    broken = vectors.copy()
+    broken[4, 2] = np.inf
+    assert Int8Scan.build(broken) is None  # no bound holds for a non-finite vector
     monkeypatch.setattr(torch, "_int_mm", lambda a, b: (a.float() @ b.float()).round().int() + 1)  # inexact
     assert Int8Scan.build(vectors) is None
 

@@ -47,7 +47,11 @@ class Int8Scan:
 
     @classmethod
     def build(cls, vectors: np.ndarray) -> Int8Scan | None:
-        """The scan, or None where this torch has no exact int8 product (checked against int64 arithmetic)."""
+        """The scan, or None where this torch has no exact int8 product (checked against int64 arithmetic) or
+        the vectors are not all finite (no bound holds then)."""
+        if not np.isfinite(vectors).all():
+            log.warning("int8 scan disabled: the item vectors are not all finite")
+            return None
         try:
             scan = cls(vectors)
             probe = np.arange(-127, 128, dtype=np.int64)[np.arange(scan.dim) % 255].astype(np.int8)
