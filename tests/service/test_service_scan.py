@@ -103,3 +103,24 @@ def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path
     finally:
         scanned.close()
         full.close()
+
+
+@pytest.mark.parametrize("config", [{"scan_min_items": 1}, {"ann_threshold": 10, "ann_candidates": 30}],
+                         ids=["scan", "ann"])
+def test_filters_leaving_only_items_newer_than_the_model_fall_back(tmp_path: Path, config: dict) -> None:
+    """No candidate of the model passes the filters (a category of items added after training): the list
+    comes from the fallbacks instead of failing."""
+    from shoprec.ingest.records import ItemRecord
+
+    if "ann_threshold" in config:
+        pytest.importorskip("faiss")
+    svc = local_services(tmp_path, **config)
+    try:
+        shop = synthetic_platform(svc, "shop", model="als", params={"factors": 8, "iterations": 3})
+        svc.data.upsert_items("shop", [ItemRecord(item_id=f"fresh{i}", title=f"Fresh {i}", category="Fresh")
+                                       for i in range(5)])
+        answer = svc.recommend.recommend("shop", shop.user_ids[0], k=5, filters=Filters(category="Fresh"))
+        assert sorted(i["item_id"] for i in answer["items"]) == [f"fresh{i}" for i in range(5)]
+        assert {i["reason"]["level"] for i in answer["items"]} == {"popular_category"}
+    finally:
+        svc.close()

@@ -125,6 +125,8 @@ def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: Catal
         if need <= 0:
             break
         scores, candidates = level.values()
+        if candidates is not None and len(candidates) == 0:
+            continue  # the level has nothing the filters leave (e.g. only items newer than the model)
         if candidates is None:
             idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken)])
             chosen = idx[0]
