@@ -149,7 +149,7 @@ def test_startup_loads_each_served_platforms_catalog(services: Services, shop: R
 
     loads: list[int] = []
     real = catalog.load_view
-    monkeypatch.setattr(catalog, "load_view", lambda engine, key: loads.append(key) or real(engine, key))
+    monkeypatch.setattr(catalog, "load_view", lambda engine, key, **kw: loads.append(key) or real(engine, key, **kw))
     app = create_app(services.settings, services.config, services=services)
     with TestClient(app, headers={"X-API-Key": shop.api_key}) as c:
         assert len(loads) == 1

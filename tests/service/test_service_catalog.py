@@ -44,6 +44,32 @@ def test_a_catalog_change_is_seen_by_the_next_request(services: Services, shop: 
     assert view is not first and not view.servable[view.items.get(item)]
 
 
+def test_a_catalog_change_reloads_the_items_but_not_the_event_counts(
+        services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GROUP BY over every event runs in the background refresh, not in the request after a catalog write."""
+    from shoprec.ingest.records import ItemRecord
+    from shoprec.storage.serving import ServingRepo
+
+    views = services.catalogs
+    first = views.get("shop")
+    counted: list[int] = []
+    real = ServingRepo.item_event_counts
+    monkeypatch.setattr(ServingRepo, "item_event_counts", lambda self, types: counted.append(1) or real(self, types))
+    services.data.upsert_items("shop", [ItemRecord(item_id="brand-new", title="Brand new", category="New")])
+    view = views.get("shop")
+    assert view is not first and view.items.get("brand-new") is not None and counted == []
+    assert float(view.popularity[view.items.get("brand-new")]) == 0.0
+    old = [i for i in shop.item_ids if first.popularity[first.items.get(i)] > 0][:5]
+    assert old and all(view.popularity[view.items.get(i)] == first.popularity[first.items.get(i)] for i in old)
+    monkeypatch.setattr(catalog, "POPULARITY_REFRESH_S", 0.0)  # the counts are due: read aside, once
+    views.invalidate("shop")
+    assert views.get("shop") is view
+    deadline = time.monotonic() + 10
+    while views._views["shop"] is view and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert counted == [1] and views._views["shop"].items.get("brand-new") is not None
+
+
 def _view(n: int) -> catalog.CatalogView:
     from shoprec.data import IdMap
 

@@ -3,7 +3,10 @@
 Built from the database: ids, category, price, whether an item can be served (available and not
 deleted), and popularity (positive events per item) for the fallbacks. Each worker keeps one view per
 platform and checks a cheap version (item count / newest update / deletions) at most every `ttl`
-seconds, reloading when it changed; a write in the same worker refreshes it at once.
+seconds, reloading the items when it changed; a write in the same worker refreshes it at once. Such a
+reload keeps the previous view's event counts (new items count 0 until the next count): counting is one
+GROUP BY over every event of the platform (~0.45 s of the ~0.5 s reload on Beauty's 200k events), so it runs
+only in the background, every POPULARITY_REFRESH_S, never in a request that follows a catalog write.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ class CatalogView:
     texts: list[str]
     category_names: np.ndarray  # str array of the distinct category paths
     category_codes: np.ndarray  # int32: each item's index in category_names
-    loaded_at: float = field(default_factory=time.monotonic)
+    counts: dict[int, int] = field(default_factory=dict)  # item key -> positive events (popularity's source)
+    counted_at: float = field(default_factory=time.monotonic)  # when `counts` were read (monotonic)
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
     _text_vectors: np.ndarray | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,13 +74,17 @@ class CatalogView:
             return self._text_vectors
 
 
-def load_view(engine: Engine, platform_id: int) -> CatalogView:
+def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = None) -> CatalogView:
+    """The platform's view; with `previous`, its event counts are reused instead of counted again."""
     with storage_errors(engine, "read the catalog"), engine.connect() as conn:
         serving = ServingRepo(conn, platform_id)
         version = serving.catalog_version()
         rows = PlatformRepo(conn, platform_id).item_rows()
         deleted = serving.deleted_item_keys()
-        counts = serving.item_event_counts(POSITIVE_TYPES)
+        counted_at = time.monotonic()
+        counts = serving.item_event_counts(POSITIVE_TYPES) if previous is None else previous.counts
+    if previous is not None:
+        counted_at = previous.counted_at
     keys = [int(r[0]) for r in rows]
     pop = np.array([counts.get(k, 0) for k in keys], dtype=np.float32)
     pop = pop / max(float(pop.max()) if len(pop) else 0.0, 1.0)
@@ -92,7 +100,7 @@ def load_view(engine: Engine, platform_id: int) -> CatalogView:
         category_names=np.array(list(distinct), dtype=str), category_codes=codes,
         price=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
         servable=np.array([bool(r[8]) and k not in deleted for r, k in zip(rows, keys, strict=True)], dtype=bool),
-        popularity=pop, titles=titles, texts=texts)
+        popularity=pop, titles=titles, texts=texts, counts=counts, counted_at=counted_at)
 
 
 class CatalogViews:
@@ -120,9 +128,9 @@ class CatalogViews:
                 return view
             key = self.platforms.platform_id(platform)
             if view is None or self._version(key) != view.version:
-                view = load_view(self.engine, key)
+                view = load_view(self.engine, key, previous=view)  # the items anew, the counts kept
                 self._views[platform] = view
-            elif time.monotonic() - view.loaded_at > POPULARITY_REFRESH_S and platform not in self._refreshing:
+            if time.monotonic() - view.counted_at > POPULARITY_REFRESH_S and platform not in self._refreshing:
                 self._refreshing.add(platform)  # new popularity counts: read aside, requests keep this view
                 threading.Thread(target=self._refresh, args=(platform, key, view), daemon=True,
                                  name="shoprec-catalog").start()
