@@ -4,7 +4,7 @@ delay from POST /v1/events to a changed list, against a real `shoprec serve` wit
 Usage:
   python benchmarks/serving_latency.py [--data beauty|synthetic] [--model itemknn] [--workers 2]
                                        [--duration 20] [--concurrency 8] [--trials 50] [--redis URL]
-                                       [--workdir DIR]
+                                       [--workdir DIR] [--catalog-write-every S]
 
 Steps: load the data into a SQLite database through the ingest pipeline (Beauty: S3-Rec sequences,
 12,101 items; synthetic: the demo generator), train and activate the model (`shoprec train`'s store,
@@ -273,6 +273,32 @@ def load_wrk(port: int, key: str, users: list[str], duration: float, concurrency
             "client_p99_ms": round(int(summary["p99_us"]) / 1000, 2)}
 
 
+class CatalogWriter:
+    """PUT /v1/items with one new item every `every` seconds in a thread (a shop's catalog churn); each write
+    changes the catalog version, so every worker reloads its catalog view."""
+
+    def __init__(self, port: int, key: str, every: float) -> None:
+        self.port, self.key, self.every = port, key, every
+        self.done, self.writes, self.errors = threading.Event(), 0, 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        tag = time.strftime("%Y%m%d%H%M%S")
+        while not self.done.wait(self.every):
+            item = [{"item_id": f"bench-churn-{tag}-{self.writes}", "title": "Benchmark churn item",
+                     "category": "Benchmark churn"}]
+            status, _, _ = request(conn, "PUT", "/v1/items", item, {"X-API-Key": self.key})
+            self.writes += 1
+            self.errors += status != 200
+
+    def stop(self) -> dict[str, int]:
+        self.done.set()
+        self.thread.join(timeout=15)
+        return {"writes": self.writes, "errors": self.errors, "every_s": self.every}
+
+
 def freshness(port: int, key: str, users: list[str], items: list[str], trials: int, seed: int) -> dict[str, Any]:
     """Delay from POST /v1/events to the first GET whose list differs (new users: cold start -> session)."""
     rng = random.Random(seed)
@@ -340,6 +366,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the database here (reused if present)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--soak", type=float, default=0.0, help="then N seconds at --rate req/s, sampling memory")
+    parser.add_argument("--catalog-write-every", type=float, default=0.0,
+                        help="during the load, PUT one new item every N seconds (catalog churn; 0 = none)")
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--no-train", action="store_true", help="serve the workdir's active model as it is")
     parser.add_argument("--client", choices=["wrk", "python"], default="wrk" if WRK else "python",
@@ -353,8 +381,11 @@ def main() -> None:
     try:
         args.load(port, key, users, 3.0, args.concurrency, args.seed + 1000)  # warm-up
         before, started = group_cpu_s(proc.pid), time.monotonic()
+        writer = CatalogWriter(port, key, args.catalog_write_every) if args.catalog_write_every > 0 else None
         result = args.load(port, key, users, args.duration, args.concurrency, args.seed)
         after, took = group_cpu_s(proc.pid), time.monotonic() - started
+        if writer is not None:
+            result["catalog_writes"] = writer.stop()
         busy = sorted((round((after[p] - before.get(p, 0.0)) / took, 2) for p in after), reverse=True)
         result["busy_cores_per_process"] = [b for b in busy if b > 0.005]  # workers: both near 1 = even load
         spent = sum(after[p] - before.get(p, 0.0) for p in after)  # the server's CPU seconds (all its processes)
@@ -367,7 +398,8 @@ def main() -> None:
     out = {"data": args.data, "model": model, "served": served_model(workdir, f"bench-{args.data}"),
            "settings": {k: v for k, v in sorted(os.environ.items())
                         if k.startswith("SHOPREC_") and not any(w in k for w in ("KEY", "SECRET", "URL"))},
-           "commit": _commit(), "workers": args.workers, "concurrency": args.concurrency,
+           "commit": _commit(), "pythonpath": os.environ.get("PYTHONPATH") or None,
+           "workers": args.workers, "concurrency": args.concurrency,
            "redis": bool(args.redis), "n_items": len(items), "n_users": len(users), "load": result,
            "event_to_changed_list": fresh, "soak": soak, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "note": "client on the same cores as the server; load_average_at_end shows other load",
