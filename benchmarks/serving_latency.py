@@ -98,15 +98,18 @@ def _snapshot(services: Any, platform_name: str) -> tuple[list[str], list[str]]:
 
 def served_model(workdir: Path, platform_name: str) -> dict[str, Any]:
     """The platform's active model in the workdir: id, name and its members (an ensemble's)."""
-    import sqlite3
+    from shoprec.service.testing import local_services
 
-    with sqlite3.connect(workdir / "shoprec.db") as conn:
-        row = conn.execute("SELECT m.model_id, m.name, m.path FROM models m JOIN platforms p ON p.id = m.platform_id"
-                           " WHERE p.name = ? AND m.active", (platform_name,)).fetchone()
-    if row is None:
+    services = local_services(workdir)
+    try:
+        active = services.store.active(platform_name)
+    finally:
+        services.close()
+    if active is None:
         return {}
-    meta = json.loads((Path(row[2]) / "meta.json").read_text(encoding="utf-8")).get("model_meta", {})
-    return {"model_id": row[0], "name": row[1], "members": meta.get("n_members", 1)}
+    model_id, name, path = active
+    meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8")).get("model_meta", {})
+    return {"model_id": model_id, "name": name, "members": meta.get("n_members", 1)}
 
 
 def _commit() -> str | None:

@@ -81,10 +81,10 @@ def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = N
         version = serving.catalog_version()
         rows = PlatformRepo(conn, platform_id).item_rows()
         deleted = serving.deleted_item_keys()
-        counted_at = time.monotonic()
-        counts = serving.item_event_counts(POSITIVE_TYPES) if previous is None else previous.counts
-    if previous is not None:
-        counted_at = previous.counted_at
+        if previous is None:
+            counts, counted_at = serving.item_event_counts(POSITIVE_TYPES), time.monotonic()
+        else:
+            counts, counted_at = previous.counts, previous.counted_at
     keys = [int(r[0]) for r in rows]
     pop = np.array([counts.get(k, 0) for k in keys], dtype=np.float32)
     pop = pop / max(float(pop.max()) if len(pop) else 0.0, 1.0)

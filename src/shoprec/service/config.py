@@ -11,6 +11,11 @@ from shoprec.explain.attribution import ATTRIBUTION_HISTORY
 from shoprec.service.scan import MIN_ITEMS as SCAN_MIN_ITEMS
 
 UnknownItems = Literal["create", "reject"]
+INT_SETTINGS = {  # environment variable -> integer ServingConfig field
+    "SHOPREC_MAX_BODY_BYTES": "max_body_bytes", "SHOPREC_ANN_THRESHOLD": "ann_threshold",
+    "SHOPREC_SERVE_THREADS": "threads", "SHOPREC_SCAN_MIN_ITEMS": "scan_min_items",
+    "SHOPREC_EXPLAIN_HISTORY": "explain_history",
+}
 RATE_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
                 "hour": 3600.0}
 
@@ -88,31 +93,12 @@ class ServingConfig:
             values["redis_prefix"] = os.environ["SHOPREC_REDIS_PREFIX"]
         if os.environ.get("SHOPREC_RATE_LIMIT"):
             values["rate_limit"] = os.environ["SHOPREC_RATE_LIMIT"].strip()
-        if os.environ.get("SHOPREC_MAX_BODY_BYTES"):
-            try:
-                values["max_body_bytes"] = int(os.environ["SHOPREC_MAX_BODY_BYTES"])
-            except ValueError:
-                raise ConfigError("SHOPREC_MAX_BODY_BYTES must be an integer") from None
-        if os.environ.get("SHOPREC_ANN_THRESHOLD"):
-            try:
-                values["ann_threshold"] = int(os.environ["SHOPREC_ANN_THRESHOLD"])
-            except ValueError:
-                raise ConfigError("SHOPREC_ANN_THRESHOLD must be an integer") from None
-        if os.environ.get("SHOPREC_SERVE_THREADS"):
-            try:
-                values["threads"] = int(os.environ["SHOPREC_SERVE_THREADS"])
-            except ValueError:
-                raise ConfigError("SHOPREC_SERVE_THREADS must be an integer") from None
-        if os.environ.get("SHOPREC_SCAN_MIN_ITEMS"):
-            try:
-                values["scan_min_items"] = int(os.environ["SHOPREC_SCAN_MIN_ITEMS"])
-            except ValueError:
-                raise ConfigError("SHOPREC_SCAN_MIN_ITEMS must be an integer") from None
-        if os.environ.get("SHOPREC_EXPLAIN_HISTORY"):
-            try:
-                values["explain_history"] = int(os.environ["SHOPREC_EXPLAIN_HISTORY"])
-            except ValueError:
-                raise ConfigError("SHOPREC_EXPLAIN_HISTORY must be an integer") from None
+        for env, name in INT_SETTINGS.items():
+            if os.environ.get(env):
+                try:
+                    values[name] = int(os.environ[env])
+                except ValueError:
+                    raise ConfigError(f"{env} must be an integer") from None
         if os.environ.get("SHOPREC_ATTRIBUTION_WINDOW_S"):
             try:
                 values["attribution_window_s"] = float(os.environ["SHOPREC_ATTRIBUTION_WINDOW_S"])
