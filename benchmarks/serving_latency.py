@@ -141,13 +141,31 @@ def start_server(db_url: str, workdir: Path, port: int, workers: int, redis: str
         try:
             status, _, _ = request(http.client.HTTPConnection("127.0.0.1", port, timeout=2), "GET",
                                    "/v1/health/ready", None, {})
-            if status == 200:
+            if status == 200 and listening(port) >= workers:  # every worker bound (SO_REUSEPORT): none idles
                 return proc
         except OSError:
             pass
         time.sleep(0.3)
     stop_server(proc)
     raise RuntimeError("the server did not become ready within 120 s")
+
+
+def listening(port: int) -> int:
+    """Listening sockets on a local port (/proc/net/tcp and tcp6; each worker binds its own with SO_REUSEPORT,
+    so load that starts before the last one is bound never reaches it: its connections are kept alive).
+    Where /proc/net is unreadable, counts as enough."""
+    count, seen = 0, False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        seen = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count if seen else 1 << 30
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

@@ -16,8 +16,11 @@ attention is causal and positions count from the newest event. `shared_prefixes`
 row and each row's prefix in common with it; `encode(..., shared=...)` then computes each row's own
 positions only, its keys and values at the shared positions being the reference row's. A leave-one-out
 batch (the history without each of its newest 20 distinct items) shares everything older than the
-removed item: a 50-event history costs ~290 token positions instead of ~1,050. Exact up to float
-rounding (a test holds it to the plain encoding).
+removed item: a 50-event history costs ~290 token positions instead of ~1,050. Attention then runs in two
+batches: the rows that share nothing (the reference, rows of another length) as plain causal rows, and the
+others at their own positions only, so the two ~50-position rows do not pad twenty ~10-position rows to
+their width. The index arrays are built in numpy and the gathers are `index_select` (advanced indexing costs
+several times more on these shapes). Exact up to float rounding (a test holds it to the plain encoding).
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class StackedEncoder:
         cfg = nets[0].cfg
         self.d, self.heads, self.max_len = cfg.embedding_size, cfg.n_heads, cfg.max_len
         with torch.no_grad():
-            self.tables = torch.stack(tables)  # (M, V + 1, d)
+            self.scaled_tables = torch.stack(tables) * math.sqrt(self.d)  # (M, V + 1, d): the inputs' item part
             self.position = torch.stack([cast(nn.Embedding, n.position).weight for n in nets])
             self.event = (torch.stack([cast(nn.Embedding, n.event).weight for n in nets])
                           if nets[0].event is not None else None)
@@ -146,24 +149,25 @@ class StackedEncoder:
         return (steps[None, :] < lengths[:, None])[:, None, None, :].repeat(m, 1, 1, 1)
 
     def _inputs(self, items: Tensor, events: Tensor, gaps: Tensor, reverse: Tensor) -> Tensor:
-        """Token inputs (M, *items.shape, d): item vector * sqrt(d) + position (+ event type, + gap)."""
-        x = self.tables[:, items] * math.sqrt(self.d) + self.position[:, reverse]
+        """Token inputs (M, T, d) of flat (T,) token arrays: item vector * sqrt(d) + position (+ event type,
+        + gap). Row gathers (`index_select`), several times faster than advanced indexing on these shapes."""
+        x = self.scaled_tables.index_select(1, items) + self.position.index_select(1, reverse)
         if self.event is not None:
-            x = x + self.event[:, events]
+            x = x + self.event.index_select(1, events)
         if self.gap is not None:
-            x = x + self.gap[:, gaps]
+            x = x + self.gap.index_select(1, gaps)
         return x
 
     def encode(self, items: Tensor, events: Tensor, gaps: Tensor, lengths: Tensor,
-               shared: tuple[int, Tensor] | None = None) -> Tensor:
+               shared: tuple[int, np.ndarray] | None = None) -> Tensor:
         """items/events/gaps (B, L) right-padded, lengths (B,) -> (M, B, d) at each row's newest event.
         `shared`: (reference row, prefix (B,)) from `shared_prefixes`: each row computes its own positions only."""
         if shared is not None:
             return self._encode_shared(items, events, gaps, lengths, *shared)
-        m, (b, n), d, h = self.tables.shape[0], items.shape, self.d, self.heads
+        m, (b, n), d, h = self.scaled_tables.shape[0], items.shape, self.d, self.heads
         dh = d // h
         steps, reverse = self._positions(lengths, n)
-        x = self._inputs(items, events, gaps, reverse).reshape(m, b * n, d)  # (M, B * L, d)
+        x = self._inputs(items.reshape(-1), events.reshape(-1), gaps.reshape(-1), reverse.reshape(-1))  # (M, B * L, d)
         for block in self.blocks[:-1]:
             q, k, v = self._linear(block.qkv, self._norm(block.ln1, x)).view(m * b, n, 3, h, dh).permute(
                 2, 0, 3, 1, 4)
@@ -181,43 +185,93 @@ class StackedEncoder:
         return self._norm(self.ln_out, x)
 
     def _encode_shared(self, items: Tensor, events: Tensor, gaps: Tensor, lengths: Tensor, ref: int,
-                       prefix: Tensor) -> Tensor:
+                       prefix: np.ndarray) -> Tensor:
         """`encode` computing only each row's own positions [prefix, length) as T flat tokens; the keys and
         values a row reads at positions < prefix are the reference row's (its own positions start at 0)."""
-        m, (b, n), d, h = self.tables.shape[0], items.shape, self.d, self.heads
+        m, n, d, h = self.scaled_tables.shape[0], items.shape[1], self.d, self.heads
         dh = d // h
-        steps, reverse = self._positions(lengths, n)
-        own = (steps[None, :] >= prefix[:, None]) & (steps[None, :] < lengths[:, None])  # (B, L)
-        row, pos = own.nonzero(as_tuple=True)  # the flat tokens, row by row, oldest first
-        t = len(row)
-        x = self._inputs(items[row, pos], events[row, pos], gaps[row, pos], reverse[row, pos])  # (M, T, d)
-        index = torch.zeros((b, n), dtype=torch.long, device=items.device)
-        index[row, pos] = torch.arange(t, device=items.device)  # the flat token of each own position
-        keys = torch.where(steps[None, :] < prefix[:, None], index[ref][None, :], index)  # (B, L) token per key
-        width = int((lengths - prefix).max())
-        slot = pos - prefix[row]  # each token's place among its row's own positions
-        queries = torch.zeros((b, width), dtype=torch.long, device=items.device)
-        queries[row, slot] = torch.arange(t, device=items.device)  # padding slots read token 0 (ignored)
-        at = prefix[:, None] + torch.arange(width, device=items.device)[None, :]  # (B, width) query positions
-        causal = (steps[None, None, :] <= at[:, :, None])[:, None].repeat(m, 1, 1, 1)  # (M * B, 1, width, L)
+        lay = _SharedLayout.of(lengths.cpu().numpy(), prefix, ref, n, m, self.max_len, items.device)
+        x = self._inputs(items.reshape(-1).index_select(0, lay.tokens), events.reshape(-1).index_select(0, lay.tokens),
+                         gaps.reshape(-1).index_select(0, lay.tokens), lay.reverse)  # (M, T, d)
 
-        def heads(y: Tensor, where: Tensor) -> Tensor:  # (M, T, H, dh) at (B, w) token indices -> (M * B, H, w, dh)
-            return y[:, where].permute(0, 1, 3, 2, 4).reshape(m * b, h, where.shape[1], dh)
+        def heads(y: Tensor, where: Tensor, parts: int) -> Tensor:
+            """(M, T, parts * d) at (R, w) token indices -> (parts, M * R, H, w, dh)."""
+            r, w = where.shape
+            g = y.index_select(1, where.reshape(-1)).view(m, r, w, parts, h, dh).permute(3, 0, 1, 4, 2, 5)
+            return g.reshape(parts, m * r, h, w, dh)
 
         for block in self.blocks[:-1]:
-            qkv = self._linear(block.qkv, self._norm(block.ln1, x)).view(m, t, 3, h, dh)
-            a = F.scaled_dot_product_attention(heads(qkv[:, :, 0], queries), heads(qkv[:, :, 1], keys),
-                                               heads(qkv[:, :, 2], keys), attn_mask=causal)  # (M * B, H, width, dh)
-            a = a.view(m, b, h, width, dh).permute(0, 1, 3, 2, 4).reshape(m, b, width, d)[:, row, slot]
-            x = x + self._linear(block.proj, a)  # (M, T, d)
+            qkv = self._linear(block.qkv, self._norm(block.ln1, x))  # (M, T, 3d)
+            q, k, v = heads(qkv, lay.whole, 3)  # rows with no shared prefix: plain causal attention
+            out = [F.scaled_dot_product_attention(q, k, v, is_causal=True)]  # (M * W, H, lw, dh)
+            if lay.part is not None:  # the others: their own positions against the keys they read
+                queries, keys, mask = lay.part
+                k, v = heads(qkv[:, :, d:], keys, 2)
+                q = heads(qkv[:, :, :d], queries, 1)[0]
+                out.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))  # (M * P, H, w, dh)
+            a = torch.cat([o.view(m, -1, h, o.shape[2], dh).transpose(2, 3).reshape(m, -1, d) for o in out], dim=1)
+            x = x + self._linear(block.proj, a.index_select(1, lay.back))  # (M, T, d)
             x = self._feed_forward(block, x)
         last = self.blocks[-1]
-        newest = index[torch.arange(b, device=items.device), lengths - 1]  # (B,) always a row's own token
         normed = self._norm(last.ln1, x)
-        kv = self._linear(last.kv, normed).view(m, t, 2, h, dh)
-        q = self._linear(last.q, normed[:, newest]).view(m * b, h, 1, dh)
-        a = F.scaled_dot_product_attention(q, heads(kv[:, :, 0], keys), heads(kv[:, :, 1], keys),
-                                           attn_mask=self._visible(steps, lengths, m))
-        x = x[:, newest] + self._linear(last.proj, a.reshape(m, b, d))  # (M, B, d)
+        k, v = heads(self._linear(last.kv, normed), lay.keys, 2)
+        q = self._linear(last.q, normed.index_select(1, lay.newest)).view(m * len(prefix), h, 1, dh)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=lay.visible)
+        x = x.index_select(1, lay.newest) + self._linear(last.proj, a.reshape(m, len(prefix), d))  # (M, B, d)
         x = self._feed_forward(last, x)
         return self._norm(self.ln_out, x)
+
+
+@dataclass(frozen=True)
+class _SharedLayout:
+    """Where the T own tokens of a shared-prefix batch go, built in numpy (a few dozen small arrays' worth of
+    work that would be as many torch calls). Rows with no shared prefix ("whole" rows: the reference, and
+    rows of another length) are attended as a plain causal batch; the others ("partial" rows) only at their
+    own positions, against the keys they read, so the long rows do not pad every row to their width."""
+
+    tokens: Tensor  # (T,) flat index (row * L + position) of each own position: row by row, oldest first
+    reverse: Tensor  # (T,) its reverse position (0 = its row's newest event)
+    whole: Tensor  # (W, lw) token at each position of the whole rows (padding: token 0, never read)
+    # the partial rows (None when there are none): the token at each of their own positions (P, w; padding:
+    # token 0), the token at each of their key positions (P, L), and the additive mask (M * P, 1, w, L) of
+    # the keys at or before each query's position
+    part: tuple[Tensor, Tensor, Tensor] | None
+    back: Tensor  # (T,) each token's place in [whole rows' (W * lw) slots, partial rows' (P * w) slots]
+    keys: Tensor  # (B, L) token at each key position of every row (last block)
+    visible: Tensor  # (M * B, 1, 1, L) additive mask: each row's real positions (last block)
+    newest: Tensor  # (B,) token of each row's newest position
+
+    @staticmethod
+    def of(lengths: np.ndarray, prefix: np.ndarray, ref: int, n: int, m: int, max_len: int,
+           device: torch.device) -> _SharedLayout:
+        lengths, prefix = lengths.astype(np.int64), np.asarray(prefix, dtype=np.int64)
+        b, steps = len(lengths), np.arange(n)
+        own = (steps[None, :] >= prefix[:, None]) & (steps[None, :] < lengths[:, None])
+        row, pos = np.nonzero(own)
+        index = np.zeros((b, n), dtype=np.int64)
+        index[row, pos] = np.arange(len(row))
+        keys = np.where(steps[None, :] < prefix[:, None], index[ref][None, :], index)
+        whole, part = np.flatnonzero(prefix == 0), np.flatnonzero(prefix > 0)
+        lw = int(lengths[whole].max())
+        place = np.zeros(b, dtype=np.int64)
+        place[whole], place[part] = np.arange(len(whole)), np.arange(len(part))
+        back = place[row] * lw + pos
+        part_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if len(part):
+            width = int((lengths[part] - prefix[part]).max())
+            at = prefix[part][:, None] + np.arange(width)[None, :]  # (P, w) each slot's position
+            queries = np.where(at < lengths[part][:, None], index[part[:, None], np.minimum(at, n - 1)], 0)
+            mask = np.where(steps[None, None, :] <= at[:, :, None], 0.0, -np.inf).astype(np.float32)
+            part_arrays = (queries, keys[part], np.tile(mask[:, None], (m, 1, 1, 1)))
+            partial = prefix[row] > 0
+            back[partial] = len(whole) * lw + place[row[partial]] * width + pos[partial] - prefix[row[partial]]
+        visible = np.where(steps[None, :] < lengths[:, None], 0.0, -np.inf).astype(np.float32)
+
+        def t(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        return _SharedLayout(
+            tokens=t(row * n + pos), reverse=t(np.clip(lengths[row] - 1 - pos, 0, max_len - 1)),
+            whole=t(index[whole, :lw]), part=(t(part_arrays[0]), t(part_arrays[1]), t(part_arrays[2]))
+            if part_arrays is not None else None, back=t(back), keys=t(keys),
+            visible=t(np.tile(visible[:, None, None, :], (m, 1, 1, 1))), newest=t(index[np.arange(b), lengths - 1]))

@@ -887,9 +887,8 @@ class Transformer(Recommender):
         with torch.inference_mode(), _autocast(self._device, self.config.precision):
             if self._stacked is not None and members is self._members:  # the fitted members, in one pass
                 found = shared_prefixes(arrays["items"], arrays["events"], arrays["gaps"], arrays["lengths"])
-                shared = (found[0], torch.from_numpy(found[1]).to(self._device)) if found is not None else None
                 states = self._stacked.encode(batch["items"], batch["events"], batch["gaps"], batch["lengths"],
-                                              shared)
+                                              found)
                 return list(states.float().unbind(0))
             return [m.net.encode(m.table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
                                  last_only=True, content_table=m.content).float() for m in members]
