@@ -138,15 +138,18 @@ class StackedEncoder:
     def _feed_forward(self, block: _StackedBlock, x: Tensor) -> Tensor:
         return x + self._linear(block.ffn_out, F.gelu(self._linear(block.ffn_in, self._norm(block.ln2, x))))
 
-    def _positions(self, lengths: Tensor, n: int) -> tuple[Tensor, Tensor]:
-        """steps (L,) and each row's reverse positions (B, L): 0 = its newest event."""
-        steps = torch.arange(n, device=lengths.device)
-        return steps, (lengths[:, None] - 1 - steps[None, :]).clamp(min=0, max=self.max_len - 1)
+    def _plain_layout(self, lengths: Tensor, n: int, m: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Flat reverse positions (B * L,: 0 = a row's newest event), each row's newest token (B,) and the
+        additive mask (M * B, 1, 1, L) of its real positions, built in numpy (as `_SharedLayout`)."""
+        ln, steps = lengths.cpu().numpy().astype(np.int64), np.arange(n)
+        reverse = np.clip(ln[:, None] - 1 - steps[None, :], 0, self.max_len - 1)
+        visible = np.where(steps[None, :] < ln[:, None], 0.0, -np.inf).astype(np.float32)
 
-    @staticmethod
-    def _visible(steps: Tensor, lengths: Tensor, m: int) -> Tensor:
-        """(M * B, 1, 1, L): the keys the newest position of each row may attend to (its real positions)."""
-        return (steps[None, :] < lengths[:, None])[:, None, None, :].repeat(m, 1, 1, 1)
+        def t(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(lengths.device)
+
+        return (t(reverse.reshape(-1)), t(np.arange(len(ln)) * n + ln - 1),
+                t(np.tile(visible[:, None, None, :], (m, 1, 1, 1))))
 
     def _inputs(self, items: Tensor, events: Tensor, gaps: Tensor, reverse: Tensor) -> Tensor:
         """Token inputs (M, T, d) of flat (T,) token arrays: item vector * sqrt(d) + position (+ event type,
@@ -166,8 +169,8 @@ class StackedEncoder:
             return self._encode_shared(items, events, gaps, lengths, *shared)
         m, (b, n), d, h = self.scaled_tables.shape[0], items.shape, self.d, self.heads
         dh = d // h
-        steps, reverse = self._positions(lengths, n)
-        x = self._inputs(items.reshape(-1), events.reshape(-1), gaps.reshape(-1), reverse.reshape(-1))  # (M, B * L, d)
+        reverse, newest, visible = self._plain_layout(lengths, n, m)
+        x = self._inputs(items.reshape(-1), events.reshape(-1), gaps.reshape(-1), reverse)  # (M, B * L, d)
         for block in self.blocks[:-1]:
             q, k, v = self._linear(block.qkv, self._norm(block.ln1, x)).view(m * b, n, 3, h, dh).permute(
                 2, 0, 3, 1, 4)
@@ -175,12 +178,11 @@ class StackedEncoder:
             x = x + self._linear(block.proj, a.transpose(1, 2).reshape(m, b * n, d))
             x = self._feed_forward(block, x)
         last = self.blocks[-1]  # attention from the newest position only (Block.attend_last)
-        rows, newest = torch.arange(b, device=items.device), lengths - 1
         normed = self._norm(last.ln1, x)
         k, v = self._linear(last.kv, normed).view(m * b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
-        q = self._linear(last.q, normed.view(m, b, n, d)[:, rows, newest]).view(m * b, h, 1, dh)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=self._visible(steps, lengths, m))  # (M * B, H, 1, dh)
-        x = x.view(m, b, n, d)[:, rows, newest] + self._linear(last.proj, a.reshape(m, b, d))  # (M, B, d)
+        q = self._linear(last.q, normed.index_select(1, newest)).view(m * b, h, 1, dh)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)  # (M * B, H, 1, dh)
+        x = x.index_select(1, newest) + self._linear(last.proj, a.reshape(m, b, d))  # (M, B, d)
         x = self._feed_forward(last, x)
         return self._norm(self.ln_out, x)
 
