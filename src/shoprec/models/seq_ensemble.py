@@ -62,6 +62,11 @@ def shared_prefixes(items: np.ndarray, events: np.ndarray, gaps: np.ndarray, len
     return ref, prefix
 
 
+def _tensor(a: np.ndarray, device: torch.device) -> Tensor:
+    """A numpy index or mask array as a tensor on the model's device."""
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+
 @dataclass(frozen=True)
 class _Layer:
     weight: Tensor  # (M, in, out): x @ weight
@@ -144,12 +149,9 @@ class StackedEncoder:
         ln, steps = lengths.cpu().numpy().astype(np.int64), np.arange(n)
         reverse = np.clip(ln[:, None] - 1 - steps[None, :], 0, self.max_len - 1)
         visible = np.where(steps[None, :] < ln[:, None], 0.0, -np.inf).astype(np.float32)
-
-        def t(a: np.ndarray) -> Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(lengths.device)
-
-        return (t(reverse.reshape(-1)), t(np.arange(len(ln)) * n + ln - 1),
-                t(np.tile(visible[:, None, None, :], (m, 1, 1, 1))))
+        device = lengths.device
+        return (_tensor(reverse.reshape(-1), device), _tensor(np.arange(len(ln)) * n + ln - 1, device),
+                _tensor(np.tile(visible[:, None, None, :], (m, 1, 1, 1)), device))
 
     def _inputs(self, items: Tensor, events: Tensor, gaps: Tensor, reverse: Tensor) -> Tensor:
         """Token inputs (M, T, d) of flat (T,) token arrays: item vector * sqrt(d) + position (+ event type,
@@ -270,7 +272,7 @@ class _SharedLayout:
         visible = np.where(steps[None, :] < lengths[:, None], 0.0, -np.inf).astype(np.float32)
 
         def t(a: np.ndarray) -> Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+            return _tensor(a, device)
 
         return _SharedLayout(
             tokens=t(row * n + pos), reverse=t(np.clip(lengths[row] - 1 - pos, 0, max_len - 1)),
