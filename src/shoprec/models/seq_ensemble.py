@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -65,6 +66,12 @@ def shared_prefixes(items: np.ndarray, events: np.ndarray, gaps: np.ndarray, len
 def _tensor(a: np.ndarray, device: torch.device) -> Tensor:
     """A numpy index or mask array as a tensor on the model's device."""
     return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+
+def _visible(lengths: np.ndarray, n: int, m: int) -> np.ndarray:
+    """(M * B, 1, 1, L) additive mask of each row's real positions: what its newest position attends to."""
+    visible = np.where(np.arange(n)[None, :] < lengths[:, None], 0.0, -np.inf).astype(np.float32)
+    return np.tile(visible[:, None, None, :], (m, 1, 1, 1))
 
 
 @dataclass(frozen=True)
@@ -148,10 +155,9 @@ class StackedEncoder:
         additive mask (M * B, 1, 1, L) of its real positions, built in numpy (as `_SharedLayout`)."""
         ln, steps = lengths.cpu().numpy().astype(np.int64), np.arange(n)
         reverse = np.clip(ln[:, None] - 1 - steps[None, :], 0, self.max_len - 1)
-        visible = np.where(steps[None, :] < ln[:, None], 0.0, -np.inf).astype(np.float32)
         device = lengths.device
         return (_tensor(reverse.reshape(-1), device), _tensor(np.arange(len(ln)) * n + ln - 1, device),
-                _tensor(np.tile(visible[:, None, None, :], (m, 1, 1, 1)), device))
+                _tensor(_visible(ln, n, m), device))
 
     def _inputs(self, items: Tensor, events: Tensor, gaps: Tensor, reverse: Tensor) -> Tensor:
         """Token inputs (M, T, d) of flat (T,) token arrays: item vector * sqrt(d) + position (+ event type,
@@ -267,15 +273,11 @@ class _SharedLayout:
             queries = np.where(at < lengths[part][:, None], index[part[:, None], np.minimum(at, n - 1)], 0)
             mask = np.where(steps[None, None, :] <= at[:, :, None], 0.0, -np.inf).astype(np.float32)
             part_arrays = (queries, keys[part], np.tile(mask[:, None], (m, 1, 1, 1)))
-            partial = prefix[row] > 0
-            back[partial] = len(whole) * lw + place[row[partial]] * width + pos[partial] - prefix[row[partial]]
-        visible = np.where(steps[None, :] < lengths[:, None], 0.0, -np.inf).astype(np.float32)
-
-        def t(a: np.ndarray) -> Tensor:
-            return _tensor(a, device)
-
+            mine = prefix[row] > 0  # the partial rows' tokens
+            back[mine] = len(whole) * lw + place[row[mine]] * width + pos[mine] - prefix[row[mine]]
+        t = partial(_tensor, device=device)
         return _SharedLayout(
             tokens=t(row * n + pos), reverse=t(np.clip(lengths[row] - 1 - pos, 0, max_len - 1)),
             whole=t(index[whole, :lw]), part=(t(part_arrays[0]), t(part_arrays[1]), t(part_arrays[2]))
             if part_arrays is not None else None, back=t(back), keys=t(keys),
-            visible=t(np.tile(visible[:, None, None, :], (m, 1, 1, 1))), newest=t(index[np.arange(b), lengths - 1]))
+            visible=t(_visible(lengths, n, m)), newest=t(index[np.arange(b), lengths - 1]))
