@@ -109,7 +109,25 @@ def served_model(workdir: Path, platform_name: str) -> dict[str, Any]:
         return {}
     model_id, name, path = active
     meta = json.loads((Path(path) / "meta.json").read_text(encoding="utf-8")).get("model_meta", {})
-    return {"model_id": model_id, "name": name, "members": meta.get("n_members", 1)}
+    return {"model_id": model_id, "name": name, "members": meta.get("n_members", 1), "scan": scan_choice(path)}
+
+
+def scan_choice(path: str) -> dict[str, Any] | None:
+    """What the default SHOPREC_SCAN=auto decides on this machine for the model at `path`: the timed pass of
+    each path (shoprec.service.scan.timing, one thread, after the run) and whether the scan is kept."""
+    from shoprec.api.app import limit_threads
+    from shoprec.models import load_model
+    from shoprec.service.ann import vector_scorer
+    from shoprec.service.scan import AUTO_MARGIN, Int8Scan, timing
+
+    limit_threads(1)  # as a server worker (SHOPREC_SERVE_THREADS)
+    vectors = vector_scorer(load_model(Path(path)))
+    scan = Int8Scan.build(vectors[1], "on") if vectors is not None else None
+    if vectors is None or scan is None:
+        return None
+    scan_ms, full_ms = timing(scan, vectors[1])
+    return {"scan_ms": round(scan_ms, 3), "float32_ms": round(full_ms, 3),
+            "auto_keeps": scan_ms <= AUTO_MARGIN * full_ms}
 
 
 def _commit() -> str | None:

@@ -84,9 +84,46 @@ def test_no_exact_int8_product_means_no_scan(monkeypatch: pytest.MonkeyPatch) ->
     assert Int8Scan.build(vectors) is None
 
 
+def test_auto_mode_keeps_the_scan_only_where_it_is_not_much_slower(monkeypatch: pytest.MonkeyPatch) -> None:
+    import shoprec.service.scan as scan_module
+
+    vectors = _vectors(np.random.default_rng(2), 2000, 32)
+    scan_ms, full_ms = scan_module.timing(Int8Scan(vectors), vectors, rounds=3)
+    assert scan_ms > 0 and full_ms > 0
+    assert Int8Scan.build(vectors, "off") is None
+    assert Int8Scan.build(vectors, "on") is not None
+    for timed, kept in (((0.5, 1.0), True), ((1.4, 1.0), True), ((3.2, 1.0), False)):  # AVX2-only CPUs: ~3x
+        monkeypatch.setattr(scan_module, "timing", lambda scan, v, timed=timed: timed)
+        assert (Int8Scan.build(vectors, "auto") is not None) == kept, timed
+    monkeypatch.setattr(scan_module, "timing", lambda scan, v: (3.2, 1.0))
+    assert Int8Scan.build(vectors, "on") is not None  # "on" is not timed
+    with pytest.raises(ValueError, match="scan mode"):
+        Int8Scan.build(vectors, "fast")
+
+
+def test_scan_setting_comes_from_the_environment_and_is_checked(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    from shoprec.errors import ConfigError
+    from shoprec.service import ServingConfig
+
+    assert ServingConfig().scan == "auto"
+    monkeypatch.setenv("SHOPREC_SCAN", " OFF ")
+    assert ServingConfig.from_env().scan == "off"
+    monkeypatch.setenv("SHOPREC_SCAN", "sometimes")
+    with pytest.raises(ConfigError, match="SHOPREC_SCAN"):
+        ServingConfig.from_env()
+    monkeypatch.delenv("SHOPREC_SCAN")
+    off = local_services(tmp_path, scan_min_items=1, scan="off")
+    try:
+        synthetic_platform(off, "shop", users=40, items=100, model="als", params={"factors": 8, "iterations": 2})
+        assert off.models.get("shop").scan is None
+    finally:
+        off.close()
+
+
 def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path) -> None:
     config = {"page_depth": 20, "list_depth": 40, "max_k": 20}
-    scanned = local_services(tmp_path / "a", scan_min_items=1, **config)
+    scanned = local_services(tmp_path / "a", scan_min_items=1, scan="on", **config)
     full = local_services(tmp_path / "b", scan_min_items=10**9, **config)
     try:
         shops = [synthetic_platform(s, "shop", users=120, items=300, model="als",
@@ -105,7 +142,7 @@ def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path
         full.close()
 
 
-@pytest.mark.parametrize("config", [{"scan_min_items": 1}, {"ann_threshold": 10, "ann_candidates": 30}],
+@pytest.mark.parametrize("config", [{"scan_min_items": 1, "scan": "on"}, {"ann_threshold": 10, "ann_candidates": 30}],
                          ids=["scan", "ann"])
 def test_filters_leaving_only_items_newer_than_the_model_fall_back(tmp_path: Path, config: dict) -> None:
     """No candidate of the model passes the filters (a category of items added after training): the list

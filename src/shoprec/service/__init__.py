@@ -68,7 +68,8 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     users = UserStates(engine, cache, platforms, config.history_length, config.cache_ttl_s)
     catalogs = CatalogViews(engine, platforms, config.cache_ttl_s)
     store = ModelStore(engine, platforms, settings.model_dir)
-    models = ServedModels(store, config.model_poll_s, config.ann_threshold, config.scan_min_items)
+    models = ServedModels(store, config.model_poll_s, config.ann_threshold, config.scan_min_items,
+                          config.scan)
     keys = Privacy.from_settings(settings)
     data = DataService(engine, platforms, config, on_users_changed=users.invalidate,
                        on_catalog_changed=catalogs.invalidate, privacy=keys)

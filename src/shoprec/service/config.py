@@ -9,6 +9,7 @@ from typing import Literal
 from shoprec.errors import ConfigError
 from shoprec.explain.attribution import ATTRIBUTION_HISTORY
 from shoprec.service.scan import MIN_ITEMS as SCAN_MIN_ITEMS
+from shoprec.service.scan import MODES as SCAN_MODES
 
 UnknownItems = Literal["create", "reject"]
 INT_SETTINGS = {  # environment variable -> integer ServingConfig field
@@ -37,7 +38,7 @@ class ServingConfig:
     """How the online path behaves. Environment: SHOPREC_ADMIN_KEY, SHOPREC_UNKNOWN_ITEMS,
     SHOPREC_REPURCHASABLE (comma-separated category prefixes), SHOPREC_ANN_THRESHOLD, SHOPREC_REDIS_PREFIX,
     SHOPREC_RATE_LIMIT (per API key, e.g. "100/s"), SHOPREC_MAX_BODY_BYTES, SHOPREC_SERVE_THREADS,
-    SHOPREC_EXPLAIN_HISTORY, SHOPREC_SCAN_MIN_ITEMS."""
+    SHOPREC_EXPLAIN_HISTORY, SHOPREC_SCAN_MIN_ITEMS, SHOPREC_SCAN."""
 
     admin_key: str | None = None  # a key that may act on every platform (X-Platform header) and create platforms
     unknown_items: UnknownItems = "create"  # events naming unknown items: create bare items, or reject the batch
@@ -56,6 +57,7 @@ class ServingConfig:
     ann_candidates: int = 1000
     scan_min_items: int = SCAN_MIN_ITEMS  # from this many items an inner-product model's list reads int8 item
     # vectors to find its exact candidates (shoprec.service.scan; SHOPREC_SCAN_MIN_ITEMS)
+    scan: str = "auto"  # SHOPREC_SCAN: "auto" (where it is faster on this CPU, timed when a model loads), "on", "off"
     redis_prefix: str = "shoprec:"  # keys of this deployment in Redis (SHOPREC_REDIS_PREFIX)
     rate_limit: str | None = None  # per API key: "100/s", "6000/min", "50000/h"; None or "0" = off
     max_body_bytes: int = 64 * 1024 * 1024  # request bodies over this are answered 413 (SHOPREC_MAX_BODY_BYTES)
@@ -73,6 +75,9 @@ class ServingConfig:
                      "ann_candidates", "threads", "explain_history", "scan_min_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"serving setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.scan not in SCAN_MODES:
+            raise ConfigError(f"serving setting scan (SHOPREC_SCAN) must be one of {', '.join(SCAN_MODES)}, "
+                              f"got {self.scan!r}")
         if self.max_k > self.list_depth:
             raise ConfigError(f"max_k ({self.max_k}) must be <= list_depth ({self.list_depth})")
         if self.max_body_bytes < 1:
@@ -91,6 +96,8 @@ class ServingConfig:
                                             if c.strip())
         if os.environ.get("SHOPREC_REDIS_PREFIX"):
             values["redis_prefix"] = os.environ["SHOPREC_REDIS_PREFIX"]
+        if os.environ.get("SHOPREC_SCAN"):
+            values["scan"] = os.environ["SHOPREC_SCAN"].strip().lower()
         if os.environ.get("SHOPREC_RATE_LIMIT"):
             values["rate_limit"] = os.environ["SHOPREC_RATE_LIMIT"].strip()
         for env, name in INT_SETTINGS.items():

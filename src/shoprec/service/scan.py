@@ -15,16 +15,29 @@ Let L be the n-th largest lower bound (approx - bound) among the allowed items: 
 least L, so the n-th best score is >= L, and every item of the exact top n, ties included, has an upper bound
 >= L. Those items (a few hundred of Beauty's 12,101) are the candidates; the caller scores them exactly in
 float32 and ranks them with the same `ranking.top_k` rule, so the list is the one full scoring gives.
+
+Whether the scan pays depends on the CPU: with AVX-512 VNNI or AMX the int8 pass is several times faster than
+the float32 product, but a CPU with AVX2 only has no int8 dot-product instruction, and there the pass costs
+~3x the float32 product (a 2-core AMD EPYC VM: 3.2 ms against 1.0 ms for Beauty). So by default (`mode`
+"auto", SHOPREC_SCAN) `Int8Scan.build` times one list's candidate pass against the full float32 product on the
+model's own vectors when the model loads and keeps the scan only while it costs at most `AUTO_MARGIN` times as
+much: it reads a quarter of the bytes, which pays under load (two workers share the memory bandwidth and the
+cache) even where it is a little slower alone. Both paths give the same list.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 MIN_ITEMS = 4096  # smaller catalogs: the full float32 pass is cheap (ServingConfig.scan_min_items)
+MODES = ("auto", "on", "off")  # ServingConfig.scan (SHOPREC_SCAN): timed at load, always (exactness allowing), never
+AUTO_MARGIN = 1.5  # "auto" keeps the scan while its pass costs at most this many times the float32 product
+TIMING_ROUNDS = 11  # alternating timings of each path when a model loads (median)
+LIST_DEPTH = 50  # the candidates a timed pass finds (ServingConfig.page_depth's default)
 
 
 class Int8Scan:
@@ -46,9 +59,14 @@ class Int8Scan:
         self._torch = torch
 
     @classmethod
-    def build(cls, vectors: np.ndarray) -> Int8Scan | None:
-        """The scan, or None where this torch has no exact int8 product (checked against int64 arithmetic) or
-        the vectors are not all finite (no bound holds then)."""
+    def build(cls, vectors: np.ndarray, mode: str = "on") -> Int8Scan | None:
+        """The scan, or None where this torch has no exact int8 product (checked against int64 arithmetic), the
+        vectors are not all finite (no bound holds then), `mode` is "off", or (mode "auto") the scan is slower
+        than AUTO_MARGIN times the float32 product on this CPU (`timing`)."""
+        if mode not in MODES:
+            raise ValueError(f"scan mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "off":
+            return None
         if not np.isfinite(vectors).all():
             log.warning("int8 scan disabled: the item vectors are not all finite")
             return None
@@ -60,10 +78,18 @@ class Int8Scan:
             if not np.array_equal(got.astype(np.int64), want):
                 log.warning("int8 scan disabled: torch._int_mm gave inexact sums")
                 return None
-            return scan
         except (AttributeError, RuntimeError) as exc:  # no torch._int_mm, or no kernel for this backend
             log.info("int8 scan unavailable (%s): every item is scored in float32", exc)
             return None
+        if mode == "auto":
+            scan_ms, full_ms = timing(scan, vectors)
+            if scan_ms > AUTO_MARGIN * full_ms:
+                log.info("int8 scan off on this CPU: %.2f ms a list against %.2f ms for the float32 product of "
+                         "%d items (SHOPREC_SCAN=on forces it)", scan_ms, full_ms, len(vectors))
+                return None
+            log.info("int8 scan on: %.2f ms a list against %.2f ms for the float32 product of %d items",
+                     scan_ms, full_ms, len(vectors))
+        return scan
 
     def _sums(self, codes: np.ndarray) -> np.ndarray:
         """codes_i . c for every item (int32; |sum| <= D * 127^2 fits for D < 133,000)."""
@@ -91,3 +117,32 @@ class Int8Scan:
         threshold = np.partition(lower, len(lower) - n)[len(lower) - n]
         approx += bound  # the upper bounds
         return np.flatnonzero((approx >= threshold) & allowed)
+
+
+def timing(scan: Int8Scan, vectors: np.ndarray, rounds: int = TIMING_ROUNDS, n: int = LIST_DEPTH
+           ) -> tuple[float, float]:
+    """(scan, float32) median milliseconds of one list's candidates on this CPU: the scan's pass and the exact
+    scores of its candidates, against the full float32 product and its top n (`np.argpartition`), timed in
+    alternation (a busy machine slows both) for queries built from the vectors themselves."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(v) == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(0)
+    allowed = np.ones(len(v), dtype=bool)
+    n = max(1, min(n, len(v) - 1))
+    scan_s: list[float] = []
+    full_s: list[float] = []
+    for r in range(rounds + 1):  # the first round warms both paths up and is not counted
+        noise = np.asarray(rng.normal(scale=1e-3, size=v.shape[1]), dtype=np.float32)
+        q = v[rng.integers(0, len(v), 8)].mean(axis=0) + noise  # a query near the items' own directions
+        t0 = time.perf_counter()
+        found = scan.candidates(q, allowed, n)
+        if found is not None:
+            v[found] @ q
+        t1 = time.perf_counter()
+        np.argpartition(v @ q, len(v) - n)
+        t2 = time.perf_counter()
+        if r:
+            scan_s.append(t1 - t0)
+            full_s.append(t2 - t1)
+    return 1000 * float(np.median(scan_s)), 1000 * float(np.median(full_s))
