@@ -10,6 +10,7 @@ import pytest
 from shoprec.ingest.records import EventRecord
 from shoprec.service import Services, catalog
 from shoprec.service.testing import ReadyPlatform
+from shoprec.storage import PlatformRepo
 from shoprec.types import EventType
 
 
@@ -54,7 +55,8 @@ def test_a_catalog_change_reloads_the_items_but_not_the_event_counts(
     first = views.get("shop")
     counted: list[int] = []
     real = ServingRepo.item_event_counts
-    monkeypatch.setattr(ServingRepo, "item_event_counts", lambda self, types: counted.append(1) or real(self, types))
+    monkeypatch.setattr(ServingRepo, "item_event_counts",
+                        lambda self, *args, **kw: counted.append(1) or real(self, *args, **kw))
     services.data.upsert_items("shop", [ItemRecord(item_id="brand-new", title="Brand new", category="New")])
     view = views.get("shop")
     assert view is not first and view.items.get("brand-new") is not None and counted == []
@@ -68,6 +70,76 @@ def test_a_catalog_change_reloads_the_items_but_not_the_event_counts(
     while views._views["shop"] is view and time.monotonic() < deadline:
         time.sleep(0.01)
     assert counted == [1] and views._views["shop"].items.get("brand-new") is not None
+
+
+def _refreshed(views: catalog.CatalogViews, platform: str) -> catalog.CatalogView:
+    """The view after a background popularity refresh (made due now)."""
+    old = views.get(platform)
+    old.counts = catalog.EventCounts(old.counts.by_item, old.counts.through_id, -1e9, old.counts.full_at)
+    views.invalidate(platform)
+    assert views.get(platform) is old
+    deadline = time.monotonic() + 10
+    while views._views[platform] is old and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert views._views[platform] is not old
+    return views._views[platform]
+
+
+def _full_popularity(services: Services, platform: str, view: catalog.CatalogView) -> np.ndarray:
+    from shoprec.storage.serving import ServingRepo
+
+    with services.engine.connect() as conn:
+        counts = ServingRepo(conn, services.platforms.platform_id(platform)).item_event_counts(
+            catalog.POSITIVE_TYPES)
+        keys = [int(r[0]) for r in PlatformRepo(conn, services.platforms.platform_id(platform)).item_rows()]
+    pop = np.array([counts.get(k, 0) for k in keys], dtype=np.float32)
+    return pop / max(float(pop.max()), 1.0)
+
+
+def test_background_counts_add_the_new_events_and_recount_in_full_when_due_or_after_an_erasure(
+        services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoprec.storage.serving import ServingRepo
+
+    views = services.catalogs
+    ranges: list[int] = []
+    real = ServingRepo.item_event_counts
+
+    def spy(self: ServingRepo, types: object, after_id: int = 0, through_id: int | None = None) -> dict[int, int]:
+        ranges.append(after_id)
+        return real(self, types, after_id, through_id)  # type: ignore[arg-type]
+
+    first = views.get("shop")
+    monkeypatch.setattr(ServingRepo, "item_event_counts", spy)
+    item = shop.item_ids[-1]
+    fans = [f"fan{i}" for i in range(30)]
+    services.data.add_events("shop", [EventRecord(user_id=u, item_id=item, event_type=EventType.PURCHASE,
+                                                  timestamp=time.time()) for u in fans])
+    view = _refreshed(views, "shop")
+    assert ranges == [first.counts.through_id] and first.counts.through_id > 0  # only the new events were read
+    assert view.counts.through_id > first.counts.through_id
+    key = _key(services, item)
+    assert view.counts.by_item[key] == first.counts.by_item.get(key, 0) + 30
+    assert np.allclose(view.popularity, _full_popularity(services, "shop", view))
+
+    monkeypatch.setattr(catalog, "POPULARITY_RECOUNT_S", 0.0)  # the full recount is due
+    view = _refreshed(views, "shop")
+    assert ranges[-1] == 0 and np.allclose(view.popularity, _full_popularity(services, "shop", view))
+    monkeypatch.setattr(catalog, "POPULARITY_RECOUNT_S", 3600.0)
+
+    for user in fans[:10]:  # an erasure in this worker recounts at once
+        services.privacy.erase("shop", user)
+    deadline = time.monotonic() + 10
+    while views.get("shop") is view and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fresh = views._views["shop"]
+    assert ranges[-1] == 0 and fresh.counts.by_item[key] == view.counts.by_item[key] - 10
+    assert np.allclose(fresh.popularity, _full_popularity(services, "shop", fresh))
+
+
+def _key(services: Services, item: str) -> int:
+    with services.engine.connect() as conn:
+        rows = PlatformRepo(conn, services.platforms.platform_id("shop")).item_rows()
+    return next(int(r[0]) for r in rows if str(r[1]) == item)
 
 
 def _view(n: int) -> catalog.CatalogView:

@@ -50,6 +50,32 @@ def test_repo_of_platform_a_never_sees_platform_b(engine: sa.Engine, platform: s
         assert {platform + "-a", platform + "-b"} <= set(list_platforms(conn))
 
 
+def test_event_counts_of_an_id_range_add_up_to_the_full_count(engine: sa.Engine, platform: str) -> None:
+    """Popularity's incremental count (shoprec.service.catalog.count_events) on every backend: the counts of
+    (after, through] added to those up to `after` are the full count, and only the platform's events count."""
+    from shoprec.storage.serving import ServingRepo
+
+    positive = ("purchase", "view")
+    a = _fill(engine, platform + "-a", "A", 6)
+    with engine.connect() as conn:
+        first = ServingRepo(conn, a).newest_event_id()
+        before = ServingRepo(conn, a).item_event_counts(positive, through_id=first)
+    b = _fill(engine, platform + "-b", "B", 4)  # another platform's events in between
+    with engine.begin() as conn:
+        PlatformRepo(conn, a).add_events([EventRecord("u1", "i2", EventType.PURCHASE, T0 + 100 + k) for k in range(5)])
+    with engine.connect() as conn:
+        repo = ServingRepo(conn, a)
+        through = repo.newest_event_id()
+        assert through > first
+        delta = repo.item_event_counts(positive, after_id=first, through_id=through)
+        full = repo.item_event_counts(positive)
+        keys = {str(r[1]): int(r[0]) for r in PlatformRepo(conn, a).item_rows()}
+        assert delta == {keys["i2"]: 5}
+        assert {k: before.get(k, 0) + delta.get(k, 0) for k in full} == full
+        assert sum(full.values()) == 11 and sum(ServingRepo(conn, b).item_event_counts(positive).values()) == 4
+        assert repo.item_event_counts(positive, after_id=through) == {}
+
+
 def test_every_repo_query_is_filtered_by_its_platform(engine: sa.Engine, platform: str) -> None:
     """Statement-level proof: every SELECT a repo sends names platform_id with its platform's key."""
     key = _fill(engine, platform, "x", 2)

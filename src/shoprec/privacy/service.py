@@ -29,6 +29,7 @@ from shoprec.storage import list_platforms, storage_errors
 from shoprec.storage.privacy import PrivacyRepo, link_state
 
 if TYPE_CHECKING:
+    from shoprec.service.catalog import CatalogViews
     from shoprec.service.models import ServedModels
     from shoprec.service.reclog import RecommendationLog
     from shoprec.service.state import UserStates
@@ -44,6 +45,7 @@ class Hooks:
     users: UserStates | None = None
     reclog: RecommendationLog | None = None
     models: ServedModels | None = None
+    catalogs: CatalogViews | None = None  # popularity counts the user's events were part of
 
 
 class PrivacyService:
@@ -95,6 +97,8 @@ class PrivacyService:
             hooks.reclog.forget(platform, rec_ids)
         if hooks.models is not None:
             hooks.models.refresh(platform, wait=True)
+        if hooks.catalogs is not None:
+            hooks.catalogs.recount(platform)
 
     # ---------------------------------------------------------------- export
     def export(self, platform: str, user_id: str) -> dict[str, Any]:

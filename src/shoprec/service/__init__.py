@@ -80,7 +80,8 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     data.on_events_stored = experiments.credit_events
     recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
     jobs = JobService(engine, platforms, store, models)
-    privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models))
+    privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,
+                                                            catalogs=catalogs))
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
                     privacy, experiments)
 

@@ -7,11 +7,18 @@ seconds, reloading the items when it changed; a write in the same worker refresh
 reload keeps the previous view's event counts (new items count 0 until the next count): counting is one
 GROUP BY over every event of the platform (~0.45 s of the ~0.5 s reload on Beauty's 200k events), so it runs
 only in the background, every POPULARITY_REFRESH_S, never in a request that follows a catalog write.
+
+The background count is incremental: it adds the events stored since the last count (ids above the last
+counted one, a primary-key range) to the previous counts, so its cost follows the new events, not the
+platform's history. A full recount runs at least every POPULARITY_RECOUNT_S and after an erasure in this
+worker (`recount`): it drops events deleted since (erasures, retention purges) and events an incremental
+count missed (on PostgreSQL / MySQL a transaction may commit an id below one already counted).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,8 +34,31 @@ from shoprec.storage import PlatformRepo, storage_errors
 from shoprec.storage.serving import ServingRepo
 
 log = logging.getLogger(__name__)
-POPULARITY_REFRESH_S = 60.0  # popularity counts are recomputed at least this often
+POPULARITY_REFRESH_S = 60.0  # popularity counts are brought up to date at least this often (new events)
+POPULARITY_RECOUNT_S = 3600.0  # and counted anew at least this often (deleted events, late commits)
 MAX_CATEGORY_MASKS = 1000
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """Positive events per item key (popularity's source), counted through event id `through_id`."""
+
+    by_item: dict[int, int]
+    through_id: int
+    at: float  # when they were last brought up to date (monotonic)
+    full_at: float  # when they were last counted anew (monotonic; -inf: a full recount is due)
+
+
+def count_events(serving: ServingRepo, previous: EventCounts | None = None) -> EventCounts:
+    """The platform's counts: the events after `previous.through_id` added to `previous`, or every event when
+    there is no previous count, its full recount is due (POPULARITY_RECOUNT_S) or ids went back (deletions)."""
+    through, now = serving.newest_event_id(), time.monotonic()
+    if previous is None or now - previous.full_at >= POPULARITY_RECOUNT_S or through < previous.through_id:
+        return EventCounts(serving.item_event_counts(POSITIVE_TYPES, through_id=through), through, now, now)
+    counts = dict(previous.by_item)
+    for key, n in serving.item_event_counts(POSITIVE_TYPES, previous.through_id, through).items():
+        counts[key] = counts.get(key, 0) + n
+    return EventCounts(counts, through, now, previous.full_at)
 
 
 @dataclass(eq=False)
@@ -43,8 +73,7 @@ class CatalogView:
     texts: list[str]
     category_names: np.ndarray  # str array of the distinct category paths
     category_codes: np.ndarray  # int32: each item's index in category_names
-    counts: dict[int, int] = field(default_factory=dict)  # item key -> positive events (popularity's source)
-    counted_at: float = field(default_factory=time.monotonic)  # when `counts` were read (monotonic)
+    counts: EventCounts = field(default_factory=lambda: EventCounts({}, 0, time.monotonic(), time.monotonic()))
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
     _text_vectors: np.ndarray | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -74,19 +103,21 @@ class CatalogView:
             return self._text_vectors
 
 
-def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = None) -> CatalogView:
-    """The platform's view; with `previous`, its event counts are reused instead of counted again."""
+def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = None, count: bool = False
+              ) -> CatalogView:
+    """The platform's view; with `previous`, its event counts are reused, or with `count` brought up to date
+    (`count_events`), instead of counted anew."""
     with storage_errors(engine, "read the catalog"), engine.connect() as conn:
         serving = ServingRepo(conn, platform_id)
         version = serving.catalog_version()
         rows = PlatformRepo(conn, platform_id).item_rows()
         deleted = serving.deleted_item_keys()
-        if previous is None:
-            counts, counted_at = serving.item_event_counts(POSITIVE_TYPES), time.monotonic()
+        if previous is None or count:
+            counts = count_events(serving, previous.counts if previous is not None else None)
         else:
-            counts, counted_at = previous.counts, previous.counted_at
+            counts = previous.counts
     keys = [int(r[0]) for r in rows]
-    pop = np.array([counts.get(k, 0) for k in keys], dtype=np.float32)
+    pop = np.array([counts.by_item.get(k, 0) for k in keys], dtype=np.float32)
     pop = pop / max(float(pop.max()) if len(pop) else 0.0, 1.0)
     titles = [r[2] or "" for r in rows]
     texts = [" | ".join(p for p in (r[2], r[5], r[4], r[3]) if p) for r in rows]
@@ -100,7 +131,7 @@ def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = N
         category_names=np.array(list(distinct), dtype=str), category_codes=codes,
         price=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
         servable=np.array([bool(r[8]) and k not in deleted for r, k in zip(rows, keys, strict=True)], dtype=bool),
-        popularity=pop, titles=titles, texts=texts, counts=counts, counted_at=counted_at)
+        popularity=pop, titles=titles, texts=texts, counts=counts)
 
 
 class CatalogViews:
@@ -130,7 +161,7 @@ class CatalogViews:
             if view is None or self._version(key) != view.version:
                 view = load_view(self.engine, key, previous=view)  # the items anew, the counts kept
                 self._views[platform] = view
-            if time.monotonic() - view.counted_at > POPULARITY_REFRESH_S and platform not in self._refreshing:
+            if time.monotonic() - view.counts.at > POPULARITY_REFRESH_S and platform not in self._refreshing:
                 self._refreshing.add(platform)  # new popularity counts: read aside, requests keep this view
                 threading.Thread(target=self._refresh, args=(platform, key, view), daemon=True,
                                  name="shoprec-catalog").start()
@@ -140,11 +171,11 @@ class CatalogViews:
             self._lock.release()
 
     def _refresh(self, platform: str, key: int, old: CatalogView) -> None:
-        """Reload a view in the background (its popularity is due); it replaces `old` unless a newer view
-        replaced that meanwhile."""
+        """Reload a view in the background (its popularity is due: the counts of `old` brought up to date); it
+        replaces `old` unless a newer view replaced that meanwhile."""
         lower_priority()
         try:
-            view = load_view(self.engine, key)
+            view = load_view(self.engine, key, previous=old, count=True)
             with self._lock:
                 if self._views.get(platform) is old:
                     self._views[platform] = view
@@ -159,3 +190,10 @@ class CatalogViews:
 
     def invalidate(self, platform: str) -> None:
         self._checked.pop(platform, None)
+
+    def recount(self, platform: str) -> None:
+        """Count the platform's events anew in the background, now (events were erased)."""
+        view = self._views.get(platform)
+        if view is not None:
+            view.counts = EventCounts(view.counts.by_item, view.counts.through_id, -math.inf, -math.inf)
+        self.invalidate(platform)

@@ -2,7 +2,8 @@
 feedback, deleted items, and the per-user / per-item reads the online path needs.
 
 Like PlatformRepo, a ServingRepo is built with (connection, platform key) and every query goes through
-`_scope`; the one cross-platform read is `platform_for_key` (an API key names its platform).
+`_scope`; the cross-platform reads are `platform_for_key` (an API key names its platform) and
+`newest_event_id` (one number: where an incremental count of the platform's events stops).
 """
 
 from __future__ import annotations
@@ -191,12 +192,26 @@ class ServingRepo:
         nd, newest_d = self.conn.execute(self._scope(d, sa.func.count(), sa.func.max(d.c.deleted_at))).one()
         return float(newest or 0.0), int(nd), float(newest_d or 0.0)
 
-    def item_event_counts(self, event_types: Collection[str]) -> dict[int, int]:
-        """item key -> number of events of `event_types` (popularity for the fallbacks)."""
+    def item_event_counts(self, event_types: Collection[str], after_id: int = 0, through_id: int | None = None
+                          ) -> dict[int, int]:
+        """item key -> number of the platform's events of `event_types` with after_id < id <= through_id
+        (popularity for the fallbacks). With `after_id`, the primary key's range is read, not every event."""
         ev = T.events
-        query = (self._scope(ev, ev.c.item_id, sa.func.count()).where(ev.c.event_type.in_(sorted(event_types)))
-                 .group_by(ev.c.item_id))
-        return {int(k): int(n) for k, n in self.conn.execute(query)}
+        if after_id > 0:  # the newest events: read the primary key's range (`platform_id + 0` keeps a planner
+            # without statistics, SQLite's, from reading every event of the platform by its unique index instead)
+            query = (sa.select(ev.c.item_id, sa.func.count()).select_from(ev)
+                     .where(ev.c.platform_id + 0 == self.platform_id, ev.c.id > after_id))
+        else:
+            query = self._scope(ev, ev.c.item_id, sa.func.count())
+        query = query.where(ev.c.event_type.in_(sorted(event_types)))
+        if through_id is not None:
+            query = query.where(ev.c.id <= through_id)
+        return {int(k): int(n) for k, n in self.conn.execute(query.group_by(ev.c.item_id))}
+
+    def newest_event_id(self) -> int:
+        """The newest event id of the whole table (0 when empty): one primary-key lookup, the bound up to which an
+        incremental count reads (ids only grow)."""
+        return int(self.conn.execute(sa.select(sa.func.max(T.events.c.id))).scalar() or 0)
 
     # ---------------------------------------------------------------- users
     def recent_events(self, external_id: str, limit: int) -> list[tuple[str, str, float]]:
