@@ -18,7 +18,8 @@ float32 and ranks them with the same `ranking.top_k` rule, so the list is the on
 
 Whether the scan pays depends on the CPU: with AVX-512 VNNI or AMX the int8 pass is several times faster than
 the float32 product, but a CPU with AVX2 only has no int8 dot-product instruction, and there the pass costs
-~3x the float32 product (a 2-core AMD EPYC VM: 3.2 ms against 1.0 ms for Beauty). So by default (`mode`
+more than the product it replaces (a 2-core AMD EPYC VM, Beauty: 2.8-3.2 ms against 1.0 ms for the product with
+the vectors in cache, 1.7-1.8 ms when the two alternate, and ~10% fewer requests/s served). So by default (`mode`
 "auto", SHOPREC_SCAN) `Int8Scan.build` times one list's candidate pass against the full float32 product on the
 model's own vectors when the model loads and keeps the scan only while it costs at most `AUTO_MARGIN` times as
 much: it reads a quarter of the bytes, which pays under load (two workers share the memory bandwidth and the
