@@ -136,6 +136,28 @@ def test_background_counts_add_the_new_events_and_recount_in_full_when_due_or_af
     assert np.allclose(fresh.popularity, _full_popularity(services, "shop", fresh))
 
 
+def test_an_erasure_while_a_refresh_runs_makes_the_next_refresh_count_anew(
+        services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoprec.storage.serving import ServingRepo
+
+    views = services.catalogs
+    ranges: list[int] = []
+    real = ServingRepo.item_event_counts
+
+    def spy(self: ServingRepo, types: object, after_id: int = 0, through_id: int | None = None) -> dict[int, int]:
+        ranges.append(after_id)
+        return real(self, types, after_id, through_id)  # type: ignore[arg-type]
+
+    view = views.get("shop")
+    monkeypatch.setattr(ServingRepo, "item_event_counts", spy)
+    views._refreshing.add("shop")  # a refresh under way (it counts incrementally)
+    views.recount("shop")
+    assert views.get("shop") is view and ranges == []  # no second refresh meanwhile
+    views._refreshing.discard("shop")
+    _refreshed(views, "shop")
+    assert ranges == [0]  # counted anew, though its hourly recount is not due
+
+
 def _key(services: Services, item: str) -> int:
     with services.engine.connect() as conn:
         rows = PlatformRepo(conn, services.platforms.platform_id("shop")).item_rows()

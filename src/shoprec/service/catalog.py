@@ -103,17 +103,17 @@ class CatalogView:
             return self._text_vectors
 
 
-def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = None, count: bool = False
-              ) -> CatalogView:
+def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = None, count: bool = False,
+              anew: bool = False) -> CatalogView:
     """The platform's view; with `previous`, its event counts are reused, or with `count` brought up to date
-    (`count_events`), instead of counted anew."""
+    (`count_events`), instead of counted anew (`anew`: counted anew all the same)."""
     with storage_errors(engine, "read the catalog"), engine.connect() as conn:
         serving = ServingRepo(conn, platform_id)
         version = serving.catalog_version()
         rows = PlatformRepo(conn, platform_id).item_rows()
         deleted = serving.deleted_item_keys()
         if previous is None or count:
-            counts = count_events(serving, previous.counts if previous is not None else None)
+            counts = count_events(serving, previous.counts if previous is not None and not anew else None)
         else:
             counts = previous.counts
     keys = [int(r[0]) for r in rows]
@@ -142,6 +142,7 @@ class CatalogViews:
         self._views: dict[str, CatalogView] = {}
         self._checked: dict[str, float] = {}
         self._refreshing: set[str] = set()
+        self._anew: set[str] = set()  # platforms whose next background count starts from nothing (`recount`)
         self._lock = threading.Lock()
 
     def get(self, platform: str) -> CatalogView:
@@ -174,12 +175,19 @@ class CatalogViews:
         """Reload a view in the background (its popularity is due: the counts of `old` brought up to date); it
         replaces `old` unless a newer view replaced that meanwhile."""
         lower_priority()
+        with self._lock:
+            anew = platform in self._anew
+            self._anew.discard(platform)
         try:
-            view = load_view(self.engine, key, previous=old, count=True)
+            view = load_view(self.engine, key, previous=old, count=True, anew=anew)
             with self._lock:
                 if self._views.get(platform) is old:
                     self._views[platform] = view
+                elif anew:
+                    self._anew.add(platform)  # a newer view replaced `old` meanwhile: its next refresh counts anew
         except Exception as exc:  # the database is away: keep serving the current view
+            if anew:
+                self._anew.add(platform)  # the next refresh tries again
             log.error("catalog of platform %s: %s", platform, exc)
         finally:
             self._refreshing.discard(platform)
@@ -192,8 +200,10 @@ class CatalogViews:
         self._checked.pop(platform, None)
 
     def recount(self, platform: str) -> None:
-        """Count the platform's events anew in the background, now (events were erased)."""
+        """Count the platform's events anew in the background, now (events were erased); if a refresh is under
+        way already, the next one (within POPULARITY_REFRESH_S) counts anew."""
+        self._anew.add(platform)
         view = self._views.get(platform)
         if view is not None:
-            view.counts = EventCounts(view.counts.by_item, view.counts.through_id, -math.inf, -math.inf)
+            view.counts = EventCounts(view.counts.by_item, view.counts.through_id, -math.inf, view.counts.full_at)
         self.invalidate(platform)
