@@ -15,7 +15,6 @@ appends to benchmarks/results/popularity_counts.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -101,11 +100,10 @@ def main() -> None:
     out = {"platform": args.platform, "rounds": args.rounds, "rows": rows, "backend": "sqlite",
            "machine": f"{_cpu()}, {os.cpu_count()} cores, {platform.platform()}",
            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    runs = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    runs.append(out)
-    RESULTS.write_text(json.dumps(runs, indent=1) + "\n")
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from serving_latency import append_run
+
+    append_run(RESULTS, out)
 
 
 if __name__ == "__main__":

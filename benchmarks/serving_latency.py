@@ -447,11 +447,16 @@ def main() -> None:
     print(f"{'metric':<34}{'value':>12}")
     for k, v in [*result.items(), *[(f"freshness {k}", v) for k, v in fresh.items()]]:
         print(f"{k:<34}{v!s:>12}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    runs = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    runs.append(out)
-    RESULTS.write_text(json.dumps(runs, indent=1) + "\n")
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    append_run(RESULTS, out)
+
+
+def append_run(path: Path, run: dict[str, Any]) -> None:
+    """Add one run to a results file that keeps every run (a JSON list), creating it if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append(run)
+    path.write_text(json.dumps(runs, indent=1) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -96,11 +96,10 @@ def _full_popularity(services: Services, platform: str, view: catalog.CatalogVie
     return pop / max(float(pop.max()), 1.0)
 
 
-def test_background_counts_add_the_new_events_and_recount_in_full_when_due_or_after_an_erasure(
-        services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+def _count_ranges(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `after_id` of every event count from now on (0: a full count), in order."""
     from shoprec.storage.serving import ServingRepo
 
-    views = services.catalogs
     ranges: list[int] = []
     real = ServingRepo.item_event_counts
 
@@ -108,8 +107,15 @@ def test_background_counts_add_the_new_events_and_recount_in_full_when_due_or_af
         ranges.append(after_id)
         return real(self, types, after_id, through_id)  # type: ignore[arg-type]
 
-    first = views.get("shop")
     monkeypatch.setattr(ServingRepo, "item_event_counts", spy)
+    return ranges
+
+
+def test_background_counts_add_the_new_events_and_recount_in_full_when_due_or_after_an_erasure(
+        services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    views = services.catalogs
+    first = views.get("shop")
+    ranges = _count_ranges(monkeypatch)
     item = shop.item_ids[-1]
     fans = [f"fan{i}" for i in range(30)]
     services.data.add_events("shop", [EventRecord(user_id=u, item_id=item, event_type=EventType.PURCHASE,
@@ -138,18 +144,9 @@ def test_background_counts_add_the_new_events_and_recount_in_full_when_due_or_af
 
 def test_an_erasure_while_a_refresh_runs_makes_the_next_refresh_count_anew(
         services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shoprec.storage.serving import ServingRepo
-
     views = services.catalogs
-    ranges: list[int] = []
-    real = ServingRepo.item_event_counts
-
-    def spy(self: ServingRepo, types: object, after_id: int = 0, through_id: int | None = None) -> dict[int, int]:
-        ranges.append(after_id)
-        return real(self, types, after_id, through_id)  # type: ignore[arg-type]
-
     view = views.get("shop")
-    monkeypatch.setattr(ServingRepo, "item_event_counts", spy)
+    ranges = _count_ranges(monkeypatch)
     views._refreshing.add("shop")  # a refresh under way (it counts incrementally)
     views.recount("shop")
     assert views.get("shop") is view and ranges == []  # no second refresh meanwhile
