@@ -296,6 +296,7 @@ def load_wrk(port: int, key: str, users: list[str], duration: float, concurrency
         env = {**os.environ, "SHOPREC_WRK_USERS": str(users_file), "SHOPREC_WRK_KEY": key,
                "SHOPREC_WRK_OUT": str(out_file), "SHOPREC_WRK_SEED": str(seed),
                "SHOPREC_WRK_DELAY_MS": str(1000.0 * concurrency / rate if rate > 0 else 0)}
+        assert WRK is not None, "wrk is not installed"
         cmd = [WRK, "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
                "-s", str(ROOT / "benchmarks" / "wrk_recommend.lua"), f"http://127.0.0.1:{port}"]
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -333,7 +334,7 @@ class CatalogWriter:
             self.writes += 1
             self.errors += status != 200
 
-    def stop(self) -> dict[str, int]:
+    def stop(self) -> dict[str, float]:
         self.done.set()
         self.thread.join(timeout=15)
         return {"writes": self.writes, "errors": self.errors, "every_s": self.every}
