@@ -378,8 +378,8 @@ MAX_RERUNS = 2
 
 def measured_load(pgid: int, port: int, key: str, users: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """The timed load, with each server process's busy cores and the server's CPU per request. The kernel
-    hands each new connection to a worker by a hash of its address (SO_REUSEPORT), so all 8 connections
-    of a run land on one worker about once in 128 runs (2 * 2**-8), leaving the other idle: such a run
+    hands each new connection to a worker by a hash of its address (SO_REUSEPORT), so all c connections
+    of a run land on one of two workers with probability 2 * 2**-c (c = 8, the default: ~1 run in 128): such a run
     measures one worker, not the server, and is run again (at most MAX_RERUNS times; the discarded runs
     are kept in the result under "discarded_idle_worker")."""
     discarded: list[dict[str, Any]] = []
