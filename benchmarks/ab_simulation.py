@@ -34,9 +34,9 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from shoprec.api import create_app
+from shoprec.data.records import EventRecord
 from shoprec.data.synthetic import SyntheticConfig, generate
 from shoprec.ingest.pipeline import ingest
-from shoprec.ingest.records import EventRecord
 from shoprec.service import Services
 from shoprec.service.testing import local_services
 from shoprec.types import EventType

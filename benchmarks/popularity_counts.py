@@ -39,7 +39,7 @@ def _cpu() -> str:
 
 
 def main() -> None:
-    from shoprec.ingest.records import EventRecord
+    from shoprec.data.records import EventRecord
     from shoprec.service.catalog import count_events
     from shoprec.storage import PlatformRepo, create_db, get_or_create_platform
     from shoprec.storage.serving import ServingRepo

@@ -38,7 +38,7 @@ PLATFORM = "big"
 
 
 def records(n_items: int, n_users: int, seed: int) -> Iterator[Any]:
-    from shoprec.ingest.records import EventRecord, ItemRecord
+    from shoprec.data.records import EventRecord, ItemRecord
     from shoprec.types import EventType
 
     rng = np.random.default_rng(seed)

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from shoprec.config import config_to_dict
 from shoprec.data import IdMap, Interactions, ItemCatalog
-from shoprec.models.base import Query, RankingValidation, config_to_dict
+from shoprec.models.base import Query, RankingValidation
 from shoprec.models.transformer import Transformer
 from shoprec.ranking import target_ranks
 from shoprec.settings import Settings

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shoprec.ingest.records import EventRecord, ItemRecord
+from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.service import Services
 from shoprec.service.testing import TEST_ADMIN_KEY, ReadyPlatform, local_services, synthetic_platform
 from shoprec.types import EventType

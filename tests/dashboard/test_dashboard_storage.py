@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from shoprec.ingest.records import EventRecord, ItemRecord
+from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.storage import PlatformRepo, get_or_create_platform
 from shoprec.storage.dashboard import event_histogram, recent_users
 from shoprec.types import EventType

@@ -10,9 +10,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
+from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.data.synthetic import NOISE_KINDS, SOURCE_FILE, SyntheticConfig, SyntheticData, generate, platform_name
 from shoprec.errors import ConfigError, DataError
-from shoprec.ingest.records import EventRecord, ItemRecord, UserRecord
 from shoprec.models.base import Query
 from shoprec.models.popular import Popular, PopularConfig
 from shoprec.ranking import target_ranks

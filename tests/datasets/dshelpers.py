@@ -6,7 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-from shoprec.ingest.records import Record, Rejected
+from shoprec.data.records import Record, Rejected
 
 NOW = 1_700_000_000.0  # 2023-11-14: the reference "now" for future-timestamp checks in these tests
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from dshelpers import rejected, write
 
+from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.datasets import FORMATS, read_records
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord
 from shoprec.types import EventType
 
 EVENTS_CSV = (

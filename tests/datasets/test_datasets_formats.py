@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from dshelpers import make_cdrib, make_movielens, make_otto, make_s3rec, rejected
 
+from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, UserRecord
 from shoprec.datasets import read_records
 from shoprec.datasets._common import SYNTHETIC_EPOCH, SYNTHETIC_STEP
 from shoprec.errors import DataError
-from shoprec.ingest.records import Domain, EventRecord, ItemRecord, Note, UserRecord
 from shoprec.types import EventType
 
 

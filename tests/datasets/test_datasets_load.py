@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from dshelpers import NOW, make_cdrib, make_movielens, make_otto, make_s3rec
 
+from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.datasets import Dataset, load, load_records
 from shoprec.errors import ConfigError, DataError
-from shoprec.ingest.records import EventRecord, ItemRecord
 from shoprec.preprocess.clean import CleaningConfig
 from shoprec.types import EventType
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shoprec.data.records import EventRecord, Rejected
 from shoprec.datasets import load, read_records
-from shoprec.ingest.records import EventRecord, Rejected
 from shoprec.preprocess.clean import RecordCleaner
 from shoprec.types import EventType
 

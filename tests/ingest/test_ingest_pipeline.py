@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError, DataError, StorageError
 from shoprec.ingest.pipeline import ingest
-from shoprec.ingest.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.storage import PlatformRepo, find_platform, load_interactions
 from shoprec.storage.repo import PlatformRepo as Repo
 from shoprec.types import EventType

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shoprec.ingest.records import Rejected, Source
+from shoprec.data.records import Rejected, Source
 from shoprec.ingest.report import ImportReport
 
 

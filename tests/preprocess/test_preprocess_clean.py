@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from shoprec.data.interactions import Interactions
+from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError
-from shoprec.ingest.records import Domain, EventRecord, ItemRecord, Note, Rejected, Source, UserRecord
 from shoprec.preprocess.clean import (
     CleaningConfig,
     NonProductMatcher,

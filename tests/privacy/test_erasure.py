@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from privhelpers import client_for, dump_files, dump_redis, dump_tables, make_services
 
-from shoprec.ingest.records import EventRecord, Identity, UserRecord
+from shoprec.data.records import EventRecord, Identity, UserRecord
 from shoprec.service import Services
 from shoprec.service.audit import list_audit
 from shoprec.service.cache import RedisCache

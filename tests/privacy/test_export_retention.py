@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from privhelpers import SECRET, client_for, dump_tables, make_services
 
 from shoprec.cli.main import _register, cli
+from shoprec.data.records import EventRecord, Identity, UserRecord
 from shoprec.errors import ConfigError, DataError
-from shoprec.ingest.records import EventRecord, Identity, UserRecord
 from shoprec.privacy.artifacts import TOMBSTONE, clear_user_rows, erase_users
-from shoprec.privacy.retention import RetentionSchedule
 from shoprec.service import Services
+from shoprec.service.retention import RetentionSchedule
 from shoprec.storage import PlatformRepo
 from shoprec.types import EventType
 

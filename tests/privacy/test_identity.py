@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from privhelpers import SECRET, client_for, dump_tables, make_services
 
+from shoprec.data.records import Identity, UserRecord
 from shoprec.errors import ConfigError, DataError
 from shoprec.ingest.pipeline import ingest
-from shoprec.ingest.records import Identity, UserRecord
 from shoprec.privacy import Privacy, normalise_identity
 from shoprec.service import Services
 from shoprec.storage.privacy import linked_user_pairs

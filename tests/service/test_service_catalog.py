@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from shoprec.ingest.records import EventRecord
+from shoprec.data.records import EventRecord
 from shoprec.service import Services, catalog
 from shoprec.service.testing import ReadyPlatform
 from shoprec.storage import PlatformRepo
@@ -48,7 +48,7 @@ def test_a_catalog_change_is_seen_by_the_next_request(services: Services, shop: 
 def test_a_catalog_change_reloads_the_items_but_not_the_event_counts(
         services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
     """The GROUP BY over every event runs in the background refresh, not in the request after a catalog write."""
-    from shoprec.ingest.records import ItemRecord
+    from shoprec.data.records import ItemRecord
     from shoprec.storage.serving import ServingRepo
 
     views = services.catalogs

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from shoprec.ingest.records import EventRecord, ItemRecord, UserRecord
+from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.service import Services
 from shoprec.service.errors import NotFound, RecordErrors, TooLarge
 from shoprec.service.platform import hash_key

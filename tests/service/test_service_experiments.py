@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from scipy.stats import norm
 
+from shoprec.data.records import EventRecord
 from shoprec.errors import ConfigError, DataError
-from shoprec.ingest.records import EventRecord
 from shoprec.service import Services, ServingConfig
 from shoprec.service.errors import NotFound, RecordErrors
 from shoprec.service.experiment_stats import two_proportion_p, wilson

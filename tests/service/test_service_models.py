@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from shoprec.data.records import EventRecord
 from shoprec.errors import ConfigError
-from shoprec.ingest.records import EventRecord
 from shoprec.service import Services
 from shoprec.service.cache import RedisCache
 from shoprec.service.testing import ReadyPlatform, local_services, synthetic_platform

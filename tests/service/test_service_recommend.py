@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord
 from shoprec.service import Filters, Services
 from shoprec.service.errors import NotFound
 from shoprec.service.testing import ReadyPlatform, local_services, synthetic_platform

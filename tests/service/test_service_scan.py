@@ -147,7 +147,7 @@ def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path
 def test_filters_leaving_only_items_newer_than_the_model_fall_back(tmp_path: Path, config: dict) -> None:
     """No candidate of the model passes the filters (a category of items added after training): the list
     comes from the fallbacks instead of failing."""
-    from shoprec.ingest.records import ItemRecord
+    from shoprec.data.records import ItemRecord
 
     if "ann_threshold" in config:
         pytest.importorskip("faiss")

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shoprec.data.records import EventRecord, Identity, UserRecord
 from shoprec.errors import DataError
 from shoprec.ingest.pipeline import ingest
-from shoprec.ingest.records import EventRecord, Identity, UserRecord
 from shoprec.models import load_model
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.testing import TEST_ADMIN_KEY

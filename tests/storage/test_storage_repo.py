@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord, UserRecord
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, list_platforms
 from shoprec.storage.repo import check_id, dedupe_key
 from shoprec.types import EventType

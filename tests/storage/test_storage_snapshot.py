@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord
 from shoprec.storage import PlatformRepo, get_or_create_platform, load_interactions
 from shoprec.types import EventType
 

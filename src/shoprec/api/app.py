@@ -18,8 +18,8 @@ from shoprec.api import metrics as metrics_module
 from shoprec.api.auth import RateLimited, rate_limited_handler
 from shoprec.api.limits import RequestGuard
 from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend
-from shoprec.privacy.retention import start_retention
 from shoprec.service import Services, ServingConfig, build_services
+from shoprec.service.retention import start_retention
 from shoprec.settings import Settings
 
 DEFAULT_MAX_BODY_BYTES = ServingConfig.max_body_bytes

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoprec.ingest.records import EventRecord, Identity, ItemRecord, UserRecord
+from shoprec.data.records import EventRecord, Identity, ItemRecord, UserRecord
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
 from shoprec.types import EventType
 

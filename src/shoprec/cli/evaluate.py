@@ -13,12 +13,13 @@ from typing import Any
 
 import click
 
+from shoprec.config import config_to_dict
 from shoprec.configfile import read_document
 from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.evaluation.cdr import CDR_SPLITS, CDR_TRAINING
 from shoprec.evaluation.protocols import PROTOCOLS, RATING_PROTOCOLS, EvalConfig, FoldData, ModelFactory, run_protocol
-from shoprec.models.base import config_to_dict, create_model, get_model_class
+from shoprec.models.base import create_model, get_model_class
 
 
 def parse_data_arg(value: str) -> tuple[str, str]:

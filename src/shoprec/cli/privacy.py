@@ -1,5 +1,5 @@
 """`shoprec platform link|unlink` (consents to share linked users), `shoprec erase-user`, `shoprec export-user`
-and `shoprec purge` (retention). Thin over shoprec.privacy.service; JSON goes to stdout.
+and `shoprec purge` (retention). Thin over shoprec.service.privacy; JSON goes to stdout.
 
 Erasure from the CLI clears the same state as the API: with SHOPREC_REDIS_URL set, the cached history and
 lists in Redis; the serving workers load the rewritten model artifact within their poll interval.

@@ -31,8 +31,8 @@ import numpy as np
 from shoprec.data.catalog import ItemCatalog
 from shoprec.data.idmap import IdMap
 from shoprec.data.interactions import Interactions
+from shoprec.data.records import EventRecord, ItemRecord, Record, Source, UserRecord
 from shoprec.errors import ConfigError, DataError
-from shoprec.ingest.records import EventRecord, ItemRecord, Record, Source, UserRecord
 from shoprec.types import EventType
 
 SOURCE_FILE = "synthetic"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shoprec.data.records import Record
 from shoprec.datasets._common import check_dir, check_file
 from shoprec.datasets.cdrib import fast_table as _cdrib_fast
 from shoprec.datasets.cdrib import read_cdrib
@@ -38,7 +39,6 @@ from shoprec.datasets.s3rec import fast_table as _s3rec_fast
 from shoprec.datasets.s3rec import read_s3rec
 from shoprec.datasets.users import read_users_jsonl
 from shoprec.errors import DataError
-from shoprec.ingest.records import Record
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.preprocess.report import CleaningReport
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shoprec.data.records import Domain, EventRecord, Note, Record, Rejected, Source
 from shoprec.datasets._common import SYNTHETIC_EPOCH, SYNTHETIC_STEP, bad_encoding, check_dir, open_text
 from shoprec.datasets.dataset import (
     SPLIT_NAMES,
@@ -32,7 +33,6 @@ from shoprec.datasets.dataset import (
     read_table,
 )
 from shoprec.errors import DataError
-from shoprec.ingest.records import Domain, EventRecord, Note, Record, Rejected, Source
 from shoprec.preprocess.clean import CleaningConfig, EventColumns
 from shoprec.preprocess.report import CleaningReport
 from shoprec.types import EventType

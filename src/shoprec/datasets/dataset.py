@@ -22,7 +22,7 @@ import pandas as pd
 from shoprec.data.catalog import ItemCatalog
 from shoprec.data.idmap import IdMap
 from shoprec.data.interactions import Interactions
-from shoprec.ingest.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, UserRecord
+from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, UserRecord
 from shoprec.preprocess.clean import (
     CleaningConfig,
     EventColumns,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from shoprec.data.records import EventRecord, ItemRecord, Record, Rejected, Source
 from shoprec.datasets._common import (
     bad_encoding,
     check_file,
@@ -32,7 +33,6 @@ from shoprec.datasets._common import (
     parse_timestamp,
 )
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord, Record, Rejected, Source
 
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "value", "session_id")
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")

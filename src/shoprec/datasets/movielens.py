@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from shoprec.data.interactions import Interactions
+from shoprec.data.records import EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.datasets._common import bad_encoding, check_dir, check_file, open_text, parse_id
 from shoprec.datasets.dataset import (
     Dataset,
@@ -30,7 +31,6 @@ from shoprec.datasets.dataset import (
     read_table,
 )
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.preprocess.clean import CleaningConfig, EventColumns, RecordCleaner
 from shoprec.preprocess.report import CleaningReport
 from shoprec.types import EventType

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shoprec.data.records import EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.datasets._common import bad_encoding, check_file, open_text, parse_float
 from shoprec.datasets.dataset import EventTable, Irregular, RecordCollector, add_ids, clean_columns
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.preprocess.clean import (
     CleaningConfig,
     EventColumns,

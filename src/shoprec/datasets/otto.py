@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from shoprec.data.records import EventRecord, Record, Rejected, Source
 from shoprec.datasets._common import bad_encoding, check_file, open_text, parse_event_type, parse_id
-from shoprec.ingest.records import EventRecord, Record, Rejected, Source
 
 
 def read_otto(path: str | Path) -> Iterator[Record]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shoprec.data.records import EventRecord, ItemRecord, Note, Record, Rejected, Source
 from shoprec.datasets._common import SYNTHETIC_EPOCH, SYNTHETIC_STEP, bad_encoding, check_file, open_text
 from shoprec.datasets.dataset import EventTable, Irregular, RecordCollector, add_ids, clean_columns
-from shoprec.ingest.records import EventRecord, ItemRecord, Note, Record, Rejected, Source
 from shoprec.preprocess.clean import CleaningConfig, EventColumns, RecordCleaner
 from shoprec.preprocess.report import CleaningReport
 from shoprec.types import EventType

@@ -11,10 +11,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from shoprec.data.records import Identity, Record, Rejected, Source, UserRecord
 from shoprec.datasets._common import parse_id
 from shoprec.datasets.events import read_jsonl_rows
 from shoprec.errors import DataError
-from shoprec.ingest.records import Identity, Record, Rejected, Source, UserRecord
 from shoprec.privacy.keys import normalise_identity
 
 USER_KEYS = ("user_id", "attributes", "identity")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shoprec.ingest.records import EventRecord, ItemRecord, Rejected, Source, UserRecord
+from shoprec.data.records import EventRecord, ItemRecord, Rejected, Source, UserRecord
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_ID_LENGTH
 from shoprec.types import EventType
 

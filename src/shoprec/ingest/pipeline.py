@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.engine import Engine
 
+from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError, DataError, ShoprecError
 from shoprec.ingest.checks import STORED_TYPES, Stored, check_record
-from shoprec.ingest.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.ingest.report import DUPLICATE, ImportReport
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors

@@ -7,12 +7,9 @@ directory: config.json + weights.safetensors + idmaps.json + meta.json (never pi
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import time
-import types
-import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +21,7 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 import shoprec
+from shoprec.config import config_from_dict, config_to_dict
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import CannotScoreError, ConfigError, DataError
 from shoprec.ranking import target_ranks
@@ -98,68 +96,6 @@ def _slice_exclude(exclude: Any, start: int, stop: int) -> Any:
     if sp.issparse(exclude):
         return exclude[start:stop]
     return exclude[start:stop]
-
-
-# --------------------------------------------------------------------------- configs
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-
-
-def config_from_dict(config_cls: type, data: Mapping[str, Any] | None, model: str = "") -> Any:
-    """Build a frozen config, rejecting unknown parameters and wrong types with a clear message."""
-    data = dict(data or {})
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    hints = typing.get_type_hints(config_cls)
-    what = f"model {model!r}" if model else config_cls.__name__
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown parameter {unknown[0]!r} for {what} (valid: {', '.join(sorted(fields))})")
-    values = {name: _coerce(name, value, hints[name], what) for name, value in data.items()}
-    try:
-        return config_cls(**values)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid config for {what}: {exc}") from None
-
-
-def _coerce(name: str, value: Any, hint: Any, what: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(name, value, arg, what)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"parameter {name!r} of {what}: bad value {value!r}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"parameter {name!r} of {what} must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"parameter {name!r} of {what} must be a list, got {value!r}")
-        inner = args[0] if args else Any
-        return tuple(_coerce(name, v, inner, what) for v in value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"parameter {name!r} of {what} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
-            raise ConfigError(f"parameter {name!r} of {what} must be an integer, got {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"parameter {name!r} of {what} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"parameter {name!r} of {what} must be a string, got {value!r}")
-        return value
-    return value
 
 
 # ---------------------------------------------------------------------------- models

@@ -50,9 +50,10 @@ from safetensors.torch import load_file as load_tensors
 from safetensors.torch import save_file as save_tensors
 from torch import Tensor, nn
 
+from shoprec.config import config_to_dict
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
-from shoprec.models.base import Query, RankingValidation, Recommender, config_to_dict, register
+from shoprec.models.base import Query, RankingValidation, Recommender, register
 from shoprec.models.seq_ensemble import StackedEncoder, shared_prefixes
 from shoprec.models.softmax import full_softmax_loss, log_uniform_sampler, release_buffers, sampled_softmax_loss
 from shoprec.types import EventType

@@ -44,9 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shoprec.config import config_from_dict
 from shoprec.data.interactions import Interactions
+from shoprec.data.records import EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError
-from shoprec.ingest.records import EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.preprocess.kcore import kcore_mask
 from shoprec.preprocess.report import CleaningReport
 from shoprec.types import EventType
@@ -109,8 +110,6 @@ class CleaningConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CleaningConfig:
         """Build from JSON/TOML values, naming an unknown or mistyped parameter in a ConfigError."""
-        from shoprec.models.base import config_from_dict
-
         config: CleaningConfig = config_from_dict(cls, data)
         return config
 

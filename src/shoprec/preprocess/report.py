@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shoprec.ingest.records import Rejected
+from shoprec.data.records import Rejected
 
 
 @dataclass

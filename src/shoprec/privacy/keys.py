@@ -13,8 +13,8 @@ import hmac
 import re
 from dataclasses import dataclass
 
+from shoprec.data.records import Identity
 from shoprec.errors import ConfigError, DataError
-from shoprec.ingest.records import Identity
 from shoprec.settings import Settings
 
 IDENTITY_TYPES = ("email", "phone", "loyalty")

@@ -27,7 +27,7 @@ from shoprec.service.state import UserStates
 from shoprec.settings import Settings
 
 if TYPE_CHECKING:
-    from shoprec.privacy.service import PrivacyService
+    from shoprec.service.privacy import PrivacyService
 
 
 @dataclass
@@ -58,7 +58,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
                    engine: Engine | None = None) -> Services:
     """Wire the services over one engine (migrated to head) and one cache (Redis when settings say so)."""
     from shoprec.privacy.keys import Privacy
-    from shoprec.privacy.service import Hooks, PrivacyService
+    from shoprec.service.privacy import Hooks, PrivacyService
     from shoprec.storage import create_db
 
     config = config or ServingConfig.from_env()

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shoprec.data.records import EventRecord, ItemRecord, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError, DataError
 from shoprec.ingest.pipeline import check_record, ingest
-from shoprec.ingest.records import EventRecord, ItemRecord, Record, Rejected, Source, UserRecord
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.privacy.keys import Privacy, normalise_identity
 from shoprec.service.config import ServingConfig

@@ -30,8 +30,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from shoprec.data.records import EventRecord
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord
 from shoprec.service.errors import NotFound, RecordError, RecordErrors
 from shoprec.service.experiment_stats import rate, two_proportion_p
 from shoprec.service.models import ModelStore

@@ -71,8 +71,9 @@ class ModelStore:
         `features`: feature-hook values (event-type weights, recency decay, text on/off; see
         shoprec.tuning.features) applied to the training data of the evaluation and of the final fit, as
         `shoprec tune` applied them; recorded with the model."""
+        from shoprec.config import config_to_dict
         from shoprec.evaluation import EvalConfig, run_protocol
-        from shoprec.models.base import config_to_dict, create_model
+        from shoprec.models.base import create_model
         from shoprec.preprocess.weights import apply_event_weights
         from shoprec.storage import load_interactions
         from shoprec.tuning.features import check_feature_value

@@ -20,8 +20,8 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.errors import DataError
-from shoprec.ingest.records import EventRecord, ItemRecord, UserRecord
 from shoprec.storage import tables as T
 
 Executor = Connection | Session

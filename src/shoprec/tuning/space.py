@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shoprec.config import config_from_dict
 from shoprec.configfile import read_document
 from shoprec.errors import ConfigError
-from shoprec.models.base import config_from_dict, get_model_class
+from shoprec.models.base import get_model_class
 from shoprec.tuning.features import FEATURE_PREFIX, check_feature_value, feature_names
 
 Scalar = bool | int | float | str | None

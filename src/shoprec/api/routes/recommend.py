@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from shoprec.api.auth import PlatformDep, ServicesDep
 from shoprec.api.schemas import ExplanationOut, FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
-from shoprec.ingest.records import EventRecord
+from shoprec.data.records import EventRecord
 from shoprec.service import Filters
 from shoprec.service.cache import dumps
 from shoprec.storage.tables import MAX_ID_LENGTH
