@@ -31,7 +31,7 @@ from shoprec.evaluation.protocols import EvalConfig
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cdrib-game-video"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "cdr_cold.json"
-JOINT_ALS = {"factors": 128, "regularization": 1.0, "alpha": 10.0, "iterations": 15, "history_decay": 1.0}
+JOINT_ALS = {"embedding_size": 128, "regularization": 1.0, "alpha": 10.0, "epochs": 15, "history_decay": 1.0}
 # name -> (model, params, training): the joint ALS setting (implicit, 128 factors, reg 1, alpha 10)
 RUNS: dict[str, tuple[str, dict[str, Any], str]] = {
     "popular": ("popular", {}, "target-only"),

@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "expl
 CONFIGS: dict[str, dict[str, Any]] = {
     "itemknn": {},
     "ease": {},
-    "als": {"factors": 64, "iterations": 10},
+    "als": {"embedding_size": 64, "epochs": 10},
     "transformer": {"epochs": 3, "embedding_size": 64, "n_blocks": 2, "use_text": False, "device": "cpu",
                     "num_threads": 1, "progress": False, "patience": 0},
 }

@@ -71,7 +71,7 @@ def prepare(workdir: Path, args: argparse.Namespace) -> None:
                 services.platforms.create(PLATFORM)
             ingest(services.engine, PLATFORM, records(args.items, args.users, args.seed), cleaning=False)
             print(f"loaded in {time.perf_counter() - t:.0f} s; training als", file=sys.stderr)
-            services.store.train(PLATFORM, "als", {"factors": 64, "iterations": 10}, activate=True, evaluate=False)
+            services.store.train(PLATFORM, "als", {"embedding_size": 64, "epochs": 10}, activate=True, evaluate=False)
     finally:
         services.close()
 

@@ -32,7 +32,7 @@ from shoprec.tuning import TuneConfig, load_space
 from shoprec.tuning.run import TuneData, featured_factory, tune
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tune_als_beauty.json"
-SPACE = {"factors": [32, 64, 128], "regularization": [0.01, 0.1, 1.0]}
+SPACE = {"embedding_size": [32, 64, 128], "regularization": [0.01, 0.1, 1.0]}
 METRIC = "NDCG@10"
 
 
@@ -106,7 +106,8 @@ def print_table(result: dict[str, Any]) -> None:
     for t in doc["trials"]:
         test = tests.get(json.dumps(t["params"], sort_keys=True))
         mark = " **chosen**" if t["params"] == doc["best"]["params"] else ""
-        print(f"| {t['params']['factors']} | {t['params']['regularization']} | {t['cv_mean']:.4f} ± {t['cv_std']:.4f}"
+        size, reg = t["params"]["embedding_size"], t["params"]["regularization"]
+        print(f"| {size} | {reg} | {t['cv_mean']:.4f} ± {t['cv_std']:.4f}"
               f"{mark} | {'' if test is None else f'{test:.4f}'} |")
     print(f"tuning time {result['tuning_seconds']} s wall ({result['tuning_cpu_seconds']} s CPU); "
           f"chosen test {doc['test']['metrics'][METRIC]:.4f}")

@@ -48,11 +48,13 @@ GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
         "score": {"history_decay": [1.0, 0.8, 0.6, 0.5, 0.4]},
     },
     "als": {
-        "fit": {"factors": [64, 128], "regularization": [1.0, 10.0], "alpha": [40.0, 80.0, 160.0], "iterations": [10]},
+        "fit": {"embedding_size": [64, 128], "regularization": [1.0, 10.0], "alpha": [40.0, 80.0, 160.0],
+                "epochs": [10]},
         "score": {"history_decay": [0.5, 0.3, 0.2, 0.1]},
     },
     "bpr": {
-        "fit": {"factors": [64, 128], "learning_rate": [0.05, 0.1], "regularization": [0.01], "iterations": [300, 600]},
+        "fit": {"embedding_size": [64, 128], "learning_rate": [0.05, 0.1], "regularization": [0.01],
+                "epochs": [300, 600]},
         "score": {"history_decay": [0.5, 0.3, 0.2, 0.1]},
     },
 }

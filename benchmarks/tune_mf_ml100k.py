@@ -35,7 +35,7 @@ from shoprec.tuning import TuneConfig, load_space, open_storage
 from shoprec.tuning.run import TuneData, tune
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tune_mf_ml100k.json"
-SPACE = {"factors": [10, 20]}
+SPACE = {"embedding_size": [10, 20]}
 
 
 def main() -> None:

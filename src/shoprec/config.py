@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +17,16 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
-def config_from_dict(config_cls: type, data: Mapping[str, Any] | None, model: str = "") -> Any:
-    """Build a frozen config, rejecting unknown parameters and wrong types with a clear message."""
-    data = dict(data or {})
+def config_from_dict(config_cls: type, data: Mapping[str, Any] | None, model: str = "", *,
+                     warn_renamed: bool = True) -> Any:
+    """Build a frozen config, rejecting unknown parameters and wrong types with a clear message.
+
+    A config class may list parameters that have a new name in `RENAMED: ClassVar[dict[str, str]]` (old -> new):
+    the old name still works, with a FutureWarning (`warn_renamed=False`: silently, for stored artifacts)."""
+    what = f"model {model!r}" if model else config_cls.__name__
+    data = renamed_params(config_cls, data, what, warn=warn_renamed)
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     hints = typing.get_type_hints(config_cls)
-    what = f"model {model!r}" if model else config_cls.__name__
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown parameter {unknown[0]!r} for {what} (valid: {', '.join(sorted(fields))})")
@@ -71,3 +76,19 @@ def _coerce(name: str, value: Any, hint: Any, what: str) -> Any:
             raise ConfigError(f"parameter {name!r} of {what} must be a string, got {value!r}")
         return value
     return value
+
+
+def renamed_params(config_cls: type, data: Mapping[str, Any] | None, what: str = "", *,
+                   warn: bool = True) -> dict[str, Any]:
+    """`data` with the config class's old parameter names (its RENAMED table) replaced by the current ones."""
+    out = dict(data or {})
+    for old, new in getattr(config_cls, "RENAMED", {}).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{what or config_cls.__name__}: {old!r} is the old name of {new!r}; give only {new!r}")
+        if warn:
+            warnings.warn(f"{what or config_cls.__name__}: parameter {old!r} is deprecated, use {new!r}",
+                          FutureWarning, stacklevel=3)
+        out[new] = out.pop(old)
+    return out

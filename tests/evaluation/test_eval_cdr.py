@@ -71,7 +71,7 @@ def is_shop(pair: Dataset) -> np.ndarray:
 def test_cross_model_finds_the_planted_genre_where_popularity_cannot(pair: Dataset) -> None:
     popular = evaluate(pair, lambda: create_model("popular"))
     cross = evaluate(pair, lambda: create_model("cross"))
-    als = evaluate(pair, lambda: create_model("als", {"factors": 8, "regularization": 1.0, "alpha": 10.0}))
+    als = evaluate(pair, lambda: create_model("als", {"embedding_size": 8, "regularization": 1.0, "alpha": 10.0}))
     assert popular.n_users_evaluated == cross.n_users_evaluated == len(TEST)
     assert popular.metrics["NDCG@10"] < 0.2  # only the genre-0 quarter of the cold users can be hit
     assert cross.metrics["NDCG@10"] > 0.5 > 2 * popular.metrics["NDCG@10"]
@@ -203,7 +203,7 @@ def test_real_pair_cross_beats_joint_als_and_twice_popularity(game_video: Datase
                               domains=game_video.domains)
         return result.metrics["NDCG@10"]
 
-    als = ndcg("als", {"factors": 128, "regularization": 1.0, "alpha": 10.0, "iterations": 15, "history_decay": 1.0})
+    als = ndcg("als", {"embedding_size": 128, "regularization": 1.0, "alpha": 10.0, "epochs": 15, "history_decay": 1.0})
     cross, popular = ndcg("cross", {}), ndcg("popular", {}, "target-only")
     assert cross > 1.4 * als and cross > 2 * popular, (cross, als, popular)
 

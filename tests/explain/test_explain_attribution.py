@@ -18,7 +18,7 @@ from shoprec.ranking import top_k
 FAST: dict[str, dict[str, Any]] = {
     "itemknn": {},
     "ease": {"regularization": 10.0},
-    "als": {"factors": 16, "iterations": 10},
+    "als": {"embedding_size": 16, "epochs": 10},
     "transformer": {"ensemble": 1, "epochs": 3, "embedding_size": 16, "ffn_size": 32, "n_blocks": 1, "batch_size": 64,
                     "use_text": False, "device": "cpu", "num_threads": 1, "progress": False, "patience": 0},
 }

@@ -25,8 +25,8 @@ from shoprec.models import Query
 SMALL_CONFIGS: dict[str, dict[str, Any]] = {
     "itemknn": {},
     "ease": {"regularization": 10.0},
-    "als": {"factors": 16, "iterations": 10, "alpha": 10.0, "regularization": 0.1},
-    "bpr": {"factors": 16, "iterations": 200, "learning_rate": 0.1, "fold_in_steps": 300},
+    "als": {"embedding_size": 16, "epochs": 10, "alpha": 10.0, "regularization": 0.1},
+    "bpr": {"embedding_size": 16, "epochs": 200, "learning_rate": 0.1, "fold_in_steps": 300},
     "mf": {"epochs": 15},
     "ncf": {"epochs": 30, "device": "cpu", "num_threads": 1, "batch_size": 64, "learning_rate": 0.01,
             "patience": 0},
@@ -45,11 +45,11 @@ BAD_VALUES: dict[str, tuple[str, Any]] = {
     "popular": ("recent_days", -1.0),
     "itemknn": ("neighbors", 0),
     "ease": ("regularization", -1.0),
-    "als": ("factors", 0),
+    "als": ("embedding_size", 0),
     "bpr": ("learning_rate", 0.0),
     "cross": ("regularization", 0.0),
 }
-GENERIC_POSITIVE = ("epochs", "factors", "embedding_size", "batch_size", "iterations", "neighbors")
+GENERIC_POSITIVE = ("epochs", "embedding_size", "batch_size", "neighbors")
 
 # What "it learns" means per model:
 # - "planted" (default): every held-out query ranks its planted item first;

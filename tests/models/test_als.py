@@ -8,7 +8,7 @@ import pytest
 from shoprec.errors import ConfigError
 from shoprec.models import Query, create_model
 
-FAST = {"factors": 8, "iterations": 8, "alpha": 10.0, "regularization": 0.1, "history_decay": 1.0}
+FAST = {"embedding_size": 8, "epochs": 8, "alpha": 10.0, "regularization": 0.1, "history_decay": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +76,11 @@ def test_the_seed_changes_the_initial_factors(planted) -> None:
 
 
 def test_training_log_has_one_entry_per_iteration(model) -> None:
-    assert [e["iteration"] for e in model.training_log] == list(range(1, FAST["iterations"] + 1))
+    assert [e["iteration"] for e in model.training_log] == list(range(1, FAST["epochs"] + 1))
 
 
-@pytest.mark.parametrize(("param", "value"), [("factors", 0), ("regularization", -1.0), ("alpha", 0.0),
-                                              ("iterations", 0), ("history_decay", 2.0), ("num_threads", -1)])
+@pytest.mark.parametrize(("param", "value"), [("embedding_size", 0), ("regularization", -1.0), ("alpha", 0.0),
+                                              ("epochs", 0), ("history_decay", 2.0), ("num_threads", -1)])
 def test_bad_values_name_the_parameter(param: str, value: object) -> None:
     with pytest.raises(ConfigError, match=param):
         create_model("als", {param: value})
@@ -93,3 +93,4 @@ def test_beauty_validation_is_far_above_popularity(beauty) -> None:
     model = create_model("als").fit(train)
     ndcg = bench.evaluate(model, bench.Split(valid.queries[::5], valid.targets[::5]))["NDCG@10"]
     assert ndcg > 0.035, ndcg
+

@@ -8,7 +8,7 @@ import pytest
 from shoprec.errors import ConfigError
 from shoprec.models import Query, create_model
 
-FAST = {"factors": 16, "iterations": 200, "learning_rate": 0.1, "fold_in_steps": 300}
+FAST = {"embedding_size": 16, "epochs": 200, "learning_rate": 0.1, "fold_in_steps": 300}
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def model(planted):
 
 
 def test_factors_have_an_item_bias_column_and_a_unit_user_column(model, planted) -> None:
-    assert model.item_factors.shape == (planted.train.n_items, FAST["factors"] + 1)
+    assert model.item_factors.shape == (planted.train.n_items, FAST["embedding_size"] + 1)
     np.testing.assert_array_equal(model.user_factors[:, -1], 1.0)
 
 
@@ -51,18 +51,18 @@ def test_a_known_user_without_history_uses_the_learned_factor(model) -> None:
 
 
 def test_the_seed_changes_the_result(planted) -> None:
-    a = create_model("bpr", {**FAST, "iterations": 5, "seed": 1}).fit(planted.train)
-    b = create_model("bpr", {**FAST, "iterations": 5, "seed": 2}).fit(planted.train)
+    a = create_model("bpr", {**FAST, "epochs": 5, "seed": 1}).fit(planted.train)
+    b = create_model("bpr", {**FAST, "epochs": 5, "seed": 2}).fit(planted.train)
     assert not np.array_equal(a.item_factors, b.item_factors)
 
 
 def test_several_threads_are_accepted(planted) -> None:
-    model = create_model("bpr", {**FAST, "iterations": 10, "num_threads": 2}).fit(planted.train)
+    model = create_model("bpr", {**FAST, "epochs": 10, "num_threads": 2}).fit(planted.train)
     assert np.isfinite(model.item_factors).all()
 
 
-@pytest.mark.parametrize(("param", "value"), [("factors", 0), ("learning_rate", -0.1), ("regularization", -1.0),
-                                              ("iterations", 0), ("fold_in_steps", 0), ("fold_in_negatives", 0),
+@pytest.mark.parametrize(("param", "value"), [("embedding_size", 0), ("learning_rate", -0.1), ("regularization", -1.0),
+                                              ("epochs", 0), ("fold_in_steps", 0), ("fold_in_negatives", 0),
                                               ("history_decay", 1.1), ("num_threads", -2)])
 def test_bad_values_name_the_parameter(param: str, value: object) -> None:
     with pytest.raises(ConfigError, match=param):

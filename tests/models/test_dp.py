@@ -19,7 +19,7 @@ from shoprec.models.dp import MECHANISM
 
 # Small, fast DP settings (3 epochs of ~23 Poisson batches); the planted data has strong item biases.
 MF_DP = {"solver": "sgd", "implicit": False, "dp_rating_range": [1, 5], "epochs": 3, "batch_size": 256,
-         "learning_rate": 0.05, "regularization": 1.0, "factors": 2}
+         "learning_rate": 0.05, "regularization": 1.0, "embedding_size": 2}
 NCF_DP = {"implicit": False, "dp_rating_range": [1, 5], "epochs": 3, "batch_size": 256, "learning_rate": 0.03,
           "device": "cpu", "num_threads": 1, "embedding_size": 4, "layers": [8, 4], "averaging": 0.0}
 HIGH, LOW = 10.0, 0.3  # epsilons: little noise (noise multiplier ~0.6) and much noise (~4.8)
@@ -167,10 +167,10 @@ def test_dp_needs_ratings(name) -> None:
 
 
 def test_dp_epsilon_option_adds_the_required_settings() -> None:
-    assert cli_eval.with_dp_epsilon("mf", {"factors": 4}, 3.0) == {
-        "solver": "sgd", "implicit": False, "factors": 4, "dp_epsilon": 3.0}
+    assert cli_eval.with_dp_epsilon("mf", {"embedding_size": 4}, 3.0) == {
+        "solver": "sgd", "implicit": False, "embedding_size": 4, "dp_epsilon": 3.0}
     assert cli_eval.with_dp_epsilon("ncf", {}, 1.0) == {"implicit": False, "dp_epsilon": 1.0}
-    assert cli_eval.with_dp_epsilon("als", {"factors": 4}, None) == {"factors": 4}
+    assert cli_eval.with_dp_epsilon("als", {"embedding_size": 4}, None) == {"embedding_size": 4}
     with pytest.raises(ConfigError, match="--dp-epsilon: model 'als'"):
         cli_eval.with_dp_epsilon("als", {}, 1.0)
 

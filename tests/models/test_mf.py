@@ -73,7 +73,8 @@ def test_score_is_unclipped_prediction(data) -> None:
 
 def test_kept_samples_are_stacked(data) -> None:
     train, _ = data
-    model = create_model("mf", {"solver": "gibbs", "epochs": 20, "burn_in": 10, "thin": 5, "factors": 3}).fit(train)
+    params = {"solver": "gibbs", "epochs": 20, "burn_in": 10, "thin": 5, "embedding_size": 3}
+    model = create_model("mf", params).fit(train)
     # kept: epochs 15 and 20 -> two samples of 3 factors
     assert model.user_factors.shape == (train.n_users, 6)
     assert model.item_factors.shape == (train.n_items, 6)
@@ -140,7 +141,7 @@ def test_implicit_data_ranks_co_occurring_item_first(params) -> None:
     assert int(np.argmax(scores)) == train.items.index("i2")
 
 
-@pytest.mark.parametrize(("params", "name"), [({"factors": 0}, "factors"), ({"thin": 0}, "thin"),
+@pytest.mark.parametrize(("params", "name"), [({"embedding_size": 0}, "embedding_size"), ({"thin": 0}, "thin"),
                                               ({"solver": "newton"}, "solver"),
                                               ({"regularization": 0}, "regularization")])
 def test_bad_config_names_the_parameter(params, name) -> None:

@@ -157,7 +157,7 @@ def test_clear_user_rows_zeroes_factor_rows_and_drops_item_lists() -> None:
 def test_erase_users_writes_a_new_artifact_and_leaves_the_old(services: Services) -> None:
     services.platforms.create("shop")
     services.data.add_events("shop", _events("u1", ["i1", "i2"], [1, 1]) + _events("u2", ["i2", "i3"], [1, 1]))
-    trained = services.store.train("shop", "als", {"factors": 4, "iterations": 2}, evaluate=False)
+    trained = services.store.train("shop", "als", {"embedding_size": 4, "epochs": 2}, evaluate=False)
     old = Path(trained["path"])
     assert erase_users(old, ["nobody"]) is None
     new = erase_users(old, ["u1"])

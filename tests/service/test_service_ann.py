@@ -34,7 +34,7 @@ def test_ann_recall_against_exact_scoring() -> None:
 
 
 @pytest.mark.parametrize(("model", "params"), [
-    ("als", {"factors": 8, "iterations": 3}),
+    ("als", {"embedding_size": 8, "epochs": 3}),
     ("transformer", {"epochs": 1, "embedding_size": 16, "ffn_size": 32, "progress": False,
                      "popularity_correction": 0.2}),
 ])

@@ -115,7 +115,7 @@ def test_scan_setting_comes_from_the_environment_and_is_checked(monkeypatch: pyt
     monkeypatch.delenv("SHOPREC_SCAN")
     off = local_services(tmp_path, scan_min_items=1, scan="off")
     try:
-        synthetic_platform(off, "shop", users=40, items=100, model="als", params={"factors": 8, "iterations": 2})
+        synthetic_platform(off, "shop", users=40, items=100, model="als", params={"embedding_size": 8, "epochs": 2})
         assert off.models.get("shop").scan is None
     finally:
         off.close()
@@ -127,7 +127,7 @@ def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path
     full = local_services(tmp_path / "b", scan_min_items=10**9, **config)
     try:
         shops = [synthetic_platform(s, "shop", users=120, items=300, model="als",
-                                    params={"factors": 16, "iterations": 5}) for s in (scanned, full)]
+                                    params={"embedding_size": 16, "epochs": 5}) for s in (scanned, full)]
         assert scanned.models.get("shop").scan is not None and full.models.get("shop").scan is None
         category = shops[0].data.items[0].category.split(" > ")[0]
         for user in [*shops[0].user_ids[:40], "new-user"]:
@@ -153,7 +153,7 @@ def test_filters_leaving_only_items_newer_than_the_model_fall_back(tmp_path: Pat
         pytest.importorskip("faiss")
     svc = local_services(tmp_path, **config)
     try:
-        shop = synthetic_platform(svc, "shop", model="als", params={"factors": 8, "iterations": 3})
+        shop = synthetic_platform(svc, "shop", model="als", params={"embedding_size": 8, "epochs": 3})
         svc.data.upsert_items("shop", [ItemRecord(item_id=f"fresh{i}", title=f"Fresh {i}", category="Fresh")
                                        for i in range(5)])
         answer = svc.recommend.recommend("shop", shop.user_ids[0], k=5, filters=Filters(category="Fresh"))

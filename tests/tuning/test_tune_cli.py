@@ -69,10 +69,10 @@ def test_bad_space_fails_before_loading_data_naming_the_parameter(tmp_path, caps
     db = f"sqlite:///{tmp_path / 'c.db'}"
     with pytest.raises(SystemExit) as exit_:
         shoprec_main(["--db", db, "tune", "--data", "events-csv:/does/not/exist.csv", "--model", "als",
-                      "--space", '{"factors": {"low": 64, "high": 8}}'])
+                      "--space", '{"embedding_size": {"low": 64, "high": 8}}'])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert "'factors'" in err and "empty range" in err
+    assert "'embedding_size'" in err and "empty range" in err
 
 
 def test_data_or_platform_is_required(tmp_path):

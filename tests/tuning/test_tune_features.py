@@ -43,7 +43,7 @@ def test_text_off_blanks_titles_and_descriptions_but_keeps_the_rest():
 def test_bad_feature_values_and_split_of_params():
     with pytest.raises(ConfigError, match=r"features\.text"):
         apply_features(_data(), None, {"text": 1})
-    assert split_params({"factors": 3, "features.text": False}) == ({"factors": 3}, {"text": False})
+    assert split_params({"embedding_size": 3, "features.text": False}) == ({"embedding_size": 3}, {"text": False})
 
 
 def test_the_final_fit_sees_the_tuned_features():

@@ -87,7 +87,7 @@ def test_epoch_level_pruning_validation_reports_and_raises():
 
 def test_rating_tuning_uses_kfold_on_the_training_part_and_tests_once():
     data = TuneData(rating_data(), name="ratings")
-    space = load_space("mf", {"factors": [1, 2]}, fixed={"epochs": 6, "burn_in": 2, "thin": 2})
+    space = load_space("mf", {"embedding_size": [1, 2]}, fixed={"epochs": 6, "burn_in": 2, "thin": 2})
     doc, _ = tune(data, "mf", space, TuneConfig(search="grid", folds=2, metric="RMSE"),
                   fixed={"epochs": 6, "burn_in": 2, "thin": 2})
     assert doc["direction"] == "minimize" and len(doc["trials"]) == 2
@@ -97,7 +97,7 @@ def test_rating_tuning_uses_kfold_on_the_training_part_and_tests_once():
 
 def test_metric_and_protocol_must_agree(data):
     with pytest.raises(ConfigError, match="RMSE does not go with protocol 'loo'"):
-        tune(data, "mf", load_space("mf", {"factors": [1]}), TuneConfig(metric="RMSE"),
+        tune(data, "mf", load_space("mf", {"embedding_size": [1]}), TuneConfig(metric="RMSE"),
              eval_cfg=EvalConfig(protocol="loo"))
     with pytest.raises(ConfigError, match="does not predict ratings"):
         tune(data, "popular", load_space("popular", GRID), TuneConfig(metric="RMSE"))

@@ -13,7 +13,7 @@ independently), so the default uses every core and stays deterministic for a giv
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,19 +29,20 @@ from shoprec.models.base import register
 class ALSConfig:
     """Defaults tuned on Beauty validation NDCG@10 (benchmarks/tune_classic.py)."""
 
-    factors: int = 128  # latent dimensions
+    RENAMED: ClassVar[dict[str, str]] = {"factors": "embedding_size", "iterations": "epochs"}
+    embedding_size: int = 128  # latent dimensions
     regularization: float = 10.0  # L2 weight on the factors
     alpha: float = 160.0  # confidence = alpha * event weight (implicit's convention, no "1 +")
-    iterations: int = 10  # ALS sweeps
+    epochs: int = 10  # ALS sweeps
     history_decay: float = 0.2  # fold-in weight of a history item j steps before the newest one: decay**j
     num_threads: int = 0  # implicit's threads (0: all cores; results do not depend on it)
     seed: int = 0  # seeds the initial factors
 
     def __post_init__(self) -> None:
-        at_least("als", "factors", self.factors, 1)
+        at_least("als", "embedding_size", self.embedding_size, 1)
         at_least("als", "regularization", self.regularization, 0.0)
         positive("als", "alpha", self.alpha)
-        at_least("als", "iterations", self.iterations, 1)
+        at_least("als", "epochs", self.epochs, 1)
         in_range("als", "history_decay", self.history_decay, 0.0, 1.0)
         at_least("als", "num_threads", self.num_threads, 0)
 
@@ -49,8 +50,8 @@ class ALSConfig:
 def _implicit_als(cfg: ALSConfig) -> AlternatingLeastSquares:
     with threadpool_limits(1, "blas"):  # implicit warns unless BLAS is single-threaded
         return AlternatingLeastSquares(
-            factors=cfg.factors, regularization=cfg.regularization, alpha=cfg.alpha, dtype=np.float32,
-            iterations=cfg.iterations, num_threads=cfg.num_threads, random_state=cfg.seed)
+            factors=cfg.embedding_size, regularization=cfg.regularization, alpha=cfg.alpha, dtype=np.float32,
+            iterations=cfg.epochs, num_threads=cfg.num_threads, random_state=cfg.seed)
 
 
 @register

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 import shoprec
-from shoprec.config import config_from_dict, config_to_dict
+from shoprec.config import config_from_dict, config_to_dict, renamed_params
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import CannotScoreError, ConfigError, DataError
 from shoprec.ranking import target_ranks
@@ -260,7 +260,7 @@ def load_model(path: str | Path) -> Recommender:
         raise DataError(f"{path}: not a shoprec model artifact (no config.json)")
     cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
     cls = get_model_class(cfg["model"])
-    model = cls.from_dict(cfg["config"])
+    model = cls.from_dict(renamed_params(cls.Config, cfg["config"], warn=False))  # artifacts keep old names
     ids = json.loads((path / "idmaps.json").read_text(encoding="utf-8"))
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     model.users, model.items = IdMap.from_list(ids["users"]), IdMap.from_list(ids["items"])

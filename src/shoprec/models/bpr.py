@@ -17,7 +17,7 @@ num_threads=1 is deterministic for a given seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,10 +34,11 @@ from shoprec.models.base import register
 class BPRConfig:
     """Defaults tuned on Beauty validation NDCG@10 (benchmarks/tune_classic.py)."""
 
-    factors: int = 128  # latent dimensions (plus one item-bias column)
+    RENAMED: ClassVar[dict[str, str]] = {"factors": "embedding_size", "iterations": "epochs"}
+    embedding_size: int = 128  # latent dimensions (plus one item-bias column)
     learning_rate: float = 0.1  # SGD step, for the fit and the fold-in
     regularization: float = 0.01  # L2 weight on the factors
-    iterations: int = 600  # epochs over the training events
+    epochs: int = 600  # passes over the training events
     fold_in_steps: int = 200  # SGD steps of a history fold-in
     fold_in_negatives: int = 4  # negatives per fold-in step (shared by the queries of a batch)
     history_decay: float = 0.3  # fold-in weight of a history item j steps before the newest one: decay**j
@@ -45,10 +46,10 @@ class BPRConfig:
     seed: int = 0  # seeds the initial factors, the training samples and the fold-in negatives
 
     def __post_init__(self) -> None:
-        at_least("bpr", "factors", self.factors, 1)
+        at_least("bpr", "embedding_size", self.embedding_size, 1)
         positive("bpr", "learning_rate", self.learning_rate)
         at_least("bpr", "regularization", self.regularization, 0.0)
-        at_least("bpr", "iterations", self.iterations, 1)
+        at_least("bpr", "epochs", self.epochs, 1)
         at_least("bpr", "fold_in_steps", self.fold_in_steps, 1)
         at_least("bpr", "fold_in_negatives", self.fold_in_negatives, 1)
         in_range("bpr", "history_decay", self.history_decay, 0.0, 1.0)
@@ -65,8 +66,8 @@ class BPR(FactorRecommender):
         cfg = self.config
         with threadpool_limits(1, "blas"):  # implicit warns unless BLAS is single-threaded
             bpr = BayesianPersonalizedRanking(
-                factors=cfg.factors, learning_rate=cfg.learning_rate, regularization=cfg.regularization,
-                dtype=np.float32, iterations=cfg.iterations, num_threads=cfg.num_threads, random_state=cfg.seed)
+                factors=cfg.embedding_size, learning_rate=cfg.learning_rate, regularization=cfg.regularization,
+                dtype=np.float32, iterations=cfg.epochs, num_threads=cfg.num_threads, random_state=cfg.seed)
             bpr.fit(train.to_csr(weighted=True), show_progress=False)
         self.user_factors = np.ascontiguousarray(bpr.user_factors, dtype=np.float32)  # (n_users, f+1)
         self.item_factors = np.ascontiguousarray(bpr.item_factors, dtype=np.float32)  # (n_items, f+1)

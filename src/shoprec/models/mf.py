@@ -55,7 +55,8 @@ BIAS_REGULARIZATION_SCALE = 0.2  # als: the biases' precision is this fraction o
 @dataclass(frozen=True)
 class MFConfig:
     DP_SETTINGS: ClassVar[dict[str, Any]] = {"solver": "sgd", "implicit": False}  # what `--dp-epsilon` adds
-    factors: int = 10  # latent dimensions f
+    RENAMED: ClassVar[dict[str, str]] = {"factors": "embedding_size"}
+    embedding_size: int = 10  # latent dimensions f
     solver: Literal["als", "gibbs", "sgd"] = "als"
     epochs: int | None = None  # sweeps over users and items (None: the solver's default, see `sweeps`)
     burn_in: int = 20  # gibbs: sweeps before samples are kept (at most epochs // 2)
@@ -75,7 +76,7 @@ class MFConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_range("mf", "factors", self.factors, 1)
+        check_range("mf", "embedding_size", self.embedding_size, 1)
         if self.epochs is not None:
             check_range("mf", "epochs", self.epochs, 1)
         check_range("mf", "burn_in", self.burn_in, 0)
@@ -314,11 +315,11 @@ class MF(Recommender):
                   transpose: bool, rng: np.random.Generator) -> _Side:
         cfg: MFConfig = self.config
         n, n_other = (train.n_items, train.n_users) if transpose else (train.n_users, train.n_items)
-        d = cfg.factors + 1
+        d = cfg.embedding_size + 1
         ratings = sp.csr_matrix((r, (rows, cols)), shape=(n, n_other))
         pattern = sp.csr_matrix((np.ones(len(r)), (rows, cols)), shape=(n, n_other))
         x = np.zeros((n, d))
-        x[:, :-1] = rng.normal(0.0, cfg.init_std, (n, cfg.factors))
+        x[:, :-1] = rng.normal(0.0, cfg.init_std, (n, cfg.embedding_size))
         reg = cfg.regularization
         als = cfg.solver == "als"
         precision = np.full(d, reg if als else 1.0)  # gibbs: initial values, then sampled

@@ -74,7 +74,7 @@ def fit_sgd(model: MF, u: np.ndarray, i: np.ndarray, r: np.ndarray, n_users: int
         return (pred - br) ** 2 + penalty
 
     with torch_session(cfg.seed, torch.device("cpu")) as gen:
-        net = BiasedMF(n_users, n_items, cfg.factors, cfg.init_std, mu0)
+        net = BiasedMF(n_users, n_items, cfg.embedding_size, cfg.init_std, mu0)
         data = (torch.as_tensor(u), torch.as_tensor(i), torch.as_tensor(r, dtype=torch.float32))
         trainer = None
         if private:

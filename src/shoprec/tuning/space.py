@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shoprec.config import config_from_dict
+from shoprec.config import config_from_dict, renamed_params
 from shoprec.configfile import read_document
 from shoprec.errors import ConfigError
 from shoprec.models.base import get_model_class
@@ -133,7 +133,8 @@ def parse_space(model: str, raw: Mapping[str, Any], fixed: Mapping[str, Any] | N
     cls = get_model_class(model)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     hints = typing.get_type_hints(cls.Config)
-    flat = _flatten(raw)
+    flat = renamed_params(cls.Config, _flatten(raw), f"search space for model {model!r}")
+    fixed = renamed_params(cls.Config, fixed, f"model {model!r}") if fixed else fixed
     if not flat:
         raise ConfigError(f"the search space for model {model!r} is empty")
     valid = sorted(fields) + [FEATURE_PREFIX + n for n in feature_names()]
