@@ -314,7 +314,7 @@ class ServedModels:
         """The served model with its candidate structures, built before it is swapped in: an ANN index for a
         catalog above the ANN threshold, else the exact int8 scan from `scan_min_items` items (in mode "auto"
         where it is faster than the float32 product on this CPU: shoprec.service.scan)."""
-        from shoprec.service.ann import vector_scorer
+        from shoprec.models.vectors import vector_scorer
         from shoprec.service.scan import Int8Scan
 
         ann = self._ann(model)
@@ -326,7 +326,8 @@ class ServedModels:
 
     def _ann(self, model: Recommender) -> AnnIndex | None:
         """An ANN index for a catalog above the threshold, built before the model is swapped in."""
-        from shoprec.service.ann import AnnIndex, faiss_available, vector_scorer
+        from shoprec.models.vectors import vector_scorer
+        from shoprec.service.ann import AnnIndex, faiss_available
 
         if self.ann_threshold is None or model.n_items <= self.ann_threshold:
             return None
