@@ -15,8 +15,9 @@ import click
 import optuna
 from optuna.trial import FrozenTrial
 
-from shoprec.cli.evaluate import dataset_folds, load_dataset, parse_config, parse_data_arg, parse_ks
+from shoprec.cli.evaluate import parse_config, parse_data_arg, parse_ks
 from shoprec.errors import ConfigError
+from shoprec.evaluation.offline import dataset_folds, load_dataset
 from shoprec.evaluation.protocols import PROTOCOLS, EvalConfig
 from shoprec.models.factory import ModelFactory
 from shoprec.settings import Settings
