@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shoprec.cli.evaluate import load_dataset, run_evaluation
 from shoprec.errors import ConfigError
+from shoprec.evaluation.offline import load_dataset, run_evaluation
 from shoprec.evaluation.protocols import EvalConfig
 from shoprec.evaluation.report import summary, write_json
 from shoprec.models.base import MODEL_NAMES, get_model_class

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shoprec.cli.evaluate import load_dataset, run_evaluation
 from shoprec.evaluation.cdr import domain_pairs
+from shoprec.evaluation.offline import load_dataset, run_evaluation
 from shoprec.evaluation.protocols import EvalConfig
 
 ROOT = Path(__file__).resolve().parents[1]

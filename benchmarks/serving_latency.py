@@ -118,7 +118,7 @@ def scan_choice(path: str) -> dict[str, Any] | None:
     each path (shoprec.service.scan.timing, one thread, after the run) and whether the scan is kept."""
     from shoprec.api.app import limit_threads
     from shoprec.models import load_model
-    from shoprec.service.ann import vector_scorer
+    from shoprec.models.vectors import vector_scorer
     from shoprec.service.scan import AUTO_MARGIN, Int8Scan, timing
 
     limit_threads(1)  # as a server worker (SHOPREC_SERVE_THREADS)

@@ -27,9 +27,10 @@ import numpy as np
 
 from shoprec.datasets import load
 from shoprec.evaluation.protocols import EvalConfig, run_protocol
+from shoprec.models.factory import ModelFactory
 from shoprec.settings import Settings
 from shoprec.tuning import TuneConfig, load_space
-from shoprec.tuning.run import TuneData, featured_factory, tune
+from shoprec.tuning.run import TuneData, tune
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tune_als_beauty.json"
 SPACE = {"embedding_size": [32, 64, 128], "regularization": [0.01, 0.1, 1.0]}
@@ -76,7 +77,7 @@ def verify(data: TuneData, doc: dict[str, Any], eval_cfg: EvalConfig) -> dict[st
     for trial in doc["trials"]:
         key = json.dumps(trial["params"], sort_keys=True)
         params = {**trial["params"], "seed": 0}
-        result = run_protocol(data.interactions, data.catalog, featured_factory("als", params, {}), eval_cfg)
+        result = run_protocol(data.interactions, data.catalog, ModelFactory("als", params), eval_cfg)
         per_user[key] = result.per_user[METRIC]
         rows.append({"params": trial["params"], "cv_mean": trial["cv_mean"], "test": result.metrics[METRIC]})
         print(f"verify {trial['params']}: cv {trial['cv_mean']:.5f} test {result.metrics[METRIC]:.5f}", file=sys.stderr)

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from shoprec.cli.evaluate import dataset_folds
 from shoprec.datasets import load
+from shoprec.evaluation.offline import dataset_folds
 from shoprec.evaluation.protocols import EvalConfig
 from shoprec.settings import Settings
 from shoprec.tuning import TuneConfig, load_space, open_storage

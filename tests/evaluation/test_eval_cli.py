@@ -13,6 +13,7 @@ from evalhelpers import random_data
 from shoprec.cli import evaluate as cli_mod
 from shoprec.data import IdMap, Interactions
 from shoprec.errors import ConfigError
+from shoprec.evaluation.offline import dataset_folds
 
 
 @pytest.fixture
@@ -105,8 +106,8 @@ def test_official_folds_from_dataset_folds(monkeypatch):
 
     folds = [(part(200), part(50)), (part(200), part(50))]
     ns = SimpleNamespace(interactions=part(250), catalog=None, folds=folds)
-    assert [f.name for f in cli_mod.dataset_folds(ns)] == ["u1", "u2"]
+    assert [f.name for f in dataset_folds(ns)] == ["u1", "u2"]
     ns_named = SimpleNamespace(folds={"u3": folds[0]})
-    assert [f.name for f in cli_mod.dataset_folds(ns_named)] == ["u3"]
+    assert [f.name for f in dataset_folds(ns_named)] == ["u3"]
     with pytest.raises(Exception, match="pair of Interactions"):
-        cli_mod.dataset_folds(SimpleNamespace(folds=[("x", "y")]))
+        dataset_folds(SimpleNamespace(folds=[("x", "y")]))

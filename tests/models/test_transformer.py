@@ -432,7 +432,7 @@ def test_an_ensemble_scores_the_mean_of_its_members(tmp_path: Path) -> None:
 @pytest.mark.parametrize("params", [{"popularity_correction": 0.0}, {"popularity_correction": 0.4, "ensemble": 2}])
 def test_inner_product_view_reproduces_the_scores_for_ann_serving(params: dict[str, Any]) -> None:
     """Serving's ANN path scores candidates as user_vectors @ item_factors.T: it must equal score()."""
-    from shoprec.service.ann import vector_scorer
+    from shoprec.models.vectors import vector_scorer
 
     data = cyclic_data(n_users=60)
     model = Transformer.from_dict({**FAST, "epochs": 2, **params}).fit(data)

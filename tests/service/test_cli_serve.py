@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from shoprec.cli import serve as serve_cli
+from shoprec.cli import train as train_cli
 from shoprec.data.synthetic import SyntheticConfig, generate
 from shoprec.ingest.pipeline import ingest
 from shoprec.service.cache import LocalCache
@@ -30,14 +31,14 @@ def test_platform_create_and_train(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert hash_key(body["api_key"]) != body["api_key"]
-    trained = runner.invoke(serve_cli.train_command, ["-p", "shop", "-m", "popular", "--activate",
+    trained = runner.invoke(train_cli.train_command, ["-p", "shop", "-m", "popular", "--activate",
                                                       "--config", '{"per_category": true}'], obj=settings)
     assert trained.exit_code == 0, trained.output
     result = json.loads(trained.stdout)
     assert result["model"] == "popular" and result["active"] is True and 0 <= result["metrics"]["HR@10"] <= 1
     assert (settings.model_dir / "shop" / result["model_id"] / "config.json").is_file()
     assert "fitting popular" in trained.stderr
-    bad = runner.invoke(serve_cli.train_command, ["-p", "shop", "-m", "popular", "--config", '{"nope": 1}'],
+    bad = runner.invoke(train_cli.train_command, ["-p", "shop", "-m", "popular", "--config", '{"nope": 1}'],
                         obj=settings)
     assert bad.exit_code != 0
 

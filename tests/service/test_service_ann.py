@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shoprec.models.vectors import vector_scorer
 from shoprec.service import Filters
-from shoprec.service.ann import AnnConfig, AnnIndex, exact_top, recall_at, vector_scorer
+from shoprec.service.ann import AnnConfig, AnnIndex, exact_top, recall_at
 from shoprec.service.testing import local_services, synthetic_platform
 
 pytest.importorskip("faiss")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shoprec.cli import serve as serve_cli
+from shoprec.cli import train as train_cli
 from shoprec.data.synthetic import SyntheticConfig, generate
 from shoprec.errors import DataError
 from shoprec.ingest.pipeline import ingest
@@ -83,12 +83,12 @@ def test_cli_train_init_from(services: Services, source_id: str, settings: Setti
     runner = CliRunner()
     args = ["-p", "shop-b", "-m", "transformer", "--no-evaluate", "--init-from", source_id, "--config",
             '{"epochs": 1}']
-    refused = runner.invoke(serve_cli.train_command, args, obj=settings)
+    refused = runner.invoke(train_cli.train_command, args, obj=settings)
     assert refused.exit_code != 0 and isinstance(refused.exception, DataError)
     assert "both platforms must consent" in str(refused.exception)
     services.privacy.link("shop-b", "shop-a")
     services.privacy.link("shop-a", "shop-b")
-    done = runner.invoke(serve_cli.train_command, args, obj=settings)
+    done = runner.invoke(train_cli.train_command, args, obj=settings)
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["transfer"]["init_platform"] == "shop-a"
     assert "starting from model" in done.stderr

@@ -7,7 +7,7 @@ import pytest
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import ConfigError
-from shoprec.tuning.features import DAY_SECONDS, apply_features, split_params
+from shoprec.preprocess.features import DAY_SECONDS, apply_features, split_params
 from shoprec.types import EventType
 
 
@@ -48,11 +48,16 @@ def test_bad_feature_values_and_split_of_params():
 
 def test_the_final_fit_sees_the_tuned_features():
     from shoprec.models.base import Query
-    from shoprec.tuning.run import featured_factory
+    from shoprec.models.factory import ModelFactory, training_data
 
     data = _data()
-    plain = featured_factory("popular", {"weighted": True}, {})().fit(data)
-    tuned = featured_factory("popular", {"weighted": True}, {"weight.view": 0.0, "weight.purchase": 1.0})().fit(data)
+    plain = ModelFactory("popular", {"weighted": True}).fit(data)
+    make = ModelFactory("popular", {"weighted": True}, features={"weight.view": 0.0, "weight.purchase": 1.0})
+    tuned = make.fit(data)
+    prepared, _ = training_data(make, data, None)  # what the evaluation protocols fit on
+    assert np.array_equal(prepared.weight, make.prepare(data, None)[0].weight)
+    assert not np.array_equal(prepared.weight, data.weight)
+    assert training_data(lambda: make(), data, None)[0] is data  # a plain function: the data as it is
     x, y = data.items.index("x"), data.items.index("y")
     s_plain, s_tuned = plain.score([Query(user=0)])[0], tuned.score([Query(user=0)])[0]
     assert s_plain[x] > s_plain[y] and s_tuned[y] > s_tuned[x]

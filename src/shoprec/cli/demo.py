@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shoprec.cli.serve import serve_step
 from shoprec.data.synthetic import SyntheticConfig, SyntheticData, generate
 from shoprec.errors import DataError, StorageError
 from shoprec.ingest.pipeline import ingest
 from shoprec.ingest.report import ImportReport
+from shoprec.settings import Settings
 from shoprec.storage import PlatformRepo, create_db, current_revision, find_platform, make_engine, storage_errors
 
 if TYPE_CHECKING:
@@ -138,6 +138,43 @@ def summary_step(run: DemoRun) -> None:
     run.summary["platforms"] = platforms
     run.summary["people"] = len(memberships)
     run.summary["shared_users"] = sum(1 for n in memberships.values() if n > 1)
+
+
+def serve_step(run: DemoRun) -> None:
+    """`shoprec demo`: train and activate itemknn per demo platform, create an API key, make a first
+    recommendation through the service, and print how to serve and call the API."""
+    from shoprec.service import ServingConfig, build_services
+
+    engine = run.require_engine()
+    db_url = run.options.database_url
+    model_dir = run.options.db_path.parent / (run.options.db_path.stem + "-models")
+    settings = Settings(database_url=db_url, model_dir=model_dir)
+    services = build_services(settings, ServingConfig(model_poll_s=0.0), engine=engine)
+    serving: dict[str, Any] = {"model_dir": str(model_dir), "platforms": {}}
+    for name in run.require_data().platforms:
+        trained = services.store.train(name, "itemknn", {}, activate=True, progress=run.console.print)
+        key = services.platforms.create(name)
+        user = run.require_data().platforms[name].users[0].user_id
+        first = services.recommend.recommend(name, user, k=3)
+        serving["platforms"][name] = {
+            "model_id": trained["model_id"], "metrics": {k: v for k, v in trained["metrics"].items()
+                                                         if k in ("HR@10", "NDCG@10")},
+            "api_key": key, "example_user": user,
+            "example_items": [i["item_id"] for i in first["items"]]}
+    services.jobs.close()
+    name, info = next(iter(serving["platforms"].items()))
+    serving["examples"] = [
+        f"SHOPREC_DATABASE_URL={db_url} SHOPREC_MODEL_DIR={model_dir} shoprec serve --port 8000",
+        f"curl -H 'X-API-Key: {info['api_key']}' "
+        f"'http://127.0.0.1:8000/v1/users/{info['example_user']}/recommendations?k=5'",
+        f"curl -H 'X-API-Key: {info['api_key']}' -H 'Content-Type: application/json' -X POST "
+        f"http://127.0.0.1:8000/v1/events -d '[{{\"user_id\": \"{info['example_user']}\", "
+        f"\"item_id\": \"{info['example_items'][0]}\", \"type\": \"view\"}}]'",
+    ]
+    run.summary["serving"] = serving
+    run.console.print("serve the demo and call it:", markup=False)
+    for line in serving["examples"]:
+        run.console.print("  " + line, markup=False, soft_wrap=True)
 
 
 STEPS: list[Step] = [

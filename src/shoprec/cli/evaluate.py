@@ -1,5 +1,7 @@
 """`shoprec evaluate` (offline evaluation in memory, straight from an import format) and `shoprec compare`.
 
+Thin over shoprec.evaluation.offline (load_dataset, run_evaluation), which the benchmarks use too.
+
 stdout gets machine-readable output only (the result JSON, or the comparison table / JSON);
 the human-readable summary and progress go to stderr.
 """
@@ -8,18 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from shoprec.config import config_to_dict
 from shoprec.configfile import read_document
-from shoprec.data import Interactions, ItemCatalog
-from shoprec.errors import ConfigError, DataError
+from shoprec.errors import ConfigError
 from shoprec.evaluation.cdr import CDR_SPLITS, CDR_TRAINING
-from shoprec.evaluation.protocols import PROTOCOLS, RATING_PROTOCOLS, EvalConfig, FoldData, ModelFactory, run_protocol
-from shoprec.models.base import create_model, get_model_class
+from shoprec.evaluation.offline import load_dataset, run_evaluation
+from shoprec.evaluation.protocols import PROTOCOLS, RATING_PROTOCOLS, EvalConfig
+from shoprec.models.base import get_model_class
+from shoprec.models.factory import ModelFactory
 
 
 def parse_data_arg(value: str) -> tuple[str, str]:
@@ -63,73 +64,6 @@ def with_dp_epsilon(model_name: str, params: dict[str, Any], epsilon: float | No
     return {**getattr(config_cls, "DP_SETTINGS", {}), **params, "dp_epsilon": epsilon}
 
 
-def model_factory(name: str, params: dict[str, Any], seed: int) -> tuple[ModelFactory, dict[str, Any]]:
-    """A function building fresh models from (name, params); `seed` fills the model's seed when it has one.
-
-    Returns the factory and the complete model config (defaults included) for the report.
-    """
-    cls = get_model_class(name)
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    params = dict(params)
-    if "seed" in fields and "seed" not in params:
-        params["seed"] = seed
-    config = config_to_dict(create_model(name, params).config)  # validates the parameters now
-    return (lambda: create_model(name, params)), config
-
-
-def load_dataset(fmt: str, path: str) -> Any:
-    """`shoprec.datasets.load(fmt, path)`: a Dataset with interactions, catalog, report and (maybe) folds."""
-    from shoprec import datasets
-
-    load = getattr(datasets, "load", None)
-    if load is None:
-        raise ConfigError("dataset loading (shoprec.datasets.load) is not available in this build")
-    return load(fmt, path)
-
-
-def dataset_folds(dataset: Any) -> list[FoldData] | None:
-    """Official folds of a dataset: pairs (train, test) or objects with .train/.test (named by
-    `dataset.fold_names`, else u1, u2, ...), or a name -> pair dict."""
-    folds = getattr(dataset, "folds", None)
-    if not folds:
-        return None
-    names = list(getattr(dataset, "fold_names", None) or [])
-    if len(names) != len(folds):
-        names = [f"u{i + 1}" for i in range(len(folds))]
-    named: Sequence[tuple[str, Any]] = (
-        list(folds.items()) if isinstance(folds, dict) else list(zip(names, folds, strict=True)))
-    out = []
-    for name, fold in named:
-        train, test = (fold.train, fold.test) if hasattr(fold, "train") else fold
-        if not isinstance(train, Interactions) or not isinstance(test, Interactions):
-            raise DataError(f"dataset fold {name}: expected a pair of Interactions")
-        out.append(FoldData(str(name), train, test))
-    return out
-
-
-def data_stats(interactions: Interactions) -> dict[str, int]:
-    return {"n_users": interactions.n_users, "n_items": interactions.n_items, "n_events": len(interactions)}
-
-
-def run_evaluation(dataset: Any, dataset_name: str, model_name: str, params: dict[str, Any],
-                   cfg: EvalConfig, *, progress: bool = False) -> tuple[dict[str, Any], Any]:
-    """Evaluate one model on a loaded dataset; returns (the JSON document, the fitted model)."""
-    from shoprec.evaluation.report import result_to_dict
-
-    make_model, model_config = model_factory(model_name, params, cfg.seed)
-    interactions: Interactions = dataset.interactions
-    catalog: ItemCatalog | None = getattr(dataset, "catalog", None)
-    folds = dataset_folds(dataset) if cfg.protocol == "official-folds" else None
-    domains = getattr(dataset, "domains", None) if cfg.protocol == "cdr-cold" else None
-    result = run_protocol(interactions, catalog, make_model, cfg, folds=folds, domains=domains, progress=progress)
-    doc = result_to_dict(result, model_name=model_name, model_config=model_config, dataset=dataset_name,
-                         eval_config=cfg, data=data_stats(interactions))
-    privacy = getattr(result.model, "privacy", None)
-    if privacy:  # DP-SGD: what the (last fold's) model spent; every fold's model is trained to the same budget
-        doc["privacy"] = privacy
-    return doc, result.model
-
-
 @click.command("evaluate")
 @click.option("--data", "data_arg", required=True, help="FORMAT:PATH of an import format (e.g. s3rec:Beauty.txt).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), required=True, help="Evaluation protocol.")
@@ -166,7 +100,7 @@ def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | No
                      folds=folds, valid_fraction=valid_fraction, validation=not no_validation, batch_size=batch_size,
                      target=target, training=cdr_training, split=eval_split)
     params = with_dp_epsilon(model_name, parse_config(config_arg), dp_epsilon)
-    model_factory(model_name, params, seed)  # fail on a bad model or config before loading data
+    ModelFactory(model_name, params, seed=seed)  # fail on a bad model or config before loading data
     if protocol in RATING_PROTOCOLS and not callable(getattr(get_model_class(model_name), "predict", None)):
         raise ConfigError(f"model {model_name!r} does not predict ratings; use protocol loo or temporal")
     dataset = load_dataset(fmt, path)

@@ -21,7 +21,8 @@ COMMAND_MODULES = (
     "shoprec.cli.demo",  # demo
     "shoprec.cli.evaluate",  # evaluate, compare
     "shoprec.cli.tune",  # tune
-    "shoprec.cli.serve",  # serve, train, platform create
+    "shoprec.cli.serve",  # serve, platform create, platform key
+    "shoprec.cli.train",  # train
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
 )
 

@@ -1,5 +1,5 @@
-"""`shoprec serve` (the REST API under uvicorn), `shoprec train` (train, evaluate, store, activate),
-`shoprec platform create` (a platform and its API key), `shoprec platform key create|list|revoke|rotate`.
+"""`shoprec serve` (the REST API under uvicorn), `shoprec platform create` (a platform and its API key),
+`shoprec platform key create|list|revoke|rotate`. (`shoprec train` is in cli/train.py.)
 Thin over shoprec.service; heavy imports are inside the commands so that `shoprec --help` stays fast.
 JSON goes to stdout, progress to stderr.
 """
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from shoprec.settings import Settings
 
 if TYPE_CHECKING:
-    from shoprec.cli.demo import DemoRun
     from shoprec.service.platform import PlatformService
 
 
@@ -140,55 +139,6 @@ def key_list(settings: Settings, platform: str, as_json: bool) -> None:
         click.echo(f"{k['key_id']}  {','.join(k['scopes']):<16}  {state:<7}  {k['name'] or ''}")
 
 
-@click.command("train")
-@click.option("--platform", "-p", required=True, help="Platform whose database data to train on.")
-@click.option("--model", "-m", "model_name", required=True, help="Model name (popular, itemknn, ease, als, ...).")
-@click.option("--config", "config", default=None, help="Model parameters: inline JSON or a .json / .toml file.")
-@click.option("--activate", is_flag=True, help="Serve the new model (every worker switches within a second).")
-@click.option("--no-evaluate", is_flag=True, help="Skip the held-out evaluation.")
-@click.option("--tuned", is_flag=True,
-              help="Start from the best parameters and feature-hook values of `shoprec tune --platform P --model NAME` "
-                   "(--config overrides parameters).")
-@click.option("--dp-epsilon", "dp_epsilon", type=float, default=None,
-              help="Train with DP-SGD (Opacus) to this epsilon per rating (mf, ncf on rated events).")
-@click.option("--from-platform", "from_platform", default=None,
-              help="Transfer: also learn from the linked users' events on this platform (a consented link).")
-@click.option("--init-from", "init_from", default=None, metavar="MODEL_ID",
-              help="Fine-tune (transformer): start from the weights of this stored transformer of a platform "
-                   "linked with PLATFORM by both sides' consent; its network parameters are the defaults.")
-@click.pass_obj
-def train_command(settings: Settings, platform: str, model_name: str, config: str | None, activate: bool,
-                  no_evaluate: bool, tuned: bool, dp_epsilon: float | None, from_platform: str | None,
-                  init_from: str | None) -> None:
-    """Train MODEL on PLATFORM's data, evaluate it on a leave-one-out split, store it (and activate it).
-
-    Prints {"model_id": ..., "model": NAME, "metrics": {...}} on stdout.
-    """
-    from shoprec.cli.evaluate import parse_config, with_dp_epsilon
-    from shoprec.service.cache import LocalCache
-    from shoprec.service.models import ModelStore
-    from shoprec.service.platform import PlatformService
-    from shoprec.storage import create_db
-
-    params, features = parse_config(config), {}
-    if tuned:
-        from shoprec.tuning import tuned_record
-
-        record = tuned_record(settings.database_url, platform=platform, model=model_name)
-        params = {**record["best_params"], **params}
-        features = dict(record.get("best_features") or {})
-    params = with_dp_epsilon(model_name, params, dp_epsilon)
-    engine = create_db(settings.database_url)
-    try:
-        store = ModelStore(engine, PlatformService(engine, LocalCache()), settings.model_dir)
-        result = store.train(platform, model_name, params, activate=activate, evaluate=not no_evaluate,
-                             progress=_stderr, features=features, from_platform=from_platform,
-                             init_from=init_from)
-    finally:
-        engine.dispose()
-    click.echo(json.dumps(result, indent=2))
-
-
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -218,44 +168,4 @@ def serve_command(settings: Settings, host: str, port: int, workers: int, log_le
                 log_level=log_level, access_log=False)
 
 
-
-
-commands: list[click.Command] = [platform_group, train_command, serve_command]
-
-
-# ------------------------------------------------------------------------------ demo step
-def serve_step(run: DemoRun) -> None:
-    """`shoprec demo`: train and activate itemknn per demo platform, create an API key, make a first
-    recommendation through the service, and print how to serve and call the API."""
-    from shoprec.service import ServingConfig, build_services
-
-    engine = run.require_engine()
-    db_url = run.options.database_url
-    model_dir = run.options.db_path.parent / (run.options.db_path.stem + "-models")
-    settings = Settings(database_url=db_url, model_dir=model_dir)
-    services = build_services(settings, ServingConfig(model_poll_s=0.0), engine=engine)
-    serving: dict[str, Any] = {"model_dir": str(model_dir), "platforms": {}}
-    for name in run.require_data().platforms:
-        trained = services.store.train(name, "itemknn", {}, activate=True, progress=run.console.print)
-        key = services.platforms.create(name)
-        user = run.require_data().platforms[name].users[0].user_id
-        first = services.recommend.recommend(name, user, k=3)
-        serving["platforms"][name] = {
-            "model_id": trained["model_id"], "metrics": {k: v for k, v in trained["metrics"].items()
-                                                         if k in ("HR@10", "NDCG@10")},
-            "api_key": key, "example_user": user,
-            "example_items": [i["item_id"] for i in first["items"]]}
-    services.jobs.close()
-    name, info = next(iter(serving["platforms"].items()))
-    serving["examples"] = [
-        f"SHOPREC_DATABASE_URL={db_url} SHOPREC_MODEL_DIR={model_dir} shoprec serve --port 8000",
-        f"curl -H 'X-API-Key: {info['api_key']}' "
-        f"'http://127.0.0.1:8000/v1/users/{info['example_user']}/recommendations?k=5'",
-        f"curl -H 'X-API-Key: {info['api_key']}' -H 'Content-Type: application/json' -X POST "
-        f"http://127.0.0.1:8000/v1/events -d '[{{\"user_id\": \"{info['example_user']}\", "
-        f"\"item_id\": \"{info['example_items'][0]}\", \"type\": \"view\"}}]'",
-    ]
-    run.summary["serving"] = serving
-    run.console.print("serve the demo and call it:", markup=False)
-    for line in serving["examples"]:
-        run.console.print("  " + line, markup=False, soft_wrap=True)
+commands: list[click.Command] = [platform_group, serve_command]

@@ -15,9 +15,11 @@ import click
 import optuna
 from optuna.trial import FrozenTrial
 
-from shoprec.cli.evaluate import dataset_folds, load_dataset, model_factory, parse_config, parse_data_arg, parse_ks
+from shoprec.cli.evaluate import parse_config, parse_data_arg, parse_ks
 from shoprec.errors import ConfigError
+from shoprec.evaluation.offline import dataset_folds, load_dataset
 from shoprec.evaluation.protocols import PROTOCOLS, EvalConfig
+from shoprec.models.factory import ModelFactory
 from shoprec.settings import Settings
 
 
@@ -97,7 +99,7 @@ def tune(settings: Settings | None, data_arg: str | None, platform: str | None, 
     if (data_arg is None) == (platform is None):
         raise click.UsageError("give exactly one of --data FORMAT:PATH and --platform P")
     fixed = parse_config(config_arg)
-    model_factory(model_name, fixed, seed)  # fail on a bad model or config before loading data
+    ModelFactory(model_name, fixed, seed=seed)  # fail on a bad model or config before loading data
     space = load_space(model_name, space_arg, fixed)
     cfg = TuneConfig(search=search, folds=folds, trials=trials, timeout=timeout,  # type: ignore[arg-type]
                      metric=metric, seed=seed, prune=prune)

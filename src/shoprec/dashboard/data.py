@@ -13,9 +13,10 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from shoprec.api.metrics import Metrics
+from prometheus_client import Histogram
+
 from shoprec.errors import DataError
 from shoprec.service import Services
 from shoprec.service.errors import NotFound
@@ -60,6 +61,13 @@ class RouteStats:
         return f"{self.p95_ms:.1f}" if math.isfinite(self.p95_ms) else "over 5000"
 
 
+class RequestMetrics(Protocol):
+    """What the overview reads of the app's request metrics (shoprec.api.metrics.Metrics has it): the
+    latency histogram by method, route template and status. A protocol, so the dashboard needs no api import."""
+
+    latency: Histogram
+
+
 @dataclass
 class Overview:
     stats: dict[str, Any]
@@ -68,7 +76,7 @@ class Overview:
     served_model: str | None = None
 
 
-def overview(services: Services, platform: str, metrics: Metrics) -> Overview:
+def overview(services: Services, platform: str, metrics: RequestMetrics) -> Overview:
     key = services.platforms.platform_id(platform)
     with storage_errors(services.engine, "read platform statistics"), services.engine.connect() as conn:
         stats = PlatformRepo(conn, key).stats()
@@ -78,7 +86,7 @@ def overview(services: Services, platform: str, metrics: Metrics) -> Overview:
     return Overview(stats, histogram, request_stats(metrics), label)
 
 
-def request_stats(metrics: Metrics) -> list[RouteStats]:
+def request_stats(metrics: RequestMetrics) -> list[RouteStats]:
     """Per route (method + path template) of this process: requests, 4xx/5xx answers, mean and p95 latency."""
     count: dict[str, float] = defaultdict(float)
     total: dict[str, float] = defaultdict(float)

@@ -21,7 +21,7 @@ split for early stopping that never contains test events) and look at the test t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from shoprec.evaluation import cdr
 from shoprec.evaluation import metrics as M
 from shoprec.evaluation.engine import ItemStats, RankingTask, evaluate_ranking, make_task
 from shoprec.models.base import RankingValidation, RatingValidation, Recommender
+from shoprec.models.factory import MakeModel, training_data
 from shoprec.models.popular import Popular
 from shoprec.types import EventType
 
@@ -41,7 +42,6 @@ PROTOCOLS = ("loo", "temporal", "kfold", "official-folds", "cdr-cold")
 # Later events of these types are not relevant targets for the temporal protocol (they stay in histories).
 NOT_RELEVANT_EVENTS = (EventType.IMPRESSION, EventType.REMOVE_FROM_CART, EventType.RETURN, EventType.DISLIKE)
 RATING_PROTOCOLS = ("kfold", "official-folds")
-ModelFactory = Callable[[], Recommender]
 
 
 @dataclass(frozen=True)
@@ -102,13 +102,13 @@ class FoldData:
 
 
 # ---------------------------------------------------------------------------------- ranking
-def evaluate_loo(data: Interactions, catalog: ItemCatalog | None, make_model: ModelFactory,
+def evaluate_loo(data: Interactions, catalog: ItemCatalog | None, make_model: MakeModel,
                  cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     split = leave_one_out(data)
     validation = None
     if split.valid is not None and len(split.valid):
         validation = ranking_validation(split.train, split.valid, cfg)
-    model = make_model().fit(split.train, catalog, validation=validation)
+    model = make_model().fit(*training_data(make_model, split.train, catalog), validation=validation)
     history = split.train.concat(split.valid) if split.valid is not None else split.train
     task = make_task(history, split.test, exclude_seen=cfg.exclude_seen)
     notes = ["leave-one-out: last event = test, second-to-last = validation; users with 2 events have no "
@@ -116,7 +116,7 @@ def evaluate_loo(data: Interactions, catalog: ItemCatalog | None, make_model: Mo
     return _ranking_result(model, task, split.train, cfg, notes, progress)
 
 
-def evaluate_temporal(data: Interactions, catalog: ItemCatalog | None, make_model: ModelFactory,
+def evaluate_temporal(data: Interactions, catalog: ItemCatalog | None, make_model: MakeModel,
                       cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     if cfg.cutoff is None:
         raise ConfigError("protocol 'temporal' needs a cut-off (--cutoff DATE)")
@@ -132,7 +132,7 @@ def evaluate_temporal(data: Interactions, catalog: ItemCatalog | None, make_mode
         inner = leave_one_out(split.train, validation=False)
         if len(inner.test):
             fit_train, validation = inner.train, ranking_validation(inner.train, inner.test, cfg)
-    model = make_model().fit(fit_train, catalog, validation=validation)
+    model = make_model().fit(*training_data(make_model, fit_train, catalog), validation=validation)
     task = make_task(split.train, test, exclude_seen=cfg.exclude_seen)
     notes = [f"temporal: train before {cfg.cutoff} (unix {to_timestamp(cfg.cutoff)}), test = later events of "
              "users with training events; relevant = their distinct later items (events other than "
@@ -173,7 +173,7 @@ def _ranking_result(model: Recommender, task: RankingTask, train: Interactions, 
     )
 
 
-def evaluate_cdr_cold(domains: Mapping[str, Any] | None, catalog: ItemCatalog | None, make_model: ModelFactory,
+def evaluate_cdr_cold(domains: Mapping[str, Any] | None, catalog: ItemCatalog | None, make_model: MakeModel,
                       cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     """The cdr-cold protocol (see evaluation/cdr.py): fit once, rank all target-domain items for cold users."""
     if not domains:
@@ -191,7 +191,7 @@ def evaluate_cdr_cold(domains: Mapping[str, Any] | None, catalog: ItemCatalog | 
     if cfg.split == "test" and joint and len(tx.valid):  # target-only: the model knows nothing of them
         valid_task = cdr.cold_task(source, tx.valid, tx.train, in_x, cfg.exclude_seen)
         validation = cdr.pair_validation(valid_task, cfg.valid_k, cfg.batch_size)
-    model = make_model().fit(train, catalog, validation=validation)
+    model = make_model().fit(*training_data(make_model, train, catalog), validation=validation)
     t0 = time.perf_counter()
     stats = ItemStats.from_train(train)
     outcome = evaluate_ranking(model, task, cfg.ks, stats, batch_size=cfg.batch_size, progress=progress,
@@ -211,7 +211,7 @@ def evaluate_cdr_cold(domains: Mapping[str, Any] | None, catalog: ItemCatalog | 
 
 
 # ---------------------------------------------------------------------------------- ratings
-def evaluate_ratings(folds: Sequence[FoldData], catalog: ItemCatalog | None, make_model: ModelFactory,
+def evaluate_ratings(folds: Sequence[FoldData], catalog: ItemCatalog | None, make_model: MakeModel,
                      cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     """Fit a fresh model per fold and measure RMSE/MAE of `model.predict` on the fold's test ratings."""
     rng = np.random.default_rng(cfg.seed)
@@ -226,7 +226,7 @@ def evaluate_ratings(folds: Sequence[FoldData], catalog: ItemCatalog | None, mak
         predict = getattr(model, "predict", None)
         if not callable(predict):
             raise ConfigError(f"model {model.name!r} does not predict ratings; use protocol loo or temporal")
-        model.fit(train, catalog, validation=validation)
+        model.fit(*training_data(make_model, train, catalog), validation=validation)
         t0 = time.perf_counter()
         se, ae = M.rating_errors(predict(fold.test.user, fold.test.item), _ratings(fold.test, fold.name, "test"))
         eval_s = time.perf_counter() - t0
@@ -285,7 +285,7 @@ def _per_user_errors(users: np.ndarray, se: np.ndarray, ae: np.ndarray) -> tuple
 
 
 # ---------------------------------------------------------------------------------- dispatch
-def run_protocol(interactions: Interactions, catalog: ItemCatalog | None, make_model: ModelFactory,
+def run_protocol(interactions: Interactions, catalog: ItemCatalog | None, make_model: MakeModel,
                  cfg: EvalConfig, *, folds: Sequence[FoldData] | None = None,
                  domains: Mapping[str, Any] | None = None, progress: bool = False) -> EvalResult:
     """Run `cfg.protocol`; `folds` are required for official-folds (e.g. MovieLens u1..u5), `domains`

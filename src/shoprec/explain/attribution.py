@@ -9,8 +9,9 @@ is the model's own arithmetic, not a decoration. Only the newest ATTRIBUTION_HIS
 are candidates (older ones stay in every query: they are context, not candidates), which bounds the
 cost to (1 + 20) rows of scoring whatever the history length.
 
-Inner-product models (user_vectors + item_factors, as the ANN path uses them) score only the target
-columns: (1 + 20) query vectors against k item vectors, whatever the catalog size.
+Inner-product models (`shoprec.models.vectors.InnerProductModel`: user_vectors + item_factors, as the ANN
+path uses them) score only the target columns: (1 + 20) query vectors against k item vectors, whatever the
+catalog size.
 
 A removal that leaves the model with nothing to score from (e.g. itemknn with a one-item history)
 counts as a drop to zero: the whole score is credited to that item (exact for the linear models,
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from shoprec.models.base import Query, Recommender
+from shoprec.models.vectors import vector_scorer
 
 ATTRIBUTION_HISTORY = 20  # newest distinct history items considered as causes
 
@@ -67,8 +69,6 @@ class LeaveOneOut:
     other models the batch is scored once, over the whole catalog, and both read those scores."""
 
     def __init__(self, model: Recommender, query: Query, cap: int = ATTRIBUTION_HISTORY) -> None:
-        from shoprec.service.ann import vector_scorer
-
         self.model, self.query = model, query
         history = np.asarray(query.history, dtype=np.int64)
         self.candidates = np.array(list(dict.fromkeys(history[::-1].tolist()))[:cap], dtype=np.int64)

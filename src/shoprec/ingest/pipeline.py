@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy.engine import Engine
-
 from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError, DataError, ShoprecError
 from shoprec.ingest.checks import STORED_TYPES, Stored, check_record
@@ -33,6 +31,8 @@ from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, stor
 from shoprec.storage.privacy import PrivacyRepo
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from shoprec.privacy.keys import Privacy
 
 __all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "check_record", "ingest"]

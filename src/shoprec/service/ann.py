@@ -1,8 +1,8 @@
 """Approximate nearest-neighbour candidates for large catalogs (faiss), with exact re-scoring.
 
 For a model whose scores are inner products (score = query vector . item vector: ALS, BPR and any model
-with `user_vectors(queries)` and `item_factors`), an inverted-file index over the item vectors returns
-`n` candidates per query; their exact scores go into the shared ranking path (`ranking.top_k` with
+with `user_vectors(queries)` and `item_factors`, see shoprec.models.vectors), an inverted-file index over the
+item vectors returns `n` candidates per query; their exact scores go into the shared ranking path (`ranking.top_k` with
 `candidates`), so filters and ordering rules are the same as for a full scoring. Models without such
 vectors are scored in full. faiss is optional: without it every catalog is scored in full.
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from shoprec.errors import ConfigError
+from shoprec.models.vectors import QueryVectors, vector_scorer
 
+__all__ = ["AnnConfig", "AnnIndex", "QueryVectors", "augment_items", "exact_top", "faiss_available", "recall_at",
+           "vector_scorer"]
 log = logging.getLogger(__name__)
-QueryVectors = Callable[[Sequence[Any]], np.ndarray]
 
 
 def faiss_available() -> bool:
@@ -36,15 +36,6 @@ def faiss_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def vector_scorer(model: Any) -> tuple[QueryVectors, np.ndarray] | None:
-    """(query -> vectors function, item vectors) when the model's scores are inner products, else None."""
-    user_vectors = getattr(model, "user_vectors", None)
-    items = getattr(model, "item_factors", None)
-    if callable(user_vectors) and isinstance(items, np.ndarray) and items.ndim == 2:
-        return user_vectors, np.ascontiguousarray(items, dtype=np.float32)
-    return None
 
 
 @dataclass(frozen=True)

@@ -69,21 +69,17 @@ class ModelStore:
         shoprec.service.transfer.init_source); its network parameters are the defaults of `params`.
 
         `features`: feature-hook values (event-type weights, recency decay, text on/off; see
-        shoprec.tuning.features) applied to the training data of the evaluation and of the final fit, as
+        shoprec.preprocess.features) applied to the training data of the evaluation and of the final fit, as
         `shoprec tune` applied them; recorded with the model."""
         from shoprec.config import config_to_dict
         from shoprec.evaluation import EvalConfig, run_protocol
-        from shoprec.models.base import create_model
+        from shoprec.models.factory import ModelFactory
         from shoprec.preprocess.weights import apply_event_weights
         from shoprec.storage import load_interactions
-        from shoprec.tuning.features import check_feature_value
-        from shoprec.tuning.run import featured_factory
 
         say = progress or (lambda msg: None)
         features = dict(features or {})
-        create_model(name, params)  # a bad name or parameter fails before any work
-        for feature, value in features.items():  # ... and so does a bad feature value
-            check_feature_value(feature, value)
+        make = ModelFactory(name, params, features=features)  # a bad name, parameter or feature fails now
         platform_id = self.platforms.platform_id(platform)
         transfer: dict[str, Any] = {}
         source = None
@@ -94,12 +90,9 @@ class ModelStore:
                 raise DataError(f"--init-from fine-tunes model 'transformer', not {name!r}")
             source = init_source(self.engine, platform, init_from)
             params = {**source.params, **(params or {})}
-            create_model(name, params)
+            make = source.factory(ModelFactory(name, params, features=features))
             transfer.update(source.facts)
             say(f"starting from model {init_from} of platform {source.facts['init_platform']!r}")
-        make = featured_factory(name, params or {}, features)
-        if source is not None:
-            make = source.factory(make)
         say(f"reading platform {platform!r} from the database")
         if from_platform:
             from shoprec.service.transfer import linked_training_data
@@ -122,7 +115,7 @@ class ModelStore:
             metrics["n_users_evaluated"] = result.n_users_evaluated
             metrics["protocol"] = "loo, strict (seen items excluded), full ranking"
         say(f"fitting {name} on all {len(data):,} events")
-        model = make().fit(data, catalog)
+        model = make.fit(data, catalog)
         model_id = uuid.uuid4().hex
         path = platform_dir(self.model_dir, platform, platform_id) / model_id
         model.save(path)
@@ -314,7 +307,7 @@ class ServedModels:
         """The served model with its candidate structures, built before it is swapped in: an ANN index for a
         catalog above the ANN threshold, else the exact int8 scan from `scan_min_items` items (in mode "auto"
         where it is faster than the float32 product on this CPU: shoprec.service.scan)."""
-        from shoprec.service.ann import vector_scorer
+        from shoprec.models.vectors import vector_scorer
         from shoprec.service.scan import Int8Scan
 
         ann = self._ann(model)
@@ -326,7 +319,8 @@ class ServedModels:
 
     def _ann(self, model: Recommender) -> AnnIndex | None:
         """An ANN index for a catalog above the threshold, built before the model is swapped in."""
-        from shoprec.service.ann import AnnIndex, faiss_available, vector_scorer
+        from shoprec.models.vectors import vector_scorer
+        from shoprec.service.ann import AnnIndex, faiss_available
 
         if self.ann_threshold is None or model.n_items <= self.ann_threshold:
             return None

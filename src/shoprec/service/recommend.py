@@ -414,7 +414,7 @@ class RecommendService:
         """(catalog indices of the ANN candidates in catalog order, their exact scores, "ann"). When the filters leave
         fewer than n of them: every item the filters leave, scored exactly, if at most NARROW_FILTER_ITEMS
         (a category, a price band; "filtered"); else None (the model then scores the whole catalog)."""
-        from shoprec.service.ann import vector_scorer
+        from shoprec.models.vectors import vector_scorer
 
         scorer = vector_scorer(served.model)
         if scorer is None or served.ann is None:

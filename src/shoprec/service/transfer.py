@@ -16,7 +16,6 @@ alone. The same rule holds: OLD must be linked with NEW by both sides' consent (
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -31,6 +30,7 @@ from shoprec.storage.serving import ServingRepo
 
 if TYPE_CHECKING:
     from shoprec.models.base import Recommender
+    from shoprec.models.factory import ModelFactory
     from shoprec.models.transformer import Transformer
 
 
@@ -98,13 +98,13 @@ class InitSource:
     params: dict[str, Any]
     facts: dict[str, Any]
 
-    def factory(self, make: Callable[[], Recommender]) -> Callable[[], Recommender]:
-        """`make`'s fresh transformers, each set to start from this model."""
+    def factory(self, make: ModelFactory) -> ModelFactory:
+        """`make`'s configuration, each fresh transformer set to start from this model."""
         label = f"{self.facts['init_platform']}/{self.facts['init_from']}"
 
-        def make_from() -> Recommender:
-            return cast("Transformer", make()).start_from(self.model, label)
-        return make_from
+        def start(model: Recommender) -> Recommender:
+            return cast("Transformer", model).start_from(self.model, label)
+        return make.starting_with(start)
 
 
 def init_source(engine: Engine, platform: str, model_id: str) -> InitSource:

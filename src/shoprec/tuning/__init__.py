@@ -5,8 +5,8 @@
 - `best_params(database_url, study_name | platform=, model=)`: tuned parameters for `train --tuned`
 """
 
+from shoprec.preprocess.features import apply_features
 from shoprec.tuning.defaults import DEFAULT_SPACES, default_space
-from shoprec.tuning.features import apply_features
 from shoprec.tuning.space import SearchSpace, load_space, parse_space
 from shoprec.tuning.study import TuneConfig, open_storage
 from shoprec.tuning.tuned import best_params, platform_study_name, tuned_record

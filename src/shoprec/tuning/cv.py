@@ -25,11 +25,10 @@ from shoprec.evaluation import metrics as M
 from shoprec.evaluation.engine import ItemStats, RankingTask, evaluate_ranking, make_task
 from shoprec.evaluation.protocols import EvalConfig, ranking_validation
 from shoprec.models.base import RankingValidation, RatingValidation, Recommender
-from shoprec.tuning.features import apply_features
+from shoprec.models.factory import MakeModel, training_data
 
 RANKING_METRICS = ("NDCG", "HR", "Recall", "MAP", "Precision")
 RATING_METRICS = ("RMSE", "MAE")
-ModelFactory = Callable[[], Recommender]
 
 
 @dataclass(frozen=True)
@@ -132,17 +131,17 @@ def score_fold(fold: CVFold, model: Recommender, catalog: ItemCatalog | None, me
     return float(outcome.metrics[metric.name])
 
 
-def cross_validate(folds: Sequence[CVFold], make_model: ModelFactory, catalog: ItemCatalog | None,
-                   metric: Metric, features: dict[str, Any] | None = None, *,
+def cross_validate(folds: Sequence[CVFold], make_model: MakeModel, catalog: ItemCatalog | None,
+                   metric: Metric, *,
                    on_fold: FoldHook | None = None, wrap_validation: ValidationHook | None = None,
                    batch_size: int = 1024) -> list[float]:
-    """Fit a fresh model per fold (feature hooks applied to the fold's training data) and score it.
+    """Fit a fresh model per fold (a ModelFactory's feature hooks applied to its training data) and score it.
 
     `on_fold(i, value)` runs after fold i (it may raise optuna.TrialPruned); `wrap_validation(i, v)`
     may wrap the early-stopping validation of fold i (epoch-level pruning)."""
     values: list[float] = []
     for i, fold in enumerate(folds):
-        train, cat = apply_features(fold.train, catalog, features or {})
+        train, cat = training_data(make_model, fold.train, catalog)
         validation = fold.validation
         if validation is not None and wrap_validation is not None:
             validation = wrap_validation(i, validation)

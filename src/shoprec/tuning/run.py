@@ -34,9 +34,10 @@ from shoprec.evaluation.protocols import (
     kfold_folds,
     run_protocol,
 )
-from shoprec.models.base import Recommender, create_model, get_model_class
+from shoprec.models.base import get_model_class
+from shoprec.models.factory import ModelFactory
+from shoprec.preprocess.features import split_params
 from shoprec.tuning.cv import CVFold, Metric, parse_metric, ranking_folds, rating_folds
-from shoprec.tuning.features import apply_features, split_params
 from shoprec.tuning.space import SearchSpace
 from shoprec.tuning.study import TuneConfig, run_study
 
@@ -90,26 +91,10 @@ def cv_folds(setup: Setup, metric: Metric, cfg: TuneConfig, exclude_seen: bool) 
     return ranking_folds(setup.train_part, cfg.folds, exclude_seen=exclude_seen, batch_size=cfg.batch_size)
 
 
-def featured_factory(model: str, params: Mapping[str, Any], features: Mapping[str, Any]) -> Callable[[], Recommender]:
-    """Fresh models whose `fit` first applies the feature hooks to the data it is given."""
-    def make() -> Recommender:
-        m = create_model(model, params)
-        if features:
-            fit = m.fit
-
-            def fit_with_features(train: Interactions, catalog: ItemCatalog | None = None, **kw: Any) -> Recommender:
-                t, c = apply_features(train, catalog, features)
-                return fit(t, c, **kw)
-
-            m.fit = fit_with_features  # type: ignore[method-assign]
-        return m
-    return make
-
-
 def test_best(data: TuneData, setup: Setup, model: str, params: dict[str, Any], features: dict[str, Any],
               eval_cfg: EvalConfig) -> dict[str, Any]:
     """Fit the chosen configuration by the harness and measure it once on the test part."""
-    make = featured_factory(model, params, features)
+    make = ModelFactory(model, params, features=features)  # the protocol fits on the prepared data
     if setup.test_fold is not None:
         result = evaluate_ratings([setup.test_fold], data.catalog, make, eval_cfg)
     else:

@@ -1,7 +1,7 @@
 """Search spaces: which model (and feature) parameters a study varies, and over which values.
 
 A space is a small JSON/TOML object; every key is a parameter of the model's config or a feature hook
-(`features.<name>`, see `shoprec.tuning.features`; a TOML `[features]` table works too). A value is
+(`features.<name>`, see `shoprec.preprocess.features`; a TOML `[features]` table works too). A value is
 
     [32, 64, 128]                                  choices (any JSON scalars the parameter accepts)
     {"low": 0.001, "high": 1.0, "log": true}       a numeric range (int or float by the parameter's type;
@@ -27,7 +27,7 @@ from shoprec.config import config_from_dict, renamed_params
 from shoprec.configfile import read_document
 from shoprec.errors import ConfigError
 from shoprec.models.base import get_model_class
-from shoprec.tuning.features import FEATURE_PREFIX, check_feature_value, feature_names
+from shoprec.preprocess.features import FEATURE_PREFIX, check_feature_value, feature_names
 
 Scalar = bool | int | float | str | None
 MAX_GRID = 10_000  # grid points a study may enumerate

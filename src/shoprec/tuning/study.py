@@ -32,9 +32,10 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from shoprec.data import ItemCatalog
 from shoprec.errors import ConfigError, StorageError
-from shoprec.models.base import RankingValidation, create_model, get_model_class
+from shoprec.models.base import RankingValidation, get_model_class
+from shoprec.models.factory import ModelFactory
+from shoprec.preprocess.features import split_params
 from shoprec.tuning.cv import CVFold, Metric, cross_validate
-from shoprec.tuning.features import split_params
 from shoprec.tuning.space import Choice, SearchSpace
 
 SEARCHES = ("grid", "random", "tpe")
@@ -199,7 +200,7 @@ def make_objective(model: str, space: SearchSpace, fixed: Mapping[str, Any], fol
     def objective(trial: Trial) -> float:
         model_params, features = split_params(suggest(trial, space))
         params = {**seeded, **fixed, **model_params}
-        create_model(model, params)  # a bad combination fails here with the parameter named
+        make = ModelFactory(model, params, features=features)  # a bad combination fails here, the parameter named
         values: list[float] = []
 
         def on_fold(i: int, value: float) -> None:
@@ -217,8 +218,7 @@ def make_objective(model: str, space: SearchSpace, fixed: Mapping[str, Any], fol
                                         for f in dataclasses.fields(RankingValidation)}, trial=trial)
 
         t0 = time.perf_counter()
-        cross_validate(folds, lambda: create_model(model, params), catalog, metric, features,
-                       on_fold=on_fold, wrap_validation=wrap, batch_size=cfg.batch_size)
+        cross_validate(folds, make, catalog, metric, on_fold=on_fold, wrap_validation=wrap, batch_size=cfg.batch_size)
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 3))
         mean = sum(values) / len(values)
         trial.set_user_attr("cv_std", _std(values))

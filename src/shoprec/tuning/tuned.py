@@ -58,5 +58,5 @@ def best_params(database_url: str, study_name: str | None = None, *, platform: s
     """Model parameters of the best configuration (ready for `create_model(model, params)`).
 
     Feature-hook values the study tuned (event weights, recency, text) are in `tuned_record(...)["best_features"]`
-    (apply them with `shoprec.tuning.features.apply_features`)."""
+    (apply them with `shoprec.preprocess.features.apply_features`)."""
     return dict(tuned_record(database_url, study_name=study_name, platform=platform, model=model)["best_params"])

@@ -1,6 +1,10 @@
-"""Feature-engineering hooks a study can switch, applied to the training data before each fit.
+"""Feature hooks: a preprocessing step applied to the training data and catalog before a fit.
 
-Search-space names (prefix `features.`):
+`shoprec tune` searches over them, `shoprec train --tuned` and the model service apply the tuned values,
+`shoprec.models.factory.ModelFactory` carries them with a model configuration and applies them (`prepare`)
+to whatever data a model of it is fitted on.
+
+Names (in a search space with the prefix `features.`):
 - `weight.<event type>` (e.g. `features.weight.purchase`): event weight of that type; when any is set,
   weights follow `shoprec.preprocess.weights.apply_event_weights` (defaults for the other types,
   ratings weigh their value).
