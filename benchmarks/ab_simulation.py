@@ -22,9 +22,7 @@ Prints a table and writes benchmarks/results/ab_simulation.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +39,9 @@ from shoprec.service import Services
 from shoprec.service.testing import local_services
 from shoprec.types import EventType
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "ab_simulation.json"
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "ab_simulation.json"
 P_PURCHASE = 0.3
 
 
@@ -158,13 +158,10 @@ def main() -> None:
             services.close()
     for summary in (ab, aa):
         print_table(summary)
-    load = os.getloadavg()
-    out = {"args": vars(args), "ab": ab, "aa": aa, "total_seconds": round(time.perf_counter() - started, 1),
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f}",
-           "python": platform.python_version()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\ntotal {out['total_seconds']} s on {out['machine']}; wrote {RESULTS}")
+    total = round(time.perf_counter() - started, 1)
+    append_run(RESULTS, {"ab": ab, "aa": aa, "total_seconds": total,
+                         "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}, vars(args))
+    print(f"\ntotal {total} s")
 
 
 if __name__ == "__main__":

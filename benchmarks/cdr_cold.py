@@ -15,10 +15,7 @@ Prints a table (per-user NDCG@10 / Recall@10, HR@10 over test pairs, fit seconds
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,9 +25,11 @@ from shoprec.evaluation.cdr import domain_pairs
 from shoprec.evaluation.offline import load_dataset, run_evaluation
 from shoprec.evaluation.protocols import EvalConfig
 
+from _results import RESULTS_DIR, append_run
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cdrib-game-video"
-DEFAULT_OUT = ROOT / "benchmarks" / "results" / "cdr_cold.json"
+DEFAULT_OUT = RESULTS_DIR / "cdr_cold.json"
 JOINT_ALS = {"embedding_size": 128, "regularization": 1.0, "alpha": 10.0, "epochs": 15, "history_decay": 1.0}
 # name -> (model, params, training): the joint ALS setting (implicit, 128 factors, reg 1, alpha 10)
 RUNS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -41,12 +40,6 @@ RUNS: dict[str, tuple[str, dict[str, Any], str]] = {
     "cross": ("cross", {}, "joint"),
 }
 COLUMNS = ("NDCG@10", "Recall@10", "HR@10_pairs", "NDCG@20", "Recall@20")
-
-
-def machine() -> dict[str, Any]:
-    load = os.getloadavg()
-    return {"machine": platform.machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "load_average": [round(v, 2) for v in load]}
 
 
 def run(data: Path, names: list[str], split: str) -> list[dict[str, Any]]:
@@ -88,16 +81,11 @@ def main() -> None:
     unknown = [n for n in names if n not in RUNS]
     if unknown:
         parser.error(f"unknown model run {unknown[0]!r} (valid: {', '.join(RUNS)})")
-    before = machine()
+    load_before = os.getloadavg()
     rows = run(args.data, names, args.split)
     print(table(rows))
-    doc = {"benchmark": "cdr_cold", "data": str(args.data), "split": args.split,
-           "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-           "command": " ".join(["python", *sys.argv]), "machine_before": before, "machine_after": machine(),
-           "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}", file=sys.stderr)
+    append_run(args.out, {"rows": rows, "load_average_before": load_before, "load_average_after": os.getloadavg()},
+               {"benchmark": "cdr_cold", "data": str(args.data), "split": args.split, "models": names})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Prints a table (stdout) and writes benchmarks/results/dp_ml100k.json; progress o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,12 +29,14 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from ml100k_ratings import machine, read_fold
+from ml100k_ratings import read_fold
 from shoprec.data import Interactions
 from shoprec.models import RatingValidation, create_model
 from shoprec.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results" / "dp_ml100k.json"
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "dp_ml100k.json"
 PUBLIC_RANGE = [1.0, 5.0]  # the MovieLens star scale: public, clips predictions
 DP_PARAMS: dict[str, dict[str, Any]] = {
     "mf": {"solver": "sgd", "implicit": False, "batch_size": 4096, "learning_rate": 0.02, "epochs": 20,
@@ -122,17 +123,13 @@ def main(argv: list[str] | None = None) -> None:
                 rows += run_model(name, fold, [float(e) for e in args.epsilons.split(",")], args.data, args.seed)
     means = fold_means(rows)
     print(table(means if len(args.folds.split(",")) > 1 else rows))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
+    append_run(args.output, {
+        "rows": rows, "means": means, "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "wall_seconds": round(time.perf_counter() - t0, 1)}, {
         "benchmark": "dp_ml100k", "protocol": "official folds uk.base -> uk.test; DP-SGD (Opacus, RDP accountant, "
         "Poisson sampling, ghost clipping), delta = 1e-5, privacy unit: one rating",
-        "dp_params": DP_PARAMS, "defaults": DEFAULTS, "rows": rows, "means": means, "machine": machine(),
-        "threads": args.threads,
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "wall_seconds": round(time.perf_counter() - t0, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "command": "python benchmarks/dp_ml100k.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-    }, indent=1), encoding="utf-8")
-    print(f"wrote {args.output}", file=sys.stderr)
+        "dp_params": DP_PARAMS, "defaults": DEFAULTS, "threads": args.threads},
+        argv=None if argv is None else ["benchmarks/dp_ml100k.py", *argv])
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
 import subprocess
@@ -25,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _results import RESULTS_DIR, append_run
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "explain_history.json"
+RESULTS = RESULTS_DIR / "explain_history.json"
 BASE = 20
 
 
@@ -39,7 +40,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timing processes per cap")
     parser.add_argument("--only-cap", type=int, default=None, help=argparse.SUPPRESS)  # one timing process
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import serving_latency
     from shoprec.api.app import limit_threads
     from shoprec.service.testing import local_services
@@ -100,14 +100,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['explain_history']:>4} {r['list_ms_median']:>10.3f} / {r['list_ms_mean']:<8.3f} "
               f"{r['all_top1_same']!s:>15} / {r['long_top1_same']!s:<12} {r['all_causes_same']!s:>12} / "
               f"{r['long_causes_same']!s}")
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "model": args.model,
-              "users": len(users), "machine": f"{platform.machine()}, {_cores()} cores", "rows": rows,
-              "note": "long = users with more distinct history items than the cap; lists served in-process, "
-                      "one thread, k=10 (50 items ranked and explained per list); list_ms_mean: median over "
-                      "the timing processes of each one's mean"}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    append_run(RESULTS, {"rows": rows,
+                         "note": "long = users with more distinct history items than the cap; lists served "
+                                 "in-process, one thread, k=10 (50 items ranked and explained per list); "
+                                 "list_ms_mean: median over the timing processes of each one's mean"},
+               {"model": args.model, "users": len(users), "caps": caps, "rounds": args.rounds})
 
 
 def _time_one(workdir: Path, users: list[str], cap: int) -> dict[str, float]:
@@ -126,12 +123,6 @@ def _time_one(workdir: Path, users: list[str], cap: int) -> dict[str, float]:
     svc.close()
     return {"cap": cap, "mean_ms": round(1000 * statistics.fmean(times), 3),
             "median_ms": round(1000 * statistics.median(times), 3)}
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 if __name__ == "__main__":

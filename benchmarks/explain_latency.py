@@ -15,9 +15,7 @@ wrapped with a timer). Prints p50/p95 in milliseconds and writes benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +29,9 @@ from shoprec.models.base import Query, create_model
 from shoprec.preprocess.weights import apply_event_weights
 from shoprec.ranking import top_k
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "explain_latency.json"
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "explain_latency.json"
 CONFIGS: dict[str, dict[str, Any]] = {
     "itemknn": {},
     "ease": {},
@@ -118,12 +118,8 @@ def main() -> None:
     service = in_service(args)
     print(f"service recommend() p50 {service['recommend_p50_ms']:.2f} ms, p95 {service['recommend_p95_ms']:.2f} ms; "
           f"of which attribution p50 {service['attribution_p50_ms']:.2f} ms ({args.items} items, itemknn)")
-    load = os.getloadavg()
-    out = {"args": vars(args), "rows": rows, "service": service, "n_items": int(train.n_items),
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f}"}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{out['machine']}; wrote {RESULTS}")
+    append_run(RESULTS, {"rows": rows, "service": service, "n_items": int(train.n_items),
+                         "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}, vars(args))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _results import RESULTS_DIR, append_run
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "import.json"
+RESULTS = RESULTS_DIR / "import.json"
 TARGET_S = {"sqlite": 60.0, "postgresql": 120.0, "mysql": 120.0}
 SNAPSHOT_TARGET_S = 10.0
 RSS_TARGET_MB = 1024.0
@@ -127,13 +129,11 @@ def main() -> None:
         print(f"importing into {backend}...", file=sys.stderr)
         results.append(run_backend(backend.strip(), args))
     print(table(results))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"dataset": str(args.path.name), "limit": args.limit, "batch_size": args.batch_size,
-           "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-           "targets": {"import_s": TARGET_S, "snapshot_s": SNAPSHOT_TARGET_S, "sqlite_peak_rss_mb": RSS_TARGET_MB},
-           "results": results}
-    RESULTS.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    append_run(RESULTS, {"results": results,
+                         "targets": {"import_s": TARGET_S, "snapshot_s": SNAPSHOT_TARGET_S,
+                                     "sqlite_peak_rss_mb": RSS_TARGET_MB}},
+               {"dataset": str(args.path.name), "limit": args.limit, "batch_size": args.batch_size,
+                "backends": args.backends, "reimport": args.reimport, "python": platform.python_version()})
 
 
 if __name__ == "__main__":

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,7 +31,9 @@ from shoprec.data import IdMap, Interactions
 from shoprec.models import RatingValidation, create_model
 from shoprec.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ml100k_ratings.json"
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "ml100k_ratings.json"
 NEEDS_EPOCH_CHOICE = {"ncf"}  # models whose epochs are chosen on a hold-out of the base file, then refitted
 HOLDOUT = 0.1
 
@@ -72,11 +72,6 @@ def run_fold(name: str, params: dict[str, Any], train: Interactions, test: Ratin
     return {"RMSE": scores["RMSE"], "MAE": scores["MAE"], "seconds": round(seconds, 1), "epochs": chosen}
 
 
-def machine() -> dict[str, Any]:
-    return {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "python": platform.python_version()}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Settings.from_env().data_dir / "ml-100k")
@@ -110,16 +105,10 @@ def run(args: argparse.Namespace) -> None:
         results[name] = {"params": params[name], "folds": per_fold,
                          "mean": {m: float(np.mean([r[m] for r in per_fold])) for m in ("RMSE", "MAE")}}
     print(table(results, folds))
-    for res in results.values():
-        res.update({"machine": machine(), "threads": args.threads, "note": args.note,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    old = json.loads(args.output.read_text(encoding="utf-8")).get("results", {}) if args.output.exists() else {}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
+    append_run(args.output, {"results": results}, {
         "benchmark": "ml100k_ratings", "protocol": "official folds uk.base -> uk.test, RMSE/MAE over all test ratings; "
         "ncf epochs chosen on a seeded 10% hold-out of uk.base then refitted on uk.base",
-        "results": {**old, **results}}, indent=1), encoding="utf-8")
-    print(f"wrote {args.output}", file=sys.stderr)
+        "models": models, "folds": folds, "threads": args.threads, "note": args.note})
 
 
 def table(results: dict[str, Any], folds: list[int]) -> str:

@@ -15,8 +15,6 @@ appends to benchmarks/results/popularity_counts.json.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import shutil
 import statistics
@@ -26,16 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "popularity_counts.json"
+from _results import RESULTS_DIR, append_run
 
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+RESULTS = RESULTS_DIR / "popularity_counts.json"
 
 
 def main() -> None:
@@ -97,13 +88,7 @@ def main() -> None:
     print(f"{'new events':>11}{'platform events':>17}{'full count ms':>15}{'incremental ms':>16}")
     for r in rows:
         print(f"{r['new_events']:>11}{r['platform_events']:>17}{r['full_ms']:>15}{r['incremental_ms']:>16}")
-    out = {"platform": args.platform, "rounds": args.rounds, "rows": rows, "backend": "sqlite",
-           "machine": f"{_cpu()}, {os.cpu_count()} cores, {platform.platform()}",
-           "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from serving_latency import append_run
-
-    append_run(RESULTS, out)
+    append_run(RESULTS, {"rows": rows}, {"platform": args.platform, "rounds": args.rounds, "backend": "sqlite"})
 
 
 if __name__ == "__main__":

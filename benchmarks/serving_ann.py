@@ -14,18 +14,17 @@ and writes benchmarks/results/serving_ann.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from shoprec.service.ann import AnnConfig, AnnIndex, exact_top, recall_at
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "serving_ann.json"
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "serving_ann.json"
 
 
 def clustered(rng: np.random.Generator, centers: np.ndarray, n: int) -> np.ndarray:
@@ -76,14 +75,11 @@ def main() -> None:
     for r in rows:
         print(f"{r['nprobe']:>8}{r[f'recall@{args.k}']:>12}{r['p50_ms']:>10}{r['p99_ms']:>10}")
     print(f"exact scoring through ranking.top_k: p50 {np.percentile(exact_ms, 50):.1f} ms per query")
-    out = {"items": args.items, "dim": args.dim, "queries": args.queries, "k": args.k, "nlist": index.nlist,
-           "build_seconds": round(build_s, 1), "exact_p50_ms": round(float(np.percentile(exact_ms, 50)), 1),
-           "rows": rows, "machine": f"{platform.machine()}, {os.cpu_count()} cores, faiss 1 thread",
-           "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-           "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    figures = {"nlist": index.nlist, "build_seconds": round(build_s, 1),
+               "exact_p50_ms": round(float(np.percentile(exact_ms, 50)), 1), "rows": rows,
+               "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
+    append_run(RESULTS, figures, {"items": args.items, "dim": args.dim, "queries": args.queries, "k": args.k,
+                                  "seed": args.seed, "faiss_threads": 1})
 
 
 if __name__ == "__main__":

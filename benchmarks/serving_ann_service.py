@@ -21,8 +21,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -33,7 +31,9 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "serving_ann_service.json"
+from _results import RESULTS_DIR, append_run  # noqa: E402
+
+RESULTS = RESULTS_DIR / "serving_ann_service.json"
 PLATFORM = "big"
 
 
@@ -139,13 +139,9 @@ def main() -> None:
     print(f"{'path':<28}{'p50 ms':>9}{'p99 ms':>9}{'recall@' + str(args.k):>11}")
     for key, r in rows.items():
         print(f"{key:<28}{r['p50_ms']:>9}{r['p99_ms']:>9}{r[f'recall@{args.k}_vs_exact']:>11}")
-    out = {"items": args.items, "users": args.users, "queries": args.queries, "k": args.k, "model": "als, 64 factors",
-           "rows": rows, "machine": f"{platform.machine()}, {os.cpu_count()} cores, one thread",
-           "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-           "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS}", file=sys.stderr)
+    append_run(RESULTS, {"rows": rows, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+               {"items": args.items, "users": args.users, "queries": args.queries, "k": args.k, "seed": args.seed,
+                "model": "als, 64 factors", "threads": 1})
 
 
 if __name__ == "__main__":

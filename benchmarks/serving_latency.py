@@ -23,7 +23,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -39,8 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from _results import RESULTS_DIR, append_run
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "serving_latency.json"
+RESULTS = RESULTS_DIR / "serving_latency.json"
 WRK = shutil.which("wrk")  # the load generator when installed (Debian: apt install wrk); else Python threads
 
 
@@ -129,14 +130,6 @@ def scan_choice(path: str) -> dict[str, Any] | None:
     scan_ms, full_ms = timing(scan, vectors[1])
     return {"scan_ms": round(scan_ms, 3), "float32_ms": round(full_ms, 3),
             "auto_keeps": scan_ms <= AUTO_MARGIN * full_ms}
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 # ------------------------------------------------------------------------------ server
@@ -459,29 +452,19 @@ def main() -> None:
     finally:
         stop_server(proc)
     model = args.model if not args.no_train else "active in workdir"
-    out = {"data": args.data, "model": model, "served": served_model(workdir, f"bench-{args.data}"),
-           "settings": {k: v for k, v in sorted(os.environ.items())
-                        if k.startswith("SHOPREC_") and not any(w in k for w in ("KEY", "SECRET", "URL"))},
-           "commit": _commit(), "pythonpath": os.environ.get("PYTHONPATH") or None,
-           "workers": args.workers, "concurrency": args.concurrency,
-           "redis": bool(args.redis), "n_items": len(items), "n_users": len(users), "load": result,
-           "event_to_changed_list": fresh, "soak": soak, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "note": "client on the same cores as the server; load_average_at_end shows other load",
-           "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-           "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    config = {"data": args.data, "model": model, "served": served_model(workdir, f"bench-{args.data}"),
+              "settings": {k: v for k, v in sorted(os.environ.items())
+                           if k.startswith("SHOPREC_") and not any(w in k for w in ("KEY", "SECRET", "URL"))},
+              "pythonpath": os.environ.get("PYTHONPATH") or None, "client": args.client,
+              "workers": args.workers, "concurrency": args.concurrency, "duration": args.duration,
+              "redis": bool(args.redis), "n_items": len(items), "n_users": len(users)}
+    figures = {"load": result, "event_to_changed_list": fresh, "soak": soak,
+               "note": "client on the same cores as the server; load_average_at_end shows other load",
+               "load_average_at_end": [round(x, 2) for x in os.getloadavg()]}
     print(f"{'metric':<34}{'value':>12}")
     for k, v in [*result.items(), *[(f"freshness {k}", v) for k, v in fresh.items()]]:
         print(f"{k:<34}{v!s:>12}")
-    append_run(RESULTS, out)
-
-
-def append_run(path: Path, run: dict[str, Any]) -> None:
-    """Add one run to a results file that keeps every run (a JSON list), creating it if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs = json.loads(path.read_text()) if path.exists() else []
-    runs.append(run)
-    path.write_text(json.dumps(runs, indent=1) + "\n")
-    print(f"wrote {path}", file=sys.stderr)
+    append_run(RESULTS, figures, config)
 
 
 if __name__ == "__main__":

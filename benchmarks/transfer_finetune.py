@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +29,9 @@ from shoprec.evaluation import EvalConfig, run_protocol
 from shoprec.models.transformer import Transformer
 from shoprec.preprocess.weights import apply_event_weights
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "transfer_finetune.json"
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "transfer_finetune.json"
 TINY = {"embedding_size": 32, "n_blocks": 1, "n_heads": 2, "ffn_size": 64, "max_len": 10, "dropout": 0.1,
         "attention_dropout": 0.0, "batch_size": 64, "learning_rate": 5e-3, "epochs": 20, "eval_every": 1,
         "patience": 3, "progress": False, "num_threads": 1, "text_encoder": "hashing", "use_attributes": False}
@@ -106,14 +106,12 @@ def main() -> None:
         print(f"{events:<6} {'mean':>4} {means['scratch NDCG@10']:>16.4f} {means['fine-tuned NDCG@10']:>19.4f} "
               f"{means['scratch HR@10']:>14.4f} {means['fine-tuned HR@10']:>17.4f}")
         rows.append({"events": events, "seed": "mean", **means})
-    load = os.getloadavg()
-    out = {"benchmark": "transfer_finetune", "args": vars(args), "params": {**TINY, **params},
-           "source_epochs": SOURCE_EPOCHS, "rows": rows, "total_seconds": round(time.perf_counter() - started, 1),
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f}",
-           "python": platform.python_version()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\ntotal {out['total_seconds']} s on {out['machine']}; wrote {RESULTS}")
+    total = round(time.perf_counter() - started, 1)
+    append_run(RESULTS, {"rows": rows, "total_seconds": total,
+                         "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+               {"benchmark": "transfer_finetune", "args": vars(args), "params": {**TINY, **params},
+                "source_epochs": SOURCE_EPOCHS})
+    print(f"\ntotal {total} s")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from shoprec.models.transformer import Transformer
 from shoprec.ranking import target_ranks
 from shoprec.settings import Settings
 
+from _results import append_run
+
 
 @dataclass
 class LooData:
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", default="{}", help="JSON object of TransformerConfig parameters, or a .json file")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None, help="also write the JSON result here")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="also append the run to this results file (benchmarks/results/transformer_*.json)")
     ap.add_argument("--save", type=Path, default=None, help="save the fitted model (artifact directory) here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -147,11 +150,11 @@ def main(argv: list[str] | None = None) -> None:
           f"test HR@10 {t['HR@10']:.4f} NDCG@10 {t['NDCG@10']:.4f} HR@20 {t['HR@20']:.4f} NDCG@20 {t['NDCG@20']:.4f}  "
           f"fit {result['fit_seconds']:.0f}s ({result['epoch_seconds']:.1f}s/epoch, "
           f"{result['train_seconds_to_best_epoch']:.0f}s to best)", file=sys.stderr)
-    text_out = json.dumps(result, indent=1)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text_out, encoding="utf-8")
-    print(text_out)
+        config = {"dataset": "amazon-beauty", "users": args.users, "seed": args.seed, "params": params}
+        append_run(args.out, result, config,
+                   argv=None if argv is None else ["benchmarks/transformer_beauty.py", *argv])
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ GPU (bf16 autocast) until early stopping or its time limit; the whole run stays 
 The model is small, so one config leaves most of an H100 idle: configs marked "solo" run first, one
 at a time (their epoch times are the clean speed figures), then the others run --parallel at a time
 in separate processes sharing the GPU (their timings are marked parallel and are not speed figures).
-Results go to <out>/results.json (rewritten as configs finish, so a killed run keeps what finished)
-and a table on stderr.
+Results go to <out>/results.json (one run appended in benchmarks/_results.py's shape, updated as configs
+finish, so a killed run keeps what finished) and a table on stderr.
 
     python benchmarks/transformer_gpu.py --data /path/to/amazon-beauty --out results/gpu \\
         [--configs grid.json] [--total-seconds 360] [--config-seconds 120] [--parallel 4]
@@ -36,6 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transformer_beauty import LooData, leave_one_out, read_beauty, run
+
+from _results import append_run
 
 # Each entry changes one thing from "default" unless its name says otherwise.
 GRID: list[dict[str, Any]] = [
@@ -86,9 +88,16 @@ def main(argv: list[str] | None = None) -> None:
     results: list[dict[str, Any]] = []
     setup = (str(args.data), args.users, args.device)
     _load(*setup)
+    written = False
+
+    def save() -> None:  # the first save appends this run to results.json, later ones update it
+        nonlocal written
+        _write(args.out, results, card, args, first=not written)
+        written = True
+
     for entry in (e for e in grid if e.get("solo")):
         results.append(_run_one(entry, deadline, args.config_seconds, parallel=1))
-        _write(args.out, results, card, args)
+        save()
     rest = [e for e in grid if not e.get("solo")]
     if rest:
         ctx = mp.get_context("spawn")  # CUDA in child processes needs spawn
@@ -103,8 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                     break
                 for fut in done:
                     results.append(_safe_result(fut))
-                    _write(args.out, results, card, args)
-    _write(args.out, results, card, args)
+                    save()
+    save()
     _table(results)
 
 
@@ -150,15 +159,13 @@ def _safe_result(fut: Future[dict[str, Any]]) -> dict[str, Any]:
         return {"name": "?", "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _write(out: Path, results: list[dict[str, Any]], card: str, args: argparse.Namespace) -> None:
-    summary = {"card": card, "torch": torch.__version__, "parallel": args.parallel,
-               "total_seconds_budget": args.total_seconds, "config_seconds": args.config_seconds,
-               "protocol": "Beauty leave-one-out, full ranking over 12,101 items, history items excluded (strict); "
-                           "best epoch chosen on validation NDCG@10, test scored once",
-               "results": results}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    tmp.replace(out / "results.json")
+def _write(out: Path, results: list[dict[str, Any]], card: str, args: argparse.Namespace, first: bool) -> None:
+    """Append this run to <out>/results.json (`first`), else update the entry it appended before."""
+    config = {"card": card, "parallel": args.parallel, "total_seconds_budget": args.total_seconds,
+              "config_seconds": args.config_seconds, "users": args.users, "device": args.device,
+              "protocol": "Beauty leave-one-out, full ranking over 12,101 items, history items excluded (strict); "
+                          "best epoch chosen on validation NDCG@10, test scored once"}
+    append_run(out / "results.json", {"results": results}, config, replace_last=not first)
 
 
 def _table(results: list[dict[str, Any]]) -> None:

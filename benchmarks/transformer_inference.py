@@ -15,9 +15,7 @@ the list and its explanations) with the rows' shared prefixes computed once (the
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,8 +26,10 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from _results import RESULTS_DIR, append_run  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "transformer_inference.json"
+RESULTS = RESULTS_DIR / "transformer_inference.json"
 
 
 def fitted_model(model_dir: Path | None) -> object:
@@ -111,12 +111,9 @@ def main() -> None:
     print(f"{'case':<52}{'p50 ms':>10}{'p99 ms':>10}")
     for r in rows:
         print(f"{r['case']:<52}{r['p50_ms']:>10.3f}{r.get('p99_ms', float('nan')):>10.3f}")
-    out = {"n_items": n_items, "threads": 1, "rows": rows, "machine": f"{platform.processor() or platform.machine()}, "
-           f"{os.cpu_count()} cores", "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-           "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}", file=sys.stderr)
+    append_run(args.out, {"rows": rows, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+               {"model": str(args.model) if args.model else "default network, one epoch on Beauty",
+                "n_items": n_items, "threads": 1, "repeats": args.repeats})
 
 
 if __name__ == "__main__":

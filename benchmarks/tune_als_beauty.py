@@ -32,7 +32,9 @@ from shoprec.settings import Settings
 from shoprec.tuning import TuneConfig, load_space
 from shoprec.tuning.run import TuneData, tune
 
-RESULTS = Path(__file__).resolve().parent / "results" / "tune_als_beauty.json"
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "tune_als_beauty.json"
 SPACE = {"embedding_size": [32, 64, 128], "regularization": [0.01, 0.1, 1.0]}
 METRIC = "NDCG@10"
 
@@ -56,17 +58,14 @@ def main() -> None:
     print(f"tuning took {tuning_seconds:.1f} s wall, {cpu_seconds:.1f} s CPU (load + CV grid + test of the chosen "
           "config)", file=sys.stderr)
     result: dict[str, Any] = {
-        "benchmark": "tune_als_beauty", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "note": "load_average_at_start/at_end show how quiet the machine was"},
         "load_average_at_start": load_at_start,
         "tuning_seconds": round(tuning_seconds, 1), "tuning_cpu_seconds": round(cpu_seconds, 1),
         "load_average_at_end": os.getloadavg(), "tune": doc,
     }
     if not args.no_verify:
         result["verification"] = verify(data, doc, eval_cfg)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    append_run(Path(args.out), result, {"benchmark": "tune_als_beauty", "space": SPACE, "metric": METRIC,
+                                        "search": "grid", "folds": 3, "python": platform.python_version()})
     print_table(result)
 
 

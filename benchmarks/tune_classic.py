@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import os
 import sys
 import time
@@ -34,7 +33,11 @@ from shoprec.models import Query, Recommender, create_model, get_model_class
 from shoprec.ranking import target_ranks
 from shoprec.settings import Settings
 
-RESULTS = Path(__file__).resolve().parent / "results" / "classic_tuning.json"
+from _results import RESULTS_DIR, append_run, latest_figures
+
+RESULTS = RESULTS_DIR / "classic_tuning.json"
+CONFIG = {"dataset": "amazon-beauty (S3-Rec)", "protocol": "leave-one-out, full ranking, strict (history excluded), "
+          "tuned on validation NDCG@10, test scored once"}
 
 # Grids: `fit` parameters need a refit per value; `score` parameters only change scoring, so one
 # fitted model is evaluated for each of their values.
@@ -157,15 +160,16 @@ def tune(name: str, grid: Mapping[str, Mapping[str, list[Any]]], train: Interact
 
 def score_defaults(names: Sequence[str], train: Interactions, valid: Split, test: Split, out: Path) -> None:
     """Validation and test metrics of each model's default config, merged into `out` under "defaults"."""
-    results = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {"models": {}}
+    results = {**(latest_figures(out) or {}), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    results["models"] = dict(results.get("models", {}))
     print(f"{'model':8} {'split':10} {'HR@10':>7} {'NDCG@10':>8} {'HR@20':>7} {'NDCG@20':>8} {'fit s':>7}")
     for name in names:
         model = create_model(name).fit(train)
         entry = {"config": dataclasses.asdict(model.config), "fit_seconds": round(model.fit_seconds, 2),
                  "validation": evaluate(model, valid), "test": evaluate(model, test),
                  "load_average": [round(x, 2) for x in os.getloadavg()]}
-        results.setdefault("models", {}).setdefault(name, {})["defaults"] = entry
-        out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        results["models"][name] = {**results["models"].get(name, {}), "defaults": entry}
+        append_run(out, results, {**CONFIG, "defaults_of": list(names)}, replace_last=name != names[0])
         for split in ("validation", "test"):
             m = entry[split]
             print(f"{name:8} {split:10} {m['HR@10']:7.4f} {m['NDCG@10']:8.4f} {m['HR@20']:7.4f} "
@@ -185,23 +189,19 @@ def main(argv: list[str] | None = None) -> None:
     train, valid, test = load_beauty(data_dir)
     log(f"Beauty: {train.n_users} users, {train.n_items} items, {len(train)} train events")
     grids = QUICK if args.quick else GRIDS
-    results = {"dataset": "amazon-beauty (S3-Rec)", "protocol": "leave-one-out, full ranking, strict "
-               "(history excluded), tuned on validation NDCG@10, test scored once", "cpus": os.cpu_count(),
-               "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "models": {}}
+    results: dict[str, Any] = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()], "models": {}}
     names = args.models.split(",")
     for name in names:
         get_model_class(name)  # import every model up front
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.defaults:
         score_defaults(names, train, valid, test, args.out)
         return
-    if args.out.exists():  # keep the other models' results of an earlier run
-        results["models"] = {**json.loads(args.out.read_text(encoding="utf-8")).get("models", {}),
-                             **results["models"]}
+    results["models"] = dict((latest_figures(args.out) or {}).get("models", {}))  # the other models' results
+    config = {**CONFIG, "tuned": names, "quick": args.quick}
     for name in names:
         results["models"][name] = tune(name, grids[name], train, valid, test)
         results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")  # after each model
+        append_run(args.out, results, config, replace_last=name != names[0])  # after each model
     print(f"{'model':8} {'split':10} {'HR@10':>7} {'NDCG@10':>8} {'HR@20':>7} {'NDCG@20':>8} {'fit s':>7}  params")
     for name, res in results["models"].items():
         for split in ("validation", "test"):

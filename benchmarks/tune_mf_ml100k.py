@@ -34,7 +34,9 @@ from shoprec.settings import Settings
 from shoprec.tuning import TuneConfig, load_space, open_storage
 from shoprec.tuning.run import TuneData, tune
 
-RESULTS = Path(__file__).resolve().parent / "results" / "tune_mf_ml100k.json"
+from _results import RESULTS_DIR, append_run, is_run, latest
+
+RESULTS = RESULTS_DIR / "tune_mf_ml100k.json"
 SPACE = {"embedding_size": [10, 20]}
 
 
@@ -73,35 +75,41 @@ def main() -> None:
                      "test_mae": doc["test"]["metrics"]["MAE"], "trials": doc["trials"],
                      "seconds": round(time.perf_counter() - t0, 1)})
         print(f"  {name}: chose {rows[-1]['best_params']} -> test RMSE {rows[-1]['test_rmse']:.4f}", file=sys.stderr)
-        write(args, rows, space.to_dict(), time.perf_counter() - t_all)
+        write(args, rows, space.to_dict(), time.perf_counter() - t_all, replace_last=len(rows) > 1)
     print_table(rows)
 
 
-def write(args: argparse.Namespace, rows: list[dict[str, Any]], space: dict[str, Any], seconds: float) -> None:
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "benchmark": "tune_mf_ml100k", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "blas_threads": args.threads,
-                    "note": "shared machine under load from other engineers"},
-        "protocol": f"nested: grid search with {args.folds}-fold CV on each official u_i.base, "
-                    "chosen config fitted on u_i.base, RMSE on u_i.test",
-        "space": space, "folds": rows,
-        "mean_test_rmse": float(np.mean([r["test_rmse"] for r in rows])) if rows else None,
-        "complete": len(rows) == 5, "seconds": round(seconds, 1),
-        "note": "outer folds may run as parallel processes (--only); seconds is then the longest part",
-    }
-    out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+def write(args: argparse.Namespace, rows: list[dict[str, Any]], space: dict[str, Any], seconds: float,
+          replace_last: bool = False) -> None:
+    """Append the run to --out; `replace_last`: update the entry this run wrote after its previous fold."""
+    figures = {"folds": rows, "mean_test_rmse": float(np.mean([r["test_rmse"] for r in rows])) if rows else None,
+               "complete": len(rows) == 5, "seconds": round(seconds, 1),
+               "note": "outer folds may run as parallel processes (--only); seconds is then the longest part"}
+    config = {"benchmark": "tune_mf_ml100k", "blas_threads": args.threads, "inner_folds": args.folds,
+              "protocol": f"nested: grid search with {args.folds}-fold CV on each official u_i.base, "
+                          "chosen config fitted on u_i.base, RMSE on u_i.test",
+              "space": space, "python": platform.python_version()}
+    append_run(Path(args.out), figures, config, replace_last=replace_last)
 
 
 def merge(args: argparse.Namespace) -> None:
     """Combine partial runs (e.g. u1-u3 and u4-u5 run side by side) into one result file."""
-    parts = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.merge]
+    parts = [_part(Path(p)) for p in args.merge]
     rows = sorted((r for part in parts for r in part["folds"]), key=lambda r: r["fold"])
-    args.threads = parts[0]["machine"]["blas_threads"]
+    args.threads = parts[0]["blas_threads"]
     write(args, rows, parts[0]["space"], max(p["seconds"] for p in parts))
     print_table(rows)
+
+
+def _part(path: Path) -> dict[str, Any]:
+    """folds, seconds, space and blas_threads of a partial result file's newest run (either shape)."""
+    entry = latest(path)
+    if entry is None:
+        raise SystemExit(f"{path}: no run")
+    if is_run(entry):
+        return {**entry["figures"], "space": entry["config"]["space"],
+                "blas_threads": entry["config"]["blas_threads"]}
+    return {**entry, "blas_threads": entry["machine"]["blas_threads"]}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -16,11 +17,13 @@ def baselines():
     spec = importlib.util.spec_from_file_location("baselines_script", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the script runs
+    sys.path.insert(0, str(SCRIPT.parent))  # its helper, benchmarks/_results.py
     try:
         spec.loader.exec_module(module)
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+        sys.path.remove(str(SCRIPT.parent))
 
 
 def row(bench, model, hr=0.1, status="ok"):
@@ -54,3 +57,20 @@ def test_markdown_tables_and_rewrite_between_markers(baselines, tmp_path):
     text = doc.read_text()
     assert "OLD-TABLE" not in text and "| popular | 0.1250" in text
     assert text.startswith("# B\n\nintro") and text.rstrip().endswith("## Later section")
+
+
+def test_the_table_is_appended_as_a_run_and_older_tables_still_read(baselines, tmp_path):
+    legacy = {"updated": "then", "machine": {"cpu_model": "old-cpu", "cpu_count": 2}, "threads": 1, "note": None,
+              "runs": [row("beauty", "popular", 0.1)]}
+    path = tmp_path / "baselines.json"
+    path.write_text(json.dumps(legacy))
+    old = baselines.current_table(baselines.latest(path))
+    assert old == legacy
+    table = baselines.save_table(path, baselines.merge(old, [row("beauty", "ease", 0.2)], False), "note",
+                                 {"threads": 2})
+    entries = json.loads(path.read_text())
+    assert entries[0] == legacy and entries[1]["figures"]["note"] == "note"
+    assert {r["model"] for r in table["runs"]} == {"popular", "ease"}
+    assert table["threads"] == 2 and table["updated"] == entries[1]["date"]
+    assert baselines.current_table(baselines.latest(path)) == table
+    assert f"{table['machine']['cores']} CPUs" in baselines.markdown(table)

@@ -68,13 +68,16 @@ def _open(width: int, height: int, title: str) -> list[str]:
             f'fill="#111827">{t}</text>']
 
 
+def _tick_label(x: str, y: str, anchor: str, text: str) -> str:
+    return f'<text x="{x}" y="{y}" text-anchor="{anchor}" font-size="10" fill="#374151">{escape(text)}</text>'
+
+
 def _y_axis(f: _Frame, ticks: Sequence[float], label: str, fmt: Format) -> list[str]:
     out = [f'<line x1="{f.x0}" y1="{f.y0}" x2="{f.x0}" y2="{f.y1}" stroke="#9ca3af"/>']
     for t in ticks:
         y = f.py(t)
         out.append(f'<line x1="{f.x0}" y1="{y:.1f}" x2="{f.x1}" y2="{y:.1f}" stroke="#e5e7eb"/>'
-                   f'<text x="{f.x0 - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10" fill="#374151">'
-                   f'{escape(fmt(t))}</text>')
+                   + _tick_label(f"{f.x0 - 4}", f"{y + 4:.1f}", "end", fmt(t)))
     if label:
         out.append(f'<text x="12" y="{(f.y0 + f.y1) / 2:.0f}" font-size="11" fill="#374151" text-anchor="middle" '
                    f'transform="rotate(-90 12 {(f.y0 + f.y1) / 2:.0f})">{escape(label)}</text>')
@@ -86,8 +89,7 @@ def _x_axis(f: _Frame, ticks: Sequence[float], label: str, fmt: Format) -> list[
     for t in ticks:
         x = f.px(t)
         out.append(f'<line x1="{x:.1f}" y1="{f.y1}" x2="{x:.1f}" y2="{f.y1 + 4}" stroke="#9ca3af"/>'
-                   f'<text x="{x:.1f}" y="{f.y1 + 15}" text-anchor="middle" font-size="10" fill="#374151">'
-                   f'{escape(fmt(t))}</text>')
+                   + _tick_label(f"{x:.1f}", f"{f.y1 + 15}", "middle", fmt(t)))
     if label:
         out.append(f'<text x="{(f.x0 + f.x1) / 2:.0f}" y="{f.height - 4}" text-anchor="middle" font-size="11" '
                    f'fill="#374151">{escape(label)}</text>')

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from shoprec.data.records import Rejected, Source
 from shoprec.errors import DataError
 from shoprec.types import EventType
 
@@ -59,6 +61,19 @@ def open_text(path: Path, encoding: str = "utf-8-sig") -> TextIO:
 
 def bad_encoding(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def json_object(line: str, source: Source) -> dict[str, Any] | Rejected:
+    """One JSON Lines line as an object, or why it is rejected (bad encoding, bad JSON, not an object)."""
+    if bad_encoding(line):
+        return Rejected(source, "bad_encoding", None, "the line is not valid UTF-8")
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return Rejected(source, "bad_json", None, f"invalid JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(obj, dict):
+        return Rejected(source, "bad_row", None, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def parse_timestamp(raw: Any) -> float:

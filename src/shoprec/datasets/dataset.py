@@ -113,6 +113,16 @@ class EventTable:
                             value=self.value, timestamp=np.floor(self.timestamp).astype(np.int64),
                             event_type=self.event_type)
 
+    def set_events(self, user: np.ndarray, item: np.ndarray, event_type: np.ndarray, timestamp: np.ndarray,
+                   value: np.ndarray) -> EventTable:
+        """Put vectorised event columns in place of the collected ones (values as float32, no source
+        split); returns the table."""
+        self.user, self.item = user, item
+        self.event_type, self.timestamp = event_type, timestamp
+        self.value = value.astype(np.float32)
+        self.split = np.full(len(user), -1, dtype=np.int8)
+        return self
+
 
 def item_catalog(items: IdMap, records: dict[int, ItemRecord]) -> ItemCatalog:
     """The catalog for `items` from the latest record of each item (items without a record stay empty)."""

@@ -15,7 +15,6 @@ a missing file or a header without a required column raises DataError. Files may
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from shoprec.data.records import EventRecord, ItemRecord, Record, Rejected, Sour
 from shoprec.datasets._common import (
     bad_encoding,
     check_file,
+    json_object,
     normalise_category,
     open_text,
     parse_bool,
@@ -160,18 +160,8 @@ def read_jsonl_rows(path: Path, parse: RowParser) -> Iterator[Record]:
             if not line.strip():
                 continue
             source = Source(name, n)
-            if bad_encoding(line):
-                yield Rejected(source, "bad_encoding", None, "the line is not valid UTF-8")
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Rejected(source, "bad_json", None, f"invalid JSON: {exc.msg} at column {exc.colno}")
-                continue
-            if not isinstance(obj, dict):
-                yield Rejected(source, "bad_row", None, f"expected a JSON object, got {type(obj).__name__}")
-                continue
-            yield parse({str(k).lower(): v for k, v in obj.items()}, source)
+            obj = json_object(line, source)
+            yield obj if isinstance(obj, Rejected) else parse({str(k).lower(): v for k, v in obj.items()}, source)
 
 
 # ------------------------------------------------------------------------ Parquet

@@ -170,11 +170,7 @@ def fast_table(path: Path, config: CleaningConfig, now: float, report: CleaningR
     item = add_ids(table.items, cols.item_id[keep])
     table.catalog.align()
     table.user_attributes.extend({} for _ in range(len(table.users) - len(table.user_attributes)))
-    table.user, table.item = user, item
-    table.event_type, table.timestamp = cols.event_type[keep], cols.timestamp[keep]
-    table.value = cols.value[keep].astype(np.float32)
-    table.split = np.full(len(user), -1, dtype=np.int8)
-    return table
+    return table.set_events(user, item, cols.event_type[keep], cols.timestamp[keep], cols.value[keep])
 
 
 def _items_and_users(root: Path) -> Iterator[Record]:

@@ -249,12 +249,8 @@ def fast_table(path: Path, config: CleaningConfig, now: float, report: CleaningR
     event_users, event_items = add_ids(collector.users, user[keep]), add_ids(collector.items, item[keep])
     texts = _apply(cols["description"], normalise_text)
     collector.add_all(RecordCleaner(config, now=now)(_fast_items(item, texts, price, lines, path.name)))
-    table = collector.table()
-    table.user, table.item = event_users, event_items
-    table.event_type, table.timestamp = events.event_type[keep], events.timestamp[keep]
-    table.value = events.value[keep].astype(np.float32)
-    table.split = np.full(len(event_users), -1, dtype=np.int8)
-    return table
+    return collector.table().set_events(event_users, event_items, events.event_type[keep], events.timestamp[keep],
+                                        events.value[keep])
 
 
 def _columns(path: Path) -> tuple[dict[str, Any], int]:

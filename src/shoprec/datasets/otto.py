@@ -7,13 +7,12 @@ Rejected naming the line and the field (e.g. `events[3].ts`); the other events o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from shoprec.data.records import EventRecord, Record, Rejected, Source
-from shoprec.datasets._common import bad_encoding, check_file, open_text, parse_event_type, parse_id
+from shoprec.datasets._common import check_file, json_object, open_text, parse_event_type, parse_id
 
 
 def read_otto(path: str | Path) -> Iterator[Record]:
@@ -29,16 +28,9 @@ def _records(path: Path) -> Iterator[Record]:
 
 
 def _session(line: str, source: Source) -> Iterator[Record]:
-    if bad_encoding(line):
-        yield Rejected(source, "bad_encoding", None, "the line is not valid UTF-8")
-        return
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        yield Rejected(source, "bad_json", None, f"invalid JSON: {exc.msg} at column {exc.colno}")
-        return
-    if not isinstance(obj, dict):
-        yield Rejected(source, "bad_row", None, f"expected a JSON object, got {type(obj).__name__}")
+    obj = json_object(line, source)
+    if isinstance(obj, Rejected):
+        yield obj
         return
     try:
         session = parse_id(obj.get("session"))

@@ -113,12 +113,7 @@ def fast_table(path: Path, config: CleaningConfig, now: float, report: CleaningR
     item = add_ids(collector.items, cols.item_id[keep])
     collector.add_all(RecordCleaner(config, now=now)(
         [*bad, *(ItemRecord(item_id=i, attributes={"attribute_ids": a}) for i, a in attrs.items())]))
-    table = collector.table()
-    table.user, table.item = user, item
-    table.event_type, table.timestamp = cols.event_type[keep], cols.timestamp[keep]
-    table.value = cols.value[keep].astype(np.float32)
-    table.split = np.full(len(user), -1, dtype=np.int8)
-    return table
+    return collector.table().set_events(user, item, cols.event_type[keep], cols.timestamp[keep], cols.value[keep])
 
 
 def _columns(split: list[list[str]]) -> tuple[EventColumns, np.ndarray]:

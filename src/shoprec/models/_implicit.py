@@ -5,6 +5,7 @@
 - `positive`, `at_least`, `in_range`: config checks that raise ConfigError naming the parameter.
 - `blas_threads`: a context limiting BLAS threads (0 = library default, i.e. all cores).
 - `FactorRecommender`: scoring, history fold-in dispatch and artifacts of the factor models (als, bpr).
+- `ItemToItemRecommender`: history-only scoring through an item-item matrix (itemknn, ease).
 """
 
 from __future__ import annotations
@@ -131,3 +132,23 @@ class FactorRecommender(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.user_factors = arrays["user_factors"]
         self.item_factors = arrays["item_factors"]
+
+
+class ItemToItemRecommender(Recommender):
+    """A model that scores a query's (recency-weighted) history through an (n_items, n_items) item-item
+    matrix, `h @ W` (itemknn: sparse similarities, ease: dense weights); it needs no known user."""
+
+    uses_history = True
+    uses_user = False  # scores come from the history alone
+
+    def can_score(self, query: Query) -> bool:
+        return len(known_history(query, self.n_items)) > 0
+
+    @abstractmethod
+    def _item_weights(self) -> np.ndarray | sp.csr_matrix:
+        """W: the (n_items, n_items) matrix a history row is multiplied with."""
+
+    def _score(self, queries: Sequence[Query]) -> np.ndarray:
+        h = history_matrix(queries, self.n_items, self.config.history_decay)  # (n, n_items)
+        scores = h @ self._item_weights()  # (n, n_items)
+        return np.asarray(scores.todense() if sp.issparse(scores) else scores, dtype=np.float32)

@@ -11,7 +11,6 @@ Memory is one dense n_items^2 float32 matrix (12k items: 0.6 GB; 40k: 6.4 GB), h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,15 +19,8 @@ import scipy.linalg.lapack as lapack
 
 from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import DataError
-from shoprec.models._implicit import (
-    at_least,
-    blas_threads,
-    history_matrix,
-    in_range,
-    known_history,
-    positive,
-)
-from shoprec.models.base import Query, Recommender, register
+from shoprec.models._implicit import ItemToItemRecommender, at_least, blas_threads, in_range, positive
+from shoprec.models.base import register
 
 
 @dataclass(frozen=True)
@@ -80,14 +72,9 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
 
 
 @register
-class EASE(Recommender):
+class EASE(ItemToItemRecommender):
     name = "ease"
     Config = EASEConfig
-    uses_history = True
-    uses_user = False  # scores come from the history alone
-
-    def can_score(self, query: Query) -> bool:
-        return len(known_history(query, self.n_items)) > 0
 
     def _fit(self, train: Interactions, catalog: ItemCatalog | None, validation: Any) -> None:
         cfg = self.config
@@ -101,9 +88,8 @@ class EASE(Recommender):
             self.weights = ease_weights(np.ascontiguousarray((x.T @ x).toarray(), dtype=np.float32),
                                         cfg.regularization)
 
-    def _score(self, queries: Sequence[Query]) -> np.ndarray:
-        h = history_matrix(queries, self.n_items, self.config.history_decay)  # (n, n_items)
-        return np.asarray(h @ self.weights, dtype=np.float32)  # (n, n_items)
+    def _item_weights(self) -> np.ndarray:
+        return self.weights
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights}

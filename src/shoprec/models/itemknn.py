@@ -10,7 +10,6 @@ Scoring uses only the query's history, so a new event changes the next scores at
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,8 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from shoprec.data import Interactions, ItemCatalog
-from shoprec.models._implicit import at_least, history_matrix, in_range, known_history
-from shoprec.models.base import Query, Recommender, register
+from shoprec.models._implicit import ItemToItemRecommender, at_least, in_range
+from shoprec.models.base import register
 
 
 @dataclass(frozen=True)
@@ -83,23 +82,17 @@ def top_n_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
 
 
 @register
-class ItemKNN(Recommender):
+class ItemKNN(ItemToItemRecommender):
     name = "itemknn"
     Config = ItemKNNConfig
-    uses_history = True
-    uses_user = False  # scores come from the history alone
-
-    def can_score(self, query: Query) -> bool:
-        return len(known_history(query, self.n_items)) > 0
 
     def _fit(self, train: Interactions, catalog: ItemCatalog | None, validation: Any) -> None:
         cfg = self.config
         x = reweight(train.to_csr(weighted=True), cfg.weighting)
         self.similarity = top_n_per_row(cosine_similarity(x, cfg.shrink), cfg.neighbors)
 
-    def _score(self, queries: Sequence[Query]) -> np.ndarray:
-        h = history_matrix(queries, self.n_items, self.config.history_decay)  # (n, n_items)
-        return np.asarray((h @ self.similarity).todense(), dtype=np.float32)  # (n, n_items)
+    def _item_weights(self) -> sp.csr_matrix:
+        return self.similarity
 
     def _state(self) -> dict[str, np.ndarray]:
         s = self.similarity

@@ -11,20 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from shoprec.storage import tables as T
-from shoprec.storage.repo import Executor
+from shoprec.storage.repo import ScopedRepo
 
 _EXPERIMENT_COLUMNS = ("experiment_id", "name", "variants", "start_at", "end_at", "stopped_at", "created_at")
 
 
-class ExperimentRepo:
+class ExperimentRepo(ScopedRepo):
     """The experiment rows of ONE platform, over a connection (one transaction)."""
-
-    def __init__(self, conn: Executor, platform_id: int) -> None:
-        self.conn = conn
-        self.platform_id = platform_id
-
-    def _scope(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
-        return sa.select(*columns).select_from(table).where(table.c.platform_id == self.platform_id)
 
     # ---------------------------------------------------------------- experiments
     def add(self, experiment_id: str, name: str, variants: list[dict[str, Any]], start_at: float,

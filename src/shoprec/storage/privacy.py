@@ -15,23 +15,13 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from shoprec.storage import tables as T
-from shoprec.storage.repo import Executor, _chunks, find_platform
+from shoprec.storage.repo import Executor, ScopedRepo, _chunks, find_platform
 
 IdentityRow = tuple[str, str, str]  # (user external id, identity type, identity hash)
 
 
-class PrivacyRepo:
+class PrivacyRepo(ScopedRepo):
     """The privacy rows of ONE platform, over a connection (one transaction)."""
-
-    def __init__(self, conn: Executor, platform_id: int) -> None:
-        self.conn = conn
-        self.platform_id = platform_id
-
-    def _scope(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
-        return sa.select(*columns).select_from(table).where(table.c.platform_id == self.platform_id)
-
-    def _delete(self, table: sa.Table) -> sa.Delete:
-        return sa.delete(table).where(table.c.platform_id == self.platform_id)
 
     def _count_deleted(self, stmt: sa.Delete | sa.Update) -> int:
         """Run a DELETE (or UPDATE); how many rows it changed."""

@@ -151,19 +151,33 @@ class KeyCache:
 
 
 # ------------------------------------------------------------------------------ repository
-class PlatformRepo:
+class ScopedRepo:
+    """The rows of ONE platform, over a connection or session (one transaction): every statement of a
+    repository starts from `_scope`, `_update` or `_delete`, which filter by the platform."""
+
+    def __init__(self, conn: Executor, platform_id: int) -> None:
+        self.conn = conn
+        self.platform_id = platform_id
+
+    def _scope(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
+        """SELECT columns FROM table WHERE platform_id = this platform: the only way queries start."""
+        return sa.select(*columns).select_from(table).where(table.c.platform_id == self.platform_id)
+
+    def _update(self, table: sa.Table) -> sa.Update:
+        return sa.update(table).where(table.c.platform_id == self.platform_id)
+
+    def _delete(self, table: sa.Table) -> sa.Delete:
+        return sa.delete(table).where(table.c.platform_id == self.platform_id)
+
+
+class PlatformRepo(ScopedRepo):
     """Users, items and events of ONE platform, over a connection or session (one transaction)."""
 
     def __init__(self, conn: Executor, platform_id: int, cache: KeyCache | None = None) -> None:
         if cache is not None and cache.platform_id != platform_id:
             raise DataError(f"KeyCache of platform {cache.platform_id} used with platform {platform_id}")
-        self.conn = conn
-        self.platform_id = platform_id
+        super().__init__(conn, platform_id)
         self.cache = cache if cache is not None else KeyCache(platform_id)
-
-    def _scope(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
-        """SELECT columns FROM table WHERE platform_id = this platform: the only way queries start."""
-        return sa.select(*columns).select_from(table).where(table.c.platform_id == self.platform_id)
 
     # ---------------------------------------------------------------- keys
     def _keys(self, table: sa.Table, external_ids: Collection[str]) -> dict[str, int]:

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shoprec.storage import tables as T
-from shoprec.storage.repo import Executor, _chunks
+from shoprec.storage.repo import Executor, ScopedRepo, _chunks
 
 # The online read of a user's events, built once with bind parameters (platform_id, user, limit):
 # building a statement costs more than running it on SQLite, and this one runs on every uncached request.
@@ -38,18 +38,8 @@ def platform_for_key(conn: Executor, key_hash: str) -> tuple[str, str, str] | No
     return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
 
 
-class ServingRepo:
+class ServingRepo(ScopedRepo):
     """The serving rows of ONE platform, over a connection (one transaction)."""
-
-    def __init__(self, conn: Executor, platform_id: int) -> None:
-        self.conn = conn
-        self.platform_id = platform_id
-
-    def _scope(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
-        return sa.select(*columns).select_from(table).where(table.c.platform_id == self.platform_id)
-
-    def _update(self, table: sa.Table) -> sa.Update:
-        return sa.update(table).where(table.c.platform_id == self.platform_id)
 
     # ---------------------------------------------------------------- api keys
     def add_api_key(self, key_hash: str, now: float, *, key_id: str, scopes: str, name: str | None = None) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.schema import SchemaItem
 
 MAX_ID_LENGTH = 256
 MAX_PLATFORM_LENGTH = 128
@@ -34,6 +35,19 @@ metadata = sa.MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
+
+def platform_table(name: str, *columns: SchemaItem, key: Any = sa.Integer) -> sa.Table:
+    """A table of rows that belong to one platform: an auto-incremented `id` (of type `key`), the owning
+    `platform_id`, then `columns`, with TABLE_OPTIONS."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("id", key, primary_key=True, autoincrement=True),
+        sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+        *columns,
+        **TABLE_OPTIONS,
+    )
+
+
 platforms = sa.Table(
     "platforms", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -43,22 +57,17 @@ platforms = sa.Table(
     **TABLE_OPTIONS,
 )
 
-users = sa.Table(
-    "users", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+users = platform_table(
+    "users",
     sa.Column("external_id", sa.String(MAX_ID_LENGTH), nullable=False),
     sa.Column("attributes", sa.JSON, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.UniqueConstraint("platform_id", "external_id"),
-    **TABLE_OPTIONS,
 )
 
-items = sa.Table(
-    "items", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+items = platform_table(
+    "items",
     sa.Column("external_id", sa.String(MAX_ID_LENGTH), nullable=False),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("description", LONG_TEXT, nullable=False),
@@ -72,13 +81,10 @@ items = sa.Table(
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.UniqueConstraint("platform_id", "external_id"),
     sa.Index(None, "platform_id", "updated_at"),  # the catalog version: its newest update (migration 0006)
-    **TABLE_OPTIONS,
 )
 
-events = sa.Table(
-    "events", metadata,
-    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+events = platform_table(
+    "events",
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
     sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False),
     sa.Column("event_type", sa.String(MAX_EVENT_TYPE_LENGTH), nullable=False),
@@ -92,7 +98,7 @@ events = sa.Table(
     sa.UniqueConstraint("platform_id", "dedupe_key"),
     sa.Index(None, "user_id", "timestamp"),  # a user's history in time order (and the foreign key's index)
     sa.Index(None, "item_id"),
-    **TABLE_OPTIONS,
+    key=BIG_KEY,
 )
 
 
@@ -105,10 +111,8 @@ MAX_SCOPES_LENGTH = 64
 MODEL_ID_LENGTH = 32
 MAX_MODEL_NAME_LENGTH = 64
 
-api_keys = sa.Table(
-    "api_keys", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+api_keys = platform_table(
+    "api_keys",
     sa.Column("key_hash", sa.String(KEY_HASH_LENGTH), nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False),
@@ -120,14 +124,11 @@ api_keys = sa.Table(
     sa.UniqueConstraint("key_hash"),
     sa.Index(None, "platform_id"),
     sa.Index(None, "key_id", unique=True),
-    **TABLE_OPTIONS,
 )
 
 # Trained model artifacts; at most one row per platform has active = true (activation is one transaction).
-models = sa.Table(
-    "models", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+models = platform_table(
+    "models",
     sa.Column("model_id", sa.String(MODEL_ID_LENGTH), nullable=False),
     sa.Column("name", sa.String(MAX_MODEL_NAME_LENGTH), nullable=False),
     sa.Column("config", sa.JSON, nullable=True),
@@ -138,13 +139,10 @@ models = sa.Table(
     sa.Column("activated_at", sa.Double, nullable=True),
     sa.UniqueConstraint("model_id"),
     sa.Index(None, "platform_id", "active"),
-    **TABLE_OPTIONS,
 )
 
-jobs = sa.Table(
-    "jobs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+jobs = platform_table(
+    "jobs",
     sa.Column("job_id", sa.String(MODEL_ID_LENGTH), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded | failed
@@ -154,33 +152,27 @@ jobs = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
     sa.UniqueConstraint("job_id"),
-    **TABLE_OPTIONS,
 )
 
 # Served lists, for pagination across workers and for attributing feedback.
-recommendations = sa.Table(
-    "recommendations", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+recommendations = platform_table(
+    "recommendations",
     sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
     sa.Column("user_external_id", sa.String(MAX_ID_LENGTH), nullable=True),
     sa.Column("model", sa.String(MAX_MODEL_NAME_LENGTH), nullable=True),
     sa.Column("items", sa.JSON, nullable=False),  # [[item id, score, source], ...] in served order
     sa.Column("created_at", sa.Double, nullable=False),
     sa.UniqueConstraint("recommendation_id"),
-    **TABLE_OPTIONS,
 )
 
-feedback = sa.Table(
-    "feedback", metadata,
-    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+feedback = platform_table(
+    "feedback",
     sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
     sa.Column("item_external_id", sa.String(MAX_ID_LENGTH), nullable=False),
     sa.Column("feedback_type", sa.String(MAX_EVENT_TYPE_LENGTH), nullable=False),
     sa.Column("timestamp", sa.Double, nullable=False),
     sa.Index(None, "recommendation_id"),
-    **TABLE_OPTIONS,
+    key=BIG_KEY,
 )
 
 # Items deleted through the API: kept as rows (events refer to them) but never served; a new PUT revives them.
@@ -220,10 +212,8 @@ IDENTITY_HASH_LENGTH = 64
 MAX_IDENTITY_TYPE_LENGTH = 16
 MAX_REASON_LENGTH = 64
 
-identities = sa.Table(
-    "identities", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+identities = platform_table(
+    "identities",
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
     sa.Column("identity_type", sa.String(MAX_IDENTITY_TYPE_LENGTH), nullable=False),
     sa.Column("identity_hash", sa.String(IDENTITY_HASH_LENGTH), nullable=False),
@@ -231,20 +221,16 @@ identities = sa.Table(
     sa.UniqueConstraint("platform_id", "user_id", "identity_type"),  # one identity of each type per user
     sa.Index(None, "identity_hash"),
     sa.Index(None, "user_id"),
-    **TABLE_OPTIONS,
 )
 
 # One row per consent: platform_id agrees to share linked users' behaviour with partner_id. A link is in
 # force only while both directions have a row.
-platform_links = sa.Table(
-    "platform_links", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+platform_links = platform_table(
+    "platform_links",
     sa.Column("partner_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.UniqueConstraint("platform_id", "partner_id"),
     sa.Index(None, "partner_id"),
-    **TABLE_OPTIONS,
 )
 
 # Platforms whose models must be retrained (e.g. after an erasure): one row per platform, removed by training.
@@ -264,10 +250,8 @@ MAX_EXPERIMENT_NAME_LENGTH = 128
 MAX_VARIANT_NAME_LENGTH = 64
 MAX_OUTCOME_LENGTH = 16
 
-experiments = sa.Table(
-    "experiments", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+experiments = platform_table(
+    "experiments",
     sa.Column("experiment_id", sa.String(EXPERIMENT_ID_LENGTH), nullable=False),
     sa.Column("name", sa.String(MAX_EXPERIMENT_NAME_LENGTH), nullable=False),
     sa.Column("variants", sa.JSON, nullable=False),
@@ -277,14 +261,11 @@ experiments = sa.Table(
     sa.Column("created_at", sa.Double, nullable=False),
     sa.UniqueConstraint("experiment_id"),
     sa.Index(None, "platform_id"),
-    **TABLE_OPTIONS,
 )
 
 # One row per served list of an experiment: the items shown (impressions) and the variant that chose them.
-experiment_exposures = sa.Table(
-    "experiment_exposures", metadata,
-    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+experiment_exposures = platform_table(
+    "experiment_exposures",
     sa.Column("experiment_id", sa.String(EXPERIMENT_ID_LENGTH), nullable=False),
     sa.Column("variant", sa.String(MAX_VARIANT_NAME_LENGTH), nullable=False),
     sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
@@ -295,15 +276,13 @@ experiment_exposures = sa.Table(
     sa.Index(None, "platform_id", "user_external_id", "created_at"),  # window attribution
     sa.Index(None, "recommendation_id"),
     sa.Index(None, "experiment_id"),
-    **TABLE_OPTIONS,
+    key=BIG_KEY,
 )
 
 # Outcomes credited to a shown item of an exposure: outcome "click" (click, cart, like or purchase) or
 # "purchase". Counted per distinct (recommendation_id, item, outcome), so a repeated event counts once.
-experiment_credits = sa.Table(
-    "experiment_credits", metadata,
-    sa.Column("id", BIG_KEY, primary_key=True, autoincrement=True),
-    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), nullable=False),
+experiment_credits = platform_table(
+    "experiment_credits",
     sa.Column("experiment_id", sa.String(EXPERIMENT_ID_LENGTH), nullable=False),
     sa.Column("variant", sa.String(MAX_VARIANT_NAME_LENGTH), nullable=False),
     sa.Column("recommendation_id", sa.String(MODEL_ID_LENGTH), nullable=False),
@@ -313,5 +292,5 @@ experiment_credits = sa.Table(
     sa.Column("event_type", sa.String(MAX_EVENT_TYPE_LENGTH), nullable=False),
     sa.Column("timestamp", sa.Double, nullable=False),
     sa.Index(None, "experiment_id"),
-    **TABLE_OPTIONS,
+    key=BIG_KEY,
 )
