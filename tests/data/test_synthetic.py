@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter, defaultdict
 from itertools import pairwise
 
@@ -63,13 +62,9 @@ def test_bad_config_names_the_field(params, field):
         SyntheticConfig(**params)
 
 
-def test_default_size_is_small_and_fast():
-    t0 = time.perf_counter()
-    d = generate()
-    elapsed = time.perf_counter() - t0
-    p = d.platform()
+def test_default_size_is_small():
+    p = generate().platform()  # speed is not a unit test's business (no wall-clock assertion)
     assert (len(p.users), len(p.items)) == (500, 300)
-    assert elapsed < 3.0  # < 1 s on an idle machine; generous for a loaded CI box
 
 
 def test_unknown_platform_is_a_data_error(data):
