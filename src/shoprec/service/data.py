@@ -55,13 +55,16 @@ def _error(rej: Rejected) -> RecordError:
 class DataService:
     def __init__(self, engine: Engine, platforms: PlatformService, config: ServingConfig,
                  on_users_changed: Callable[[str, set[str]], None] | None = None,
-                 on_catalog_changed: Callable[[str], None] | None = None, privacy: Privacy | None = None) -> None:
+                 on_catalog_changed: Callable[[str], None] | None = None, privacy: Privacy | None = None,
+                 on_events_stored: Callable[[str, Sequence[EventRecord], bool], object] | None = None) -> None:
+        """The hooks: `on_users_changed(platform, stored user ids)` and `on_catalog_changed(platform)` after a
+        write (cache invalidation); `on_events_stored(platform, events, ids already stored)` after events were
+        stored (crediting them to experiment lists)."""
         self.engine, self.platforms, self.config = engine, platforms, config
         self.privacy = privacy or Privacy()
         self.on_users_changed = on_users_changed or (lambda platform, users: None)
         self.on_catalog_changed = on_catalog_changed or (lambda platform: None)
-        # set by build_services: credit stored events to experiment lists (platform, events, ids already stored)
-        self.on_events_stored: Callable[[str, Sequence[EventRecord], bool], object] | None = None
+        self.on_events_stored = on_events_stored
 
     # ---------------------------------------------------------------- writes
     def _write(self, platform: str, records: Sequence[Stored], limit: int, what: str, stored_ids: bool = False
