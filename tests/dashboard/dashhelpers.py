@@ -51,10 +51,10 @@ def ab_experiment(services: Services, platform: str) -> dict[str, Any]:
     now, events = time.time(), []
     for n, user in enumerate(shop.user_ids):
         served = services.recommend.recommend(platform, user, 5)
-        if served.get("variant") == "knn" or n % 3 == 0:
+        if served.variant == "knn" or n % 3 == 0:
             kinds = [EventType.CLICK] + ([EventType.PURCHASE] if n % 2 == 0 else [])
-            events += [EventRecord(user_id=user, item_id=served["items"][0]["item_id"], event_type=kind,
-                                   timestamp=now, context={"recommendation_id": served["recommendation_id"]})
+            events += [EventRecord(user_id=user, item_id=served.items[0].item_id, event_type=kind,
+                                   timestamp=now, context={"recommendation_id": served.recommendation_id})
                        for kind in kinds]
     services.data.add_events(platform, events)
     return experiment

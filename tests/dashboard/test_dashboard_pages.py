@@ -178,7 +178,7 @@ def test_user_page_shows_history_and_the_served_list_with_reasons(admin: TestCli
     html = admin.get(f"/dashboard/users?platform=shop&user_id={user}").text
     served = board.services.recommend.recommend("shop", user, 10)
     shown = re.findall(r'<span class="muted">([^ ]+) · score', html)
-    assert shown == [i["item_id"] for i in served["items"]]  # the recommend service's own ranking
+    assert shown == [i.item_id for i in served.items]  # the recommend service's own ranking
     assert html.count('<div class="why">') == len(shown) and "Because" in html
     events = board.services.users.get("shop", user).history
     assert 'id="history"' in html and all(f"item_id={item}" in html for item in events)
@@ -196,7 +196,7 @@ def test_item_page_shows_details_and_similar_items(admin: TestClient, board: Das
     assert "Similar items" in html
     similar = board.services.recommend.similar("shop", item, 10)
     shown = re.findall(r'<span class="muted">([^ ]+) · score', html)
-    assert shown == [i["item_id"] for i in similar["items"]]
+    assert shown == [i.item_id for i in similar.items]
 
 
 def test_markup_in_titles_and_queries_is_escaped(admin: TestClient, board: Dashboard) -> None:

@@ -47,11 +47,11 @@ def test_train_fits_under_the_given_feature_hooks(services: Services, shop: Read
 
 def test_activation_swaps_the_served_model(services: Services, shop: ReadyPlatform) -> None:
     user = shop.user_ids[0]
-    assert services.recommend.recommend("shop", user, k=3)["model"] == "itemknn"
+    assert services.recommend.recommend("shop", user, k=3).model == "itemknn"
     other = services.store.train("shop", "popular", {})
     services.models.activate("shop", other["model_id"])
     answer = services.recommend.recommend("shop", user, k=3)
-    assert answer["model"] == "popular"
+    assert answer.model == "popular"
     assert [m["model_id"] for m in services.store.list_models("shop") if m["active"]] == [other["model_id"]]
 
 
@@ -60,15 +60,15 @@ def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> No
     worker_b = local_services(tmp_path, model_poll_s=0.05)  # another worker on the same database
     try:
         shop = synthetic_platform(worker_a, "shop")
-        assert worker_b.recommend.recommend("shop", shop.user_ids[0], k=3)["model"] == "itemknn"
+        assert worker_b.recommend.recommend("shop", shop.user_ids[0], k=3).model == "itemknn"
         other = worker_a.store.train("shop", "popular", {}, activate=True)
         deadline = time.monotonic() + 10
         models = set()
         while time.monotonic() < deadline:
             answer = worker_b.recommend.recommend("shop", shop.user_ids[0], k=3)
-            assert len(answer["items"]) == 3
-            models.add(answer["model"])
-            if answer["model"] == "popular":
+            assert len(answer.items) == 3
+            models.add(answer.model)
+            if answer.model == "popular":
                 break
             time.sleep(0.02)
         assert "popular" in models, "worker b never switched to the activated model"
@@ -85,7 +85,7 @@ def test_background_training_job(services: Services, shop: ReadyPlatform) -> Non
     done = services.jobs.get("shop", job["job_id"])
     assert done["status"] == "succeeded", done
     assert done["result"]["model"] == "popular"
-    assert services.recommend.recommend("shop", shop.user_ids[0], k=3)["model"] == "popular"
+    assert services.recommend.recommend("shop", shop.user_ids[0], k=3).model == "popular"
     failing = services.jobs.submit_training("shop", "itemknn", {"neighbors": 5}, activate=False)
     services.jobs.wait(failing["job_id"], timeout=60)
     assert services.jobs.get("shop", failing["job_id"])["status"] == "succeeded"
@@ -105,13 +105,13 @@ def test_workers_share_history_through_redis(tmp_path: Path) -> None:
     a, b = workers
     try:
         shop = synthetic_platform(a, "shop")
-        assert b.recommend.recommend("shop", "visitor", k=3)["items"][0]["reason"]["level"] == "popular"
+        assert b.recommend.recommend("shop", "visitor", k=3).items[0].reason.level == "popular"
         a.data.add_events("shop", [EventRecord("visitor", shop.item_ids[4], "view", time.time() - 1)])
         warm = b.recommend.recommend("shop", "visitor", k=3)
-        assert warm["items"][0]["reason"]["level"] == "session"
-        assert warm["items"][0]["reason"]["because_of"] == [shop.item_ids[4]]
-        page = a.recommend.recommend("shop", "visitor", k=3, offset=3, recommendation_id=warm["recommendation_id"])
-        assert not {i["item_id"] for i in page["items"]} & {i["item_id"] for i in warm["items"]}
+        assert warm.items[0].reason.level == "session"
+        assert warm.items[0].reason.because_of == (shop.item_ids[4],)
+        page = a.recommend.recommend("shop", "visitor", k=3, offset=3, recommendation_id=warm.recommendation_id)
+        assert not {i.item_id for i in page.items} & {i.item_id for i in warm.items}
     finally:
         probe.clear_prefix()
         probe.close()
