@@ -91,3 +91,21 @@ def test_items_users_get_delete(services: Services, shop: ReadyPlatform) -> None
     assert user["recent_events"]
     with pytest.raises(NotFound):
         services.data.get_user("shop", "nobody-here")
+
+
+def test_a_batch_is_validated_once(services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The REST write path checks each record once (the pipeline's `validate`), not again inside `ingest`."""
+    from shoprec.ingest import checks
+
+    calls: list[object] = []
+    original = checks._check_event
+
+    def counting(rec: EventRecord, src: object) -> object:
+        calls.append(rec)
+        return original(rec, src)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checks, "_check_event", counting)
+    events = [EventRecord(user_id=shop.user_ids[0], item_id=i, event_type="view", timestamp=time.time())
+              for i in shop.item_ids[:3]]
+    result = services.data.add_events("shop", events)
+    assert result["stored"]["events"] == 3 and len(calls) == 3

@@ -1,9 +1,10 @@
 """Items, users and events of a platform through the ingest pipeline (the same `ingest` as bulk import).
 
-A batch is checked whole first (the pipeline's own checks and the cleaning rules, record by record);
-if any record is refused, nothing is written and RecordErrors names each bad record's index and field.
-Otherwise the batch is written by `ingest` in ONE transaction. Afterwards the caches of the affected
-users and of the platform's catalog are invalidated, so the next recommendation sees the change.
+A batch is validated whole first, once (the pipeline's `validate`: its own checks and the cleaning rules,
+record by record); if any record is refused, nothing is written and RecordErrors names each bad record's
+index and field. Otherwise `ingest` writes the validated records (not checking them again) in ONE
+transaction. Afterwards the caches of the affected users and of the platform's catalog are invalidated,
+so the next recommendation sees the change.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from sqlalchemy.engine import Engine
 
 from shoprec.data.records import EventRecord, ItemRecord, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError, DataError
-from shoprec.ingest.pipeline import check_record, ingest
-from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
+from shoprec.ingest.pipeline import ingest, validate
 from shoprec.privacy.keys import Privacy, normalise_identity
 from shoprec.service.config import ServingConfig
 from shoprec.service.errors import NotFound, RecordError, RecordErrors, TooLarge
@@ -28,23 +28,6 @@ from shoprec.storage.serving import ServingRepo
 
 SOURCE = "request"
 Stored = EventRecord | ItemRecord | UserRecord
-
-
-def check_batch(records: Sequence[Stored], now: float, cleaning: CleaningConfig | None = None) -> list[RecordError]:
-    """Every refused record of a batch (pipeline checks, then the cleaning rules), by request index."""
-    errors: list[RecordError] = []
-    checked: list[Record] = []
-    for i, rec in enumerate(records):
-        rec.source = Source(SOURCE, i)
-        out = check_record(rec, rec.source)
-        if isinstance(out, Rejected):
-            errors.append(_error(out))
-        else:
-            checked.append(out)
-    for cleaned in RecordCleaner(cleaning or CleaningConfig(), now=now)(checked):
-        if isinstance(cleaned, Rejected):
-            errors.append(_error(cleaned))
-    return sorted(errors, key=lambda e: (e.index if e.index is not None else -1))
 
 
 def _error(rej: Rejected) -> RecordError:
@@ -72,12 +55,15 @@ class DataService:
         if len(records) > limit:
             raise TooLarge(f"{len(records):,} {what} in one request (at most {limit:,})")
         now = time.time()
-        errors = check_batch(records, now) + self._identity_errors(records)
+        for i, rec in enumerate(records):
+            rec.source = Source(SOURCE, i)  # errors and the report name the request index
+        validated: list[Record] = list(validate(records, now=now))
+        errors = [_error(r) for r in validated if isinstance(r, Rejected)] + self._identity_errors(records)
         if errors:
             raise RecordErrors(sorted(errors, key=lambda e: (e.index if e.index is not None else -1)))
         privacy = replace(self.privacy, pseudonymize=False) if stored_ids else self.privacy
-        report = ingest(self.engine, platform, records, batch_size=len(records) + 1, now=now, source=SOURCE,
-                        privacy=privacy)
+        report = ingest(self.engine, platform, validated, batch_size=len(records) + 1, now=now, source=SOURCE,
+                        privacy=privacy, validated=True)
         duplicates = report.rejected.get("duplicate", 0)
         return {"received": len(records), "accepted": report.accepted, "duplicates": duplicates,
                 "stored": {k: report.stored_total(k) for k in ("events", "items", "users")}}
