@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -28,6 +28,58 @@ from shoprec.storage.serving import ServingRepo
 
 SOURCE = "request"
 Stored = EventRecord | ItemRecord | UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCounts:
+    events: int
+    items: int
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """A write's counts (WriteOut): records received, accepted (not rejected), duplicate events, rows stored."""
+
+    received: int
+    accepted: int
+    duplicates: int
+    stored: StoredCounts
+
+
+@dataclass(frozen=True, slots=True)
+class ItemView:
+    """An item as stored (ItemOut)."""
+
+    item_id: str
+    title: str
+    description: str
+    category: str
+    brand: str
+    price: float | None
+    currency: str | None
+    available: bool
+    attributes: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    item_id: str
+    type: str
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """A user and their recent events, oldest first (UserOut)."""
+
+    user_id: str
+    attributes: dict[str, Any]
+    created_at: float
+    updated_at: float
+    recent_events: tuple[UserEvent, ...]
 
 
 def _error(rej: Rejected) -> RecordError:
@@ -51,7 +103,7 @@ class DataService:
 
     # ---------------------------------------------------------------- writes
     def _write(self, platform: str, records: Sequence[Stored], limit: int, what: str, stored_ids: bool = False
-               ) -> dict[str, Any]:
+               ) -> WriteResult:
         if len(records) > limit:
             raise TooLarge(f"{len(records):,} {what} in one request (at most {limit:,})")
         now = time.time()
@@ -65,8 +117,8 @@ class DataService:
         report = ingest(self.engine, platform, validated, batch_size=len(records) + 1, now=now, source=SOURCE,
                         privacy=privacy, validated=True)
         duplicates = report.rejected.get("duplicate", 0)
-        return {"received": len(records), "accepted": report.accepted, "duplicates": duplicates,
-                "stored": {k: report.stored_total(k) for k in ("events", "items", "users")}}
+        stored = StoredCounts(report.stored_total("events"), report.stored_total("items"), report.stored_total("users"))
+        return WriteResult(len(records), report.accepted, duplicates, stored)
 
     def _identity_errors(self, records: Sequence[Stored]) -> list[RecordError]:
         """Users whose identity cannot be stored: malformed, or no secret to hash it with (ConfigError)."""
@@ -83,7 +135,7 @@ class DataService:
         return errors
 
     def add_events(self, platform: str, events: Sequence[EventRecord], *, stored_ids: bool = False
-                   ) -> dict[str, Any]:
+                   ) -> WriteResult:
         """Store events (unknown users are created; unknown items created or refused per config).
         `stored_ids`: the user ids are already as stored (pseudonyms, e.g. from the recommendation log)."""
         if len(events) <= self.config.max_events and self.config.unknown_items == "reject":
@@ -91,9 +143,9 @@ class DataService:
         result = self._write(platform, events, self.config.max_events, "events", stored_ids)
         self.on_users_changed(platform, {e.user_id if stored_ids else self.privacy.user_id(platform, e.user_id)
                                          for e in events})
-        if self.on_events_stored is not None and result["stored"]["events"]:
+        if self.on_events_stored is not None and result.stored.events:
             self.on_events_stored(platform, events, stored_ids)
-        if result["stored"]["events"]:
+        if result.stored.events:
             self.on_catalog_changed(platform)  # bare items may have been created
         return result
 
@@ -106,14 +158,14 @@ class DataService:
         if errors:
             raise RecordErrors(errors)
 
-    def upsert_items(self, platform: str, items: Sequence[ItemRecord]) -> dict[str, Any]:
+    def upsert_items(self, platform: str, items: Sequence[ItemRecord]) -> WriteResult:
         result = self._write(platform, items, self.config.max_items, "items")
         with storage_errors(self.engine, "revive items"), self.engine.begin() as conn:
             ServingRepo(conn, self.platforms.platform_id(platform)).undelete_items([i.item_id for i in items])
         self.on_catalog_changed(platform)
         return result
 
-    def upsert_users(self, platform: str, users: Sequence[UserRecord]) -> dict[str, Any]:
+    def upsert_users(self, platform: str, users: Sequence[UserRecord]) -> WriteResult:
         result = self._write(platform, users, self.config.max_items, "users")
         self.on_users_changed(platform, {self.privacy.user_id(platform, u.user_id) for u in users})
         return result
@@ -126,18 +178,19 @@ class DataService:
         self.on_catalog_changed(platform)
 
     # ---------------------------------------------------------------- reads
-    def get_item(self, platform: str, item_id: str) -> dict[str, Any]:
+    def get_item(self, platform: str, item_id: str) -> ItemView:
         with storage_errors(self.engine, f"read item {item_id!r}"), self.engine.connect() as conn:
             key = self.platforms.platform_id(platform)
             row = PlatformRepo(conn, key).get_item(item_id)
             deleted = row is not None and ServingRepo(conn, key).is_deleted(item_id)
         if row is None or deleted:
             raise NotFound(f"no item {item_id!r} on platform {platform!r}")
-        row["item_id"] = row.pop("external_id")
-        row["attributes"] = row.get("attributes") or {}
-        return row
+        return ItemView(item_id=row["external_id"], title=row["title"], description=row["description"],
+                        category=row["category"], brand=row["brand"], price=row["price"], currency=row["currency"],
+                        available=row["available"], attributes=row.get("attributes") or {},
+                        created_at=row["created_at"], updated_at=row["updated_at"])
 
-    def get_user(self, platform: str, user_id: str, history: int = 20) -> dict[str, Any]:
+    def get_user(self, platform: str, user_id: str, history: int = 20) -> UserView:
         stored = self.privacy.user_id(platform, user_id)
         with storage_errors(self.engine, f"read user {user_id!r}"), self.engine.connect() as conn:
             repo = PlatformRepo(conn, self.platforms.platform_id(platform))
@@ -145,6 +198,5 @@ class DataService:
             events = repo.user_history(stored, limit=history) if row is not None else []
         if row is None:
             raise NotFound(f"no user {user_id!r} on platform {platform!r}")
-        return {"user_id": user_id, "attributes": row.get("attributes") or {},
-                "created_at": row["created_at"], "updated_at": row["updated_at"],
-                "recent_events": [{"item_id": i, "type": t, "timestamp": ts} for i, t, ts in events]}
+        return UserView(user_id, row.get("attributes") or {}, row["created_at"], row["updated_at"],
+                        tuple(UserEvent(i, t, ts) for i, t, ts in events))

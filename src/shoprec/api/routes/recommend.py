@@ -91,7 +91,7 @@ def feedback(body: FeedbackIn, platform: PlatformDep, services: ServicesDep, req
     if user is not None:
         event = EventRecord(user_id=user, item_id=body.item_id, event_type=EventType(body.type),
                             timestamp=logged.timestamp, context={"recommendation_id": body.recommendation_id})
-        stored = services.data.add_events(platform, [event], stored_ids=True)["stored"]["events"]
+        stored = services.data.add_events(platform, [event], stored_ids=True).stored.events
         request.app.state.metrics.events.labels(platform).inc(stored)
     return FeedbackOut(recommendation_id=body.recommendation_id, item_id=body.item_id, type=body.type,
                        event_stored=user is not None)
