@@ -42,9 +42,9 @@ def test_scoped_key_list_and_revoke(services: Services) -> None:
     assert new.scopes == ("read", "write") and new.key.startswith("sk_") and new.name == "importer"
     principal = services.platforms.authenticate(new.key)
     assert principal is not None and principal.allows("write") and not principal.allows("admin")
-    listed = {k["key_id"]: k for k in services.platforms.list_keys("shop")}
-    assert listed[new.key_id]["scopes"] == ["read", "write"] and not listed[new.key_id]["revoked"]
-    assert all("key_hash" not in k and "key" not in k for k in listed.values())
+    listed = {k.key_id: k for k in services.platforms.list_keys("shop")}
+    assert listed[new.key_id].scopes == ["read", "write"] and not listed[new.key_id].revoked
+    assert all(not hasattr(k, "key_hash") and not hasattr(k, "key") for k in listed.values())
     services.platforms.revoke_key("shop", new.key_id, actor="key_caller")
     assert services.platforms.authenticate(new.key) is None
     record = list_audit(services.engine, "shop", limit=1)[0]

@@ -80,15 +80,15 @@ def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> No
 
 def test_background_training_job(services: Services, shop: ReadyPlatform) -> None:
     job = services.jobs.submit_training("shop", "popular", {}, activate=True)
-    assert job["status"] in ("queued", "running", "succeeded")
-    services.jobs.wait(job["job_id"], timeout=60)
-    done = services.jobs.get("shop", job["job_id"])
-    assert done["status"] == "succeeded", done
-    assert done["result"]["model"] == "popular"
+    assert job.status in ("queued", "running", "succeeded")
+    services.jobs.wait(job.job_id, timeout=60)
+    done = services.jobs.get("shop", job.job_id)
+    assert done.status == "succeeded", done
+    assert done.result is not None and done.result["model"] == "popular"
     assert services.recommend.recommend("shop", shop.user_ids[0], k=3).model == "popular"
     failing = services.jobs.submit_training("shop", "itemknn", {"neighbors": 5}, activate=False)
-    services.jobs.wait(failing["job_id"], timeout=60)
-    assert services.jobs.get("shop", failing["job_id"])["status"] == "succeeded"
+    services.jobs.wait(failing.job_id, timeout=60)
+    assert services.jobs.get("shop", failing.job_id).status == "succeeded"
     with pytest.raises(ConfigError):
         services.jobs.submit_training("shop", "itemknn", {"no_such_param": 1}, activate=False)
 

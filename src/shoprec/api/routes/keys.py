@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -61,7 +62,7 @@ def create_key(body: KeyIn, platform: PlatformAdminDep, principal: PrincipalDep,
 @router.get("/keys", response_model=list[KeyOut])
 def list_keys(platform: PlatformAdminDep, services: ServicesDep) -> list[KeyOut]:
     """Every key of this platform, revoked ones included (never the secrets)."""
-    return [KeyOut(**k) for k in services.platforms.list_keys(platform)]
+    return [KeyOut(**asdict(k)) for k in services.platforms.list_keys(platform)]
 
 
 @router.delete("/keys/{key_id}", status_code=204)
