@@ -69,4 +69,4 @@ def create_test_experiment(services: Services, platform: str) -> str:
     created = services.experiments.create(platform, "test experiment", [
         {"name": "control", "model_id": model_id, "share": 0.5},
         {"name": "treatment", "model_id": model_id, "share": 0.5}])
-    return str(created["experiment_id"])
+    return created.experiment_id
