@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_platform_create_gives_every_scope_and_is_audited(services: Services) ->
     assert principal is not None and principal.platform == "shop" and principal.scopes == frozenset(SCOPES)
     assert principal.key_id is not None and principal.key_id.startswith("key_") and principal.actor == principal.key_id
     services.platforms.create("shop")  # an existing platform: one more key, no second platform.create
-    actions = [(r["action"], r["actor"]) for r in list_audit(services.engine, "shop")]
+    actions = [(r.action, r.actor) for r in list_audit(services.engine, "shop")]
     assert actions.count(("platform.create", "admin")) == 1 and actions.count(("key.create", "admin")) == 2
 
 
@@ -48,8 +49,8 @@ def test_scoped_key_list_and_revoke(services: Services) -> None:
     services.platforms.revoke_key("shop", new.key_id, actor="key_caller")
     assert services.platforms.authenticate(new.key) is None
     record = list_audit(services.engine, "shop", limit=1)[0]
-    assert (record["action"], record["actor"], record["subject"]) == ("key.revoke", "key_caller", new.key_id)
-    assert new.key not in json.dumps(list_audit(services.engine))  # the secret is never logged
+    assert (record.action, record.actor, record.subject) == ("key.revoke", "key_caller", new.key_id)
+    assert new.key not in json.dumps([asdict(r) for r in list_audit(services.engine)])  # the secret is never logged
 
 
 def test_rotation_keeps_scopes_and_name(services: Services) -> None:

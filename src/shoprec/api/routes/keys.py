@@ -82,4 +82,4 @@ def rotate_key(key_id: KeyId, platform: PlatformAdminDep, principal: PrincipalDe
 def audit(platform: PlatformAdminDep, services: ServicesDep,
           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AuditOut]:
     """This platform's newest audit records (admin actions and erasures), newest first."""
-    return [AuditOut(**r) for r in list_audit(services.engine, platform, limit)]
+    return [AuditOut(**asdict(r)) for r in list_audit(services.engine, platform, limit)]
