@@ -21,9 +21,9 @@ def test_train_registers_evaluates_and_activates(services: Services, shop: Ready
     result = services.store.train("shop", "popular", {}, activate=False)
     assert result["metrics"]["NDCG@10"] >= 0 and "HR@10" in result["metrics"]
     assert Path(result["path"]).is_dir() and str(services.settings.model_dir) in result["path"]
-    listed = {m["model_id"]: m for m in services.store.list_models("shop")}
-    assert listed[result["model_id"]]["active"] is False
-    assert listed[shop.trained["model_id"]]["active"] is True
+    listed = {m.model_id: m for m in services.store.list_models("shop")}
+    assert listed[result["model_id"]].active is False
+    assert listed[shop.trained["model_id"]].active is True
     with pytest.raises(ConfigError):
         services.store.train("shop", "no-such-model")
 
@@ -41,8 +41,9 @@ def test_train_fits_under_the_given_feature_hooks(services: Services, shop: Read
     assert bought["features"]["weight.view"] == 0.0 and "features" not in plain
     plain_scores, bought_scores = (load_model(Path(r["path"])).score([Query(user=None)])[0] for r in (plain, bought))
     assert not np.allclose(plain_scores, bought_scores)
-    listed = {m["model_id"]: m for m in services.store.list_models("shop")}
-    assert listed[bought["model_id"]]["config"]["features"]["weight.purchase"] == 1.0
+    listed = {m.model_id: m for m in services.store.list_models("shop")}
+    config = listed[bought["model_id"]].config
+    assert config is not None and config["features"]["weight.purchase"] == 1.0
 
 
 def test_activation_swaps_the_served_model(services: Services, shop: ReadyPlatform) -> None:
@@ -52,7 +53,7 @@ def test_activation_swaps_the_served_model(services: Services, shop: ReadyPlatfo
     services.models.activate("shop", other["model_id"])
     answer = services.recommend.recommend("shop", user, k=3)
     assert answer.model == "popular"
-    assert [m["model_id"] for m in services.store.list_models("shop") if m["active"]] == [other["model_id"]]
+    assert [m.model_id for m in services.store.list_models("shop") if m.active] == [other["model_id"]]
 
 
 def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> None:

@@ -28,12 +28,12 @@ def job(job_id: Hex, platform: PlatformDep, services: ServicesDep) -> JobOut:
 @router.get("/models", response_model=list[ModelOut])
 def models(platform: PlatformDep, services: ServicesDep) -> list[ModelOut]:
     """Every trained model of the platform with its offline metrics and active flag."""
-    return [ModelOut(**m) for m in services.store.list_models(platform)]
+    return [ModelOut(**asdict(m)) for m in services.store.list_models(platform)]
 
 
 @router.post("/models/{model_id}/activate", response_model=ModelOut)
 def activate(model_id: Hex, platform: PlatformDep, principal: PrincipalDep, services: ServicesDep) -> ModelOut:
     """Serve this model from now on (every worker switches within a second, without dropping requests)."""
     services.models.activate(platform, model_id, actor=principal.actor)
-    model = next(m for m in services.store.list_models(platform) if m["model_id"] == model_id)
-    return ModelOut(**model)
+    model = next(m for m in services.store.list_models(platform) if m.model_id == model_id)
+    return ModelOut(**asdict(model))
