@@ -67,7 +67,7 @@ def run_experiment(services: Services, client: TestClient, truth: Truth, users: 
     t0 = time.perf_counter()
     for _ in range(rounds):
         for n, user in enumerate(users):
-            answer = services.recommend.recommend("sim", user, k=k)
+            answer = services.recommend.recommend("sim", user, k=k).to_json()
             events = []
             for item in (i["item_id"] for i in answer["items"]):
                 p = truth.p_click(user, item)

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     for svc in services.values():
         svc.models.load_all()
     base = services[BASE]
-    lists = {cap: {u: svc.recommend.recommend(platform_name, u, 10)["items"] for u in users}
+    lists = {cap: {u: svc.recommend.recommend(platform_name, u, 10).to_json()["items"] for u in users}
              for cap, svc in services.items()}
     same: dict[int, dict[str, list[int]]] = {cap: {"all": [0, 0, 0], "long": [0, 0, 0]} for cap in caps}
     for u in users:

@@ -82,7 +82,7 @@ def timed(services: Any, users: list[str], k: int, filters: Any = None) -> tuple
         t = time.perf_counter()
         answer = services.recommend.recommend(PLATFORM, u, k, filters=filters)
         ms.append((time.perf_counter() - t) * 1000)
-        lists.append([i["item_id"] for i in answer["items"]])
+        lists.append(answer.item_ids)
     return lists, ms
 
 

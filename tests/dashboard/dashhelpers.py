@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.service import Services
+from shoprec.service.experiments import Experiment
 from shoprec.service.testing import TEST_ADMIN_KEY, ReadyPlatform, local_services, synthetic_platform
 from shoprec.types import EventType
 
@@ -39,7 +39,7 @@ def ready_dashboard(directory: Path) -> Dashboard:
     return Dashboard(services, shop, shop.trained["model_id"], mf["model_id"])
 
 
-def ab_experiment(services: Services, platform: str) -> dict[str, Any]:
+def ab_experiment(services: Services, platform: str) -> Experiment:
     """A platform with a running two-variant experiment (popular vs itemknn) and its outcomes so far: every
     user was served a list through RecommendService (an exposure) and the knn variant's users clicked
     (and half of them bought) its first item, the control's users only every third time."""
@@ -51,10 +51,10 @@ def ab_experiment(services: Services, platform: str) -> dict[str, Any]:
     now, events = time.time(), []
     for n, user in enumerate(shop.user_ids):
         served = services.recommend.recommend(platform, user, 5)
-        if served.get("variant") == "knn" or n % 3 == 0:
+        if served.variant == "knn" or n % 3 == 0:
             kinds = [EventType.CLICK] + ([EventType.PURCHASE] if n % 2 == 0 else [])
-            events += [EventRecord(user_id=user, item_id=served["items"][0]["item_id"], event_type=kind,
-                                   timestamp=now, context={"recommendation_id": served["recommendation_id"]})
+            events += [EventRecord(user_id=user, item_id=served.items[0].item_id, event_type=kind,
+                                   timestamp=now, context={"recommendation_id": served.recommendation_id})
                        for kind in kinds]
     services.data.add_events(platform, events)
     return experiment

@@ -178,7 +178,7 @@ def test_user_page_shows_history_and_the_served_list_with_reasons(admin: TestCli
     html = admin.get(f"/dashboard/users?platform=shop&user_id={user}").text
     served = board.services.recommend.recommend("shop", user, 10)
     shown = re.findall(r'<span class="muted">([^ ]+) · score', html)
-    assert shown == [i["item_id"] for i in served["items"]]  # the recommend service's own ranking
+    assert shown == [i.item_id for i in served.items]  # the recommend service's own ranking
     assert html.count('<div class="why">') == len(shown) and "Because" in html
     events = board.services.users.get("shop", user).history
     assert 'id="history"' in html and all(f"item_id={item}" in html for item in events)
@@ -196,7 +196,7 @@ def test_item_page_shows_details_and_similar_items(admin: TestClient, board: Das
     assert "Similar items" in html
     similar = board.services.recommend.similar("shop", item, 10)
     shown = re.findall(r'<span class="muted">([^ ]+) · score', html)
-    assert shown == [i["item_id"] for i in similar["items"]]
+    assert shown == [i.item_id for i in similar.items]
 
 
 def test_markup_in_titles_and_queries_is_escaped(admin: TestClient, board: Dashboard) -> None:
@@ -227,18 +227,18 @@ def test_bad_lookups_get_a_friendly_4xx_page(admin: TestClient, path: str, statu
 def test_experiments_page_empty_and_with_results(admin: TestClient, board: Dashboard) -> None:
     assert "No experiments" in admin.get("/dashboard/experiments?platform=shop").text
     exp = ab_experiment(board.services, "ab-shop")
-    results = board.services.experiments.results("ab-shop", exp["experiment_id"])
+    results = board.services.experiments.results("ab-shop", exp.experiment_id)
     html = admin.get("/dashboard/experiments?platform=ab-shop").text
-    assert "popular-vs-knn" in html and exp["experiment_id"][:8] in html and "running" in html
-    for v in results["variants"]:  # the service's figures, as percentages with their intervals
-        ctr, (low, high) = v["ctr"]["value"], v["ctr"]["ci95"]
-        assert f"<td>{v['name']}</td>" in html and f"{100 * ctr:.2f}% [{100 * low:.2f}, {100 * high:.2f}]" in html
-    assert results["variants"][1]["clicks"] > 0
+    assert "popular-vs-knn" in html and exp.experiment_id[:8] in html and "running" in html
+    for v in results.variants:  # the service's figures, as percentages with their intervals
+        ctr, (low, high) = v.ctr.value, v.ctr.ci95
+        assert f"<td>{v.name}</td>" in html and f"{100 * ctr:.2f}% [{100 * low:.2f}, {100 * high:.2f}]" in html
+    assert results.variants[1].clicks > 0
     assert "CTR with 95% interval" in html and "Conversion with 95% interval" in html
-    before = [v["impressions"] for v in results["variants"]]
+    before = [v.impressions for v in results.variants]
     user_page = admin.get("/dashboard/users?platform=ab-shop&user_id=u00001").text
     assert re.search(r'id="variant">(control|knn)<', user_page)  # the list of the user's variant...
-    after = [v["impressions"] for v in board.services.experiments.results("ab-shop", exp["experiment_id"])["variants"]]
+    after = [v.impressions for v in board.services.experiments.results("ab-shop", exp.experiment_id).variants]
     assert after == before  # ...but an operator's look is no impression
 
 

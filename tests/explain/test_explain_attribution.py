@@ -91,14 +91,16 @@ def test_one_batched_score_call_with_capped_history(model: Recommender, data: An
 def test_history_reason_names_positive_causes_most_influential_first() -> None:
     reason = history_reason([("a", 0.5), ("b", 0.2), ("c", 0.0), ("d", -0.1)], "itemknn",
                             titles={"a": "Red mug"}, verbs={"a": "purchase"}, level="personal")
-    assert reason["type"] == "history" and reason["source"] == "itemknn" and reason["level"] == "personal"
-    assert reason["because_of"] == ["a", "b"] and reason["weights"] == [0.5, 0.2]
-    assert reason["text"] == "Because you bought Red mug"
+    assert reason.type == "history" and reason.source == "itemknn" and reason.level == "personal"
+    assert reason.because_of == ("a", "b") and reason.weights == (0.5, 0.2)
+    assert reason.text == "Because you bought Red mug"
+    assert reason.to_json() == {"type": "history", "source": "itemknn", "level": "personal", "because_of": ["a", "b"],
+                                "weights": [0.5, 0.2], "text": "Because you bought Red mug"}
 
 
 def test_history_reason_without_influence_is_the_popularity_prior() -> None:
-    assert history_reason([("a", 0.0)], "popular")["type"] == "fallback_popular"
-    assert fallback_reason()["source"] == "popularity"
+    assert history_reason([("a", 0.0)], "popular").type == "fallback_popular"
+    assert fallback_reason().source == "popularity"
 
 
 def test_top_matches_ranked_per_target(model: Recommender, data: Any) -> None:

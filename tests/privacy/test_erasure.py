@@ -79,9 +79,10 @@ def _erase_everywhere(services: Services, cache: RedisCache, shop: ReadyPlatform
         other = client.get(f"/v1/users/{shop.user_ids[0]}/recommendations", params={"k": 5})
         assert other.status_code == 200 and other.json()["items"]
     audit = list_audit(services.engine, platform)
-    erasures = [a for a in audit if a["action"] == "user.erase"]
+    erasures = [a for a in audit if a.action == "user.erase"]
     assert len(erasures) == 1 and TARGET not in str(erasures[0])
-    assert erasures[0]["details"]["deleted"]["events"] == 5  # 4 purchases + the click stored from feedback
+    details = erasures[0].details
+    assert details is not None and details["deleted"]["events"] == 5  # 4 purchases + the click stored from feedback
     with services.engine.connect() as conn:
         flag = PrivacyRepo(conn, services.platforms.platform_id(platform)).retrain_flag()
     assert flag is not None and flag["reason"] == "user erased"

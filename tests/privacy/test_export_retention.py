@@ -62,11 +62,11 @@ def test_purge_on_demand_deletes_only_old_events(tmp_path: Path) -> None:
             services.platforms.create(name)
             services.data.add_events(name, _events("u1", ["i1", "i2", "i3"], [400, 31, 1]))
         result = services.privacy.purge("shop-a")
-        assert result["purged"] == {"shop-a": 2} and result["days"] == 30.0
-        assert services.privacy.purge()["purged"] == {"shop-a": 0, "shop-b": 2}
+        assert result.purged == {"shop-a": 2} and result.days == 30.0
+        assert services.privacy.purge().purged == {"shop-a": 0, "shop-b": 2}
         with services.engine.connect() as conn:
             assert PlatformRepo(conn, services.platforms.platform_id("shop-a")).count_events() == 1
-        assert services.privacy.purge(days=0.5)["purged"] == {"shop-a": 1, "shop-b": 1}
+        assert services.privacy.purge(days=0.5).purged == {"shop-a": 1, "shop-b": 1}
         with pytest.raises(DataError, match="unknown platform"):
             services.privacy.purge("nope")
     finally:

@@ -109,10 +109,10 @@ def test_nothing_crosses_without_both_consents(services: Services) -> None:
         assert _post_users(services, name, prefix) == 200
     with services.engine.connect() as conn:
         assert linked_user_pairs(conn, "shop-a", "shop-b") == []
-    assert services.privacy.link("shop-a", "shop-b")["linked"] is False  # one side only
+    assert services.privacy.link("shop-a", "shop-b").linked is False  # one side only
     with services.engine.connect() as conn:
         assert linked_user_pairs(conn, "shop-a", "shop-b") == []
-    assert services.privacy.link("shop-b", "shop-a")["linked"] is True
+    assert services.privacy.link("shop-b", "shop-a").linked is True
     with services.engine.connect() as conn:
         pairs = linked_user_pairs(conn, "shop-a", "shop-b")
         assert pairs == [("a0", "b0"), ("a1", "b1"), ("a2", "b2"), ("a3", "b3")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_platform_create_gives_every_scope_and_is_audited(services: Services) ->
     assert principal is not None and principal.platform == "shop" and principal.scopes == frozenset(SCOPES)
     assert principal.key_id is not None and principal.key_id.startswith("key_") and principal.actor == principal.key_id
     services.platforms.create("shop")  # an existing platform: one more key, no second platform.create
-    actions = [(r["action"], r["actor"]) for r in list_audit(services.engine, "shop")]
+    actions = [(r.action, r.actor) for r in list_audit(services.engine, "shop")]
     assert actions.count(("platform.create", "admin")) == 1 and actions.count(("key.create", "admin")) == 2
 
 
@@ -42,14 +43,14 @@ def test_scoped_key_list_and_revoke(services: Services) -> None:
     assert new.scopes == ("read", "write") and new.key.startswith("sk_") and new.name == "importer"
     principal = services.platforms.authenticate(new.key)
     assert principal is not None and principal.allows("write") and not principal.allows("admin")
-    listed = {k["key_id"]: k for k in services.platforms.list_keys("shop")}
-    assert listed[new.key_id]["scopes"] == ["read", "write"] and not listed[new.key_id]["revoked"]
-    assert all("key_hash" not in k and "key" not in k for k in listed.values())
+    listed = {k.key_id: k for k in services.platforms.list_keys("shop")}
+    assert listed[new.key_id].scopes == ["read", "write"] and not listed[new.key_id].revoked
+    assert all(not hasattr(k, "key_hash") and not hasattr(k, "key") for k in listed.values())
     services.platforms.revoke_key("shop", new.key_id, actor="key_caller")
     assert services.platforms.authenticate(new.key) is None
     record = list_audit(services.engine, "shop", limit=1)[0]
-    assert (record["action"], record["actor"], record["subject"]) == ("key.revoke", "key_caller", new.key_id)
-    assert new.key not in json.dumps(list_audit(services.engine))  # the secret is never logged
+    assert (record.action, record.actor, record.subject) == ("key.revoke", "key_caller", new.key_id)
+    assert new.key not in json.dumps([asdict(r) for r in list_audit(services.engine)])  # the secret is never logged
 
 
 def test_rotation_keeps_scopes_and_name(services: Services) -> None:

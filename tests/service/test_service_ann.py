@@ -47,13 +47,13 @@ def test_large_catalog_uses_ann_candidates_and_filters_hold(tmp_path: Path, mode
         assert served is not None and served.ann is not None and vector_scorer(served.model) is not None
         user = shop.user_ids[0]
         answer = svc.recommend.recommend("shop", user, k=5)
-        assert answer["items"][0]["reason"]["candidates"] == "ann"
+        assert answer.items[0].reason.candidates == "ann"
         category = shop.data.items[0].category
         narrow = svc.recommend.recommend("shop", user, k=5, filters=Filters(category=category))
         cats = {i.item_id: i.category for i in shop.data.items}
-        assert all(cats[i["item_id"]] == category for i in narrow["items"])
-        personal = [i for i in narrow["items"] if i["reason"]["level"] == "personal"]
+        assert all(cats[i.item_id] == category for i in narrow.items)
+        personal = [i for i in narrow.items if i.reason.level == "personal"]
         # too few ANN candidates in the category: the category's items are scored exactly instead
-        assert personal and all(i["reason"]["candidates"] == "filtered" for i in personal)
+        assert personal and all(i.reason.candidates == "filtered" for i in personal)
     finally:
         svc.close()

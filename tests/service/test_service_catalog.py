@@ -173,6 +173,7 @@ def _view(n: int) -> catalog.CatalogView:
 
 
 def test_a_level_over_candidates_ranks_as_the_same_scores_over_the_whole_catalog() -> None:
+    from shoprec.explain import Reason
     from shoprec.service.recommend import Level, rank_chain
 
     rng = np.random.default_rng(0)
@@ -183,8 +184,8 @@ def test_a_level_over_candidates_ranks_as_the_same_scores_over_the_whole_catalog
     full[candidates] = rng.integers(0, 4, 25).astype(np.float32)  # many ties: the lower index first
     blocked = np.zeros(n, bool)
     blocked[candidates[::4]] = True
-    reason = {"type": "x"}
-    fallback = Level({"type": "popular"}, np.arange(n, dtype=np.float32))
+    reason = Reason("x", "test")
+    fallback = Level(Reason("popular", "test"), np.arange(n, dtype=np.float32))
     for k in (5, 30):  # 30: more than the candidates left, the fallback fills the rest
         a = rank_chain([Level(reason, full), fallback], blocked, k, view)
         b = rank_chain([Level(reason, full[candidates], candidates=candidates), fallback], blocked, k, view)

@@ -48,9 +48,9 @@ def test_a_bad_record_refuses_the_whole_batch(services: Services, shop: ReadyPla
     assert [(e.index, e.field) for e in errors] == [(1, "timestamp"), (3, "timestamp")]
     assert _count_events(services, "shop") == before
     result = services.data.add_events("shop", [good])
-    assert result["stored"]["events"] == 1 and _count_events(services, "shop") == before + 1
+    assert result.stored.events == 1 and _count_events(services, "shop") == before + 1
     again = services.data.add_events("shop", [good])
-    assert again["duplicates"] == 1 and again["stored"]["events"] == 0
+    assert again.duplicates == 1 and again.stored.events == 0
 
 
 def test_oversized_batches_are_refused(services: Services, shop: ReadyPlatform) -> None:
@@ -68,7 +68,7 @@ def test_unknown_items_can_be_refused(tmp_path: Path) -> None:
         with pytest.raises(RecordErrors) as info:
             svc.data.add_events("s", [EventRecord("u", "known", "view", now), EventRecord("u", "ghost", "view", now)])
         assert [(e.index, e.field, e.reason) for e in info.value.errors] == [(1, "item_id", "unknown_item")]
-        assert svc.data.add_events("s", [EventRecord("u", "known", "view", now)])["stored"]["events"] == 1
+        assert svc.data.add_events("s", [EventRecord("u", "known", "view", now)]).stored.events == 1
     finally:
         svc.close()
 
@@ -77,17 +77,35 @@ def test_items_users_get_delete(services: Services, shop: ReadyPlatform) -> None
     services.data.upsert_items("shop", [ItemRecord(item_id="x1", title="<b>Robert'); DROP TABLE items;--</b>",
                                                    price=9.5, attributes={"color": "red"})])
     item = services.data.get_item("shop", "x1")
-    assert item["title"] == "<b>Robert'); DROP TABLE items;--</b>" and item["attributes"] == {"color": "red"}
+    assert item.title == "<b>Robert'); DROP TABLE items;--</b>" and item.attributes == {"color": "red"}
     services.data.delete_item("shop", "x1")
     with pytest.raises(NotFound):
         services.data.get_item("shop", "x1")
     with pytest.raises(NotFound):
         services.data.delete_item("shop", "never-was")
     services.data.upsert_items("shop", [ItemRecord(item_id="x1", title="back")])
-    assert services.data.get_item("shop", "x1")["title"] == "back"
+    assert services.data.get_item("shop", "x1").title == "back"
     services.data.upsert_users("shop", [UserRecord(user_id="v1", attributes={"tier": "gold"})])
-    assert services.data.get_user("shop", "v1")["attributes"] == {"tier": "gold"}
+    assert services.data.get_user("shop", "v1").attributes == {"tier": "gold"}
     user = services.data.get_user("shop", shop.user_ids[0])
-    assert user["recent_events"]
+    assert user.recent_events
     with pytest.raises(NotFound):
         services.data.get_user("shop", "nobody-here")
+
+
+def test_a_batch_is_validated_once(services: Services, shop: ReadyPlatform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The REST write path checks each record once (the pipeline's `validate`), not again inside `ingest`."""
+    from shoprec.ingest import checks
+
+    calls: list[object] = []
+    original = checks._check_event
+
+    def counting(rec: EventRecord, src: object) -> object:
+        calls.append(rec)
+        return original(rec, src)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checks, "_check_event", counting)
+    events = [EventRecord(user_id=shop.user_ids[0], item_id=i, event_type="view", timestamp=time.time())
+              for i in shop.item_ids[:3]]
+    result = services.data.add_events("shop", events)
+    assert result.stored.events == 3 and len(calls) == 3

@@ -43,7 +43,7 @@ def test_bad_experiments_are_refused_naming_the_field(services: Services, shop: 
     services.experiments.create("shop", "first", variants)
     with pytest.raises(RecordErrors, match="overlaps"):
         services.experiments.create("shop", "second", variants)
-    assert [e["name"] for e in services.experiments.list("shop")] == ["first"]
+    assert [e.name for e in services.experiments.list("shop")] == ["first"]
 
 
 def test_model_of_another_platform_is_refused(services: Services, shop: ReadyPlatform) -> None:
@@ -59,18 +59,18 @@ def test_users_get_their_variants_model_stably(services: Services, shop: ReadyPl
     seen = {}
     for user in shop.user_ids[:40]:
         answer = services.recommend.recommend("shop", user, k=5)
-        assert answer["experiment"] == exp["experiment_id"]
-        assert answer["model"] == {"knn": "itemknn", "pop": "popular"}[answer["variant"]]
-        seen[user] = answer["variant"]
-        expected = "knn" if bucket(exp["experiment_id"], user) < 0.5 else "pop"
-        assert answer["variant"] == expected
+        assert answer.experiment == exp.experiment_id
+        assert answer.model == {"knn": "itemknn", "pop": "popular"}[answer.variant]
+        seen[user] = answer.variant
+        expected = "knn" if bucket(exp.experiment_id, user) < 0.5 else "pop"
+        assert answer.variant == expected
     assert set(seen.values()) == {"knn", "pop"}
-    again = {u: services.recommend.recommend("shop", u, k=5)["variant"] for u in shop.user_ids[:40]}
+    again = {u: services.recommend.recommend("shop", u, k=5).variant for u in shop.user_ids[:40]}
     assert again == seen
-    services.experiments.stop("shop", exp["experiment_id"])
+    services.experiments.stop("shop", exp.experiment_id)
     after = services.recommend.recommend("shop", shop.user_ids[0], k=5)
-    assert after["experiment"] is None and after["model"] == "itemknn"
-    assert services.experiments.get("shop", exp["experiment_id"])["status"] == "stopped"
+    assert after.experiment is None and after.model == "itemknn"
+    assert services.experiments.get("shop", exp.experiment_id).status == "stopped"
 
 
 def test_feedback_and_window_events_are_credited_to_list_position_and_variant(services: Services,
@@ -78,29 +78,30 @@ def test_feedback_and_window_events_are_credited_to_list_position_and_variant(se
     exp = services.experiments.create("shop", "credit", _two_variants(services, shop))
     user = shop.user_ids[0]
     answer = services.recommend.recommend("shop", user, k=5)
-    first, third = answer["items"][0]["item_id"], answer["items"][2]["item_id"]
+    first, third = answer.items[0].item_id, answer.items[2].item_id
     now = time.time()
     # an event carrying the recommendation_id, and a later purchase of another shown item without it
     services.data.add_events("shop", [
         EventRecord(user_id=user, item_id=first, event_type=EventType.CLICK, timestamp=now,
-                    context={"recommendation_id": answer["recommendation_id"]}),
+                    context={"recommendation_id": answer.recommendation_id}),
         EventRecord(user_id=user, item_id=third, event_type=EventType.PURCHASE, timestamp=now + 1),
         EventRecord(user_id=user, item_id=third, event_type=EventType.PURCHASE, timestamp=now + 2),  # counted once
         EventRecord(user_id=user, item_id=first, event_type=EventType.CLICK, timestamp=now + 7200),  # too late
     ])
-    results = services.experiments.results("shop", exp["experiment_id"])
-    variant = next(v for v in results["variants"] if v["name"] == answer["variant"])
-    assert (variant["lists"], variant["impressions"], variant["clicks"], variant["purchases"]) == (1, 5, 2, 1)
-    assert variant["clicks_by_position"] == {"0": 1, "2": 1}
-    assert variant["ctr"]["value"] == pytest.approx(0.4)
-    low, high = variant["ctr"]["ci95"]
+    results = services.experiments.results("shop", exp.experiment_id)
+    variant = next(v for v in results.variants if v.name == answer.variant)
+    assert (variant.lists, variant.impressions, variant.clicks, variant.purchases) == (1, 5, 2, 1)
+    assert variant.clicks_by_position == {"0": 1, "2": 1}
+    assert variant.ctr.value == pytest.approx(0.4)
+    low, high = variant.ctr.ci95
     assert low < 0.4 < high
 
 
 def test_results_compare_against_the_control(services: Services, shop: ReadyPlatform) -> None:
     exp = services.experiments.create("shop", "empty", _two_variants(services, shop))
-    results = services.experiments.results("shop", exp["experiment_id"])
-    assert results["control"] == "knn" and results["variants"][1]["vs_control"]["ctr_p_value"] is None
+    results = services.experiments.results("shop", exp.experiment_id)
+    vs_control = results.variants[1].vs_control
+    assert results.control == "knn" and vs_control is not None and vs_control.ctr_p_value is None
 
 
 def test_experiments_are_private_to_their_platform(services: Services, shop: ReadyPlatform) -> None:
@@ -127,10 +128,10 @@ def test_the_attribution_window_is_configurable(tmp_path: Path) -> None:
         shop = synthetic_platform(services, "shop", users=30, items=20)
         exp = services.experiments.create("shop", "w", _two_variants(services, shop))
         user = shop.user_ids[0]
-        item = services.recommend.recommend("shop", user, k=3)["items"][0]["item_id"]
+        item = services.recommend.recommend("shop", user, k=3).items[0].item_id
         services.data.add_events("shop", [EventRecord(user_id=user, item_id=item, event_type=EventType.CLICK,
                                                       timestamp=time.time() + 5)])
-        assert sum(v["clicks"] for v in services.experiments.results("shop", exp["experiment_id"])["variants"]) == 0
+        assert sum(v.clicks for v in services.experiments.results("shop", exp.experiment_id).variants) == 0
     finally:
         services.close()
     with pytest.raises(ConfigError, match="attribution_window_s"):

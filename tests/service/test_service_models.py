@@ -21,9 +21,9 @@ def test_train_registers_evaluates_and_activates(services: Services, shop: Ready
     result = services.store.train("shop", "popular", {}, activate=False)
     assert result["metrics"]["NDCG@10"] >= 0 and "HR@10" in result["metrics"]
     assert Path(result["path"]).is_dir() and str(services.settings.model_dir) in result["path"]
-    listed = {m["model_id"]: m for m in services.store.list_models("shop")}
-    assert listed[result["model_id"]]["active"] is False
-    assert listed[shop.trained["model_id"]]["active"] is True
+    listed = {m.model_id: m for m in services.store.list_models("shop")}
+    assert listed[result["model_id"]].active is False
+    assert listed[shop.trained["model_id"]].active is True
     with pytest.raises(ConfigError):
         services.store.train("shop", "no-such-model")
 
@@ -41,18 +41,19 @@ def test_train_fits_under_the_given_feature_hooks(services: Services, shop: Read
     assert bought["features"]["weight.view"] == 0.0 and "features" not in plain
     plain_scores, bought_scores = (load_model(Path(r["path"])).score([Query(user=None)])[0] for r in (plain, bought))
     assert not np.allclose(plain_scores, bought_scores)
-    listed = {m["model_id"]: m for m in services.store.list_models("shop")}
-    assert listed[bought["model_id"]]["config"]["features"]["weight.purchase"] == 1.0
+    listed = {m.model_id: m for m in services.store.list_models("shop")}
+    config = listed[bought["model_id"]].config
+    assert config is not None and config["features"]["weight.purchase"] == 1.0
 
 
 def test_activation_swaps_the_served_model(services: Services, shop: ReadyPlatform) -> None:
     user = shop.user_ids[0]
-    assert services.recommend.recommend("shop", user, k=3)["model"] == "itemknn"
+    assert services.recommend.recommend("shop", user, k=3).model == "itemknn"
     other = services.store.train("shop", "popular", {})
     services.models.activate("shop", other["model_id"])
     answer = services.recommend.recommend("shop", user, k=3)
-    assert answer["model"] == "popular"
-    assert [m["model_id"] for m in services.store.list_models("shop") if m["active"]] == [other["model_id"]]
+    assert answer.model == "popular"
+    assert [m.model_id for m in services.store.list_models("shop") if m.active] == [other["model_id"]]
 
 
 def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> None:
@@ -60,15 +61,15 @@ def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> No
     worker_b = local_services(tmp_path, model_poll_s=0.05)  # another worker on the same database
     try:
         shop = synthetic_platform(worker_a, "shop")
-        assert worker_b.recommend.recommend("shop", shop.user_ids[0], k=3)["model"] == "itemknn"
+        assert worker_b.recommend.recommend("shop", shop.user_ids[0], k=3).model == "itemknn"
         other = worker_a.store.train("shop", "popular", {}, activate=True)
         deadline = time.monotonic() + 10
         models = set()
         while time.monotonic() < deadline:
             answer = worker_b.recommend.recommend("shop", shop.user_ids[0], k=3)
-            assert len(answer["items"]) == 3
-            models.add(answer["model"])
-            if answer["model"] == "popular":
+            assert len(answer.items) == 3
+            models.add(answer.model)
+            if answer.model == "popular":
                 break
             time.sleep(0.02)
         assert "popular" in models, "worker b never switched to the activated model"
@@ -80,15 +81,15 @@ def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> No
 
 def test_background_training_job(services: Services, shop: ReadyPlatform) -> None:
     job = services.jobs.submit_training("shop", "popular", {}, activate=True)
-    assert job["status"] in ("queued", "running", "succeeded")
-    services.jobs.wait(job["job_id"], timeout=60)
-    done = services.jobs.get("shop", job["job_id"])
-    assert done["status"] == "succeeded", done
-    assert done["result"]["model"] == "popular"
-    assert services.recommend.recommend("shop", shop.user_ids[0], k=3)["model"] == "popular"
+    assert job.status in ("queued", "running", "succeeded")
+    services.jobs.wait(job.job_id, timeout=60)
+    done = services.jobs.get("shop", job.job_id)
+    assert done.status == "succeeded", done
+    assert done.result is not None and done.result["model"] == "popular"
+    assert services.recommend.recommend("shop", shop.user_ids[0], k=3).model == "popular"
     failing = services.jobs.submit_training("shop", "itemknn", {"neighbors": 5}, activate=False)
-    services.jobs.wait(failing["job_id"], timeout=60)
-    assert services.jobs.get("shop", failing["job_id"])["status"] == "succeeded"
+    services.jobs.wait(failing.job_id, timeout=60)
+    assert services.jobs.get("shop", failing.job_id).status == "succeeded"
     with pytest.raises(ConfigError):
         services.jobs.submit_training("shop", "itemknn", {"no_such_param": 1}, activate=False)
 
@@ -105,13 +106,13 @@ def test_workers_share_history_through_redis(tmp_path: Path) -> None:
     a, b = workers
     try:
         shop = synthetic_platform(a, "shop")
-        assert b.recommend.recommend("shop", "visitor", k=3)["items"][0]["reason"]["level"] == "popular"
+        assert b.recommend.recommend("shop", "visitor", k=3).items[0].reason.level == "popular"
         a.data.add_events("shop", [EventRecord("visitor", shop.item_ids[4], "view", time.time() - 1)])
         warm = b.recommend.recommend("shop", "visitor", k=3)
-        assert warm["items"][0]["reason"]["level"] == "session"
-        assert warm["items"][0]["reason"]["because_of"] == [shop.item_ids[4]]
-        page = a.recommend.recommend("shop", "visitor", k=3, offset=3, recommendation_id=warm["recommendation_id"])
-        assert not {i["item_id"] for i in page["items"]} & {i["item_id"] for i in warm["items"]}
+        assert warm.items[0].reason.level == "session"
+        assert warm.items[0].reason.because_of == (shop.item_ids[4],)
+        page = a.recommend.recommend("shop", "visitor", k=3, offset=3, recommendation_id=warm.recommendation_id)
+        assert not {i.item_id for i in page.items} & {i.item_id for i in warm.items}
     finally:
         probe.clear_prefix()
         probe.close()

@@ -10,16 +10,17 @@ import pytest
 from shoprec.data.records import EventRecord, ItemRecord
 from shoprec.errors import DataError
 from shoprec.service import Filters, Services
+from shoprec.service.answers import Recommendation
 from shoprec.service.errors import NotFound
 from shoprec.service.testing import ReadyPlatform, local_services, synthetic_platform
 
 
-def _ids(answer: dict) -> list[str]:
-    return [i["item_id"] for i in answer["items"]]
+def _ids(answer: Recommendation) -> list[str]:
+    return [i.item_id for i in answer.items]
 
 
-def _sources(answer: dict) -> set[str]:
-    return {i["reason"]["level"] for i in answer["items"]}
+def _sources(answer: Recommendation) -> set[str | None]:
+    return {i.reason.level for i in answer.items}
 
 
 def test_known_user_gets_a_personal_list_without_seen_purchased_or_disliked_items(
@@ -29,10 +30,10 @@ def test_known_user_gets_a_personal_list_without_seen_purchased_or_disliked_item
         answer = services.recommend.recommend("shop", user, k=10)
         ids = _ids(answer)
         assert len(ids) == 10 and len(set(ids)) == 10
-        assert answer["items"][0]["reason"]["level"] == "personal"
-        assert answer["items"][0]["reason"]["source"] == "itemknn"
+        assert answer.items[0].reason.level == "personal"
+        assert answer.items[0].reason.source == "itemknn"
         assert not set(ids) & (set(state.history) | state.purchased | state.disliked)
-        scores = [i["score"] for i in answer["items"] if i["reason"]["level"] == "personal"]
+        scores = [i.score for i in answer.items if i.reason.level == "personal"]
         assert scores == sorted(scores, reverse=True)
 
 
@@ -42,8 +43,8 @@ def test_new_user_gets_popular_items_and_an_event_personalises_at_once(services:
     item = shop.item_ids[7]
     services.data.add_events("shop", [EventRecord("brand-new-user", item, "view", time.time() - 1)])
     warm = services.recommend.recommend("shop", "brand-new-user", k=5)
-    assert warm["items"][0]["reason"]["level"] == "session"
-    assert warm["items"][0]["reason"]["because_of"] == [item]
+    assert warm.items[0].reason.level == "session"
+    assert warm.items[0].reason.because_of == (item,)
     assert item not in _ids(warm)  # seen items are left out by default
     seen = services.recommend.recommend("shop", "brand-new-user", k=50, filters=Filters(include_seen=True))
     assert _ids(seen) != _ids(warm)[:50]
@@ -103,17 +104,17 @@ def test_pages_of_one_recommendation_never_repeat(services: Services, shop: Read
     seen = _ids(first)
     for offset in (10, 20, 30):
         page = services.recommend.recommend("shop", user, k=10, offset=offset,
-                                            recommendation_id=first["recommendation_id"])
-        assert page["recommendation_id"] == first["recommendation_id"]
+                                            recommendation_id=first.recommendation_id)
+        assert page.recommendation_id == first.recommendation_id
         assert len(_ids(page)) == 10
         assert not set(_ids(page)) & set(seen)
         seen += _ids(page)
     assert len(seen) == len(set(seen)) == 40
-    beyond = services.recommend.recommend("shop", user, k=10, offset=90, recommendation_id=first["recommendation_id"])
+    beyond = services.recommend.recommend("shop", user, k=10, offset=90, recommendation_id=first.recommendation_id)
     assert not set(_ids(beyond)) & set(seen)  # past the ranked depth: an empty page, never a repeat
     with pytest.raises(NotFound):
         services.recommend.recommend("shop", "someone-else", k=10, offset=10,
-                                     recommendation_id=first["recommendation_id"])
+                                     recommendation_id=first.recommendation_id)
 
 
 def test_category_context_comes_before_overall_popularity(services: Services) -> None:
@@ -121,7 +122,7 @@ def test_category_context_comes_before_overall_popularity(services: Services) ->
     category = shop.data.items[0].category
     answer = services.recommend.recommend("nomodel", "nobody", k=5, filters=Filters(category=category))
     assert _sources(answer) == {"popular_category"}
-    assert answer["model"] is None
+    assert answer.model is None
     everything = services.recommend.recommend("nomodel", "nobody", k=100)
     assert len(_ids(everything)) == len(shop.item_ids)  # never more than the catalog, never empty
 
@@ -129,13 +130,13 @@ def test_category_context_comes_before_overall_popularity(services: Services) ->
 def test_similar_items_and_a_new_item_through_its_text(services: Services, shop: ReadyPlatform) -> None:
     known = shop.item_ids[0]
     sim = services.recommend.similar("shop", known, k=5)
-    assert sim["items"][0]["reason"]["level"] == "item_to_item" and known not in _ids(sim)
+    assert sim.items[0].reason.level == "item_to_item" and known not in _ids(sim)
     twin = shop.data.items[1]
     services.data.upsert_items("shop", [ItemRecord(item_id="fresh", title=twin.title, category=twin.category,
                                                    brand=twin.brand, description=twin.description)])
     new = services.recommend.similar("shop", "fresh", k=5)
-    assert new["items"][0]["reason"]["level"] == "content"
-    assert new["items"][0]["item_id"] == twin.item_id
+    assert new.items[0].reason.level == "content"
+    assert new.items[0].item_id == twin.item_id
     with pytest.raises(NotFound):
         services.recommend.similar("shop", "no-such-item", k=5)
 
@@ -143,16 +144,16 @@ def test_similar_items_and_a_new_item_through_its_text(services: Services, shop:
 def test_session_recommendations_for_an_anonymous_visitor(services: Services, shop: ReadyPlatform) -> None:
     history = shop.item_ids[2:4]
     answer = services.recommend.session("shop", history, k=5)
-    assert answer["items"][0]["reason"]["level"] == "session"
+    assert answer.items[0].reason.level == "session"
     assert not set(_ids(answer)) & set(history)
     assert len(_ids(services.recommend.session("shop", ["unknown-item"], k=5))) == 5
 
 
 def test_feedback_needs_a_served_item(services: Services, shop: ReadyPlatform) -> None:
     answer = services.recommend.recommend("shop", shop.user_ids[0], k=3)
-    rec_id = answer["recommendation_id"]
+    rec_id = answer.recommendation_id
     out = services.recommend.feedback("shop", rec_id, _ids(answer)[0], "click")
-    assert out["user_id"] == shop.user_ids[0]
+    assert out.user_id == shop.user_ids[0]
     with pytest.raises(DataError, match="item_id"):
         services.recommend.feedback("shop", rec_id, "not-served", "click")
     with pytest.raises(NotFound):

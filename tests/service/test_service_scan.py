@@ -3,12 +3,15 @@ lists full scoring gives."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from shoprec.explain import Reason
 from shoprec.service import Filters
+from shoprec.service.answers import RecommendedItem
 from shoprec.service.scan import Int8Scan
 from shoprec.service.testing import local_services, synthetic_platform
 
@@ -23,8 +26,8 @@ def _exact_top(vectors: np.ndarray, query: np.ndarray, allowed: np.ndarray, n: i
     return set(ok[scores[ok] >= nth].tolist())
 
 
-def _reason(item: dict) -> dict:
-    return {k: v for k, v in item["reason"].items() if k != "model_id"}  # two stores, two model ids
+def _reason(item: RecommendedItem) -> Reason:
+    return replace(item.reason, model_id=None)  # two stores, two model ids
 
 
 def _vectors(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -132,11 +135,11 @@ def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path
         category = shops[0].data.items[0].category.split(" > ")[0]
         for user in [*shops[0].user_ids[:40], "new-user"]:
             for filters in (None, Filters(category=category), Filters(exclude=tuple(shops[0].item_ids[:30]))):
-                a = scanned.recommend.recommend("shop", user, k=20, filters=filters)["items"]
-                b = full.recommend.recommend("shop", user, k=20, filters=filters)["items"]
-                assert [i["item_id"] for i in a] == [i["item_id"] for i in b], (user, filters)
+                a = scanned.recommend.recommend("shop", user, k=20, filters=filters).items
+                b = full.recommend.recommend("shop", user, k=20, filters=filters).items
+                assert [i.item_id for i in a] == [i.item_id for i in b], (user, filters)
                 assert [_reason(i) for i in a] == [_reason(i) for i in b]
-                assert np.allclose([i["score"] for i in a], [i["score"] for i in b], atol=1e-5)
+                assert np.allclose([i.score for i in a], [i.score for i in b], atol=1e-5)
     finally:
         scanned.close()
         full.close()
@@ -157,7 +160,7 @@ def test_filters_leaving_only_items_newer_than_the_model_fall_back(tmp_path: Pat
         svc.data.upsert_items("shop", [ItemRecord(item_id=f"fresh{i}", title=f"Fresh {i}", category="Fresh")
                                        for i in range(5)])
         answer = svc.recommend.recommend("shop", shop.user_ids[0], k=5, filters=Filters(category="Fresh"))
-        assert sorted(i["item_id"] for i in answer["items"]) == [f"fresh{i}" for i in range(5)]
-        assert {i["reason"]["level"] for i in answer["items"]} == {"popular_category"}
+        assert sorted(i.item_id for i in answer.items) == [f"fresh{i}" for i in range(5)]
+        assert {i.reason.level for i in answer.items} == {"popular_category"}
     finally:
         svc.close()

@@ -58,12 +58,12 @@ def test_record_and_list_audit(engine: sa.Engine, platform: str) -> None:
                      details={"events": 3})
         record_audit(conn, platform_id=None, action="deployment.check", actor="admin")
     mine = list_audit(engine, platform)
-    assert [(r["action"], r["actor"], r["subject"], r["details"], r["platform"]) for r in mine] == [
+    assert [(r.action, r.actor, r.subject, r.details, r.platform) for r in mine] == [
         ("user.erase", "key_0123", "hash-1", {"events": 3}, platform)]
-    assert abs(mine[0]["created_at"] - time.time()) < 60
+    assert abs(mine[0].created_at - time.time()) < 60
     everything = list_audit(engine, limit=10_000)
-    assert {"user.erase", "deployment.check"} <= {r["action"] for r in everything}
-    assert [r["id"] for r in everything] == sorted((r["id"] for r in everything), reverse=True)
+    assert {"user.erase", "deployment.check"} <= {r.action for r in everything}
+    assert [r.id for r in everything] == sorted((r.id for r in everything), reverse=True)
 
 
 def test_audit_rolls_back_with_the_callers_transaction(engine: sa.Engine, platform: str) -> None:

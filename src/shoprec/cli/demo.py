@@ -160,7 +160,7 @@ def serve_step(run: DemoRun) -> None:
             "model_id": trained["model_id"], "metrics": {k: v for k, v in trained["metrics"].items()
                                                          if k in ("HR@10", "NDCG@10")},
             "api_key": key, "example_user": user,
-            "example_items": [i["item_id"] for i in first["items"]]}
+            "example_items": first.item_ids}
     services.jobs.close()
     name, info = next(iter(serving["platforms"].items()))
     serving["examples"] = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -64,7 +65,8 @@ def link_command(settings: Settings, a: str | None, b: str | None, platform: str
     """
     with _services(settings) as services:
         results = [services.privacy.link(x, y, actor=OPERATOR) for x, y in _pairs(a, b, platform, partner)]
-    _emit(results[-1] if len(results) == 1 else {"linked": results[-1]["linked"], "consents": results})
+    _emit(asdict(results[-1]) if len(results) == 1 else {"linked": results[-1].linked,
+                                                          "consents": [asdict(r) for r in results]})
 
 
 @platform_group.command("unlink")
@@ -78,7 +80,7 @@ def unlink_command(settings: Settings, a: str | None, b: str | None, platform: s
     """End the link of A and B (either side's withdrawal ends it: nothing crosses from then on)."""
     with _services(settings) as services:
         results = [services.privacy.unlink(x, y, actor=OPERATOR) for x, y in _pairs(a, b, platform, partner)]
-    _emit(results[-1] if len(results) == 1 else {"linked": False, "consents": results})
+    _emit(asdict(results[-1]) if len(results) == 1 else {"linked": False, "consents": [asdict(r) for r in results]})
 
 
 @click.command("erase-user")
@@ -89,7 +91,7 @@ def erase_user_command(settings: Settings, platform: str, user_id: str) -> None:
     """Erase USER_ID of PLATFORM everywhere at once (rows, events, identities, logs, caches, model artifacts);
     the platform's models are flagged for retraining and the erasure audited under a keyed hash."""
     with _services(settings) as services:
-        _emit(services.privacy.erase(platform, user_id, actor=OPERATOR))
+        _emit(asdict(services.privacy.erase(platform, user_id, actor=OPERATOR)))
 
 
 @click.command("export-user")
@@ -110,7 +112,7 @@ def export_user_command(settings: Settings, platform: str, user_id: str) -> None
 def purge_command(settings: Settings, platform: str | None, days: float | None) -> None:
     """Delete events older than the retention period; prints {"days", "before", "purged": {platform: n}}."""
     with _services(settings) as services:
-        _emit(services.privacy.purge(platform, days))
+        _emit(asdict(services.privacy.purge(platform, days)))
 
 
 commands: list[click.Command] = [erase_user_command, export_user_command, purge_command]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import click
@@ -132,11 +133,11 @@ def key_list(settings: Settings, platform: str, as_json: bool) -> None:
     finally:
         service.engine.dispose()
     if as_json:
-        click.echo(json.dumps(keys))
+        click.echo(json.dumps([asdict(k) for k in keys]))
         return
     for k in keys:
-        state = "revoked" if k["revoked"] else "active"
-        click.echo(f"{k['key_id']}  {','.join(k['scopes']):<16}  {state:<7}  {k['name'] or ''}")
+        state = "revoked" if k.revoked else "active"
+        click.echo(f"{k.key_id}  {','.join(k.scopes):<16}  {state:<7}  {k.name or ''}")
 
 
 @click.command("serve")

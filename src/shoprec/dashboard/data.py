@@ -21,7 +21,7 @@ from shoprec.errors import DataError
 from shoprec.service import Services
 from shoprec.service.errors import NotFound
 from shoprec.service.experiments import ExperimentService
-from shoprec.service.recommend import RecommendService
+from shoprec.service.recommend import Recommendation, RecommendService
 from shoprec.storage import PlatformRepo, list_platforms, storage_errors
 from shoprec.storage.dashboard import EventHistogram, event_histogram, recent_users
 from shoprec.storage.serving import ServingRepo
@@ -238,11 +238,12 @@ def _titles(services: Services, platform: str) -> dict[str, str]:
     return dict(zip(view.items.to_list(), view.titles, strict=True))
 
 
-def _with_titles(answer: dict[str, Any], titles: dict[str, str]) -> dict[str, Any]:
+def _with_titles(answer: Recommendation, titles: dict[str, str]) -> dict[str, Any]:
+    as_json = answer.to_json()
     items = [{**item, "title": titles.get(item["item_id"], ""), "explanation": explain(item.get("reason") or {},
                                                                                       titles)}
-             for item in answer["items"]]
-    return {**answer, "items": items}
+             for item in as_json["items"]]
+    return {**as_json, "items": items}
 
 
 def explain(reason: dict[str, Any], titles: dict[str, str]) -> str:

@@ -23,7 +23,7 @@ def experiment_results(services: Services, platform: str) -> list[dict[str, Any]
     experiments = services.experiments
     shown = []
     for exp in experiments.list(platform)[::-1][:MAX_SHOWN]:
-        result = experiments.results(platform, exp["experiment_id"])
+        result = experiments.results(platform, exp.experiment_id).to_json()
         result["charts"] = [_chart(result["variants"], key, label) for key, label in
                             (("ctr", "CTR"), ("conversion", "Conversion"))]
         shown.append(result)

@@ -3,7 +3,8 @@
     drops = leave_one_out(model, query, items)             # one model.score call, len(history) + 1 queries
     reason = history_reason(drops, j, because_of_ids, source="itemknn")
 
-Reasons (every one carries "type" and "source", the model or rule that placed the item):
+Reasons are typed (`Reason`; every one carries `type` and `source`, the model or rule that placed the item),
+sent as JSON through `Reason.to_json()`:
     {"type": "history", "because_of": [item ids, most influential first], "weights": [score drops], "text"?}
     {"type": "popular_in_category", "category": ...}
     {"type": "similar_text", "item_id": ...}
@@ -13,6 +14,7 @@ Reasons (every one carries "type" and "source", the model or rule that placed th
 from shoprec.explain.attribution import ATTRIBUTION_HISTORY, Attribution, leave_one_out
 from shoprec.explain.reasons import (
     BECAUSE,
+    Reason,
     fallback_reason,
     history_reason,
     history_reasons,
@@ -24,6 +26,7 @@ __all__ = [
     "ATTRIBUTION_HISTORY",
     "BECAUSE",
     "Attribution",
+    "Reason",
     "fallback_reason",
     "history_reason",
     "history_reasons",

@@ -1,8 +1,9 @@
-"""Reason objects (JSON-able dicts) of the four kinds, and their human text."""
+"""Reasons (a typed `Reason`, JSON through `Reason.to_json`) of the four kinds, and their human text."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 BECAUSE = 3  # history items named in a history reason
@@ -11,20 +12,81 @@ VERBS = {"purchase": "bought", "cart": "added to your cart", "like": "liked", "r
          "review": "reviewed", "click": "viewed", "view": "viewed"}
 
 
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an item is in a list. `type`: history, popular_in_category, similar_text or fallback_popular;
+    `source`: the model name, "popularity" or "content"; `level`: the serving chain's level (personal,
+    session, item_to_item, content, popular_category, popular); `model_id` and `candidates` ("ann",
+    "filtered") for a model's reasons; `because_of`/`weights` for a history reason; `category` for
+    popular_in_category; `item_id` for similar_text; `text`: the sentence shown to a shopper."""
+
+    type: str
+    source: str
+    level: str | None = None
+    model_id: str | None = None
+    candidates: str | None = None
+    because_of: tuple[str, ...] | None = None
+    weights: tuple[float, ...] | None = None
+    category: str | None = None
+    item_id: str | None = None
+    text: str | None = None
+
+    def at(self, level: str) -> Reason:
+        """This reason placed by the chain level `level`."""
+        return replace(self, level=level)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object, fields that are None left out. Key order (the bytes the API has always sent):
+        a model's reasons name their level and model before the rest; the rules' reasons name their level last."""
+        out: dict[str, Any] = {"type": self.type, "source": self.source}
+        late_level = self.model_id is None
+        if self.level is not None and not late_level:
+            out["level"] = self.level
+        if self.model_id is not None:
+            out["model_id"] = self.model_id
+        if self.candidates is not None:
+            out["candidates"] = self.candidates
+        if self.because_of is not None:
+            out["because_of"] = list(self.because_of)
+        if self.weights is not None:
+            out["weights"] = list(self.weights)
+        if self.category is not None:
+            out["category"] = self.category
+        if self.item_id is not None:
+            out["item_id"] = self.item_id
+        if self.text is not None:
+            out["text"] = self.text
+        if self.level is not None and late_level:
+            out["level"] = self.level
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Reason:
+        """The Reason of a JSON object written by `to_json` (e.g. a list read back from the recommendation log)."""
+        because, weights = data.get("because_of"), data.get("weights")
+        return cls(type=data["type"], source=data["source"], level=data.get("level"), model_id=data.get("model_id"),
+                   candidates=data.get("candidates"),
+                   because_of=tuple(because) if because is not None else None,
+                   weights=tuple(weights) if weights is not None else None,
+                   category=data.get("category"), item_id=data.get("item_id"), text=data.get("text"))
+
+
 def history_reason(causes: Sequence[tuple[str, float]], source: str, *, titles: dict[str, str] | None = None,
-                   verbs: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+                   verbs: dict[str, str] | None = None, level: str | None = None, model_id: str | None = None,
+                   candidates: str | None = None) -> Reason:
     """A history reason from (history item id, score drop) pairs, most influential first.
 
     Only items whose removal lowers the score are named (at most BECAUSE); when none does, the score
     does not depend on the history and the reason is the model's popularity prior (fallback_popular)."""
     ids = [i for i, _ in causes]
     return history_reasons([list(range(len(ids)))], [[round(float(w), 6) for _, w in causes]], ids, source,
-                           titles=titles, verbs=verbs, **extra)[0]
+                           titles=titles, verbs=verbs, level=level, model_id=model_id, candidates=candidates)[0]
 
 
 def history_reasons(positions: Sequence[Sequence[int]], weights: Sequence[Sequence[float]], ids: Sequence[str],
                     source: str, *, titles: dict[str, str] | None = None, verbs: dict[str, str] | None = None,
-                    **extra: Any) -> list[dict[str, Any]]:
+                    level: str | None = None, model_id: str | None = None, candidates: str | None = None
+                    ) -> list[Reason]:
     """`history_reason` of many targets whose causes come from one list of history items `ids`: target t's
     causes are ids[positions[t][j]] with drops weights[t][j] (rounded floats), most influential first. Each
     history item's text is written once (a list explains ~50 items from the same ~20 history items)."""
@@ -33,31 +95,26 @@ def history_reasons(positions: Sequence[Sequence[int]], weights: Sequence[Sequen
     for pos, ws in zip(positions, weights, strict=True):
         because = [ids[j] for j, w in zip(pos, ws, strict=True) if w > 0][:BECAUSE]
         if not because:
-            out.append(fallback_reason(source, **extra))
+            out.append(Reason("fallback_popular", source, level=level, model_id=model_id, candidates=candidates,
+                              text="Popular right now"))
             continue
-        reason: dict[str, Any] = {"type": "history", "source": source, **extra, "because_of": because,
-                                  "weights": [w for w in ws if w > 0][:BECAUSE]}
         top = because[0]
         if top not in texts:
             title = (titles or {}).get(top)
             texts[top] = f"Because you {VERBS.get((verbs or {}).get(top, ''), 'viewed')} {title}" if title else None
-        if texts[top]:
-            reason["text"] = texts[top]
-        out.append(reason)
+        out.append(Reason("history", source, level=level, model_id=model_id, candidates=candidates,
+                          because_of=tuple(because), weights=tuple([w for w in ws if w > 0][:BECAUSE]),
+                          text=texts[top] or None))
     return out
 
 
-def popular_in_category_reason(category: str, source: str = "popularity") -> dict[str, Any]:
-    return {"type": "popular_in_category", "source": source, "category": category,
-            "text": f"Popular in {category}"}
+def popular_in_category_reason(category: str, source: str = "popularity") -> Reason:
+    return Reason("popular_in_category", source, category=category, text=f"Popular in {category}")
 
 
-def similar_text_reason(item_id: str, title: str = "", source: str = "content") -> dict[str, Any]:
-    reason: dict[str, Any] = {"type": "similar_text", "source": source, "item_id": item_id}
-    if title:
-        reason["text"] = f"Similar to {title}"
-    return reason
+def similar_text_reason(item_id: str, title: str = "", source: str = "content") -> Reason:
+    return Reason("similar_text", source, item_id=item_id, text=f"Similar to {title}" if title else None)
 
 
-def fallback_reason(source: str = "popularity", **extra: Any) -> dict[str, Any]:
-    return {"type": "fallback_popular", "source": source, **extra, "text": "Popular right now"}
+def fallback_reason(source: str = "popularity") -> Reason:
+    return Reason("fallback_popular", source, text="Popular right now")

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from shoprec.privacy.keys import Privacy
 
-__all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "check_record", "ingest"]
+__all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "check_record", "ingest", "validate"]
 
 DEFAULT_BATCH_SIZE = 5000
 SOURCE_ERRORS = (ShoprecError, OSError, EOFError, UnicodeError, csv.Error, zlib.error)
@@ -66,6 +66,7 @@ def ingest(
     source: str | None = None,
     fmt: str | None = None,
     privacy: Privacy | None = None,
+    validated: bool = False,
 ) -> ImportReport:
     """Clean `records` and write them into `platform`; returns the ImportReport.
 
@@ -73,8 +74,10 @@ def ingest(
     rules, only the pipeline's own checks). `progress(rows_read)` is called after each batch.
     `source` / `fmt` only label the report. `privacy` (shoprec.privacy.Privacy): user ids are stored
     pseudonymised when it says so, and users' identities as keyed hashes (an identity without a
-    secret, or without `privacy`, is a ConfigError). Raises StorageError when the database fails
-    (batches committed before stay; the failed batch is rolled back) and DataError for a bad platform name.
+    secret, or without `privacy`, is a ConfigError). `validated`: `records` are already `validate`'s output
+    (a caller that refuses a whole batch before writing any of it); they are not checked again. Raises
+    StorageError when the database fails (batches committed before stay; the failed batch is rolled back)
+    and DataError for a bad platform name.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -82,7 +85,7 @@ def ingest(
     report = ImportReport(platform=platform, source=source, format=fmt)
     started = time.perf_counter()
     run = _Run(engine, platform, report, now, batch_size, progress, privacy)
-    rows = _rows(_clean(_checked(records), cleaning, now), report)
+    rows = _rows(records if validated else validate(records, cleaning, now), report)
     while True:
         try:
             item = next(rows)
@@ -112,7 +115,14 @@ def _source_error(exc: Exception, report: ImportReport) -> ShoprecError:
     return error(message)
 
 
-# ---------------------------------------------------------------------------- cleaning
+# ---------------------------------------------------------------------------- checks and cleaning
+def validate(records: Iterable[Record], cleaning: CleaningConfig | Literal[False] | None = None,
+             now: float | None = None) -> Iterator[Record]:
+    """The one validation of the pipeline: its own checks (`check_record`), then the cleaning rules. Yields the
+    records to store (ids stripped), a Rejected for each refused record (naming its Source and field) and Notes."""
+    return iter(_clean(_checked(records), cleaning, time.time() if now is None else now))
+
+
 def _clean(records: Iterable[Record], cleaning: CleaningConfig | Literal[False] | None,
            now: float) -> Iterable[Record]:
     """The cleaning rules (shoprec.preprocess.clean.RecordCleaner), unless `cleaning` is False."""

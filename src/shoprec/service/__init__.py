@@ -71,13 +71,12 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     models = ServedModels(store, config.model_poll_s, config.ann_threshold, config.scan_min_items,
                           config.scan)
     keys = Privacy.from_settings(settings)
-    data = DataService(engine, platforms, config, on_users_changed=users.invalidate,
-                       on_catalog_changed=catalogs.invalidate, privacy=keys)
-    lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
-    reclog = RecommendationLog(engine, lists, platforms)
     experiments = ExperimentService(engine, platforms, store, window_s=config.attribution_window_s,
                                     stored_user_id=keys.user_id)
-    data.on_events_stored = experiments.credit_events
+    data = DataService(engine, platforms, config, on_users_changed=users.invalidate,
+                       on_catalog_changed=catalogs.invalidate, privacy=keys, on_events_stored=experiments.credit_events)
+    lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
+    reclog = RecommendationLog(engine, lists, platforms)
     recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
     jobs = JobService(engine, platforms, store, models)
     privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,

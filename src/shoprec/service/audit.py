@@ -11,6 +11,7 @@ the log is kept after erasure, so it must not hold what was erased.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -43,10 +44,22 @@ def record_audit(conn: Executor, *, platform_id: int | None, action: str, actor:
                         "details": details, "created_at": time.time()})
 
 
-def list_audit(engine: Engine, platform: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """The newest `limit` audit records (newest first), of platform `platform` (a name) or of all platforms.
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audited action: `platform` a name (None: the deployment), `actor` a key id or "admin"/"cli",
+    `subject` what it acted on (a keyed hash for a user), `details` small JSON facts."""
 
-    Each record: id, platform (name or None), action, actor, subject, details, created_at."""
+    id: int
+    platform: str | None
+    action: str
+    actor: str
+    subject: str | None
+    details: dict[str, Any] | None
+    created_at: float
+
+
+def list_audit(engine: Engine, platform: str | None = None, limit: int = 100) -> list[AuditRecord]:
+    """The newest `limit` audit records (newest first), of platform `platform` (a name) or of all platforms."""
     if not 1 <= limit <= MAX_AUDIT_LIMIT:
         raise DataError(f"limit must be between 1 and {MAX_AUDIT_LIMIT}, got {limit}")
     with storage_errors(engine, "read the audit log"), engine.connect() as conn:
@@ -55,4 +68,5 @@ def list_audit(engine: Engine, platform: str | None = None, limit: int = 100) ->
             platform_id = find_platform(conn, platform)
             if platform_id is None:
                 raise DataError(f"unknown platform {platform!r}")
-        return select_audit(conn, platform_id, limit)
+        return [AuditRecord(r["id"], r["platform"], r["action"], r["actor"], r["subject"], r["details"],
+                            r["created_at"]) for r in select_audit(conn, platform_id, limit)]

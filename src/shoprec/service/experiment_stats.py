@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 Z95 = 1.959963984540054
@@ -31,7 +32,18 @@ def two_proportion_p(s1: int, n1: int, s2: int, n2: int) -> float | None:
     return math.erfc(abs(z) / math.sqrt(2))
 
 
-def rate(successes: int, trials: int) -> dict[str, Any]:
-    """{"value", "ci95": [low, high]} of a proportion."""
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A proportion and its 95% Wilson interval."""
+
+    value: float
+    ci95: tuple[float, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "ci95": list(self.ci95)}
+
+
+def rate(successes: int, trials: int) -> Rate:
+    """The proportion successes / trials (0.0 without trials) and its 95% interval (rounded to 6 places)."""
     low, high = wilson(successes, trials)
-    return {"value": successes / trials if trials else 0.0, "ci95": [round(low, 6), round(high, 6)]}
+    return Rate(successes / trials if trials else 0.0, (round(low, 6), round(high, 6)))

@@ -2,7 +2,7 @@
 
     exp = experiments.create("shop", "knn-vs-pop", [{"name": "control", "model_id": a, "share": 0.5},
                                                    {"name": "ease", "model_id": b, "share": 0.5}])
-    experiments.results("shop", exp["experiment_id"])   # per variant CTR / conversion, 95% CI, p-value
+    experiments.results("shop", exp.experiment_id)   # per variant CTR / conversion, 95% CI, p-value
 
 Assignment: sha256(experiment id + user id) -> a point in [0, 1) -> the variant whose cumulative share
 covers it: the same on every worker and after restarts, and independent between experiments.
@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from shoprec.data.records import EventRecord
 from shoprec.errors import DataError
 from shoprec.service.errors import NotFound, RecordError, RecordErrors
-from shoprec.service.experiment_stats import rate, two_proportion_p
+from shoprec.service.experiment_stats import Rate, rate, two_proportion_p
 from shoprec.service.models import ModelStore
 from shoprec.service.platform import PlatformService
 from shoprec.storage import storage_errors
@@ -64,6 +64,76 @@ class Outcome:
     event_type: str
     timestamp: float
     recommendation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    model_id: str
+    share: float
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    """An experiment (ExperimentOut); `status`: scheduled, running, ended or stopped."""
+
+    experiment_id: str
+    name: str
+    variants: tuple[Variant, ...]
+    start: float
+    end: float | None
+    stopped_at: float | None
+    created_at: float
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class VsControl:
+    """A variant against the control: two-sided p-values (None: not computable) and relative lifts."""
+
+    ctr_p_value: float | None
+    conversion_p_value: float | None
+    ctr_lift: float | None
+    conversion_lift: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class VariantResult:
+    name: str
+    model_id: str
+    share: float
+    users: int
+    lists: int
+    impressions: int
+    clicks: int
+    purchases: int
+    ctr: Rate
+    conversion: Rate
+    clicks_by_position: dict[str, int]  # list position (as a string) -> clicks
+    vs_control: VsControl | None = None  # None for the control itself
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"name": self.name, "model_id": self.model_id, "share": self.share, "users": self.users,
+               "lists": self.lists, "impressions": self.impressions, "clicks": self.clicks,
+               "purchases": self.purchases, "ctr": self.ctr.to_json(), "conversion": self.conversion.to_json(),
+               "clicks_by_position": dict(self.clicks_by_position)}
+        if self.vs_control is not None:
+            out["vs_control"] = asdict(self.vs_control)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentResults:
+    """An experiment's results (ExperimentResultsOut): one VariantResult per variant, the control first."""
+
+    experiment: Experiment
+    control: str
+    variants: tuple[VariantResult, ...]
+    attribution_window_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self.experiment), "control": self.control, "variants": [v.to_json() for v in self.variants],
+                "attribution_window_s": self.attribution_window_s}
 
 
 def bucket(experiment_id: str, user: str) -> float:
@@ -97,7 +167,7 @@ class ExperimentService:
 
     # ---------------------------------------------------------------- CRUD
     def create(self, platform: str, name: str, variants: Sequence[dict[str, Any]], start: float | None = None,
-               end: float | None = None) -> dict[str, Any]:
+               end: float | None = None) -> Experiment:
         """Create an experiment; variants [{"name", "model_id", "share"}], shares summing to 1, models of this
         platform; start (unix seconds, default now) before end (optional: until stopped). 422 naming the field."""
         now = time.time()
@@ -120,16 +190,16 @@ class ExperimentService:
         self._forget(platform)
         return self.get(platform, experiment_id)
 
-    def list(self, platform: str) -> builtins.list[dict[str, Any]]:
+    def list(self, platform: str) -> builtins.list[Experiment]:
         """Every experiment of the platform, oldest first, with its status."""
         now = time.time()
         with storage_errors(self.engine, "list experiments"), self.engine.connect() as conn:
             return [_public(r, now) for r in self._repo(conn, platform).list_all()]
 
-    def get(self, platform: str, experiment_id: str) -> dict[str, Any]:
+    def get(self, platform: str, experiment_id: str) -> Experiment:
         return _public(self._row(platform, experiment_id), time.time())
 
-    def stop(self, platform: str, experiment_id: str) -> dict[str, Any]:
+    def stop(self, platform: str, experiment_id: str) -> Experiment:
         """Stop an experiment now (stopping a stopped one changes nothing); users get the active model again."""
         self._row(platform, experiment_id)
         with storage_errors(self.engine, "stop an experiment"), self.engine.begin() as conn:
@@ -200,7 +270,7 @@ class ExperimentService:
         return []
 
     # ---------------------------------------------------------------- results
-    def results(self, platform: str, experiment_id: str) -> dict[str, Any]:
+    def results(self, platform: str, experiment_id: str) -> ExperimentResults:
         """Per variant: lists, users, impressions, clicks, purchases, CTR and conversion with 95% Wilson
         intervals, and two-sided p-values of the two-proportion z-test against the first variant (control)."""
         row = self._row(platform, experiment_id)
@@ -211,16 +281,12 @@ class ExperimentService:
         variants = [_variant_result(v, shown.get(v["name"], {}), credited.get(v["name"], {}),
                                     positions.get(v["name"], {})) for v in row["variants"]]
         control = variants[0]
-        for v in variants[1:]:
-            v["vs_control"] = {
-                "ctr_p_value": two_proportion_p(v["clicks"], v["impressions"], control["clicks"],
-                                                control["impressions"]),
-                "conversion_p_value": two_proportion_p(v["purchases"], v["impressions"], control["purchases"],
-                                                       control["impressions"]),
-                "ctr_lift": _lift(v["ctr"]["value"], control["ctr"]["value"]),
-                "conversion_lift": _lift(v["conversion"]["value"], control["conversion"]["value"])}
-        return {**_public(row, time.time()), "control": control["name"], "variants": variants,
-                "attribution_window_s": self.window_s}
+        variants[1:] = [replace(v, vs_control=VsControl(
+            ctr_p_value=two_proportion_p(v.clicks, v.impressions, control.clicks, control.impressions),
+            conversion_p_value=two_proportion_p(v.purchases, v.impressions, control.purchases, control.impressions),
+            ctr_lift=_lift(v.ctr.value, control.ctr.value),
+            conversion_lift=_lift(v.conversion.value, control.conversion.value))) for v in variants[1:]]
+        return ExperimentResults(_public(row, time.time()), control.name, tuple(variants), self.window_s)
 
     # ---------------------------------------------------------------- pieces
     def _repo(self, conn: Any, platform: str) -> ExperimentRepo:
@@ -277,21 +343,19 @@ def _overlaps(row: dict[str, Any], start: float, end: float | None) -> bool:
     return start < other_end and row["start_at"] < (end if end is not None else float("inf"))
 
 
-def _public(row: dict[str, Any], now: float) -> dict[str, Any]:
-    return {"experiment_id": row["experiment_id"], "name": row["name"], "variants": list(row["variants"]),
-            "start": row["start_at"], "end": row["end_at"], "stopped_at": row["stopped_at"],
-            "created_at": row["created_at"], "status": status(row, now)}
+def _public(row: dict[str, Any], now: float) -> Experiment:
+    variants = tuple(Variant(v["name"], v["model_id"], v["share"]) for v in row["variants"])
+    return Experiment(row["experiment_id"], row["name"], variants, row["start_at"], row["end_at"], row["stopped_at"],
+                      row["created_at"], status(row, now))
 
 
 def _variant_result(variant: dict[str, Any], shown: dict[str, int], credited: dict[str, int],
-                    positions: dict[int, int]) -> dict[str, Any]:
+                    positions: dict[int, int]) -> VariantResult:
     impressions = shown.get("impressions", 0)
     clicks, purchases = credited.get("click", 0), credited.get("purchase", 0)
-    return {"name": variant["name"], "model_id": variant["model_id"], "share": variant["share"],
-            "users": shown.get("users", 0), "lists": shown.get("lists", 0), "impressions": impressions,
-            "clicks": clicks, "purchases": purchases, "ctr": rate(clicks, impressions),
-            "conversion": rate(purchases, impressions),
-            "clicks_by_position": {str(p): n for p, n in sorted(positions.items())}}
+    return VariantResult(variant["name"], variant["model_id"], variant["share"], shown.get("users", 0),
+                         shown.get("lists", 0), impressions, clicks, purchases, rate(clicks, impressions),
+                         rate(purchases, impressions), {str(p): n for p, n in sorted(positions.items())})
 
 
 def _lift(value: float, control: float) -> float | None:

@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -20,13 +21,28 @@ from shoprec.storage.serving import ServingRepo
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A background job as stored (JobOut): `status` queued, running, succeeded or failed; `result` the
+    training answer (without the artifact path) once it succeeded, `error` once it failed."""
+
+    job_id: str
+    kind: str
+    status: str
+    params: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+
 class JobService:
     def __init__(self, engine: Engine, platforms: PlatformService, store: ModelStore, served: ServedModels) -> None:
         self.engine, self.platforms, self.store, self.served = engine, platforms, store, served
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoprec-job")
         self._futures: dict[str, Future[None]] = {}
 
-    def submit_training(self, platform: str, model: str, params: dict[str, Any], activate: bool) -> dict[str, Any]:
+    def submit_training(self, platform: str, model: str, params: dict[str, Any], activate: bool) -> Job:
         from shoprec.models.base import create_model
 
         create_model(model, params)  # refuse a bad model name or parameter now, with a 4xx
@@ -57,12 +73,13 @@ class JobService:
         with storage_errors(self.engine, "update a job"), self.engine.begin() as conn:
             ServingRepo(conn, self.platforms.platform_id(platform)).update_job(job_id, time.time(), **values)
 
-    def get(self, platform: str, job_id: str) -> dict[str, Any]:
+    def get(self, platform: str, job_id: str) -> Job:
         with storage_errors(self.engine, "read a job"), self.engine.connect() as conn:
             job = ServingRepo(conn, self.platforms.platform_id(platform)).get_job(job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r} on platform {platform!r}")
-        return job
+        return Job(job["job_id"], job["kind"], job["status"], job["params"], job["result"], job["error"],
+                   job["created_at"], job["updated_at"])
 
     def wait(self, job_id: str, timeout: float | None = None) -> None:
         """Block until the job has finished (tests and the CLI)."""

@@ -50,6 +50,19 @@ def platform_dir(model_dir: Path, platform: str, platform_id: int) -> Path:
     return model_dir / (safe if safe == platform and safe not in (".", "..") else f"{safe}-{platform_id}")
 
 
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A registered model (ModelOut): its config and offline metrics as stored, whether it is served."""
+
+    model_id: str
+    name: str
+    config: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    active: bool
+    created_at: float
+    activated_at: float | None
+
+
 class ModelStore:
     def __init__(self, engine: Engine, platforms: PlatformService, model_dir: Path) -> None:
         self.engine, self.platforms, self.model_dir = engine, platforms, Path(model_dir)
@@ -142,12 +155,12 @@ class ModelStore:
                 **({"transfer": transfer} if transfer else {}),
                 **({"privacy": privacy} if (privacy := getattr(model, "privacy", None)) else {})}  # DP-SGD budget
 
-    def list_models(self, platform: str) -> list[dict[str, Any]]:
+    def list_models(self, platform: str) -> list[ModelInfo]:
+        """Every registered model of the platform, oldest first (without artifact paths)."""
         with storage_errors(self.engine, "list models"), self.engine.connect() as conn:
             rows = ServingRepo(conn, self.platforms.platform_id(platform)).list_models()
-        for row in rows:
-            row.pop("path", None)
-        return rows
+        return [ModelInfo(r["model_id"], r["name"], r["config"], r["metrics"], bool(r["active"]), r["created_at"],
+                          r["activated_at"]) for r in rows]
 
     def activate(self, platform: str, model_id: str, *, actor: str = "api") -> None:
         """Make `model_id` the active model (one transaction, with its audit record)."""

@@ -16,7 +16,6 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -76,6 +75,18 @@ class Principal:
         return ADMIN_ACTOR if self.admin else str(self.key_id)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """A platform's API key as listed (never the secret)."""
+
+    key_id: str
+    name: str | None
+    scopes: list[str]
+    created_at: float
+    revoked: bool
+    revoked_at: float | None
+
+
 @dataclass(frozen=True)
 class NewKey:
     """A key just created: `key` is the secret, shown this once."""
@@ -121,16 +132,14 @@ class PlatformService:
                          details={"scopes": stored, "name": name})
         return NewKey(platform, key_id, key, tuple(stored.split(",")), name, now)
 
-    def list_keys(self, platform: str) -> list[dict[str, Any]]:
+    def list_keys(self, platform: str) -> list[KeyInfo]:
         """Every key of the platform (never the secret): key_id, name, scopes (list), created_at, revoked,
         revoked_at."""
         platform_id = self.platform_id(platform)
         with storage_errors(self.engine, f"list the keys of platform {platform!r}"), self.engine.connect() as conn:
             rows = ServingRepo(conn, platform_id).list_api_keys()
-        for row in rows:
-            row["scopes"] = row["scopes"].split(",")
-            row["revoked"] = bool(row["revoked"])
-        return rows
+        return [KeyInfo(r["key_id"], r["name"], r["scopes"].split(","), r["created_at"], bool(r["revoked"]),
+                        r["revoked_at"]) for r in rows]
 
     def revoke_key(self, platform: str, key_id: str, *, actor: str = ADMIN_ACTOR) -> None:
         """Revoke key `key_id` of `platform` (NotFound when it has no such key; revoking twice is a no-op).
@@ -147,10 +156,10 @@ class PlatformService:
 
     def rotate_key(self, platform: str, key_id: str, *, actor: str = ADMIN_ACTOR) -> NewKey:
         """Replace key `key_id` by a new key with the same scopes and name, then revoke the old one."""
-        old = next((k for k in self.list_keys(platform) if k["key_id"] == key_id), None)
+        old = next((k for k in self.list_keys(platform) if k.key_id == key_id), None)
         if old is None:
             raise NotFound(f"no key {key_id!r} on platform {platform!r}")
-        new = self.create_key(platform, old["scopes"], old["name"], actor=actor)
+        new = self.create_key(platform, old.scopes, old.name, actor=actor)
         self.revoke_key(platform, key_id, actor=actor)
         return new
 

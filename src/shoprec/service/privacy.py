@@ -48,6 +48,38 @@ class Hooks:
     catalogs: CatalogViews | None = None  # popularity counts the user's events were part of
 
 
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What erasing a user removed: rows deleted per table, model artifacts rewritten without the user."""
+
+    platform: str
+    erased: bool
+    deleted: dict[str, int]
+    artifacts_rewritten: int
+    retrain_flagged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    """A retention run: the period, the cut-off (unix seconds) and the events deleted per platform."""
+
+    days: float
+    before: float
+    purged: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    """Two platforms' consents after a link/unlink; `changed`: this call changed the platform's consent."""
+
+    platform: str
+    partner: str
+    consent: bool
+    partner_consent: bool
+    linked: bool
+    changed: bool
+
+
 class PrivacyService:
     def __init__(self, engine: Engine, platforms: PlatformService, privacy: Privacy, hooks: Hooks | None = None
                  ) -> None:
@@ -55,7 +87,7 @@ class PrivacyService:
         self.hooks = hooks or Hooks()
 
     # ---------------------------------------------------------------- erasure
-    def erase(self, platform: str, user_id: str, actor: str = "cli") -> dict[str, Any]:
+    def erase(self, platform: str, user_id: str, actor: str = "cli") -> Erasure:
         """Erase user `user_id` (the caller's id) of `platform`; returns counts of what was removed."""
         stored = self.privacy.user_id(platform, user_id)
         platform_id = self.platforms.platform_id(platform)
@@ -86,8 +118,7 @@ class PrivacyService:
         for old, _ in written:
             shutil.rmtree(old, ignore_errors=True)
         self._clear_online_state(platform, stored, erased["recommendation_ids"] if erased else [])
-        return {"platform": platform, "erased": True, "deleted": counts, "artifacts_rewritten": len(written),
-                "retrain_flagged": True}
+        return Erasure(platform, True, counts, len(written), True)
 
     def _clear_online_state(self, platform: str, stored: str, rec_ids: list[str]) -> None:
         hooks = self.hooks
@@ -123,7 +154,7 @@ class PrivacyService:
 
     # ---------------------------------------------------------------- retention
     def purge(self, platform: str | None = None, days: float | None = None, now: float | None = None
-              ) -> dict[str, Any]:
+              ) -> Purge:
         """Delete events older than `days` (default: the retention setting) of one platform or of all."""
         days = self.privacy.retention_days if days is None else days
         if days is None:
@@ -143,18 +174,18 @@ class PrivacyService:
                 purged[name] = PrivacyRepo(conn, key).purge_events(before)
         if any(purged.values()):
             log.info("retention: purged %d events older than %.1f days", sum(purged.values()), days)
-        return {"days": days, "before": before, "purged": purged}
+        return Purge(days, before, purged)
 
     # ---------------------------------------------------------------- links
-    def link(self, platform: str, partner: str, actor: str = "cli") -> dict[str, Any]:
+    def link(self, platform: str, partner: str, actor: str = "cli") -> LinkState:
         """Record `platform`'s consent to link with `partner`; the link holds once both consented."""
         return self._consent(platform, partner, actor, give=True)
 
-    def unlink(self, platform: str, partner: str, actor: str = "cli") -> dict[str, Any]:
+    def unlink(self, platform: str, partner: str, actor: str = "cli") -> LinkState:
         """Withdraw `platform`'s consent: the link ends at once (nothing crosses from then on)."""
         return self._consent(platform, partner, actor, give=False)
 
-    def _consent(self, platform: str, partner: str, actor: str, *, give: bool) -> dict[str, Any]:
+    def _consent(self, platform: str, partner: str, actor: str, *, give: bool) -> LinkState:
         if platform == partner:
             raise DataError(f"a platform cannot be linked with itself ({platform!r})")
         pid, qid = self.platforms.platform_id(platform), self.platforms.platform_id(partner)
@@ -165,8 +196,7 @@ class PrivacyService:
                 record_audit(conn, platform_id=pid, action="platform.link" if give else "platform.unlink",
                              actor=actor, subject=partner)
             state = link_state(conn, platform, partner)
-        return {"platform": platform, "partner": partner, "consent": state["a"], "partner_consent": state["b"],
-                "linked": state["a"] and state["b"], "changed": changed}
+        return LinkState(platform, partner, state["a"], state["b"], state["a"] and state["b"], changed)
 
 
 def _erase_artifact(path: Path, stored: str) -> Path | None:

@@ -15,7 +15,10 @@ list, the user's purchases (unless their category is repurchasable), disliked it
 `include_seen`, the items of the live history. Each list is stored under a recommendation_id;
 pages are slices of it, so paging never repeats an item.
 
-Reasons (shoprec.explain): each item's `reason` has "type" (history, popular_in_category,
+The ranking chain's mechanics are in shoprec.service.chain, the answers' types and the log entries they are
+read from in shoprec.service.answers.
+
+Reasons (shoprec.explain.Reason): each item's `reason` has "type" (history, popular_in_category,
 similar_text, fallback_popular), "source" (the model name, "popularity" or "content") and "level"
 (the chain level: personal, session, item_to_item, content, popular_category, popular). A model
 level's history reasons are leave-one-out attributions of the placed items, one batched
@@ -28,19 +31,21 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
-from shoprec.explain import BECAUSE, fallback_reason, history_reasons, popular_in_category_reason
+from shoprec.explain import BECAUSE, Reason, fallback_reason, history_reasons, popular_in_category_reason
 from shoprec.explain.attribution import LeaveOneOut
 from shoprec.explain.reasons import similar_text_reason
 from shoprec.privacy.keys import Privacy
+from shoprec.service.answers import Explanation, FeedbackTarget, Recommendation, log_entry, page
 from shoprec.service.catalog import CatalogView, CatalogViews
+from shoprec.service.chain import Level, Ranked, popular_levels, rank_chain
 from shoprec.service.config import ServingConfig
 from shoprec.service.errors import NotFound
 from shoprec.service.models import ServedModel, ServedModels
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
     from shoprec.service.experiments import Assignment, ExperimentService
 
 NARROW_FILTER_ITEMS = 100_000  # large catalogs: filters leaving at most this many items are scored exactly
-Explainer = Callable[[list[int]], list[dict[str, Any]]]  # catalog indices placed by a level -> their reasons
+__all__ = ["Explanation", "FeedbackTarget", "Filters", "Level", "RecommendService", "Recommendation", "rank_chain"]
 
 
 @dataclass(frozen=True)
@@ -76,79 +81,6 @@ class Filters:
             raise DataError(f"min_price ({self.min_price}) is above max_price ({self.max_price})")
 
 
-@dataclass
-class Ranked:
-    """A ranked list: item ids, scores and per-item reasons, in served order."""
-
-    items: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    reasons: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_rows(self) -> list[list[Any]]:
-        return [[i, s, r] for i, s, r in zip(self.items, self.scores, self.reasons, strict=True)]
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> Ranked:
-        return cls([r[0] for r in rows], [float(r[1]) for r in rows], [dict(r[2]) for r in rows])
-
-
-@dataclass(frozen=True)
-class Level:
-    """One level of the chain and the reason it gives (or, with `explain`, a reason per placed item,
-    computed once for all of them). Its scores are over the whole catalog (-inf: no opinion), or, with
-    `candidates` (catalog indices), over those items only, aligned with them: a large catalog's ANN
-    candidates, a category's items. `scores` may be a function, called only when the chain reaches the
-    level (the popularity fallbacks of a list the model fills alone cost nothing)."""
-
-    reason: dict[str, Any]
-    scores: np.ndarray | Callable[[], np.ndarray]
-    explain: Explainer | None = None
-    candidates: np.ndarray | Callable[[], np.ndarray] | None = None
-
-    def values(self) -> tuple[np.ndarray, np.ndarray | None]:
-        scores = self.scores() if callable(self.scores) else self.scores
-        candidates = self.candidates() if callable(self.candidates) else self.candidates
-        return np.asarray(scores, dtype=np.float32).reshape(-1), candidates
-
-
-def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: CatalogView) -> Ranked:
-    """Fill up to n items level by level with ranking.top_k; `blocked` items never appear. A level with
-    candidates ranks only those (the same order rule: higher score first, ties by lower catalog index,
-    as the candidates are in catalog order)."""
-    from shoprec.ranking import top_k
-
-    out = Ranked()
-    taken = blocked.copy()
-    free = int((~taken).sum())
-    for level in levels:
-        need = min(n - len(out.items), free)
-        if need <= 0:
-            break
-        scores, candidates = level.values()
-        if candidates is not None and len(candidates) == 0:
-            continue  # the level has nothing the filters leave (e.g. only items newer than the model)
-        if candidates is None:
-            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken)])
-            chosen = idx[0]
-        else:
-            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken[candidates])])
-            chosen = np.where(idx[0] >= 0, candidates[np.maximum(idx[0], 0)], -1)
-        placed: list[int] = []
-        for i, v in zip(chosen.tolist(), vals[0].tolist(), strict=True):
-            if i < 0:
-                break
-            out.items.append(view.items.external(i))
-            out.scores.append(round(float(v), 6))
-            placed.append(i)
-            taken[i] = True
-        free -= len(placed)
-        if level.explain is not None and placed:
-            out.reasons.extend(level.explain(placed))
-        else:
-            out.reasons.extend([level.reason] * len(placed))
-    return out
-
-
 class RecommendService:
     def __init__(self, engine: Engine, config: ServingConfig, platforms: PlatformService, users: UserStates,
                  catalogs: CatalogViews, models: ServedModels, log: RecommendationLog,
@@ -160,7 +92,7 @@ class RecommendService:
 
     # ---------------------------------------------------------------- public
     def recommend(self, platform: str, user: str, k: int, offset: int = 0, filters: Filters | None = None,
-                  recommendation_id: str | None = None) -> dict[str, Any]:
+                  recommendation_id: str | None = None) -> Recommendation:
         self._check_page(k, offset)
         user = self.privacy.user_id(platform, user)  # the id as stored (a pseudonym when pseudonymising)
         if recommendation_id:
@@ -177,11 +109,10 @@ class RecommendService:
         ranked = rank_chain(levels, blocked, n, view)
         answer = self._store(platform, user, served, ranked, k, offset, assignment)
         if assignment is not None and self.experiments is not None:
-            shown = [item["item_id"] for item in answer["items"]]
-            self.experiments.record_exposure(platform, assignment, answer["recommendation_id"], user, shown)
+            self.experiments.record_exposure(platform, assignment, answer.recommendation_id, user, answer.item_ids)
         return answer
 
-    def explain(self, platform: str, user: str, item_id: str) -> dict[str, Any]:
+    def explain(self, platform: str, user: str, item_id: str) -> Explanation:
         """Why `item_id` would be recommended to `user` (recommended or not): the leave-one-out history
         attribution of the user's model (their experiment variant's during an experiment), else the
         popularity fallback that would place it (a cold user: fallback_popular)."""
@@ -194,20 +125,18 @@ class RecommendService:
         served, assignment = self._served_for(platform, stored_user)
         ids = view.items.lookup(state.history)
         hist, hctx = ids[ids >= 0], _known(_history_context(state.history_types, state.history_times), ids >= 0)
-        answer: dict[str, Any] = {"user_id": user, "item_id": item_id,
-                                  "model": served.name if served is not None else None}
-        if assignment is not None:
-            answer.update(experiment=assignment.experiment_id, variant=assignment.variant)
+        model = served.name if served is not None else None
+        experiment, variant = (assignment.experiment_id, assignment.variant) if assignment is not None else (None, None)
         found = self._model_query(view, served, stored_user, hist, hctx) if served is not None else None
         if served is not None and found is not None and served.index_maps(view)[1][i] >= 0:
             verbs = dict(zip(state.history, state.history_types, strict=True))
             reasons, scores = self._attribute(view, served, found[0], found[1], [i], verbs)
-            return {**answer, "score": round(scores[0], 6), "reason": reasons[0]}
+            return Explanation(user, item_id, model, round(scores[0], 6), reasons[0], experiment, variant)
         context = str(view.category[hist[-1]]) if len(hist) and view.category[hist[-1]] else None
         in_context = context is not None and bool(view.category_mask(context)[i])
         reason = popular_in_category_reason(context) if context and in_context else fallback_reason()
-        reason["level"] = "popular_category" if in_context else "popular"
-        return {**answer, "score": round(float(view.popularity[i]), 6), "reason": reason}
+        reason = reason.at("popular_category" if in_context else "popular")
+        return Explanation(user, item_id, model, round(float(view.popularity[i]), 6), reason, experiment, variant)
 
     def _served_for(self, platform: str, user: str) -> tuple[ServedModel | None, Assignment | None]:
         """The model serving `user`: their experiment variant's while one runs, else the active one."""
@@ -219,7 +148,7 @@ class RecommendService:
         return self.models.get(platform), None
 
     def session(self, platform: str, history: Sequence[str], k: int, filters: Filters | None = None,
-                types: Sequence[str] | None = None) -> dict[str, Any]:
+                types: Sequence[str] | None = None) -> Recommendation:
         """Recommendations for an anonymous visitor from the items of the current session (oldest first),
         with their event types when known (aligned with `history`)."""
         self._check_page(k, 0)
@@ -233,7 +162,7 @@ class RecommendService:
         ranked = rank_chain(levels, blocked, k, view)
         return self._store(platform, None, served, ranked, k, 0)
 
-    def similar(self, platform: str, item_id: str, k: int) -> dict[str, Any]:
+    def similar(self, platform: str, item_id: str, k: int) -> Recommendation:
         """Items like `item_id`: the model's item-to-item scores, then text similarity (works for a new
         item), then popular in its category, then popular."""
         self._check_page(k, 0)
@@ -252,14 +181,13 @@ class RecommendService:
             vectors = view.text_vectors()
             sims = (vectors @ vectors[i]).astype(np.float32)
             sims[~np.any(vectors != 0, axis=1)] = -np.inf
-            reason = {**similar_text_reason(item_id, view.titles[i]), "level": "content"}
-            levels.append(Level(reason, sims[None, :]))
-        levels.extend(self._popular_levels(view, view.category[i] or None))
+            levels.append(Level(similar_text_reason(item_id, view.titles[i]).at("content"), sims[None, :]))
+        levels.extend(popular_levels(view, view.category[i] or None))
         ranked = rank_chain(levels, blocked, k, view)
         return self._store(platform, None, served, ranked, k, 0)
 
-    def feedback(self, platform: str, recommendation_id: str, item_id: str, feedback_type: str) -> dict[str, Any]:
-        """Record feedback on a served item; returns the event to store for the recommendation's user (or None)."""
+    def feedback(self, platform: str, recommendation_id: str, item_id: str, feedback_type: str) -> FeedbackTarget:
+        """Record feedback on a served item; returns whom (the list's stored user, None: anonymous) and when."""
         log = self._log(platform, recommendation_id)
         if item_id not in {row[0] for row in log["items"]}:
             raise DataError(f"item {item_id!r} was not part of recommendation {recommendation_id!r} (field item_id)")
@@ -267,7 +195,7 @@ class RecommendService:
         with storage_errors(self.engine, "record feedback"), self.engine.begin() as conn:
             ServingRepo(conn, self.platforms.platform_id(platform)).add_feedback(
                 recommendation_id, item_id, feedback_type, now)
-        return {"user_id": log["user_external_id"], "timestamp": now}
+        return FeedbackTarget(log["user_external_id"], now)
 
     # ---------------------------------------------------------------- pieces
     def _check_page(self, k: int, offset: int) -> None:
@@ -318,7 +246,7 @@ class RecommendService:
             if level is not None:
                 levels.append(level)
         context = category or (str(view.category[hist[-1]]) if len(hist) and view.category[hist[-1]] else None)
-        levels.extend(self._popular_levels(view, context))
+        levels.extend(popular_levels(view, context))
         return levels
 
     def _model_level(self, view: CatalogView, served: ServedModel | None, user: int | None,
@@ -336,12 +264,12 @@ class RecommendService:
         query = _query(user, hist_model, context)
         if not served.model.can_score(query):
             return None
-        extra: dict[str, Any] = {}
+        via: str | None = None  # "ann" / "filtered": the model scored only these candidates
         loo: LeaveOneOut | None = None
         found = self._ann_scores(served, query, to_catalog, to_model, blocked, n) if served.ann is not None else None
         candidates: np.ndarray | None = None
         if found is not None:  # exact scores of the ANN candidates (or of a narrow filter's items) only
-            candidates, scores, extra["candidates"] = found
+            candidates, scores, via = found
         else:  # the list's scores and its explanations share one encoding of the history (LeaveOneOut)
             loo = LeaveOneOut(served.model, query, self.config.explain_history)
             scanned = self._scan_scores(served, loo, to_catalog, blocked, n)
@@ -353,10 +281,10 @@ class RecommendService:
                 ok = to_catalog >= 0
                 scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
 
-        def explain(placed: list[int]) -> list[dict[str, Any]]:
-            return self._attribute(view, served, query, level, placed, verbs, loo, **extra)[0]
+        def explain(placed: list[int]) -> list[Reason]:
+            return self._attribute(view, served, query, level, placed, verbs, loo, via)[0]
 
-        reason = {"type": "history", "source": served.name, "level": level, "model_id": served.model_id, **extra}
+        reason = Reason("history", served.name, level=level, model_id=served.model_id, candidates=via)
         return Level(reason, scores, explain, candidates)
 
     def _model_query(self, view: CatalogView, served: ServedModel, user: str | None, hist: np.ndarray,
@@ -375,8 +303,8 @@ class RecommendService:
         return None
 
     def _attribute(self, view: CatalogView, served: ServedModel, query: Query, level: str, placed: list[int],
-                   verbs: dict[str, str] | None, loo: LeaveOneOut | None = None, **extra: Any
-                   ) -> tuple[list[dict[str, Any]], list[float]]:
+                   verbs: dict[str, str] | None, loo: LeaveOneOut | None = None, via: str | None = None
+                   ) -> tuple[list[Reason], list[float]]:
         """History reasons (and full-query scores) of catalog items `placed`, from leave-one-out drops
         (of `loo`, the query's prepared batch, when the caller has one) over the newest `explain_history`
         distinct history items."""
@@ -388,7 +316,7 @@ class RecommendService:
         titles = {ids[j]: view.titles[c] for j, c in enumerate(causes)}
         positions, weights = att.top(BECAUSE)
         reasons = history_reasons(positions, weights, ids, served.name, titles=titles, verbs=verbs, level=level,
-                                  model_id=served.model_id, **extra)
+                                  model_id=served.model_id, candidates=via)
         return reasons, att.base.tolist()
 
     @staticmethod
@@ -435,48 +363,21 @@ class RecommendService:
         order = np.argsort(cat, kind="stable")  # catalog order: ties go to the lower index, as in top_k
         return cat[order], (item_vectors[cand[order]] @ q[0]).astype(np.float32), "ann"
 
-    @staticmethod
-    def _popular_levels(view: CatalogView, category: str | None) -> list[Level]:
-        """Popular in the category (its items only), then popular overall; computed if the chain gets there."""
-        levels = []
-        if category:
-            members: list[np.ndarray] = []
-
-            def in_category() -> np.ndarray:
-                if not members:
-                    members.append(np.flatnonzero(view.category_mask(category)))
-                return members[0]
-
-            reason = {**popular_in_category_reason(category), "level": "popular_category"}
-            levels.append(Level(reason, lambda: view.popularity[in_category()], candidates=in_category))
-        levels.append(Level({**fallback_reason(), "level": "popular"}, view.popularity))
-        return levels
-
     # ---------------------------------------------------------------- the list store
     def _store(self, platform: str, user: str | None, served: ServedModel | None, ranked: Ranked, k: int,
-               offset: int, assignment: Assignment | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {"recommendation_id": uuid.uuid4().hex, "user_external_id": user,
-                                 "model": served.name if served is not None else None, "items": ranked.to_rows()}
-        if assignment is not None:
-            entry.update(experiment=assignment.experiment_id, variant=assignment.variant)
+               offset: int, assignment: Assignment | None = None) -> Recommendation:
+        entry = log_entry(uuid.uuid4().hex, user, served.name if served is not None else None, ranked, assignment)
         self.log.add(platform, entry)
-        return self._answer(entry, k, offset)
+        return page(entry, k, offset, ranked.reasons)
 
     def _log(self, platform: str, rec_id: str) -> dict[str, Any]:
         return self.log.get(platform, rec_id)
 
-    def _page(self, platform: str, rec_id: str, k: int, offset: int, user: str) -> dict[str, Any]:
+    def _page(self, platform: str, rec_id: str, k: int, offset: int, user: str) -> Recommendation:
         log = self._log(platform, rec_id)
         if log["user_external_id"] != user:
             raise NotFound(f"recommendation {rec_id!r} was not made for user {user!r}")
-        return self._answer(log, k, offset)
-
-    @staticmethod
-    def _answer(log: dict[str, Any], k: int, offset: int) -> dict[str, Any]:
-        rows = log["items"][offset:offset + k]
-        return {"recommendation_id": log["recommendation_id"], "model": log["model"], "offset": offset,
-                "items": [{"item_id": r[0], "score": r[1], "reason": r[2]} for r in rows],
-                "experiment": log.get("experiment"), "variant": log.get("variant")}
+        return page(log, k, offset)
 
 
 # ------------------------------------------------------------------ history context for the model's query

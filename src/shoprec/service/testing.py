@@ -63,10 +63,11 @@ def create_test_experiment(services: Services, platform: str) -> str:
     """A running A/A experiment on `platform` (two variants of its newest model; a popularity model is
     trained first when the platform has none); returns its experiment_id. For route-table tests."""
     models = services.store.list_models(platform)
-    if not models:
-        models = [services.store.train(platform, "popular", evaluate=False)]
-    model_id = str(models[-1]["model_id"])
+    if models:
+        model_id = models[-1].model_id
+    else:
+        model_id = str(services.store.train(platform, "popular", evaluate=False)["model_id"])
     created = services.experiments.create(platform, "test experiment", [
         {"name": "control", "model_id": model_id, "share": 0.5},
         {"name": "treatment", "model_id": model_id, "share": 0.5}])
-    return str(created["experiment_id"])
+    return created.experiment_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Request
@@ -36,12 +37,12 @@ def create_platform(body: PlatformIn, services: ServicesDep, admin: AdminDep) ->
 def put_items(items: Annotated[list[ItemIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
               services: ServicesDep) -> WriteOut:
     """Insert or update items (all or nothing)."""
-    return WriteOut(**services.data.upsert_items(platform, [i.to_record() for i in items]))
+    return WriteOut(**asdict(services.data.upsert_items(platform, [i.to_record() for i in items])))
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
 def get_item(item_id: ItemId, platform: PlatformDep, services: ServicesDep) -> ItemOut:
-    return ItemOut(**services.data.get_item(platform, item_id))
+    return ItemOut(**asdict(services.data.get_item(platform, item_id)))
 
 
 @router.delete("/items/{item_id}", status_code=204, tags=["items"])
@@ -54,12 +55,12 @@ def delete_item(item_id: ItemId, platform: PlatformDep, services: ServicesDep) -
 def post_users(users: Annotated[list[UserIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
                services: ServicesDep) -> WriteOut:
     """Insert or update users (all or nothing)."""
-    return WriteOut(**services.data.upsert_users(platform, [u.to_record() for u in users]))
+    return WriteOut(**asdict(services.data.upsert_users(platform, [u.to_record() for u in users])))
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
 def get_user(user_id: UserId, platform: PlatformDep, services: ServicesDep) -> UserOut:
-    return UserOut(**services.data.get_user(platform, user_id))
+    return UserOut(**asdict(services.data.get_user(platform, user_id)))
 
 
 @router.post("/events", response_model=WriteOut, tags=["events"])
@@ -68,5 +69,5 @@ def post_events(events: Annotated[list[EventIn], Body(max_length=MAX_BATCH)], pl
     """Store events through the ingest pipeline (all or nothing); the users' next lists change at once."""
     now = time.time()
     result = services.data.add_events(platform, [e.to_record(now) for e in events])
-    request.app.state.metrics.events.labels(platform).inc(result["stored"]["events"])
-    return WriteOut(**result)
+    request.app.state.metrics.events.labels(platform).inc(result.stored.events)
+    return WriteOut(**asdict(result))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -18,28 +19,28 @@ def create(body: ExperimentIn, platform: PlatformDep, services: ServicesDep) -> 
     """Start an experiment: users are split between the variants' models by a stable hash of their id."""
     variants = [v.model_dump() for v in body.variants]
     created = services.experiments.create(platform, body.name, variants, body.start, body.end)
-    return ExperimentOut(**created)
+    return ExperimentOut(**asdict(created))
 
 
 @router.get("", response_model=list[ExperimentOut])
 def list_experiments(platform: PlatformDep, services: ServicesDep) -> list[ExperimentOut]:
     """Every experiment of the platform, oldest first."""
-    return [ExperimentOut(**e) for e in services.experiments.list(platform)]
+    return [ExperimentOut(**asdict(e)) for e in services.experiments.list(platform)]
 
 
 @router.get("/{experiment_id}", response_model=ExperimentOut)
 def get(experiment_id: ExperimentId, platform: PlatformDep, services: ServicesDep) -> ExperimentOut:
-    return ExperimentOut(**services.experiments.get(platform, experiment_id))
+    return ExperimentOut(**asdict(services.experiments.get(platform, experiment_id)))
 
 
 @router.post("/{experiment_id}/stop", response_model=ExperimentOut)
 def stop(experiment_id: ExperimentId, platform: PlatformDep, services: ServicesDep) -> ExperimentOut:
     """Stop now: every user gets the active model again (results stay readable)."""
-    return ExperimentOut(**services.experiments.stop(platform, experiment_id))
+    return ExperimentOut(**asdict(services.experiments.stop(platform, experiment_id)))
 
 
 @router.get("/{experiment_id}/results", response_model=ExperimentResultsOut)
 def results(experiment_id: ExperimentId, platform: PlatformDep, services: ServicesDep) -> ExperimentResultsOut:
     """Per variant: impressions, clicks, purchases, CTR and conversion (95% Wilson intervals) and
     two-proportion z-test p-values against the first variant (control)."""
-    return ExperimentResultsOut(**services.experiments.results(platform, experiment_id))
+    return ExperimentResultsOut(**services.experiments.results(platform, experiment_id).to_json())

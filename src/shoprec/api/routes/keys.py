@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -61,7 +62,7 @@ def create_key(body: KeyIn, platform: PlatformAdminDep, principal: PrincipalDep,
 @router.get("/keys", response_model=list[KeyOut])
 def list_keys(platform: PlatformAdminDep, services: ServicesDep) -> list[KeyOut]:
     """Every key of this platform, revoked ones included (never the secrets)."""
-    return [KeyOut(**k) for k in services.platforms.list_keys(platform)]
+    return [KeyOut(**asdict(k)) for k in services.platforms.list_keys(platform)]
 
 
 @router.delete("/keys/{key_id}", status_code=204)
@@ -81,4 +82,4 @@ def rotate_key(key_id: KeyId, platform: PlatformAdminDep, principal: PrincipalDe
 def audit(platform: PlatformAdminDep, services: ServicesDep,
           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AuditOut]:
     """This platform's newest audit records (admin actions and erasures), newest first."""
-    return [AuditOut(**r) for r in list_audit(services.engine, platform, limit)]
+    return [AuditOut(**asdict(r)) for r in list_audit(services.engine, platform, limit)]

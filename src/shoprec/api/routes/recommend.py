@@ -12,6 +12,7 @@ from shoprec.api.auth import PlatformDep, ServicesDep
 from shoprec.api.schemas import ExplanationOut, FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
 from shoprec.data.records import EventRecord
 from shoprec.service import Filters
+from shoprec.service.answers import Recommendation
 from shoprec.service.cache import dumps
 from shoprec.storage.tables import MAX_ID_LENGTH
 from shoprec.types import EventType
@@ -28,14 +29,14 @@ class FastJSONResponse(JSONResponse):
         return dumps(content)
 
 
-def _count(request: Request, platform: str, answer: dict[str, Any]) -> Response:
-    """The answer as JSON, after counting its items by fallback level. The service builds it in the
-    RecommendationOut shape (tests check the schema), so it is sent as it is rather than validated again."""
+def _count(request: Request, platform: str, answer: Recommendation) -> Response:
+    """The answer as JSON, after counting its items by fallback level. `to_json()` gives the RecommendationOut
+    shape (tests validate the bytes against the schema), so it is sent as it is rather than validated again."""
     counter = request.app.state.metrics.recommended
-    levels = Counter(item["reason"].get("level", "?") for item in answer["items"])
+    levels = Counter(item.reason.level or "?" for item in answer.items)
     for level, count in levels.items():
         counter.labels(platform, level).inc(count)
-    return FastJSONResponse(answer)
+    return FastJSONResponse(answer.to_json())
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationOut)
@@ -62,7 +63,7 @@ def explain(user_id: IdPath, platform: PlatformDep, services: ServicesDep,
             item_id: Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH)]) -> ExplanationOut:
     """Why an item (recommended or not) would be recommended to the user: the model's leave-one-out
     attribution over their history, or the popularity fallback (a cold user); 404 for an unknown item."""
-    return ExplanationOut(**services.recommend.explain(platform, user_id, item_id))
+    return ExplanationOut(**services.recommend.explain(platform, user_id, item_id).to_json())
 
 
 @router.get("/items/{item_id}/similar", response_model=RecommendationOut)
@@ -86,11 +87,11 @@ def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, reque
 def feedback(body: FeedbackIn, platform: PlatformDep, services: ServicesDep, request: Request) -> FeedbackOut:
     """Feedback on a recommended item; for a known user it is also stored as an event (it changes the next list)."""
     logged = services.recommend.feedback(platform, body.recommendation_id, body.item_id, body.type)
-    user = logged["user_id"]
+    user = logged.user_id
     if user is not None:
         event = EventRecord(user_id=user, item_id=body.item_id, event_type=EventType(body.type),
-                            timestamp=logged["timestamp"], context={"recommendation_id": body.recommendation_id})
-        stored = services.data.add_events(platform, [event], stored_ids=True)["stored"]["events"]
+                            timestamp=logged.timestamp, context={"recommendation_id": body.recommendation_id})
+        stored = services.data.add_events(platform, [event], stored_ids=True).stored.events
         request.app.state.metrics.events.labels(platform).inc(stored)
     return FeedbackOut(recommendation_id=body.recommendation_id, item_id=body.item_id, type=body.type,
                        event_stored=user is not None)

@@ -1,0 +1,101 @@
+"""The fallback chain's mechanics: levels (scores and the reason they give) filled into one ranked list.
+
+RecommendService (shoprec.service.recommend) decides which levels a request gets; `rank_chain` fills the
+list level by level through the shared `ranking.top_k`, each level ranking only the items the earlier
+levels did not place (the filtered-out items are `blocked` from the start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shoprec.explain import Reason, fallback_reason, popular_in_category_reason
+from shoprec.service.catalog import CatalogView
+
+Explainer = Callable[[list[int]], list[Reason]]  # catalog indices placed by a level -> their reasons
+
+
+@dataclass
+class Ranked:
+    """A ranked list: item ids, scores and per-item reasons, in served order."""
+
+    items: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the chain and the reason it gives (or, with `explain`, a reason per placed item,
+    computed once for all of them). Its scores are over the whole catalog (-inf: no opinion), or, with
+    `candidates` (catalog indices), over those items only, aligned with them: a large catalog's ANN
+    candidates, a category's items. `scores` may be a function, called only when the chain reaches the
+    level (the popularity fallbacks of a list the model fills alone cost nothing)."""
+
+    reason: Reason
+    scores: np.ndarray | Callable[[], np.ndarray]
+    explain: Explainer | None = None
+    candidates: np.ndarray | Callable[[], np.ndarray] | None = None
+
+    def values(self) -> tuple[np.ndarray, np.ndarray | None]:
+        scores = self.scores() if callable(self.scores) else self.scores
+        candidates = self.candidates() if callable(self.candidates) else self.candidates
+        return np.asarray(scores, dtype=np.float32).reshape(-1), candidates
+
+
+def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: CatalogView) -> Ranked:
+    """Fill up to n items level by level with ranking.top_k; `blocked` items never appear. A level with
+    candidates ranks only those (the same order rule: higher score first, ties by lower catalog index,
+    as the candidates are in catalog order)."""
+    from shoprec.ranking import top_k
+
+    out = Ranked()
+    taken = blocked.copy()
+    free = int((~taken).sum())
+    for level in levels:
+        need = min(n - len(out.items), free)
+        if need <= 0:
+            break
+        scores, candidates = level.values()
+        if candidates is not None and len(candidates) == 0:
+            continue  # the level has nothing the filters leave (e.g. only items newer than the model)
+        if candidates is None:
+            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken)])
+            chosen = idx[0]
+        else:
+            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken[candidates])])
+            chosen = np.where(idx[0] >= 0, candidates[np.maximum(idx[0], 0)], -1)
+        placed: list[int] = []
+        for i, v in zip(chosen.tolist(), vals[0].tolist(), strict=True):
+            if i < 0:
+                break
+            out.items.append(view.items.external(i))
+            out.scores.append(round(float(v), 6))
+            placed.append(i)
+            taken[i] = True
+        free -= len(placed)
+        if level.explain is not None and placed:
+            out.reasons.extend(level.explain(placed))
+        else:
+            out.reasons.extend([level.reason] * len(placed))
+    return out
+
+
+def popular_levels(view: CatalogView, category: str | None) -> list[Level]:
+    """Popular in the category (its items only), then popular overall; computed if the chain gets there."""
+    levels = []
+    if category:
+        members: list[np.ndarray] = []
+
+        def in_category() -> np.ndarray:
+            if not members:
+                members.append(np.flatnonzero(view.category_mask(category)))
+            return members[0]
+
+        reason = popular_in_category_reason(category).at("popular_category")
+        levels.append(Level(reason, lambda: view.popularity[in_category()], candidates=in_category))
+    levels.append(Level(fallback_reason().at("popular"), view.popularity))
+    return levels
