@@ -27,6 +27,7 @@ from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.models import losses
 from shoprec.models.base import Query, RankingValidation, Recommender, register
+from shoprec.models.softmax import full_softmax_ce
 from shoprec.models.training import (
     check_range,
     copy_state,
@@ -172,7 +173,7 @@ class GRU4Rec(Recommender):
         h = net.hidden(inputs)[keep]  # (N, e)
         target = targets[keep] - 1  # (N,) item indices
         if cfg.loss == "softmax":
-            return losses.full_softmax_ce(net.logits(h), target), len(target)
+            return full_softmax_ce(net.logits(h), target), len(target)
         neg = torch.as_tensor(rng.integers(0, n_items, size=cfg.negatives), device=h.device)
         pos = (h * net.item_table()[target]).sum(-1) + net.bias[target]
         return losses.bpr_max_loss(pos, net.logits(h, neg), reg=cfg.bpr_max_reg), len(target)
