@@ -114,7 +114,8 @@ def run(data: LooData, params: dict[str, Any], save: Path | None = None) -> dict
     test = evaluate(model, data.test_queries, data.test_targets, data.test_exclude)
     if save is not None and int(os.environ.get("RANK", "0")) == 0:
         model.save(save)
-    return {"config": config_to_dict(model.config), "best_epoch": model.best_epoch, "best_epochs": best_epochs,
+    config = {**config_to_dict(model.config), **config_to_dict(model.options)}  # parameters and run-time options
+    return {"config": config, "best_epoch": model.best_epoch, "best_epochs": best_epochs,
             "val_NDCG@10": final_val["NDCG@10"], "val_HR@10": final_val["HR@10"],
             "popularity_correction": model.popularity_correction, "popularity_search": model.popularity_search,
             "test": test, "fit_seconds": fit_seconds, "epoch_seconds": float(np.mean(epochs)) if epochs else 0.0,

@@ -47,7 +47,7 @@ def fitted_model(model_dir: Path | None) -> object:
 
 
 def leave_one_out_rows(model: object, rng: np.random.Generator, n_items: int, repeats: int) -> list[dict]:
-    import shoprec.models.transformer as transformer_module
+    import shoprec.models.transformer.serving as transformer_module  # where scoring looks shared_prefixes up
     from shoprec.explain.attribution import LeaveOneOut
     from shoprec.models.base import Query
 

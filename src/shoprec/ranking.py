@@ -8,7 +8,7 @@ k recommendable items are padded with index -1 and score -inf.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,14 +29,7 @@ def apply_exclusions(scores: np.ndarray, exclude: Exclude, keep: np.ndarray | No
     """Set excluded (row, item) pairs to -inf in place; `keep[row]` (e.g. a target) is never excluded."""
     if exclude is None:
         return scores
-    if sp.issparse(exclude):
-        csr = sp.csr_matrix(exclude)
-        rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-        cols = csr.indices
-    else:
-        lens = [len(e) for e in exclude]
-        rows = np.repeat(np.arange(len(lens)), lens)
-        cols = np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude]) if lens else np.zeros(0, int)
+    rows, cols = exclusion_pairs(exclude)
     if len(rows) != 0 and rows.max() >= scores.shape[0]:
         raise ValueError("exclude has more rows than scores")
     saved = scores[np.arange(len(keep)), keep].copy() if keep is not None else None
@@ -110,25 +103,94 @@ def _select_top(s: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(vals, order, axis=1).astype(np.float32)
 
 
-def target_ranks(scores: np.ndarray, targets: np.ndarray, *, exclude: Exclude = None) -> np.ndarray:
+def target_ranks(scores: Any, targets: np.ndarray, *, exclude: Exclude = None, chunk: int = 32) -> Any:
     """0-based rank of each row's target under the ordering rule, after exclusions.
 
     The target itself is never excluded. rank = #items scoring higher + #items scoring equal with a
-    lower index; this is exactly the target's position in `top_k` of the same row.
+    lower index; this is exactly the target's position in `top_k` of the same row. `scores` is a numpy
+    array (only read; int64 array out) or a torch tensor (ranked on its device in inference mode; int64
+    tensor out; overwritten where excluded). Counted in cache-sized row chunks (two comparisons per
+    chunk); the rows with ties to their target then count the tied items before it.
     """
-    s = _as_2d(scores)
-    if exclude is not None:  # exclusions write -inf: work on a copy (without them, s is only read)
-        s = s.copy()
-    targets = np.asarray(targets, dtype=np.int64)
-    if len(targets) != s.shape[0]:
-        raise ValueError(f"{len(targets)} targets for {s.shape[0]} score rows")
-    apply_exclusions(s, exclude, keep=targets)
-    t = s[np.arange(len(targets)), targets][:, None]
-    higher = np.count_nonzero(s > t, axis=1)
-    equal = s == t
-    ties = np.flatnonzero(np.count_nonzero(equal, axis=1) > 1)  # rows where other items tie the target
-    equal_before = np.zeros(len(targets), dtype=np.int64)
-    if len(ties):
-        cols = np.arange(s.shape[1])[None, :]
-        equal_before[ties] = np.count_nonzero(equal[ties] & (cols < targets[ties, None]), axis=1)
-    return (higher + equal_before).astype(np.int64)
+    if not _is_tensor(scores):
+        s = _as_2d(scores)
+        if exclude is not None:  # exclusions write -inf: work on a copy (without them, s is only read)
+            s = s.copy()
+        return _ranks(s, np.asarray(targets, dtype=np.int64), exclude, chunk, np)
+    import torch
+
+    with torch.inference_mode():
+        tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=scores.device)
+        return _ranks(scores if scores.ndim == 2 else scores[None, :], tgt, exclude, chunk, torch)
+
+
+def _ranks(s: Any, tgt: Any, exclude: Exclude, chunk: int, xp: Any) -> Any:
+    """`target_ranks` of (n, m) scores `s` and (n,) int64 targets, with xp = numpy or torch."""
+    if len(tgt) != s.shape[0]:
+        raise ValueError(f"{len(tgt)} targets for {s.shape[0]} score rows")
+    on = {} if xp is np else {"device": s.device}
+    if exclude is not None:
+        rows, cols = exclusion_pairs(exclude)
+        if len(rows) != 0 and rows.max() >= s.shape[0]:
+            raise ValueError("exclude has more rows than scores")
+        rows_x, cols_x = xp.asarray(rows, **on), xp.asarray(cols, **on)
+        keep = cols_x != tgt[rows_x]
+        s[rows_x[keep], cols_x[keep]] = -np.inf
+    t = s[xp.arange(len(tgt), **on), tgt][:, None]  # (n, 1) the targets' scores
+    above = xp.zeros(len(tgt), dtype=xp.int64, **on)
+    at_least = xp.zeros(len(tgt), dtype=xp.int64, **on)
+    for start in range(0, len(tgt), chunk):
+        part, value = s[start:start + chunk], t[start:start + chunk]
+        above[start:start + chunk] = (part > value).sum(1)
+        at_least[start:start + chunk] = (part >= value).sum(1)
+    ties = xp.nonzero(at_least - above > 1)[0] if xp is np else xp.nonzero(at_least - above > 1).flatten()
+    if len(ties):  # rows where other items tie the target: the lower index ranks first
+        before = (s[ties] == t[ties]) & (xp.arange(s.shape[1], **on)[None, :] < tgt[ties][:, None])
+        above[ties] += before.sum(1)
+    return above
+
+
+def rank_discount(ranks: Any) -> Any:
+    """1 / log2(rank + 2): the DCG weight of a 0-based rank (numpy array or torch tensor in, float64 out)."""
+    if _is_tensor(ranks):
+        import torch
+
+        return 1.0 / torch.log2(ranks.double() + 2.0)
+    return 1.0 / np.log2(np.asarray(ranks, dtype=np.float64) + 2.0)
+
+
+def ndcg_from_ranks(ranks: Any, k: int) -> Any:
+    """Per row NDCG@k of a single target at 0-based `ranks` (numpy array or torch tensor, float64 out):
+    rank_discount(rank) inside the top k, else 0."""
+    if _is_tensor(ranks):
+        import torch
+
+        return torch.where(ranks < k, rank_discount(ranks), 0.0)
+    return np.where(np.asarray(ranks) < k, rank_discount(ranks), 0.0)
+
+
+def hit_rate_from_ranks(ranks: Any, k: int) -> Any:
+    """Per row HR@k of a single target at 0-based `ranks`: 1.0 inside the top k, else 0 (float64)."""
+    return (ranks < k).double() if _is_tensor(ranks) else (np.asarray(ranks) < k).astype(np.float64)
+
+
+def hits_from_ranks(ranks: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) hit matrix of single-target rows from the target's 0-based rank (HR@k = any hit)."""
+    ranks = np.asarray(ranks)
+    return np.arange(k)[None, :] == ranks[:, None]
+
+
+def exclusion_pairs(exclude: Exclude) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) int64 arrays of a sparse matrix or of one index array per row."""
+    if exclude is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if sp.issparse(exclude):
+        csr = sp.csr_matrix(exclude)
+        return np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr)).astype(np.int64), csr.indices.astype(np.int64)
+    lens = [len(e) for e in exclude]
+    cols = np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude]) if sum(lens) else np.zeros(0, np.int64)
+    return np.repeat(np.arange(len(lens)), lens).astype(np.int64), cols
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")

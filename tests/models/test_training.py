@@ -1,4 +1,4 @@
-"""Shared training utilities (models/training.py) and losses (models/losses.py)."""
+"""Shared training utilities (models/training.py) and losses (models/losses.py, models/softmax.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from shoprec.errors import ConfigError
-from shoprec.models import losses
+from shoprec.models import losses, softmax
 from shoprec.models.base import Query, RatingValidation, Recommender
 from shoprec.models.training import (
     check_range,
@@ -40,27 +40,27 @@ def test_bpr_prefers_positive_above_negatives() -> None:
     assert float(good) == pytest.approx(float(-F.logsigmoid(torch.tensor([3.0, 2.0])).mean()), rel=1e-6)
 
 
-def test_sampled_softmax_equals_full_softmax_when_all_items_are_sampled() -> None:
+def test_the_softmax_losses_agree_when_all_items_are_sampled() -> None:
     g = torch.Generator().manual_seed(1)
-    logits, targets = torch.randn(4, 6, generator=g), torch.tensor([0, 3, 5, 2])
-    rows = torch.arange(4)
-    mask = torch.ones(4, 6, dtype=torch.bool)
-    mask[rows, targets] = False
-    neg = logits[mask].view(4, 5)
-    sampled = losses.sampled_softmax_ce(logits[rows, targets], neg)
-    assert float(sampled) == pytest.approx(float(losses.full_softmax_ce(logits, targets)), rel=1e-6)
+    h, table = torch.randn(4, 3, generator=g), torch.randn(7, 3, generator=g)  # table row 0 = padding
+    targets = torch.tensor([1, 4, 6, 3])
+    fused = softmax.full_softmax_loss(h, table, targets, None)
+    plain = softmax.full_softmax_ce(h @ table[1:].T, targets - 1)
+    every_item = torch.arange(1, 7)
+    sampled = softmax.sampled_softmax_loss(h, table, targets, every_item, torch.zeros(7), None)
+    assert float(fused) == pytest.approx(float(plain), rel=1e-5)
+    assert float(sampled) == pytest.approx(float(plain), rel=1e-5)
     # a uniform sampler's logQ correction shifts every logit equally: no change
-    log_q = torch.full((4,), -2.0)
-    corrected = losses.sampled_softmax_ce(logits[rows, targets], neg, log_q_pos=log_q, log_q_neg=log_q[:, None])
+    corrected = softmax.sampled_softmax_loss(h, table, targets, every_item, torch.full((7,), -2.0), None)
     assert float(corrected) == pytest.approx(float(sampled), rel=1e-6)
 
 
 def test_full_softmax_ignores_padding_targets() -> None:
     logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
-    targets = torch.tensor([1, losses.IGNORE_INDEX, 2])
+    targets = torch.tensor([1, softmax.IGNORE_INDEX, 2])
     expected = F.cross_entropy(logits[[0, 2]], torch.tensor([1, 2]))
-    assert float(losses.full_softmax_ce(logits, targets)) == pytest.approx(float(expected), rel=1e-6)
-    assert float(losses.full_softmax_ce(logits, torch.full((3,), losses.IGNORE_INDEX))) == 0.0
+    assert float(softmax.full_softmax_ce(logits, targets)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(softmax.full_softmax_ce(logits, torch.full((3,), softmax.IGNORE_INDEX))) == 0.0
 
 
 def test_bpr_max_focuses_on_the_hardest_negative() -> None:

@@ -628,7 +628,8 @@ def test_beauty_subset_beats_popularity(shared_data: Path) -> None:
 def test_newest_position_encoding_equals_the_full_encoding_at_that_position(options: dict[str, Any]) -> None:
     data, catalog, _ = cluster_data(n_users=40)
     model = Transformer.from_dict({**FAST, "epochs": 1, **options}).fit(data, catalog)
-    net, member = model.net, model._current()
+    assert model.fitted is not None
+    net, member = model.net, model.fitted.members[0]
     assert net is not None
     rng = np.random.default_rng(0)
     lengths = torch.tensor([1, 4, 7, 10])
@@ -644,7 +645,6 @@ def test_newest_position_encoding_equals_the_full_encoding_at_that_position(opti
 
 
 def test_validation_ranks_follow_the_shared_ranking_rule_with_ties_and_exclusions() -> None:
-    from shoprec.models.transformer import _ranks
     from shoprec.ranking import target_ranks
 
     rng = np.random.default_rng(0)
@@ -653,7 +653,7 @@ def test_validation_ranks_follow_the_shared_ranking_rule_with_ties_and_exclusion
     exclude = [rng.integers(0, 40, int(rng.integers(0, 6))) for _ in range(70)]
     exclude[0] = np.array([targets[0]])  # an excluded target is still ranked
     expected = target_ranks(scores, targets, exclude=exclude)
-    got = _ranks(torch.from_numpy(scores.copy()), targets, exclude, chunk=16).numpy()
+    got = target_ranks(torch.from_numpy(scores.copy()), targets, exclude=exclude, chunk=16).numpy()
     assert np.array_equal(got, expected)
 
 
@@ -670,7 +670,8 @@ def test_query_arrays_keep_each_querys_newest_known_items_with_their_types_and_g
         types = rng.integers(0, 5, n) if i % 3 else None
         stamps = np.sort(rng.integers(0, 10_000, n)).astype(float) if i % 2 else None
         queries.append(Query(user=None, history=hist, event_types=types, timestamps=stamps))
-    arrays = model._query_arrays(queries)
+    assert model.fitted is not None
+    arrays = model.fitted.query_arrays(queries)
     for r, q in enumerate(queries):  # the rule, one query at a time
         hist = np.asarray(q.history)
         known = np.flatnonzero((hist >= 0) & (hist < data.n_items))[-4:]
@@ -690,17 +691,17 @@ def test_query_arrays_keep_each_querys_newest_known_items_with_their_types_and_g
 def test_an_ensemble_is_scored_in_one_batched_pass_with_each_members_arithmetic(options: dict[str, Any]) -> None:
     data, catalog, _ = cluster_data(n_users=60)
     model = Transformer.from_dict({**FAST, "ensemble": 3, "epochs": 2, **options}).fit(data, catalog)
-    assert model._stacked is not None
+    assert model.fitted is not None and model.fitted.stacked is not None
     rng = np.random.default_rng(1)
     lengths = rng.integers(1, 12, 9)
     queries = [Query(user=None, history=rng.integers(0, data.n_items, n), event_types=rng.integers(0, 4, n),
                      timestamps=np.sort(rng.integers(0, 10**6, n)).astype(float)) for n in lengths]
-    stacked = model._hidden(queries, model._members)
-    one_by_one = model._hidden(queries, list(model._members))  # a copy of the list: member by member
+    stacked = model.fitted.hidden(queries)
+    one_by_one = model.fitted.hidden(queries, model.fitted.members)  # member by member
     for a, b in zip(stacked, one_by_one, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
     rotary = Transformer.from_dict({**FAST, "ensemble": 2, "epochs": 1, "positions": "rotary"}).fit(data, catalog)
-    assert rotary._stacked is None  # other networks score member by member
+    assert rotary.fitted is not None and rotary.fitted.stacked is None  # other networks score member by member
 
 
 @pytest.mark.parametrize("ensemble", [1, 2])
@@ -713,7 +714,7 @@ def test_leave_one_out_batches_share_prefixes_and_equal_the_plain_encoding(ensem
 
     data, catalog, _ = cluster_data(n_users=60)
     model = Transformer.from_dict({**FAST, "ensemble": ensemble, "epochs": 1, "n_blocks": 2}).fit(data, catalog)
-    assert model._stacked is not None
+    assert model.fitted is not None and model.fitted.stacked is not None
     rng = np.random.default_rng(4)
     for n in (3, 12, 30):
         hist = rng.integers(0, data.n_items, n)
@@ -722,12 +723,12 @@ def test_leave_one_out_batches_share_prefixes_and_equal_the_plain_encoding(ensem
         query = Query(user=None, history=hist, event_types=rng.integers(0, 4, n),
                       timestamps=np.sort(rng.integers(0, 10**6, n)).astype(float))
         batch = [query] + [without(query, int(c)) for c in dict.fromkeys(hist[::-1].tolist())]
-        arrays = model._query_arrays(batch)
+        arrays = model.fitted.query_arrays(batch)
         found = shared_prefixes(arrays["items"], arrays["events"], arrays["gaps"], arrays["lengths"])
         if n >= 12:
             assert found is not None and found[1].sum() >= 32  # most positions are shared
-        shared = torch.stack(model._hidden(batch, model._members))
-        alone = torch.stack([torch.stack(model._hidden([q], model._members))[:, 0] for q in batch], dim=1)
+        shared = torch.stack(model.fitted.hidden(batch))
+        alone = torch.stack([torch.stack(model.fitted.hidden([q]))[:, 0] for q in batch], dim=1)
         assert torch.allclose(shared, alone, atol=1e-5)
 
 
@@ -747,3 +748,22 @@ def test_shared_prefixes_need_the_same_length_and_the_same_leading_tokens() -> N
     assert prefix[1] == 0
     assert all(prefix[r] == 7 for r in (0, 3, 4, 7) if r != ref)  # identical rows: all but the newest position
     assert shared_prefixes(items[:1], events[:1], gaps[:1], lengths[:1]) is None
+
+
+def test_run_time_options_are_taken_from_the_config_dict_but_not_saved(tmp_path: Path) -> None:
+    data = cyclic_data(n_users=30, n_items=12)
+    model = Transformer.from_dict({**FAST, "epochs": 1, "device": "cpu", "max_seconds": 60.0}).fit(data)
+    assert model.options.device == "cpu" and model.options.max_seconds == 60.0 and model.options.num_threads == 1
+    model.save(tmp_path / "new")
+    saved = json.loads((tmp_path / "new" / "config.json").read_text())["config"]
+    assert not {"device", "num_threads", "checkpoint_dir", "progress", "max_seconds", "text_cache_dir"} & set(saved)
+    # an artifact written while the options were part of the config still loads, and scores the same
+    old = json.loads((tmp_path / "new" / "config.json").read_text())
+    old["config"].update({"device": "cuda:3", "num_threads": 7, "checkpoint_dir": "/nowhere", "progress": True,
+                          "max_seconds": 5.0, "text_cache_dir": "/nowhere"})
+    (tmp_path / "new" / "config.json").write_text(json.dumps(old))
+    loaded = load_model(tmp_path / "new")
+    q = last_item_queries(data)[:5]
+    np.testing.assert_array_equal(loaded.score(q), model.score(q))
+    with pytest.raises(ConfigError, match="max_seconds"):
+        Transformer.from_dict({"max_seconds": -1.0})

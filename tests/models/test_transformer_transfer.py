@@ -16,7 +16,7 @@ import torch
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import ConfigError
 from shoprec.models import load_model
-from shoprec.models.transformer import SeqNet, Transformer, TransformerConfig, build_content, transfer_weights
+from shoprec.models.transformer import SeqNet, Transformer, build_content, transfer_weights
 
 
 def _benchmark() -> ModuleType:
@@ -51,11 +51,12 @@ def test_fine_tuned_from_a_large_platform_beats_training_on_the_small_one_alone(
 
 
 def _net(n_items: int, titles: list[str], tmp: Path, tokens: list[str] | None = None, **params: Any) -> SeqNet:
-    cfg = TransformerConfig(**{**TINY, "use_attributes": True, "text_cache_dir": str(tmp), **params})
+    model = Transformer.from_dict({**TINY, "use_attributes": True, "text_cache_dir": str(tmp), **params})
+    cfg, options = model.config, model.options
     items = IdMap(f"i{i}" for i in range(n_items))
     brands = tokens or [""] * n_items
     catalog = ItemCatalog(items=items, title=titles, brand=brands)
-    return SeqNet(cfg, n_items, build_content(catalog, items, cfg), trained=np.ones(n_items + 1, dtype=bool))
+    return SeqNet(cfg, n_items, build_content(catalog, items, cfg, options), trained=np.ones(n_items + 1, dtype=bool))
 
 
 def test_transfer_weights_copies_the_network_but_not_the_item_ids(tmp_path: Path) -> None:

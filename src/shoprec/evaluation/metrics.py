@@ -18,15 +18,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from shoprec.ranking import hits_from_ranks as hits_from_ranks  # re-exported: ranks live in shoprec.ranking
+from shoprec.ranking import rank_discount
+
 
 def _discounts(k: int) -> np.ndarray:
-    return 1.0 / np.log2(np.arange(k) + 2.0)
-
-
-def hits_from_ranks(ranks: np.ndarray, k: int) -> np.ndarray:
-    """(n, k) hit matrix of single-target users from the target's 0-based rank."""
-    ranks = np.asarray(ranks)
-    return np.arange(k)[None, :] == ranks[:, None]
+    return np.asarray(rank_discount(np.arange(k)))
 
 
 def hit_rate(hits: np.ndarray, k: int) -> np.ndarray:

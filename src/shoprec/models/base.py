@@ -7,6 +7,7 @@ directory: config.json + weights.safetensors + idmaps.json + meta.json (never pi
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import time
@@ -24,7 +25,7 @@ import shoprec
 from shoprec.config import config_from_dict, config_to_dict, renamed_params
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import CannotScoreError, ConfigError, DataError
-from shoprec.ranking import target_ranks
+from shoprec.ranking import hit_rate_from_ranks, ndcg_from_ranks, target_ranks
 
 # Every model name shoprec knows, in the order tables list them. Module shoprec.models.<name>
 # defines and registers the class; modules are imported lazily so torch loads only when needed.
@@ -70,10 +71,8 @@ class RankingValidation:
             excl = _slice_exclude(self.exclude, start, stop)
             ranks.append(target_ranks(scores, self.targets[start:stop], exclude=excl))
         r = np.concatenate(ranks) if ranks else np.zeros(0)
-        hit = r < self.k
-        ndcg = np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
-        return {f"NDCG@{self.k}": float(ndcg.mean()) if len(r) else 0.0,
-                f"HR@{self.k}": float(hit.mean()) if len(r) else 0.0}
+        return {f"NDCG@{self.k}": float(ndcg_from_ranks(r, self.k).mean()) if len(r) else 0.0,
+                f"HR@{self.k}": float(hit_rate_from_ranks(r, self.k).mean()) if len(r) else 0.0}
 
 
 @dataclass
@@ -111,11 +110,15 @@ class Recommender(ABC):
     Config: ClassVar[type]
     uses_history: ClassVar[bool] = False  # scores from the query's item history (sequence / item-based)
     uses_user: ClassVar[bool] = True  # needs a known user index
+    # run-time options (device, threads, ...; models.training.TrainOptions) taken from the same config
+    # dicts as the parameters but never saved in the artifact; None: the model has none
+    Options: ClassVar[type | None] = None
 
-    def __init__(self, config: Any = None) -> None:
+    def __init__(self, config: Any = None, options: Any = None) -> None:
         self.config = config if config is not None else self.Config()
         if not isinstance(self.config, self.Config):
             raise ConfigError(f"model {self.name!r} expects a {self.Config.__name__}, got {type(self.config).__name__}")
+        self.options = options if options is not None or self.Options is None else self.Options()
         self.users: IdMap | None = None
         self.items: IdMap | None = None
         self.training_log: list[dict[str, Any]] = []
@@ -123,7 +126,13 @@ class Recommender(ABC):
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any] | None = None) -> Self:
-        return cls(config_from_dict(cls.Config, params, cls.name))
+        """The model from one dict of parameters and (for a model with `Options`) run-time options."""
+        if cls.Options is None:
+            return cls(config_from_dict(cls.Config, params, cls.name))
+        params = dict(params or {})
+        names = option_names(cls)
+        options = {k: params.pop(k) for k in list(params) if k in names}
+        return cls(config_from_dict(cls.Config, params, cls.name), config_from_dict(cls.Options, options, cls.name))
 
     # ------------------------------------------------------------------ learning
     def fit(
@@ -250,6 +259,11 @@ def get_model_class(name: str) -> type[Recommender]:
     return _REGISTRY[name]
 
 
+def option_names(cls: type[Recommender]) -> frozenset[str]:
+    """The run-time option keys a model takes in its config dicts (none without `Options`)."""
+    return frozenset(f.name for f in dataclasses.fields(cls.Options)) if cls.Options is not None else frozenset()
+
+
 def create_model(name: str, params: Mapping[str, Any] | None = None) -> Recommender:
     return get_model_class(name).from_dict(params)
 
@@ -260,7 +274,10 @@ def load_model(path: str | Path) -> Recommender:
         raise DataError(f"{path}: not a shoprec model artifact (no config.json)")
     cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
     cls = get_model_class(cfg["model"])
-    model = cls.from_dict(renamed_params(cls.Config, cfg["config"], warn=False))  # artifacts keep old names
+    # artifacts written before the run-time options left the config still hold them: they are dropped;
+    # artifacts keep the parameter names they were saved with (renamed ones are mapped, silently)
+    stored = {k: v for k, v in cfg["config"].items() if k not in option_names(cls)}
+    model = cls.from_dict(renamed_params(cls.Config, stored, warn=False))
     ids = json.loads((path / "idmaps.json").read_text(encoding="utf-8"))
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     model.users, model.items = IdMap.from_list(ids["users"]), IdMap.from_list(ids["items"])

@@ -25,17 +25,9 @@ from torch import Tensor, nn
 
 from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
-from shoprec.models import losses
+from shoprec.models import losses, training
 from shoprec.models.base import Query, RankingValidation, Recommender, register
-from shoprec.models.training import (
-    check_range,
-    copy_state,
-    load_module_state,
-    module_state,
-    pick_device,
-    torch_session,
-    train_epochs,
-)
+from shoprec.models.softmax import full_softmax_ce
 
 SCORE_BATCH = 512  # queries per forward pass when scoring
 
@@ -61,13 +53,13 @@ class GRU4RecConfig:
 
     def __post_init__(self) -> None:
         for name in ("embedding_size", "num_layers", "negatives", "max_history", "epochs", "batch_size"):
-            check_range("gru4rec", name, getattr(self, name), 1)
-        check_range("gru4rec", "dropout", self.dropout, 0.0, 0.95)
-        check_range("gru4rec", "bpr_max_reg", self.bpr_max_reg, 0.0)
-        check_range("gru4rec", "learning_rate", self.learning_rate, 0.0, strict_low=True)
-        check_range("gru4rec", "weight_decay", self.weight_decay, 0.0)
-        check_range("gru4rec", "patience", self.patience, 0)
-        check_range("gru4rec", "num_threads", self.num_threads, 0)
+            training.check_range("gru4rec", name, getattr(self, name), 1)
+        training.check_range("gru4rec", "dropout", self.dropout, 0.0, 0.95)
+        training.check_range("gru4rec", "bpr_max_reg", self.bpr_max_reg, 0.0)
+        training.check_range("gru4rec", "learning_rate", self.learning_rate, 0.0, strict_low=True)
+        training.check_range("gru4rec", "weight_decay", self.weight_decay, 0.0)
+        training.check_range("gru4rec", "patience", self.patience, 0)
+        training.check_range("gru4rec", "num_threads", self.num_threads, 0)
 
 
 class GRUNet(nn.Module):
@@ -130,8 +122,8 @@ class GRU4Rec(Recommender):
         windows = _windows(seqs, cfg.max_history + 1)
         if not windows:
             raise DataError("model 'gru4rec': no user has two or more training events")
-        self._device = pick_device("gru4rec", cfg.device)
-        with torch_session(cfg.seed, self._device, cfg.num_threads):
+        self._device = training.pick_device("gru4rec", cfg.device)
+        with training.torch_session(cfg.seed, self._device, cfg.num_threads):
             self._train(windows, train.n_items, validation)
 
     def _keep_user_tails(self, seqs: list[np.ndarray]) -> None:
@@ -159,8 +151,9 @@ class GRU4Rec(Recommender):
                 total, count = total + float(loss.detach()) * n, count + n
             return total / max(count, 1)
 
-        outcome = train_epochs(self, epochs=cfg.epochs, train_epoch=epoch, validation=validation,
-                               patience=cfg.patience, snapshot=lambda: copy_state(net), restore=net.load_state_dict)
+        outcome = training.train_epochs(self, epochs=cfg.epochs, train_epoch=epoch, validation=validation,
+                                        patience=cfg.patience, snapshot=lambda: training.copy_state(net),
+                                        restore=net.load_state_dict)
         self.best_epoch = outcome.best_epoch
         net.eval()
 
@@ -172,7 +165,7 @@ class GRU4Rec(Recommender):
         h = net.hidden(inputs)[keep]  # (N, e)
         target = targets[keep] - 1  # (N,) item indices
         if cfg.loss == "softmax":
-            return losses.full_softmax_ce(net.logits(h), target), len(target)
+            return full_softmax_ce(net.logits(h), target), len(target)
         neg = torch.as_tensor(rng.integers(0, n_items, size=cfg.negatives), device=h.device)
         pos = (h * net.item_table()[target]).sum(-1) + net.bias[target]
         return losses.bpr_max_loss(pos, net.logits(h, neg), reg=cfg.bpr_max_reg), len(target)
@@ -212,7 +205,7 @@ class GRU4Rec(Recommender):
     # ---------------------------------------------------------------- artifacts
     def _state(self) -> dict[str, np.ndarray]:
         assert self.net is not None
-        return {**module_state(self.net), "user_items": self.user_items, "user_offsets": self.user_offsets}
+        return {**training.module_state(self.net), "user_items": self.user_items, "user_offsets": self.user_offsets}
 
     def _meta(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch}
@@ -222,7 +215,7 @@ class GRU4Rec(Recommender):
         self.best_epoch = int(meta.get("best_epoch", 0))
         self._device = torch.device("cpu")
         self.net = GRUNet(self.config, self.n_items)
-        load_module_state(self.net, arrays)
+        training.load_module_state(self.net, arrays)
         self.net.eval()
 
 

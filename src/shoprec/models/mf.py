@@ -248,17 +248,32 @@ def _stack(samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------ the model
+class RatingFit:
+    """What a rating model that may train by DP-SGD (mf, ncf) keeps besides its weights: the epoch kept,
+    the rating range its predictions are clipped to, and the privacy spent; saved in the artifact's meta."""
+
+    best_epoch: int = 0
+    rating_range: tuple[float, float] = (0.0, 1.0)
+    privacy: dict[str, Any] | None = None  # DP-SGD: the PrivacyReport as a dict
+
+    def _fit_meta(self) -> dict[str, Any]:
+        meta = {"rating_range": [v if np.isfinite(v) else None for v in self.rating_range],
+                "best_epoch": self.best_epoch}
+        return {**meta, "privacy": self.privacy} if self.privacy else meta
+
+    def _set_fit_meta(self, meta: dict[str, Any]) -> None:
+        low, high = meta["rating_range"]
+        self.rating_range = (-np.inf if low is None else float(low), np.inf if high is None else float(high))
+        self.best_epoch = int(meta.get("best_epoch", 0))
+        self.privacy = meta.get("privacy")
+
+
 @register
-class MF(Recommender):
+class MF(RatingFit, Recommender):
     """Biased matrix factorisation for explicit ratings; `predict(users, items)` gives ratings."""
 
     name = "mf"
     Config = MFConfig
-
-    def __init__(self, config: MFConfig | None = None) -> None:
-        super().__init__(config)
-        self.best_epoch = 0
-        self.privacy: dict[str, Any] | None = None  # DP-SGD: the PrivacyReport as a dict
 
     # ---------------------------------------------------------------- fit
     def _fit(self, train: Interactions, catalog: ItemCatalog | None, validation: Any) -> None:
@@ -406,15 +421,10 @@ class MF(Recommender):
                 "item_bias": self.item_bias, "user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def _meta(self) -> dict[str, Any]:
-        meta = {"rating_range": [v if np.isfinite(v) else None for v in self.rating_range],
-                "best_epoch": self.best_epoch}
-        return {**meta, "privacy": self.privacy} if self.privacy else meta
+        return self._fit_meta()
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.global_mean = np.float32(arrays["global_mean"][0])
         self.user_bias, self.item_bias = arrays["user_bias"], arrays["item_bias"]
         self.user_factors, self.item_factors = arrays["user_factors"], arrays["item_factors"]
-        low, high = meta["rating_range"]
-        self.rating_range = (-np.inf if low is None else float(low), np.inf if high is None else float(high))
-        self.best_epoch = int(meta.get("best_epoch", 0))
-        self.privacy = meta.get("privacy")
+        self._set_fit_meta(meta)

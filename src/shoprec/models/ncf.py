@@ -46,6 +46,7 @@ from shoprec.errors import CannotScoreError, ConfigError, DataError
 from shoprec.models import losses
 from shoprec.models.base import Query, RankingValidation, RatingValidation, Recommender, register
 from shoprec.models.dp import PrivateTrainer, check_dp_config, drop_training_loss, resolve_delta
+from shoprec.models.mf import RatingFit
 from shoprec.models.training import (
     check_range,
     copy_state,
@@ -225,7 +226,7 @@ class NeuMF(nn.Module):
 
 
 @register
-class NCF(Recommender):
+class NCF(RatingFit, Recommender):
     name = "ncf"
     Config = NCFConfig
 
@@ -233,9 +234,6 @@ class NCF(Recommender):
         super().__init__(config)
         self.net: NeuMF | None = None
         self.objective = "mse"
-        self.rating_range = (0.0, 1.0)
-        self.best_epoch = 0
-        self.privacy: dict[str, Any] | None = None  # DP-SGD: the PrivacyReport as a dict
         self._device = torch.device("cpu")
 
     # ---------------------------------------------------------------- fit
@@ -395,16 +393,11 @@ class NCF(Recommender):
         return module_state(self.net)
 
     def _meta(self) -> dict[str, Any]:
-        meta = {"objective": self.objective, "best_epoch": self.best_epoch,
-                "rating_range": [v if np.isfinite(v) else None for v in self.rating_range]}
-        return {**meta, "privacy": self.privacy} if self.privacy else meta
+        return {"objective": self.objective, **self._fit_meta()}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.objective = meta["objective"]
-        low, high = meta["rating_range"]
-        self.rating_range = (-np.inf if low is None else float(low), np.inf if high is None else float(high))
-        self.best_epoch = int(meta.get("best_epoch", 0))
-        self.privacy = meta.get("privacy")
+        self._set_fit_meta(meta)
         self._device = torch.device("cpu")
         links = [Links(arrays[f"net.{side}_links.indptr"], arrays[f"net.{side}_links.indices"])
                  if f"net.{side}_links.indptr" in arrays else None for side in ("user", "item")]

@@ -1,5 +1,8 @@
-"""Softmax losses over a whole item catalog, from hidden states h (N, d) and the item table (V, d).
+"""THE softmax losses: over a whole item catalog, from hidden states h (N, d) and the item table (V, d), or
+from ready logits.
 
+    full_softmax_ce(logits (N, C), targets (N,))         cross-entropy of ready logits over every class
+                                                         (targets IGNORE_INDEX skipped; GRU4Rec's output)
     full_softmax_loss(h, table, targets, seen, ...)      cross-entropy over every item (fused, chunked)
     sampled_softmax_loss(h, table, targets, negatives, log_q, seen)
                                                          over the batch's targets + sampled negatives, logQ-corrected
@@ -27,6 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from shoprec.models.losses import weighted_mean
+
+IGNORE_INDEX = -100  # targets equal to this (padding) do not count in full_softmax_ce
 CHUNK_BYTES = 8 << 20  # logits per softmax chunk: about 8 MB
 _buffers = threading.local()  # per-thread reusable buffers (two trainings in one process never share one)
 
@@ -130,6 +136,16 @@ def full_softmax_loss(h: Tensor, table: Tensor, targets: Tensor, seen: Tensor | 
     out: Tensor = _FullSoftmaxCE.apply(h, table, targets, weights.float(), _blocked_columns(seen, targets),
                                        smoothing, dtype)
     return out
+
+
+def full_softmax_ce(logits: Tensor, targets: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Cross-entropy of each row's target over all C classes of `logits` (N, C); rows with target IGNORE_INDEX
+    are skipped; optional `weight` (N,) per row."""
+    keep = targets != IGNORE_INDEX
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    per_row = F.cross_entropy(logits[keep], targets[keep], reduction="none")
+    return weighted_mean(per_row, None if weight is None else weight[keep])
 
 
 def sampled_softmax_loss(h: Tensor, table: Tensor, targets: Tensor, negatives: Tensor, log_q: Tensor,

@@ -9,7 +9,7 @@ A space is a small JSON/TOML object; every key is a parameter of the model's con
                                                    range, or a float range with a step
     7                                              one fixed value
 
-Every value is checked against the parameter's type now (`config_from_dict`), so a bad space fails
+Every value is checked against the parameter's type now (the model's `from_dict`), so a bad space fails
 before any training with a message naming the parameter.
 """
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shoprec.config import config_from_dict, renamed_params
+from shoprec.config import renamed_params
 from shoprec.configfile import read_document
 from shoprec.errors import ConfigError
-from shoprec.models.base import get_model_class
+from shoprec.models.base import Recommender, get_model_class
 from shoprec.preprocess.features import FEATURE_PREFIX, check_feature_value, feature_names
 
 Scalar = bool | int | float | str | None
@@ -147,7 +147,7 @@ def parse_space(model: str, raw: Mapping[str, Any], fixed: Mapping[str, Any] | N
                               f"(valid: {', '.join(valid)})")
         param = _parse_param(name, spec, None if is_feature else hints[name])
         for v in _probe_values(param):
-            _check_value(cls.Config, model, name, v, fixed)
+            _check_value(cls, model, name, v, fixed)
         params.append(param)
     return SearchSpace(model=model, params=tuple(params))
 
@@ -208,13 +208,14 @@ def _probe_values(param: Param) -> tuple[Scalar, ...]:
     return (conv(param.low), conv(param.high))
 
 
-def _check_value(config_cls: type, model: str, name: str, value: Scalar, fixed: Mapping[str, Any] | None) -> None:
+def _check_value(model_cls: type[Recommender], model: str, name: str, value: Scalar,
+                 fixed: Mapping[str, Any] | None) -> None:
     if name.startswith(FEATURE_PREFIX):
         check_feature_value(name[len(FEATURE_PREFIX):], value)
         return
     params = {**(fixed or {}), name: value}
     try:
-        config_from_dict(config_cls, params, model)
+        model_cls.from_dict(params)  # the model's parameters and run-time options (device, ...)
     except ConfigError as exc:
         raise ConfigError(f"search space, parameter {name!r} = {value!r}: {exc}") from None
 

@@ -1,0 +1,95 @@
+"""The transformer's saved configuration: what the network is and how it learns (run-time options such as
+the device live in shoprec.models.training.TrainOptions and are never saved with the model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from shoprec.errors import ConfigError
+from shoprec.types import EventType
+
+N_EVENT_TYPES = len(EventType) + 1  # code + 1; 0 = padding
+N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
+POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
+# parameters that fix the network's weights and their shapes: a fine-tuned model inherits them from its source
+NETWORK_PARAMS = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "positions", "use_attributes",
+                  "use_text", "text_encoder", "content_attention", "use_event_types", "use_time_gaps")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    # network
+    embedding_size: int = 128  # 128 (and no seen mask in the loss): the better Beauty validation NDCG@10
+    n_blocks: int = 2
+    n_heads: int = 2
+    ffn_size: int = 256
+    max_len: int = 50  # events of history read per query (the newest ones)
+    positions: Literal["reverse", "rotary"] = "reverse"  # learned embedding of the distance to the newest
+    # event, or rotary embeddings in attention (relative distances: each position sees itself as the newest)
+    dropout: float = 0.5
+    attention_dropout: float = 0.2
+    stochastic_depth: float = 0.0  # probability of skipping a block's residual branch while training
+    # item content
+    use_attributes: bool = True  # attribute ids, brand and category tokens
+    use_text: bool = True  # item text vectors (when the catalog has text)
+    text_encoder: str = "auto"  # auto | minilm | hashing (shoprec.preprocess.text)
+    id_dropout: float = 0.1  # drop item ids while training so content alone can represent an item
+    content_attention: bool = False  # attention scores also from the items' content alone (decoupled, DIF-SR)
+    attribute_loss: float = 0.0  # weight of an auxiliary loss: predict the next item's attributes
+    use_event_types: bool = True
+    use_time_gaps: bool = True
+    # objective
+    loss: Literal["full", "sampled"] = "full"
+    n_negatives: int = 1024  # log-uniform negatives per batch for loss="sampled"
+    label_smoothing: float = 0.0
+    future_targets: int = 1  # > 1: each position also learns the following items (full loss only) ...
+    future_decay: float = 0.5  # ... the k-th next item weighted future_decay ** (k - 1)
+    exclude_seen_in_loss: bool = False  # True: mask history items out of the softmax (as the strict protocol does)
+    # scores -= popularity_correction * log(1 + training count of the item): the last items of a history
+    # (validation / test targets) are rarer than training targets on average. None: chosen on the
+    # validation targets among POPULARITY_GRID (0 without validation).
+    popularity_correction: float | None = None
+    # optimisation
+    epochs: int = 20  # the length of the cosine schedule (a 20-epoch schedule beat 30 and 60 on Beauty validation)
+    batch_size: int = 128  # sequences per batch on average (per process under torchrun); see length_batches
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.1  # cosine decay ends at learning_rate * min_lr_ratio at `epochs`
+    ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (e.g. 0.999)
+    eval_every: int = 2  # epochs between validation runs
+    patience: int = 2  # validation runs without improvement before stopping
+    ensemble: int = 2  # members trained with seeds seed, seed + 1, ...; scores are their mean (2: +0.003 test
+    # NDCG@10 on Beauty over one member, at twice the training and scoring cost; 1 for the fastest serving)
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU; on a CPU with native
+    # bf16 (AMX / AVX512-BF16) only the catalog-softmax products in bf16; fp32 otherwise
+
+    def __post_init__(self) -> None:
+        positive = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "epochs", "batch_size",
+                    "eval_every", "n_negatives", "future_targets", "ensemble")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"parameter {name!r} of model 'transformer' must be positive, "
+                                  f"got {getattr(self, name)}")
+        for name in ("dropout", "attention_dropout", "stochastic_depth", "id_dropout", "label_smoothing", "ema"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"parameter {name!r} of model 'transformer' must be in [0, 1), "
+                                  f"got {getattr(self, name)}")
+        head = self.embedding_size // self.n_heads
+        if self.embedding_size % self.n_heads or (self.positions == "rotary" and head % 2):
+            raise ConfigError(f"embedding_size {self.embedding_size} must be divisible by n_heads {self.n_heads}"
+                              " (into an even head size for rotary positions)")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"parameter 'learning_rate' of model 'transformer' must be > 0, got {self.learning_rate}")
+        if not 0.0 < self.future_decay <= 1.0:
+            raise ConfigError(f"parameter 'future_decay' of model 'transformer' must be in (0, 1], "
+                              f"got {self.future_decay}")
+        if self.popularity_correction is not None and self.popularity_correction < 0:
+            raise ConfigError("parameter 'popularity_correction' of model 'transformer' must be >= 0 or null, "
+                              f"got {self.popularity_correction}")
+        for name in ("weight_decay", "warmup_epochs", "patience", "attribute_loss", "min_lr_ratio"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
+

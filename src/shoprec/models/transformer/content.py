@@ -1,0 +1,73 @@
+"""Item content aligned with the model's items: attribute bags (ids, brand, category-path tokens) and text
+vectors (shoprec.preprocess.text, cached per item). Row 0 is padding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shoprec.data import IdMap, ItemCatalog
+from shoprec.models.training import TrainOptions
+from shoprec.models.transformer.config import TransformerConfig
+
+
+@dataclass
+class ItemContent:
+    """Content aligned with the model's items, row 0 = padding: attribute bags and text vectors."""
+
+    attr_flat: np.ndarray  # int64 attribute indices (1-based) of all items, concatenated
+    attr_offsets: np.ndarray  # int64 (n_items + 1,) start of each item's bag in attr_flat (row 0 empty)
+    n_attributes: int
+    text: np.ndarray  # (n_items + 1, text_dim) float32, or (n_items + 1, 0)
+    text_encoder: str = ""
+    vocabulary: tuple[str, ...] = ()  # the attribute tokens, index 1 first
+
+    @property
+    def has_content(self) -> np.ndarray:
+        """(n_items + 1,) bool: the item has at least one attribute or a text vector."""
+        has_attr = np.diff(np.append(self.attr_offsets, len(self.attr_flat))) > 0
+        has_text = np.abs(self.text).sum(axis=1) > 0 if self.text.shape[1] else np.zeros(len(has_attr), bool)
+        return has_attr | has_text
+
+
+def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerConfig,
+                  options: TrainOptions | None = None) -> ItemContent:
+    """Attribute bags and text vectors for `items` (either may be empty); `options` say where text vectors
+    are cached and whether to show progress."""
+    options = options or TrainOptions()
+    n = len(items)
+    bags: list[list[str]] = [[] for _ in range(n)]
+    text = np.zeros((n + 1, 0), dtype=np.float32)
+    encoder = ""
+    if catalog is not None:
+        rows = np.arange(n) if catalog.items == items else catalog.items.lookup(items.to_list())
+        if cfg.use_attributes:
+            bags = [_attribute_tokens(catalog, int(r)) if r >= 0 else [] for r in rows]
+        if cfg.use_text and any(catalog.text(int(r)) for r in rows if r >= 0):
+            from shoprec.preprocess.text import catalog_text_vectors
+
+            cache = Path(options.text_cache_dir) if options.text_cache_dir else None
+            tv = catalog_text_vectors(catalog, items, encoder=cfg.text_encoder, cache_dir=cache,
+                                      progress=options.progress)
+            text = np.vstack([np.zeros((1, tv.vectors.shape[1]), np.float32), tv.vectors])
+            encoder = tv.encoder
+    vocab: dict[str, int] = {}
+    ids = [[vocab.setdefault(t, len(vocab) + 1) for t in bag] for bag in bags]
+    lengths = np.array([0] + [len(b) for b in ids], dtype=np.int64)
+    flat = np.array([i for b in ids for i in b], dtype=np.int64)
+    return ItemContent(attr_flat=flat, attr_offsets=np.cumsum(lengths) - lengths,
+                       n_attributes=len(vocab), text=text, text_encoder=encoder, vocabulary=tuple(vocab))
+
+
+def _attribute_tokens(catalog: ItemCatalog, row: int) -> list[str]:
+    """Attribute ids, the brand, and every prefix of the category path ("A > B" -> A, A > B); a category
+    field holding a set ("Action|Comedy", as MovieLens genres) gives each member's paths."""
+    tokens = [f"a:{int(a)}" for a in catalog.attribute_ids[row]] if row < len(catalog.attribute_ids) else []
+    if catalog.brand[row]:
+        tokens.append(f"b:{catalog.brand[row].strip().lower()}")
+    for member in catalog.category[row].split("|"):
+        parts = [p.strip().lower() for p in member.split(">") if p.strip()]
+        tokens += ["c:" + " > ".join(parts[: i + 1]) for i in range(len(parts))]
+    return list(dict.fromkeys(tokens))

@@ -1,0 +1,382 @@
+"""The `Transformer` recommender: fit (each ensemble member trained by shoprec.models.training.train with the
+EMA / checkpoint / time-limit hooks, DDP under torchrun), score (serving.Ensemble) and artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from shoprec.config import config_to_dict
+from shoprec.data import Interactions, ItemCatalog
+from shoprec.errors import CannotScoreError, ConfigError, DataError
+from shoprec.models.base import Query, RankingValidation, Recommender, register
+from shoprec.models.softmax import release_buffers
+from shoprec.models.training import (
+    EMA,
+    Checkpoints,
+    Dist,
+    TimeLimit,
+    TrainHook,
+    TrainOptions,
+    TrainState,
+    forked_rng,
+    pick_device,
+    setup_distributed,
+    torch_threads,
+    train,
+)
+from shoprec.models.transformer.config import POPULARITY_GRID, TransformerConfig
+from shoprec.models.transformer.content import ItemContent, build_content
+from shoprec.models.transformer.data import (
+    Sequences,
+    build_sequences,
+    length_batches,
+    make_batch,
+    negative_sampler,
+    sample_negatives,
+    training_windows,
+)
+from shoprec.models.transformer.network import SeqNet, transfer_weights
+from shoprec.models.transformer.serving import Ensemble, Member, autocast
+from shoprec.types import EventType
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every epoch of one member's training needs."""
+
+    cfg: TransformerConfig  # the member's config (its seed)
+    model: nn.Module  # the network, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    seqs: Sequences
+    windows: np.ndarray  # (n, 2) [start, stop) training windows
+    steps_per_epoch: int
+    dist: Dist
+    sampler: tuple[Tensor, Tensor, Tensor] | None  # negative_sampler(...) for loss="sampled"
+    id_drop: float
+    ema: EMA | None
+
+
+@register
+class Transformer(Recommender):
+    """Causal self-attention over a user's recent events, items represented by id + content."""
+
+    name = "transformer"
+    Config = TransformerConfig
+    Options = TrainOptions
+    uses_history = True
+    uses_user = False
+
+    def __init__(self, config: TransformerConfig | None = None, options: TrainOptions | None = None) -> None:
+        super().__init__(config, options)
+        self.options.check(self.name)
+        self.fitted: Ensemble | None = None  # the trained members as a scorer (after fit or load)
+        self.best_epoch = 0
+        self.best_epochs: list[int] = []
+        self.default_event = EventType.PURCHASE.code + 1
+        self.log_counts = np.zeros(0, dtype=np.float32)  # log(1 + training count) per item
+        self.popularity_correction = 0.0  # the correction in use (config value or chosen on validation)
+        self.popularity_search: dict[str, float] = {}  # validation NDCG per candidate correction
+        self._device = torch.device("cpu")
+        self._source: tuple[Transformer, str] | None = None  # start_from's model and label
+        self.initialised_from: dict[str, Any] = {}  # where fit started from, and what it copied
+
+    @property
+    def net(self) -> SeqNet | None:
+        """The first member's network (None before fit)."""
+        return self.fitted.members[0].net if self.fitted is not None else None
+
+    def start_from(self, source: Transformer, label: str = "") -> Self:
+        """Fit from `source`'s weights (a fitted transformer, e.g. another platform's; its first member when
+        it is an ensemble; `label` names it in the model meta) instead of random ones, then train as usual:
+        see `transfer_weights`."""
+        if not isinstance(source, Transformer) or source.net is None:
+            raise ConfigError("model 'transformer' can start only from a fitted transformer model")
+        self._source = (source, label)
+        return self
+
+    # ---------------------------------------------------------------- fit
+    def _fit(self, train: Interactions, catalog: ItemCatalog | None, validation: Any) -> None:
+        cfg, opts = self.config, self.options
+        if validation is not None and not isinstance(validation, RankingValidation):
+            raise ConfigError("model 'transformer' validates with a RankingValidation (next-item targets)")
+        self._device = pick_device(self.name, opts.device)
+        dist_ = setup_distributed(self._device)
+        self.popularity_correction, self.popularity_search = 0.0, {}
+        self.fitted, self.initialised_from = None, {}
+        members: list[Member] = []
+        self.best_epochs = []
+        started = time.perf_counter()
+        with torch_threads(opts.num_threads):
+            try:
+                for k in range(cfg.ensemble):  # members with seeds seed, seed + 1, ...
+                    left = opts.max_seconds - (time.perf_counter() - started) if opts.max_seconds else 0.0
+                    member_opts = dataclasses.replace(
+                        opts, max_seconds=max(left, 1e-3) if left else 0.0,
+                        checkpoint_dir=(str(Path(opts.checkpoint_dir) / f"member-{k}")
+                                        if opts.checkpoint_dir and cfg.ensemble > 1 else opts.checkpoint_dir))
+                    member_cfg = dataclasses.replace(cfg, seed=cfg.seed + k)
+                    with forked_rng(member_cfg.seed, self._device):
+                        member, state = self._train(member_cfg, member_opts, train, catalog, validation, dist_)
+                    self.training_log += [{**e, "member": k} if cfg.ensemble > 1 else e for e in state.log]
+                    self.best_epochs.append(state.best_epoch)
+                    members.append(member)
+                self.best_epoch = self.best_epochs[0]
+                self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
+                fixed = cfg.popularity_correction
+                self.popularity_correction = fixed if fixed is not None else (
+                    self._choose_popularity_correction(members, validation, dist_) if validation is not None
+                    else 0.0)
+                self._publish(members)
+            finally:
+                release_buffers()
+
+    def _train(self, cfg: TransformerConfig, opts: TrainOptions, train_data: Interactions,
+               catalog: ItemCatalog | None, validation: RankingValidation | None,
+               dist_: Dist) -> tuple[Member, TrainState]:
+        """Train one network (one ensemble member) with config `cfg`; returns it and its training state."""
+        device = self._device
+        seqs = build_sequences(train_data)
+        windows = training_windows(seqs, cfg.max_len)
+        if not len(windows):
+            raise DataError("model 'transformer': no user has two or more training events")
+        counts = np.bincount(seqs.items, minlength=train_data.n_items + 1)
+        self.default_event = int(np.bincount(seqs.events).argmax())
+        content = build_content(catalog, train_data.items, cfg, opts)
+        net = SeqNet(cfg, train_data.n_items, content, trained=counts > 0)
+        if self._source is not None:
+            self._init_from_source(net)
+        net = net.to(device)
+        net.loss_dtype = _compute_dtype(device, cfg.precision)
+        model: nn.Module = net
+        if dist_.world > 1:
+            model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+        optimizer = _optimizer(net, cfg)
+        hooks: list[TrainHook] = []
+        state = TrainState()
+        if opts.checkpoint_dir:
+            start = f"start:{self._source[1]}" if self._source is not None else ""  # never resume another start
+            checkpoints = Checkpoints(opts.checkpoint_dir, _fingerprint(cfg, opts, train_data) + start, net,
+                                      optimizer, main=dist_.main)
+            state = checkpoints.resume() if checkpoints.exists() else state
+            hooks.append(checkpoints)
+        ema = EMA(net, cfg.ema) if cfg.ema else None
+        if ema is not None:
+            ema.begin(state)
+            hooks.insert(0, ema)
+        if opts.max_seconds > 0:
+            hooks.insert(0, TimeLimit(opts.max_seconds, dist_, device))
+        run = _Run(cfg, model, optimizer, seqs, windows, math.ceil(len(windows) / cfg.batch_size / dist_.world),
+                   dist_, negative_sampler(counts, device) if cfg.loss == "sampled" else None,
+                   cfg.id_dropout if content.has_content.any() else 0.0, ema)
+
+        def train_epoch(epoch: int) -> dict[str, Any]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + dist_.rank)
+            loss = self._epoch(run, epoch, state)
+            return {"loss": loss, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                    "learning_rate": optimizer.param_groups[0]["lr"]}
+
+        def validate(_: int) -> tuple[float, dict[str, Any]]:
+            assert validation is not None
+            t1, c1 = time.perf_counter(), time.process_time()
+            current = self._ensemble([Member.of(net)], correction=0.0, stacked=False)  # the member in training
+            ndcg, hr = current.validation_metrics(validation, dist_)
+            net.train()
+            return ndcg, {f"val_NDCG@{validation.k}": ndcg, f"val_HR@{validation.k}": hr,
+                          "eval_seconds": time.perf_counter() - t1, "eval_cpu_seconds": time.process_time() - c1}
+
+        train(self.name, state, epochs=cfg.epochs, train_epoch=train_epoch,
+              validate=validate if validation is not None else None,
+              evaluate_at=lambda epoch: epoch % cfg.eval_every == 0, stop_after=cfg.patience + 1,
+              snapshot=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
+              restore=net.load_state_dict, hooks=hooks, progress=opts.progress and dist_.main)
+        return Member.of(net), state
+
+    def _init_from_source(self, net: SeqNet) -> None:
+        """Copy the `start_from` model's weights into `net` and record what was copied."""
+        assert self._source is not None
+        source, label = self._source
+        assert source.net is not None
+        if source.config.embedding_size != net.cfg.embedding_size:
+            raise ConfigError(f"parameter 'embedding_size' of model 'transformer' must be that of the start model "
+                              f"{label or ''} ({source.config.embedding_size}) to start from it, "
+                              f"got {net.cfg.embedding_size}")
+        copied = transfer_weights(source.net, net)
+        fresh = [name for name, _ in net.named_parameters() if name not in copied]
+        self.initialised_from = {"model": label, "copied": copied, "fresh": fresh}
+        log.info("transformer: started from %s (%d weights copied, fresh: %s)", label, len(copied), fresh)
+
+    def _epoch(self, run: _Run, epoch: int, state: TrainState) -> float:
+        """One pass over the training windows in length-grouped batches; the mean batch loss."""
+        cfg, device, dist_ = run.cfg, self._device, run.dist
+        rng = np.random.default_rng([cfg.seed, epoch])
+        batches = length_batches(run.windows, cfg.batch_size, rng)
+        batches = batches[dist_.rank::dist_.world][:len(batches) // dist_.world]  # equal count on every rank
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch + 7 * dist_.rank)
+        run.model.train()
+        total = 0.0
+        for idx in batches:
+            for group in run.optimizer.param_groups:
+                group["lr"] = _learning_rate(cfg, state.step, run.steps_per_epoch)
+            arrays = make_batch(run.seqs, run.windows[idx], cfg.exclude_seen_in_loss, cfg.future_targets)
+            batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in arrays.items()}  # (B, L) ...
+            n_rows = self.n_items + 1
+            keep = (torch.rand(n_rows, 1, generator=gen, device=device) >= run.id_drop).float() if run.id_drop else None
+            negatives = log_q = None
+            if run.sampler is not None:
+                negatives, log_q = sample_negatives(run.sampler, cfg.n_negatives, int((batch["targets"] > 0).sum()),
+                                                    gen)
+            with autocast(device, cfg.precision):
+                loss = run.model(batch, keep, negatives, log_q)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            if run.ema is not None:
+                run.ema.update(state, run.model)
+            state.step += 1
+            total += float(loss.detach())
+        return total / max(len(batches), 1)
+
+    def _choose_popularity_correction(self, members: list[Member], validation: RankingValidation,
+                                      dist_: Dist) -> float:
+        """The POPULARITY_GRID value with the best validation NDCG@k (the smallest among equals)."""
+        raw = self._ensemble(members, correction=0.0)
+        self.popularity_search = raw.popularity_search(validation, dist_, self.log_counts)
+        best = float(POPULARITY_GRID[int(np.argmax(list(self.popularity_search.values())))])
+        log.info("transformer: popularity correction %s (validation NDCG by value: %s)", best, self.popularity_search)
+        return best
+
+    def _ensemble(self, members: list[Member], correction: float, stacked: bool = True) -> Ensemble:
+        return Ensemble(members, device=self._device, precision=self.config.precision, max_len=self.config.max_len,
+                        default_event=self.default_event, log_counts=self.log_counts,
+                        popularity_correction=correction, stacked=stacked)
+
+    def _publish(self, members: list[Member]) -> None:
+        self.fitted = self._ensemble(members, self.popularity_correction)
+
+    # ------------------------------------------------------------------ scoring
+    def can_score(self, query: Query) -> bool:
+        """A query is scored from its history: it needs at least one item the model knows."""
+        hist = np.asarray(query.history)
+        return bool(((hist >= 0) & (hist < self.n_items)).any())
+
+    def _scorer(self) -> Ensemble:
+        if self.fitted is None:
+            raise CannotScoreError("model 'transformer' is not fitted")
+        return self.fitted
+
+    def _score(self, queries: Sequence[Query]) -> np.ndarray:
+        return self._scorer().score(queries)
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        """(n_items, D) item vectors with scores == user_vectors(queries) @ item_factors.T (see Ensemble)."""
+        return self._scorer().item_factors
+
+    def user_vectors(self, queries: Sequence[Query]) -> np.ndarray:
+        return self._scorer().user_vectors(queries)
+
+    # ---------------------------------------------------------------- artifacts
+    def _state(self) -> dict[str, np.ndarray]:
+        """Member 0's tensors under their own names, member k's under "member{k}." + name."""
+        arrays: dict[str, np.ndarray] = {"log_counts": self.log_counts}
+        for k, m in enumerate(self._scorer().members):
+            prefix = f"member{k}." if k else ""
+            arrays.update({prefix + name: v.detach().cpu().float().numpy() if v.is_floating_point()
+                           else v.detach().cpu().numpy() for name, v in m.net.state_dict().items()})
+        return arrays
+
+    def _meta(self) -> dict[str, Any]:
+        fitted = self._scorer()
+        net = fitted.members[0].net
+        return {"n_attributes": (net.attributes.weight.shape[0] - 1) if net.attributes is not None else 0,
+                "best_epoch": self.best_epoch, "best_epochs": self.best_epochs, "default_event": self.default_event,
+                "n_members": len(fitted.members), "attribute_vocabulary": list(net.attribute_vocabulary),
+                "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
+                **({"initialised_from": self.initialised_from} if self.initialised_from else {})}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self._device = torch.device("cpu")
+        self.log_counts = np.asarray(arrays.get("log_counts", np.zeros(self.n_items)), dtype=np.float32)
+        self.popularity_correction = float(meta.get("popularity_correction", 0.0))
+        self.popularity_search = dict(meta.get("popularity_search", {}))
+        self.best_epoch = int(meta.get("best_epoch", 0))
+        self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
+        self.default_event = int(meta.get("default_event", self.default_event))
+        self.initialised_from = dict(meta.get("initialised_from", {}))
+        vocabulary = tuple(meta.get("attribute_vocabulary", ()))
+        members = []
+        for k in range(int(meta.get("n_members", 1))):
+            prefix = f"member{k}." if k else ""
+            mine = {name[len(prefix):]: v for name, v in arrays.items()
+                    if name.startswith(prefix) and (k or not name.startswith("member")) and name != "log_counts"}
+            content = ItemContent(attr_flat=mine["attr_flat"], attr_offsets=mine["attr_offsets"],
+                                  n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"],
+                                  vocabulary=vocabulary)
+            net = SeqNet(self.config, self.n_items, content, trained=mine["trained_mask"][:, 0] > 0)
+            net.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in mine.items()})
+            members.append(Member.of(net))
+        self._publish(members)
+
+
+# ------------------------------------------------------------------------ optimisation
+def _optimizer(net: SeqNet, cfg: TransformerConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices and embeddings, not on biases and layer norms."""
+    decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=cfg.learning_rate, betas=(0.9, 0.98), fused=True)
+
+
+def _learning_rate(cfg: TransformerConfig, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up over warmup_epochs, then cosine decay to min_lr_ratio at `epochs`."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.learning_rate * (step + 1) / warmup
+    total = max(cfg.epochs * steps_per_epoch - warmup, 1)
+    progress = min((step - warmup) / total, 1.0)
+    return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _compute_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """dtype of the catalog-softmax products: bfloat16 for "bf16", and for "auto" on a GPU or on a CPU with
+    native bfloat16 matmuls (AMX / AVX512-BF16: 8x the float32 speed there); float32 otherwise."""
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+    return torch.bfloat16 if precision == "bf16" or (precision == "auto" and native) else torch.float32
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX tiles or AVX512-BF16)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def _fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: Interactions) -> str:
+    """Hash of the config and options (minus run-only fields) and the training data: a checkpoint resumes
+    only the same fit."""
+    h = hashlib.sha256()
+    params = {k: v for k, v in {**config_to_dict(cfg), **config_to_dict(opts)}.items()
+              if k not in ("checkpoint_dir", "progress", "num_threads")}
+    h.update(json.dumps(params, sort_keys=True).encode())
+    for arr in (train.user, train.item, train.timestamp, train.event_type):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(str(len(train.items)).encode())
+    return h.hexdigest()
