@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-
 from shoprec.service.cache import Cache, LocalCache, make_cache
 from shoprec.service.catalog import CatalogViews
 from shoprec.service.config import ServingConfig
@@ -25,6 +23,7 @@ from shoprec.service.reclog import RecommendationLog
 from shoprec.service.recommend import Filters, RecommendService
 from shoprec.service.state import UserStates
 from shoprec.settings import Settings
+from shoprec.storage import Engine
 
 if TYPE_CHECKING:
     from shoprec.service.privacy import PrivacyService

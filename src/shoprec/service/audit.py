@@ -14,10 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from shoprec.errors import DataError
-from shoprec.storage import find_platform, storage_errors
+from shoprec.storage import Engine, find_platform, storage_errors
 from shoprec.storage import tables as T
 from shoprec.storage.audit import insert_audit, select_audit
 from shoprec.storage.repo import Executor

@@ -24,13 +24,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy.engine import Engine
 
 from shoprec.data import IdMap
 from shoprec.service.background import lower_priority
 from shoprec.service.platform import PlatformService
 from shoprec.service.state import POSITIVE_TYPES
-from shoprec.storage import PlatformRepo, storage_errors
+from shoprec.storage import Engine, PlatformRepo, storage_errors
 from shoprec.storage.serving import ServingRepo
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from shoprec.data.records import EventRecord, ItemRecord, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError, DataError
 from shoprec.ingest.pipeline import ingest, validate
@@ -23,7 +21,7 @@ from shoprec.privacy.keys import Privacy, normalise_identity
 from shoprec.service.config import ServingConfig
 from shoprec.service.errors import NotFound, RecordError, RecordErrors, TooLarge
 from shoprec.service.platform import PlatformService
-from shoprec.storage import PlatformRepo, storage_errors
+from shoprec.storage import Engine, PlatformRepo, storage_errors
 from shoprec.storage.serving import ServingRepo
 
 SOURCE = "request"

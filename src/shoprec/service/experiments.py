@@ -28,15 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from shoprec.data.records import EventRecord
 from shoprec.errors import DataError
 from shoprec.service.errors import NotFound, RecordError, RecordErrors
 from shoprec.service.experiment_stats import Rate, rate, two_proportion_p
 from shoprec.service.models import ModelStore
 from shoprec.service.platform import PlatformService
-from shoprec.storage import storage_errors
+from shoprec.storage import Engine, storage_errors
 from shoprec.storage.experiments import ExperimentRepo
 
 log = logging.getLogger(__name__)

@@ -9,13 +9,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from shoprec.errors import ShoprecError
 from shoprec.service.errors import NotFound
 from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
-from shoprec.storage import storage_errors
+from shoprec.storage import Engine, storage_errors
 from shoprec.storage.serving import ServingRepo
 
 log = logging.getLogger(__name__)

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
 from shoprec.service.audit import record_audit
 from shoprec.service.background import lower_priority
 from shoprec.service.errors import NotFound
 from shoprec.service.platform import PlatformService
-from shoprec.storage import storage_errors
+from shoprec.storage import Engine, storage_errors
 from shoprec.storage.privacy import PrivacyRepo
 from shoprec.storage.serving import ServingRepo
 

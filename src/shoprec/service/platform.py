@@ -17,13 +17,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
-
 from shoprec.errors import DataError
 from shoprec.service.audit import record_audit
 from shoprec.service.cache import Cache
 from shoprec.service.errors import NotFound
-from shoprec.storage import find_platform, get_or_create_platform, storage_errors
+from shoprec.storage import Engine, find_platform, get_or_create_platform, storage_errors
 from shoprec.storage.serving import ServingRepo, platform_for_key
 from shoprec.storage.tables import MAX_KEY_NAME_LENGTH
 

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Engine
-
 from shoprec.errors import ConfigError, DataError
 from shoprec.privacy.artifacts import erase_users, users_in_artifact
 from shoprec.privacy.keys import Privacy
 from shoprec.service.audit import record_audit
 from shoprec.service.errors import NotFound
 from shoprec.service.platform import PlatformService
-from shoprec.storage import list_platforms, storage_errors
+from shoprec.storage import Engine, list_platforms, storage_errors
 from shoprec.storage.privacy import PrivacyRepo, link_state
 
 if TYPE_CHECKING:

@@ -15,14 +15,12 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from shoprec.errors import ShoprecError
 from shoprec.service.background import lower_priority
 from shoprec.service.cache import Cache
 from shoprec.service.errors import NotFound
 from shoprec.service.platform import PlatformService
-from shoprec.storage import storage_errors
+from shoprec.storage import Engine, storage_errors
 from shoprec.storage.serving import ServingRepo
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy.engine import Engine
 
 from shoprec.errors import DataError
 from shoprec.explain import BECAUSE, Reason, fallback_reason, history_reasons, popular_in_category_reason
@@ -52,7 +51,7 @@ from shoprec.service.models import ServedModel, ServedModels
 from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
 from shoprec.service.state import UserState, UserStates
-from shoprec.storage import storage_errors
+from shoprec.storage import Engine, storage_errors
 from shoprec.storage.serving import ServingRepo
 from shoprec.types import EventType
 

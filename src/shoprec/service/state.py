@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from shoprec.preprocess.weights import DEFAULT_EVENT_WEIGHTS
 from shoprec.service.cache import Cache
 from shoprec.service.platform import PlatformService
-from shoprec.storage import storage_errors
+from shoprec.storage import Engine, storage_errors
 from shoprec.storage.serving import ServingRepo
 
 POSITIVE_TYPES = frozenset(t for t, w in DEFAULT_EVENT_WEIGHTS.items() if w > 0)

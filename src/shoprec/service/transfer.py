@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from sqlalchemy.engine import Engine
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import DataError
-from shoprec.storage import find_platform, load_interactions, storage_errors
+from shoprec.storage import Engine, find_platform, load_interactions, storage_errors
 from shoprec.storage.privacy import PrivacyRepo, linked_user_pairs
 from shoprec.storage.serving import ServingRepo
 

@@ -7,11 +7,14 @@
     interactions, catalog = load_interactions(engine, "shop-a")
 """
 
+from sqlalchemy.engine import Engine  # the connection pool every service is built on (for annotations)
+
 from shoprec.storage.engine import (
     create_db,
     current_revision,
     describe_url,
     downgrade,
+    head_revision,
     make_engine,
     migrate,
     storage_errors,
@@ -27,6 +30,7 @@ from shoprec.storage.repo import (
 from shoprec.storage.snapshot import load_interactions
 
 __all__ = [
+    "Engine",
     "KeyCache",
     "PlatformRepo",
     "create_db",
@@ -36,6 +40,7 @@ __all__ = [
     "downgrade",
     "find_platform",
     "get_or_create_platform",
+    "head_revision",
     "list_platforms",
     "load_interactions",
     "make_engine",

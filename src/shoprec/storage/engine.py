@@ -135,6 +135,13 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def head_revision() -> str | None:
+    """The newest migration revision shipped with this version of shoprec."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def create_db(url: str | URL) -> Engine:
     """An Engine whose database is migrated to head (a fresh SQLite file is created)."""
     engine = make_engine(url)

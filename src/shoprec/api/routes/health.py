@@ -21,16 +21,13 @@ def live() -> dict[str, str]:
 @router.get("/v1/health/ready", response_model=None)
 def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
     """Ready when the database answers at the newest schema revision."""
-    from alembic.script import ScriptDirectory
-
-    from shoprec.storage import current_revision
-    from shoprec.storage.engine import alembic_config
+    from shoprec.storage import current_revision, head_revision
 
     try:
         revision = current_revision(services.engine)
     except StorageError as exc:
         return JSONResponse(status_code=503, content={"status": "unavailable", "message": str(exc)})
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = head_revision()
     if revision != head:
         return JSONResponse(status_code=503, content={"status": "unavailable",
                                                       "message": f"database at revision {revision}, need {head}"})
