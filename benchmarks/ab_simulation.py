@@ -142,8 +142,8 @@ def main() -> None:
         try:
             key = services.platforms.create("sim")
             ingest(services.engine, "sim", shop.records())
-            knn = services.store.train("sim", "itemknn", activate=True, evaluate=False)["model_id"]
-            pop = services.store.train("sim", "popular", evaluate=False)["model_id"]
+            knn = services.store.train("sim", "itemknn", activate=True, evaluate=False).model_id
+            pop = services.store.train("sim", "popular", evaluate=False).model_id
             app = create_app(services.settings, services.config, services=services)
             with TestClient(app, headers={"X-API-Key": key}) as client:
                 ab = run_experiment(services, client, truth, users, [

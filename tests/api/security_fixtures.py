@@ -76,11 +76,11 @@ def setup_shops(services: Services, app: FastAPI) -> Shops:
         second = ok(cb.get(f"/v1/jobs/{job['job_id']}")).json()["result"]["model_id"]
         rec = ok(cb.get(f"/v1/users/{B_USER}/recommendations", params={"k": 3})).json()
         key_id = ok(cb.get("/v1/keys")).json()[0]["key_id"]
-        shops.b_ids = {"user_id": B_USER, "item_id": B_ITEM, "model_id": b.trained["model_id"],
+        shops.b_ids = {"user_id": B_USER, "item_id": B_ITEM, "model_id": b.trained.model_id,
                        "job_id": job["job_id"], "recommendation_id": rec["recommendation_id"], "key_id": key_id}
         if any("{experiment_id}" in path for _, path, _ in v1_routes(app)):
             exp = cb.post("/v1/experiments", json={"name": "b-test", "variants": [
-                {"name": "control", "model_id": b.trained["model_id"], "share": 0.5},
+                {"name": "control", "model_id": b.trained.model_id, "share": 0.5},
                 {"name": "treatment", "model_id": second, "share": 0.5}]})
             shops.b_ids["experiment_id"] = ok(exp).json()["experiment_id"]
     return shops

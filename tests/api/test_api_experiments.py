@@ -9,9 +9,9 @@ from shoprec.service.testing import ReadyPlatform, synthetic_platform
 
 
 def _body(services: Services, shop: ReadyPlatform) -> dict:
-    popular = services.store.train("shop", "popular", evaluate=False)["model_id"]
+    popular = services.store.train("shop", "popular", evaluate=False).model_id
     return {"name": "knn vs pop", "variants": [
-        {"name": "knn", "model_id": shop.trained["model_id"], "share": 0.5},
+        {"name": "knn", "model_id": shop.trained.model_id, "share": 0.5},
         {"name": "pop", "model_id": popular, "share": 0.5}]}
 
 

@@ -75,7 +75,7 @@ def _setup(services: Services) -> Shop:
     services.jobs.wait(job["job_id"], timeout=60)
     second = ok(client.get(f"/v1/jobs/{job['job_id']}")).json()["result"]["model_id"]
     ids = {"user_id": user, "item_id": item, "recommendation_id": rec["recommendation_id"],
-           "model_id": ready.trained["model_id"], "second_model_id": second, "job_id": job["job_id"],
+           "model_id": ready.trained.model_id, "second_model_id": second, "job_id": job["job_id"],
            "key_id": ok(client.get("/v1/keys")).json()[0]["key_id"]}
     return Shop(services, client, ids)
 

@@ -104,7 +104,7 @@ def test_training_job_models_and_hot_swap_without_failed_requests(client: TestCl
     assert client.get("/v1/jobs/0123").status_code == 404
     models = {m["model_id"]: m for m in client.get("/v1/models").json()}
     new_id = done["result"]["model_id"]
-    assert models[new_id]["active"] is False and models[shop.trained["model_id"]]["active"] is True
+    assert models[new_id]["active"] is False and models[shop.trained.model_id]["active"] is True
 
     statuses: list[int] = []
     stop = threading.Event()
@@ -117,7 +117,7 @@ def test_training_job_models_and_hot_swap_without_failed_requests(client: TestCl
     for t in threads:
         t.start()
     time.sleep(0.2)
-    for model_id in (new_id, shop.trained["model_id"], new_id):
+    for model_id in (new_id, shop.trained.model_id, new_id):
         assert client.post(f"/v1/models/{model_id}/activate").status_code == 200
         time.sleep(0.1)
     stop.set()
@@ -131,13 +131,13 @@ def test_training_job_models_and_hot_swap_without_failed_requests(client: TestCl
 def test_health_metrics_and_docs(client: TestClient, shop: ReadyPlatform) -> None:
     assert client.get("/v1/health/live", headers={"X-API-Key": ""}).json() == {"status": "ok"}
     ready = client.get("/v1/health/ready")
-    assert ready.status_code == 200 and ready.json()["models"]["shop"] == shop.trained["model_id"]
+    assert ready.status_code == 200 and ready.json()["models"]["shop"] == shop.trained.model_id
     client.get("/v1/users/x/recommendations")
     client.post("/v1/events", json=[{"user_id": "m", "item_id": shop.item_ids[0], "type": "click"}])
     text = client.get("/metrics").text
     assert 'shoprec_request_seconds_bucket{le="0.005",method="GET"' in text
     assert 'shoprec_events_ingested_total{platform="shop"} 1.0' in text
-    assert f'shoprec_model_info{{model_id="{shop.trained["model_id"]}",platform="shop"}} 1.0' in text
+    assert f'shoprec_model_info{{model_id="{shop.trained.model_id}",platform="shop"}} 1.0' in text
     assert client.get("/openapi.json").json()["paths"]["/v1/events"]
     assert client.get("/docs").status_code == 200
 

@@ -227,7 +227,7 @@ def test_bad_key_requests_are_422(shops: Shops, body: dict[str, Any]) -> None:
 
 def test_model_activation_is_audited(shops: Shops) -> None:
     with shops.client(shops.a.api_key) as c:
-        model_id = shops.a.trained["model_id"]
+        model_id = shops.a.trained.model_id
         assert c.post(f"/v1/models/{model_id}/activate").status_code == 200
         records = c.get("/v1/audit").json()
     key_id = shops.services.platforms.authenticate(shops.a.api_key).key_id  # type: ignore[union-attr]

@@ -36,7 +36,7 @@ def ready_dashboard(directory: Path) -> Dashboard:
     services.data.upsert_items("shop", [ItemRecord(EVIL_ITEM, title=EVIL_TITLE, category="Toys")])
     services.data.add_events("shop", [EventRecord(user_id=shop.user_ids[0], item_id=EVIL_ITEM,
                                                   event_type=EventType.VIEW, timestamp=newest + 60)])
-    return Dashboard(services, shop, shop.trained["model_id"], mf["model_id"])
+    return Dashboard(services, shop, shop.trained.model_id, mf.model_id)
 
 
 def ab_experiment(services: Services, platform: str) -> Experiment:
@@ -44,9 +44,9 @@ def ab_experiment(services: Services, platform: str) -> Experiment:
     user was served a list through RecommendService (an exposure) and the knn variant's users clicked
     (and half of them bought) its first item, the control's users only every third time."""
     shop = synthetic_platform(services, platform, users=40, items=20, model="popular")
-    knn = services.store.train(platform, "itemknn", evaluate=False)["model_id"]
+    knn = services.store.train(platform, "itemknn", evaluate=False).model_id
     experiment = services.experiments.create(platform, "popular-vs-knn", [
-        {"name": "control", "model_id": shop.trained["model_id"], "share": 0.5},
+        {"name": "control", "model_id": shop.trained.model_id, "share": 0.5},
         {"name": "knn", "model_id": knn, "share": 0.5}])
     now, events = time.time(), []
     for n, user in enumerate(shop.user_ids):

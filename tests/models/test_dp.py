@@ -244,6 +244,6 @@ def test_store_train_reports_privacy_in_its_result_and_artifact(tmp_path: Path) 
         result = services.store.train("shop", "mf", params, evaluate=False)
     finally:
         services.close()
-    assert 1.9 < result["privacy"]["epsilon"] <= 2.0 and result["privacy"]["mechanism"] == MECHANISM
-    meta = json.loads((Path(result["path"]) / "meta.json").read_text())
-    assert meta["model_meta"]["privacy"] == result["privacy"]
+    assert 1.9 < result.privacy["epsilon"] <= 2.0 and result.privacy["mechanism"] == MECHANISM
+    meta = json.loads((Path(result.path) / "meta.json").read_text())
+    assert meta["model_meta"]["privacy"] == result.privacy

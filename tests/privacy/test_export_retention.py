@@ -158,7 +158,7 @@ def test_erase_users_writes_a_new_artifact_and_leaves_the_old(services: Services
     services.platforms.create("shop")
     services.data.add_events("shop", _events("u1", ["i1", "i2"], [1, 1]) + _events("u2", ["i2", "i3"], [1, 1]))
     trained = services.store.train("shop", "als", {"embedding_size": 4, "epochs": 2}, evaluate=False)
-    old = Path(trained["path"])
+    old = Path(trained.path)
     assert erase_users(old, ["nobody"]) is None
     new = erase_users(old, ["u1"])
     assert new is not None and new.parent == old.parent and old.exists()

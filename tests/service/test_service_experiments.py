@@ -19,8 +19,8 @@ from shoprec.types import EventType
 
 
 def _two_variants(services: Services, shop: ReadyPlatform) -> list[dict]:
-    popular = services.store.train("shop", "popular", evaluate=False)["model_id"]
-    return [{"name": "knn", "model_id": shop.trained["model_id"], "share": 0.5},
+    popular = services.store.train("shop", "popular", evaluate=False).model_id
+    return [{"name": "knn", "model_id": shop.trained.model_id, "share": 0.5},
             {"name": "pop", "model_id": popular, "share": 0.5}]
 
 
@@ -48,8 +48,8 @@ def test_bad_experiments_are_refused_naming_the_field(services: Services, shop: 
 
 def test_model_of_another_platform_is_refused(services: Services, shop: ReadyPlatform) -> None:
     other = synthetic_platform(services, "other", users=20, items=15, model="popular")
-    variants = [{"name": "a", "model_id": shop.trained["model_id"], "share": 0.5},
-                {"name": "b", "model_id": other.trained["model_id"], "share": 0.5}]
+    variants = [{"name": "a", "model_id": shop.trained.model_id, "share": 0.5},
+                {"name": "b", "model_id": other.trained.model_id, "share": 0.5}]
     with pytest.raises(RecordErrors, match=r"variants\.1\.model_id"):
         services.experiments.create("shop", "x", variants)
 

@@ -45,7 +45,7 @@ def services(settings: Settings, tmp_path: Path) -> Iterator[Services]:
 @pytest.fixture
 def source_id(services: Services, tmp_path: Path) -> str:
     params = {**SMALL, "text_cache_dir": str(tmp_path / "text")}
-    return str(services.store.train("shop-a", "transformer", params, evaluate=False)["model_id"])
+    return services.store.train("shop-a", "transformer", params, evaluate=False).model_id
 
 
 def test_init_from_refuses_a_model_of_a_platform_without_both_consents(services: Services, source_id: str) -> None:
@@ -68,14 +68,14 @@ def test_init_from_a_linked_platforms_transformer_fine_tunes_and_records_it(serv
     services.privacy.link("shop-b", "shop-a")
     services.privacy.link("shop-a", "shop-b")
     result = services.store.train("shop-b", "transformer", {"epochs": 1}, evaluate=False, init_from=source_id)
-    assert result["transfer"] == {"init_from": source_id, "init_platform": "shop-a",  # the attribute tokens of
+    assert result.transfer == {"init_from": source_id, "init_platform": "shop-a",  # the attribute tokens of
                                   "fresh_weights": ["item_id.weight", "attributes.weight"]}  # the shops differ
-    model = load_model(result["path"])
+    model = load_model(result.path)
     assert isinstance(model, Transformer)
     assert model.config.embedding_size == SMALL["embedding_size"] and model.config.epochs == 1  # inherited network
     assert model.initialised_from["model"] == f"shop-a/{source_id}"
     assert model.items is not None and all(not i.startswith("A") for i in model.items.to_list())  # shop-b's items
-    row = services.store.get_model("shop-b", result["model_id"])
+    row = services.store.get_model("shop-b", result.model_id)
     assert row is not None and row["config"]["transfer"]["init_from"] == source_id
 
 

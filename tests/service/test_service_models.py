@@ -19,11 +19,11 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 def test_train_registers_evaluates_and_activates(services: Services, shop: ReadyPlatform) -> None:
     result = services.store.train("shop", "popular", {}, activate=False)
-    assert result["metrics"]["NDCG@10"] >= 0 and "HR@10" in result["metrics"]
-    assert Path(result["path"]).is_dir() and str(services.settings.model_dir) in result["path"]
+    assert result.metrics["NDCG@10"] >= 0 and "HR@10" in result.metrics
+    assert Path(result.path).is_dir() and str(services.settings.model_dir) in result.path
     listed = {m.model_id: m for m in services.store.list_models("shop")}
-    assert listed[result["model_id"]].active is False
-    assert listed[shop.trained["model_id"]].active is True
+    assert listed[result.model_id].active is False
+    assert listed[shop.trained.model_id].active is True
     with pytest.raises(ConfigError):
         services.store.train("shop", "no-such-model")
 
@@ -38,11 +38,11 @@ def test_train_fits_under_the_given_feature_hooks(services: Services, shop: Read
     plain = services.store.train("shop", "popular", {"weighted": True}, evaluate=False)
     bought = services.store.train("shop", "popular", {"weighted": True}, evaluate=False, features={
         "weight.view": 0.0, "weight.click": 0.0, "weight.cart": 0.0, "weight.purchase": 1.0})
-    assert bought["features"]["weight.view"] == 0.0 and "features" not in plain
-    plain_scores, bought_scores = (load_model(Path(r["path"])).score([Query(user=None)])[0] for r in (plain, bought))
+    assert bought.features is not None and bought.features["weight.view"] == 0.0 and plain.features is None
+    plain_scores, bought_scores = (load_model(Path(r.path)).score([Query(user=None)])[0] for r in (plain, bought))
     assert not np.allclose(plain_scores, bought_scores)
     listed = {m.model_id: m for m in services.store.list_models("shop")}
-    config = listed[bought["model_id"]].config
+    config = listed[bought.model_id].config
     assert config is not None and config["features"]["weight.purchase"] == 1.0
 
 
@@ -50,10 +50,10 @@ def test_activation_swaps_the_served_model(services: Services, shop: ReadyPlatfo
     user = shop.user_ids[0]
     assert services.recommend.recommend("shop", user, k=3).model == "itemknn"
     other = services.store.train("shop", "popular", {})
-    services.models.activate("shop", other["model_id"])
+    services.models.activate("shop", other.model_id)
     answer = services.recommend.recommend("shop", user, k=3)
     assert answer.model == "popular"
-    assert [m.model_id for m in services.store.list_models("shop") if m.active] == [other["model_id"]]
+    assert [m.model_id for m in services.store.list_models("shop") if m.active] == [other.model_id]
 
 
 def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> No
                 break
             time.sleep(0.02)
         assert "popular" in models, "worker b never switched to the activated model"
-        assert worker_b.models.loaded()["shop"] == other["model_id"]
+        assert worker_b.models.loaded()["shop"] == other.model_id
     finally:
         worker_a.close()
         worker_b.close()

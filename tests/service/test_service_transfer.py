@@ -84,7 +84,7 @@ def test_train_with_from_platform_stores_a_model_that_knows_what_crossed(two_pla
     two_platforms.privacy.link("new", "old")
     two_platforms.privacy.link("old", "new")
     result = two_platforms.store.train("new", "cross", from_platform="old", evaluate=False)
-    assert result["transfer"]["linked_users"] == LINKED and result["transfer"]["from_platform"] == "old"
-    model = load_model(result["path"])
+    assert result.transfer["linked_users"] == LINKED and result.transfer["from_platform"] == "old"
+    model = load_model(result.path)
     assert model.items is not None and "old:g0-0" in model.items and "ng0-0" in model.items
     assert model.training_log[0]["bridge_users"] == LINKED  # the linked users span both platforms

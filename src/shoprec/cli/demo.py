@@ -157,7 +157,7 @@ def serve_step(run: DemoRun) -> None:
         user = run.require_data().platforms[name].users[0].user_id
         first = services.recommend.recommend(name, user, k=3)
         serving["platforms"][name] = {
-            "model_id": trained["model_id"], "metrics": {k: v for k, v in trained["metrics"].items()
+            "model_id": trained.model_id, "metrics": {k: v for k, v in trained.metrics.items()
                                                          if k in ("HR@10", "NDCG@10")},
             "api_key": key, "example_user": user,
             "example_items": first.item_ids}

@@ -63,7 +63,7 @@ def train_command(settings: Settings, platform: str, model_name: str, config: st
                              init_from=init_from)
     finally:
         engine.dispose()
-    click.echo(json.dumps(result, indent=2))
+    click.echo(json.dumps(result.to_json(), indent=2))
 
 
 commands: list[click.Command] = [train_command]

@@ -62,8 +62,9 @@ class JobService:
             log.exception("job %s failed", job_id)
             self._update(platform, job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
             return
-        result.pop("path", None)
-        self._update(platform, job_id, status="succeeded", result=result)
+        answer = result.to_json()
+        answer.pop("path", None)
+        self._update(platform, job_id, status="succeeded", result=answer)
         if p["activate"]:
             self.served.refresh(platform, wait=True)
 

@@ -62,6 +62,31 @@ class ModelInfo:
     activated_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class TrainedModel:
+    """A model `ModelStore.train` stored: its id and name, offline metrics (empty without evaluation), whether it
+    was activated, fit time, artifact path, and (when used) feature hooks, transfer facts and the DP budget."""
+
+    model_id: str
+    model: str
+    metrics: dict[str, Any]
+    active: bool
+    fit_seconds: float
+    path: str
+    features: dict[str, Any] | None = None
+    transfer: dict[str, Any] | None = None
+    privacy: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON answer of `shoprec train` and a training job's result (optional parts only when set)."""
+        out: dict[str, Any] = {"model_id": self.model_id, "model": self.model, "metrics": self.metrics,
+                               "active": self.active, "fit_seconds": self.fit_seconds, "path": self.path}
+        for key in ("features", "transfer", "privacy"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+
 class ModelStore:
     def __init__(self, engine: Engine, platforms: PlatformService, model_dir: Path) -> None:
         self.engine, self.platforms, self.model_dir = engine, platforms, Path(model_dir)
@@ -69,8 +94,8 @@ class ModelStore:
     def train(self, platform: str, name: str, params: Mapping[str, Any] | None = None, *, activate: bool = False,
               evaluate: bool = True, progress: Progress | None = None,
               features: Mapping[str, Any] | None = None, from_platform: str | None = None,
-              init_from: str | None = None) -> dict[str, Any]:
-        """Train, evaluate, store and register a model; returns {"model_id", "model", "metrics", ...}.
+              init_from: str | None = None) -> TrainedModel:
+        """Train, evaluate, store and register a model.
 
         `from_platform`: also learn from what this platform's linked users did there (transfer; needs a
         link both platforms consented to; see shoprec.service.transfer). The evaluation then runs on the
@@ -148,11 +173,9 @@ class ModelStore:
                 record_audit(conn, platform_id=platform_id, action="model.activate", actor="train",
                              subject=model_id)
         say(f"stored model {model_id} at {path}" + (" (active)" if activate else ""))
-        return {"model_id": model_id, "model": name, "metrics": metrics, "active": activate,
-                "fit_seconds": round(model.fit_seconds, 3), "path": str(path),
-                **({"features": features} if features else {}),
-                **({"transfer": transfer} if transfer else {}),
-                **({"privacy": privacy} if (privacy := getattr(model, "privacy", None)) else {})}  # DP-SGD budget
+        return TrainedModel(model_id, name, metrics, activate, round(model.fit_seconds, 3), str(path),
+                            features=features or None, transfer=transfer or None,
+                            privacy=getattr(model, "privacy", None) or None)  # privacy: the DP-SGD budget
 
     def list_models(self, platform: str) -> list[ModelInfo]:
         """Every registered model of the platform, oldest first (without artifact paths)."""

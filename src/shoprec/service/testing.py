@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from shoprec.data.synthetic import PlatformData, SyntheticConfig, generate
 from shoprec.ingest.pipeline import ingest
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.cache import Cache
+from shoprec.service.models import TrainedModel
 from shoprec.settings import Settings
 
 TEST_ADMIN_KEY = "admin-test-key"
@@ -34,7 +35,7 @@ class ReadyPlatform:
     name: str
     api_key: str
     data: PlatformData
-    trained: dict[str, Any] = field(default_factory=dict)  # ModelStore.train's answer (empty: no model)
+    trained: TrainedModel | None = None  # ModelStore.train's answer (None: no model)
 
     @property
     def user_ids(self) -> list[str]:
@@ -53,7 +54,7 @@ def synthetic_platform(services: Services, name: str, *, users: int = 80, items:
     data = generate(SyntheticConfig(n_users=users, n_items=items, seed=seed)).platform()
     key = services.platforms.create(name)
     ingest(services.engine, name, data.records(), privacy=services.privacy.privacy)
-    trained: dict[str, Any] = {}
+    trained = None
     if model is not None:
         trained = services.store.train(name, model, params, activate=True, evaluate=evaluate)
     return ReadyPlatform(name=name, api_key=key, data=data, trained=trained)
@@ -66,7 +67,7 @@ def create_test_experiment(services: Services, platform: str) -> str:
     if models:
         model_id = models[-1].model_id
     else:
-        model_id = str(services.store.train(platform, "popular", evaluate=False)["model_id"])
+        model_id = services.store.train(platform, "popular", evaluate=False).model_id
     created = services.experiments.create(platform, "test experiment", [
         {"name": "control", "model_id": model_id, "share": 0.5},
         {"name": "treatment", "model_id": model_id, "share": 0.5}])
