@@ -12,7 +12,7 @@ VERBS = {"purchase": "bought", "cart": "added to your cart", "like": "liked", "r
          "review": "reviewed", "click": "viewed", "view": "viewed"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a served list builds ~50, and a frozen __init__ costs 2.5x (treat as immutable)
 class Reason:
     """Why an item is in a list. `type`: history, popular_in_category, similar_text or fallback_popular;
     `source`: the model name, "popularity" or "content"; `level`: the serving chain's level (personal,
