@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from shoprec.evaluation import metrics as M
 from shoprec.evaluation.engine import ItemStats, _hits, rank_batch
+from shoprec.ranking import hits_from_ranks
 
 
 def rel(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
@@ -19,7 +20,7 @@ def rel(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
 
 
 def test_single_target_ranked_first_scores_one_everywhere():
-    hits = M.hits_from_ranks(np.array([0]), 10)
+    hits = hits_from_ranks(np.array([0]), 10)
     n_rel = np.array([1])
     assert M.hit_rate(hits, 10)[0] == 1.0
     assert M.ndcg(hits, n_rel, 10)[0] == pytest.approx(1.0)
@@ -29,7 +30,7 @@ def test_single_target_ranked_first_scores_one_everywhere():
 
 
 def test_single_target_at_rank_3():
-    hits = M.hits_from_ranks(np.array([3, 3]), 5)
+    hits = hits_from_ranks(np.array([3, 3]), 5)
     n_rel = np.array([1, 1])
     assert M.ndcg(hits, n_rel, 5)[0] == pytest.approx(1 / math.log2(5))
     assert M.ndcg(hits, n_rel, 3)[0] == 0.0  # rank 3 (0-based) is outside the top 3
@@ -101,7 +102,7 @@ def test_hits_match_ranks_for_single_targets():
     targets = rng.integers(0, 25, size=40)
     relevant = rel([[t] for t in targets], 25)
     lists, ranks = rank_batch(scores, relevant, None, 10)
-    assert np.array_equal(_hits(lists, relevant), M.hits_from_ranks(ranks.astype(int), 10))
+    assert np.array_equal(_hits(lists, relevant), hits_from_ranks(ranks.astype(int), 10))
 
 
 def test_coverage_novelty_popularity_and_diversity():

@@ -174,7 +174,7 @@ def _view(n: int) -> catalog.CatalogView:
 
 def test_a_level_over_candidates_ranks_as_the_same_scores_over_the_whole_catalog() -> None:
     from shoprec.explain import Reason
-    from shoprec.service.recommend import Level, rank_chain
+    from shoprec.service.chain import Level, rank_chain
 
     rng = np.random.default_rng(0)
     n = 60

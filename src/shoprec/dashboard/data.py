@@ -19,9 +19,10 @@ from prometheus_client import Histogram
 
 from shoprec.errors import DataError
 from shoprec.service import Services
+from shoprec.service.answers import Recommendation
 from shoprec.service.errors import NotFound
 from shoprec.service.experiments import ExperimentService
-from shoprec.service.recommend import Recommendation, RecommendService
+from shoprec.service.recommend import RecommendService
 from shoprec.storage import PlatformRepo, list_platforms, storage_errors
 from shoprec.storage.dashboard import EventHistogram, event_histogram, recent_users
 from shoprec.storage.serving import ServingRepo

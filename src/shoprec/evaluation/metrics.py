@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from shoprec.ranking import hits_from_ranks as hits_from_ranks  # re-exported: ranks live in shoprec.ranking
 from shoprec.ranking import rank_discount
 
 

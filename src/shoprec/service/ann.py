@@ -23,10 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from shoprec.errors import ConfigError
-from shoprec.models.vectors import QueryVectors, vector_scorer
 
-__all__ = ["AnnConfig", "AnnIndex", "QueryVectors", "augment_items", "exact_top", "faiss_available", "recall_at",
-           "vector_scorer"]
+__all__ = ["AnnConfig", "AnnIndex", "augment_items", "exact_top", "faiss_available", "recall_at"]
 log = logging.getLogger(__name__)
 
 

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from shoprec.service.experiments import Assignment, ExperimentService
 
 NARROW_FILTER_ITEMS = 100_000  # large catalogs: filters leaving at most this many items are scored exactly
-__all__ = ["Explanation", "FeedbackTarget", "Filters", "Level", "RecommendService", "Recommendation", "rank_chain"]
+__all__ = ["Filters", "RecommendService"]
 
 
 @dataclass(frozen=True)
