@@ -26,8 +26,7 @@ import numpy as np
 
 from shoprec.models.base import Query, Recommender
 from shoprec.models.vectors import vector_scorer
-
-ATTRIBUTION_HISTORY = 20  # newest distinct history items considered as causes
+from shoprec.settings import ATTRIBUTION_HISTORY  # newest distinct history items considered as causes
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,9 @@ import time
 
 import numpy as np
 
+from shoprec.settings import SCAN_MODES as MODES  # ServingConfig.scan: timed at load, always, never
+
 log = logging.getLogger(__name__)
-MIN_ITEMS = 4096  # smaller catalogs: the full float32 pass is cheap (ServingConfig.scan_min_items)
-MODES = ("auto", "on", "off")  # ServingConfig.scan (SHOPREC_SCAN): timed at load, always (exactness allowing), never
 AUTO_MARGIN = 1.5  # "auto" keeps the scan while its pass costs at most this many times the float32 product
 TIMING_ROUNDS = 11  # alternating timings of each path when a model loads (median)
 LIST_DEPTH = 50  # the candidates a timed pass finds (ServingConfig.page_depth's default)
