@@ -235,7 +235,7 @@ def env_names() -> dict[str, tuple[str, ...]]:
         if f.name in SECTIONS:
             for sub in dataclasses.fields(SECTIONS[f.name]):
                 names[f"SHOPREC_{f.name}_{sub.name}".upper()] = (f.name, sub.name)
-                if f.name == "serving":  # the older flat names
+                if f.name == "serving" and sub.name != "threads":  # the older flat names
                     names[f"SHOPREC_{sub.name}".upper()] = (f.name, sub.name)
         elif f.name not in FREE_SECTIONS:
             names[f"SHOPREC_{f.name}".upper()] = (f.name,)
@@ -407,3 +407,21 @@ def settings_to_toml(settings: Settings, *, mask: bool = True) -> str:
         if isinstance(value, dict):
             blocks.append("\n".join([f"[{key}]", *(line(k, v) for k, v in value.items())]))
     return "\n\n".join(blocks) + "\n"
+
+
+_PROCESS: list[Settings] = []  # the settings this process runs with (use_settings); [] = not chosen yet
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make `settings` this process's settings: what library code that has no settings passed to it (the torch
+    thread default of training, the text-vector cache) reads through process_settings(). The CLI, the server
+    and the worker call it once at startup."""
+    _PROCESS[:] = [settings]
+    return settings
+
+
+def process_settings() -> Settings:
+    """The settings given to use_settings(), else load_settings() once (file and environment)."""
+    if not _PROCESS:
+        _PROCESS.append(load_settings())
+    return _PROCESS[0]

@@ -21,6 +21,7 @@ from shoprec.models.training import (
     torch_session,
     train_epochs,
 )
+from shoprec.settings import load_settings, process_settings, use_settings
 
 
 # ----------------------------------------------------------------------------- losses
@@ -97,12 +98,16 @@ def test_device_choice() -> None:
             pick_device("m", "cuda")
 
 
-def test_thread_count_from_config_or_environment(monkeypatch) -> None:
-    monkeypatch.setenv("SHOPREC_TORCH_THREADS", "3")
-    assert thread_count(2) == 2
-    assert thread_count(0) == 3
-    monkeypatch.delenv("SHOPREC_TORCH_THREADS")
-    assert thread_count(0) == 0
+def test_thread_count_from_config_or_the_process_settings() -> None:
+    before = process_settings()
+    try:
+        use_settings(load_settings(env={"SHOPREC_TORCH_THREADS": "3"}))
+        assert thread_count(2) == 2
+        assert thread_count(0) == 3
+        use_settings(load_settings(env={}))
+        assert thread_count(0) == 0
+    finally:
+        use_settings(before)
 
 
 def test_torch_session_is_seeded_and_leaves_global_state_alone() -> None:

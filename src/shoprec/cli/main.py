@@ -14,7 +14,7 @@ import click
 
 from shoprec import __version__
 from shoprec.errors import ShoprecError
-from shoprec.settings import Settings
+from shoprec.settings import CONFIG_ENV, load_settings, use_settings
 
 COMMAND_MODULES = (
     "shoprec.cli.data",  # import, stats
@@ -24,20 +24,23 @@ COMMAND_MODULES = (
     "shoprec.cli.serve",  # serve, platform create, platform key
     "shoprec.cli.train",  # train
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
+    "shoprec.cli.config",  # config show
 )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="shoprec")
-@click.option("--db", "database_url", envvar="SHOPREC_DATABASE_URL", default=None,
-              help="Database URL (default: sqlite:///shoprec.db; env SHOPREC_DATABASE_URL).")
+@click.option("--config-file", "config_file", default=None, metavar="FILE",
+              help=f"Settings file (TOML; env {CONFIG_ENV}); SHOPREC_* variables override it (docs/configuration.md).")
+@click.option("--db", "database_url", default=None,
+              help="Database URL (default: sqlite:///shoprec.db; setting database_url, env SHOPREC_DATABASE_URL).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more to stderr.")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, config_file: str | None, database_url: str | None, verbose: bool) -> None:
     """shoprec: personalised recommendations for e-commerce."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = Settings.from_env(database_url=database_url)
+    ctx.obj = use_settings(load_settings(config_file, database_url=database_url))
 
 
 def _register() -> None:

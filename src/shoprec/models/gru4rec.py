@@ -48,7 +48,7 @@ class GRU4RecConfig:
     weight_decay: float = 0.0
     patience: int = 3  # validations without improvement before stopping (0: never early)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: int = 0  # torch CPU threads while fitting (0: $SHOPREC_TORCH_THREADS or torch's default)
+    num_threads: int = 0  # torch CPU threads while fitting (0: the torch_threads setting or torch's default)
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -79,7 +79,7 @@ class NCFConfig:
     averaging: float = 0.995  # decay of the moving average of the weights that scores (0: the last weights)
     patience: int = 3  # validations without improvement before stopping (0: never early)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: int = 0  # torch CPU threads while fitting (0: $SHOPREC_TORCH_THREADS or torch's default)
+    num_threads: int = 0  # torch CPU threads while fitting (0: the torch_threads setting or torch's default)
     dp_epsilon: float | None = None  # train by DP-SGD to this privacy budget (None: no DP)
     dp_delta: float | None = None  # DP delta (None: min(1e-5, 1 / n_ratings))
     dp_max_grad_norm: float = 1.0  # DP: per-rating gradient clipping bound

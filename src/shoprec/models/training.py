@@ -34,11 +34,9 @@ from torch import Tensor, nn
 
 from shoprec.errors import ConfigError
 from shoprec.models.base import RankingValidation, RatingValidation, Recommender
+from shoprec.settings import process_settings
 
 log = logging.getLogger(__name__)
-
-THREADS_ENV = "SHOPREC_TORCH_THREADS"  # default torch CPU threads when a config says num_threads = 0
-
 
 # ----------------------------------------------------------------------------- config checks
 def check_range(model: str, name: str, value: float, low: float | None = None, high: float | None = None,
@@ -59,12 +57,12 @@ class TrainOptions:
     parameters, e.g. --config '{"device": "cuda"}')."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: int = 0  # torch CPU threads while fitting; 0 = $SHOPREC_TORCH_THREADS or leave as is
+    num_threads: int = 0  # torch CPU threads while fitting; 0 = the torch_threads setting or leave as is
     checkpoint_dir: str = ""  # resume from / save to this directory after every epoch
     max_seconds: float = 0.0  # > 0: stop after the first epoch that ends past this training time (best kept;
     # for an ensemble the time of all members together)
     progress: bool = True  # progress bar on stderr
-    text_cache_dir: str = ""  # "" = $SHOPREC_CACHE_DIR/text or ~/.cache/shoprec/text
+    text_cache_dir: str = ""  # "" = <cache_dir setting>/text (~/.cache/shoprec/text)
 
     def check(self, model: str) -> None:
         check_range(model, "num_threads", self.num_threads, 0)
@@ -93,11 +91,11 @@ def pick_device(model: str, name: str) -> torch.device:
 
 
 def thread_count(num_threads: int) -> int:
-    """Torch CPU threads to use: the config value, else $SHOPREC_TORCH_THREADS, else 0 (leave as is)."""
+    """Torch CPU threads to use: the config value, else the torch_threads setting (SHOPREC_TORCH_THREADS),
+    else 0 (leave as is)."""
     if num_threads > 0:
         return num_threads
-    env = os.environ.get(THREADS_ENV, "").strip()
-    return int(env) if env.isdigit() else 0
+    return process_settings().torch_threads
 
 
 @contextlib.contextmanager

@@ -122,9 +122,10 @@ def make_encoder(name: EncoderName | str = "auto", *, device: str = "cpu") -> Te
 
 # ------------------------------------------------------------------------------- cache
 def default_cache_dir() -> Path:
-    """$SHOPREC_CACHE_DIR/text, else ~/.cache/shoprec/text."""
-    root = os.environ.get("SHOPREC_CACHE_DIR")
-    return (Path(root) if root else Path.home() / ".cache" / "shoprec") / "text"
+    """<the cache_dir setting>/text (SHOPREC_CACHE_DIR; default ~/.cache/shoprec/text)."""
+    from shoprec.settings import process_settings
+
+    return Path(process_settings().cache_dir) / "text"
 
 
 def text_key(encoder_name: str, text: str) -> bytes:
