@@ -31,7 +31,7 @@ from shoprec.errors import ConfigError
 log = logging.getLogger(__name__)
 CONFIG_ENV = "SHOPREC_CONFIG"  # the TOML file read when no --config-file is given
 SECRET_KEYS = frozenset({"secret_key", "admin_key", "token"})  # masked by `shoprec config show`
-NOT_SETTINGS = ("SHOPREC_CONFIG", "SHOPREC_TEST_", "SHOPREC_WRK_", "SHOPREC_CHROM", "SHOPREC_GPU_",
+NOT_SETTINGS = ("SHOPREC_CONFIG", "SHOPREC_TEST_", "SHOPREC_WRK_", "SHOPREC_CHROM", "SHOPREC_GPU_", "SHOPREC_ARTIFACTS",
                 "SHOPREC_BENCH_")  # variables of tests and benchmarks, not of the deployment
 
 UnknownItems = Literal["create", "reject"]
