@@ -111,7 +111,7 @@ class ServingConfig:
             raise ConfigError(f"serving setting attribution_window_s must be >= 0, got {self.attribution_window_s}")
 
     @classmethod
-    def from_env(cls, **overrides: object) -> ServingConfig:
+    def from_env(cls, **overrides: Any) -> ServingConfig:
         """The [serving] section of load_settings() (file and environment), with `overrides` on top."""
         base = load_settings().serving
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -212,7 +212,7 @@ class Settings:
                 raise ConfigError(f"setting limits.{name} must be > 0, got {cap}")
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
         """load_settings() with `overrides` (None values ignored): kept for callers of the older name."""
         return load_settings(**overrides)
 
