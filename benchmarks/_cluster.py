@@ -11,6 +11,7 @@ reading one settings file. Used by the cluster test (tests/test_cluster.py) and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -101,10 +102,8 @@ class Proc:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 for pid in [*children(self.pid), self.pid]:
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 self.popen.wait(10)
 
     def tail(self, n: int = 30) -> str:
@@ -239,4 +238,4 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
