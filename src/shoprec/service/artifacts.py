@@ -144,6 +144,15 @@ class ArtifactStore:
                                     f"the registry recorded {ref.sha256[:12]}...")
         return path
 
+    def peek(self, ref: ArtifactRef) -> Path | None:
+        """A local directory of the artifact when one is at hand without fetching (a directory artifact, or
+        this machine's cached copy), unverified: for displays such as the dashboard's training curves."""
+        if ref.kind == "directory":
+            return Path(ref.uri)
+        if ref.kind in ("database", "fsspec") and ref.sha256 and self.cache_entry(ref.sha256).is_dir():
+            return self.cache_entry(ref.sha256)
+        return None
+
     def cache_entry(self, sha256: str) -> Path:
         return self.cache_dir / sha256
 
