@@ -158,8 +158,9 @@ def test_database_store_shared_by_two_replicas_with_no_shared_disk(db_url: str, 
         assert rows > 1 and len(sha) == 64
         assert b.models.load_all() == {"shop": shop.trained.model_id}
         assert "personal" in {i["reason"]["level"] for i in personal(b, shop)["items"]}  # type: ignore[attr-defined,index]
-        assert (tmp_path / "b" / "cache" / "artifacts" / sha / "config.json").is_file()
-        assert artifact_sha256(tmp_path / "b" / "cache" / "artifacts" / sha) == sha
+        cached = b.store.artifacts.cache_entry(sha)
+        assert cached.is_relative_to(tmp_path / "b" / "cache" / "artifacts") and (cached / "config.json").is_file()
+        assert artifact_sha256(cached) == sha
         for home in ("a", "b"):  # nothing was written to a model directory
             assert files_under(tmp_path / home / "models") == []
 
@@ -170,8 +171,7 @@ def test_database_store_shared_by_two_replicas_with_no_shared_disk(db_url: str, 
         assert new_sha != sha and len(keys) == 1  # the old rows went with the erasure
         b.models.refresh("shop", wait=True)  # B notices the rewritten artifact, loads it and drops its old copy
         assert b.models.loaded() == {"shop": shop.trained.model_id}
-        assert not (tmp_path / "b" / "cache" / "artifacts" / sha).exists()
-        assert (tmp_path / "b" / "cache" / "artifacts" / new_sha).is_dir()
+        assert not cached.exists() and b.store.artifacts.cache_entry(new_sha).is_dir()
     finally:
         a.close()
         b.close()

@@ -19,7 +19,7 @@ kind whatever store is configured now, so changing the setting leaves older mode
 
 Every artifact's sha256 (of its canonical packing: shoprec.storage.artifacts) is recorded with the model.
 Database and fsspec artifacts are fetched into a local cache (settings.artifact_cache_dir, one directory per
-sha256), written atomically (a temporary directory renamed into place) and verified by hash on every fetch:
+database, in it one directory per sha256), written atomically (a temporary directory renamed into place) and verified by hash on every fetch:
 a corrupt or partial entry is fetched again; a source that does not match its recorded hash is an
 ArtifactError naming the artifact. Directory artifacts are verified in place.
 """
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from shoprec.errors import ConfigError, DataError, StorageError
 from shoprec.service.errors import ArtifactError
-from shoprec.storage import Engine, storage_errors
+from shoprec.storage import Engine, describe_url, storage_errors
 from shoprec.storage.artifacts import (
     CHUNK_BYTES,
     ArtifactRepo,
@@ -95,8 +95,12 @@ class ArtifactStore:
     kind = ""
 
     def __init__(self, engine: Engine | None, cache_dir: Path) -> None:
+        """`cache_dir`: the machine's artifact cache; this deployment's entries live in a sub-directory named
+        after its database, so that pruning (which keeps what this database's models reference) never
+        removes another deployment's entries from a shared cache directory."""
         self.engine = engine
-        self.cache_dir = Path(cache_dir).expanduser().resolve()
+        base = Path(cache_dir).expanduser().resolve()
+        self.cache_dir = base / _database_id(engine) if engine is not None else base
 
     # ---------------------------------------------------------------- writing (per kind)
     def put(self, platform: str, model_id: str, directory: Path, *, platform_id: int,
@@ -401,6 +405,13 @@ def _filesystem(url: str) -> tuple[Any, str]:
     except (ValueError, ImportError) as exc:
         raise ConfigError(f"setting artifact_store: cannot open {url} ({exc})") from None
     return fs, str(path)
+
+
+def _database_id(engine: Engine) -> str:
+    """A short name for the database `engine` reaches (its URL without the password, hashed)."""
+    import hashlib
+
+    return "db-" + hashlib.sha256(describe_url(engine.url).encode()).hexdigest()[:12]
 
 
 def _sha_or_none(directory: Path) -> str | None:
