@@ -19,9 +19,9 @@ kind whatever store is configured now, so changing the setting leaves older mode
 
 Every artifact's sha256 (of its canonical packing: shoprec.storage.artifacts) is recorded with the model.
 Database and fsspec artifacts are fetched into a local cache (settings.artifact_cache_dir, one directory per
-database, in it one directory per sha256), written atomically (a temporary directory renamed into place) and verified by hash on every fetch:
-a corrupt or partial entry is fetched again; a source that does not match its recorded hash is an
-ArtifactError naming the artifact. Directory artifacts are verified in place.
+database, in it one directory per sha256), written atomically (a temporary directory renamed into place) and
+verified by hash on every fetch: a corrupt or partial entry is fetched again; a source that does not match its
+recorded hash is an ArtifactError naming the artifact. Directory artifacts are verified in place.
 """
 
 from __future__ import annotations
