@@ -351,3 +351,22 @@ def test_migration_resolves_relative_paths(db_url: str, tmp_path: Path, monkeypa
         assert services.store.active("shop")[0] == "m-found"  # type: ignore[index]
     finally:
         services.close()
+
+
+@pytest.mark.parametrize("store", ["directory", "database"])
+def test_a_failed_registration_leaves_no_artifact(store: str, tmp_path: Path) -> None:
+    services = replica(f"sqlite:///{tmp_path / 'shoprec.db'}", tmp_path / "r",
+                       artifact_store=None if store == "directory" else "database")
+    try:
+        synthetic_platform(services, "shop", model=None)
+        with services.engine.begin() as conn:  # the registering transaction fails on its last statement
+            conn.execute(sa.text("ALTER TABLE retrain_flags RENAME TO retrain_flags_gone"))
+        with pytest.raises(Exception):  # noqa: B017 - a StorageError from the driver
+            services.store.train("shop", "itemknn", evaluate=False)
+        with services.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE retrain_flags_gone RENAME TO retrain_flags"))
+            assert conn.execute(sa.select(sa.func.count()).select_from(T.model_artifacts)).scalar_one() == 0
+            assert conn.execute(sa.select(sa.func.count()).select_from(T.models)).scalar_one() == 0
+        assert files_under(tmp_path / "r" / "models") == [] and files_under(tmp_path / "r" / "cache") == []
+    finally:
+        services.close()
