@@ -24,7 +24,8 @@ def make_services(directory: Path, *, url: str | None = None, engine: sa.Engine 
     """Services with SECRET (unless settings say otherwise) whose workers re-check the active model always."""
     directory.mkdir(parents=True, exist_ok=True)
     values: dict[str, object] = {"database_url": url or f"sqlite:///{directory / 'shoprec.db'}",
-                                 "model_dir": directory / "models", "secret_key": SECRET}
+                                 "model_dir": directory / "models", "cache_dir": directory / "cache",
+                                 "secret_key": SECRET}
     values.update(settings)
     config = ServingConfig(admin_key=TEST_ADMIN_KEY, model_poll_s=0.0)
     return build_services(Settings(**values), config, cache=cache, engine=engine)  # type: ignore[arg-type]
@@ -51,6 +52,13 @@ def dump_redis(cache: RedisCache) -> str:
     for key in cache.client.scan_iter(match=cache.prefix + "*", count=500):
         parts.append(f"{key!r} = {cache.client.get(key)!r}")
     return "\n".join(parts)
+
+
+def dump_artifacts(services: Services) -> bytes:
+    """Every artifact file the services hold on this machine: the model directory and the artifact cache
+    (on PostgreSQL / MySQL the artifacts themselves are rows of model_artifacts: dump_tables has them)."""
+    settings = services.settings
+    return dump_files(settings.model_dir) + dump_files(settings.artifact_cache_dir or settings.cache_dir)
 
 
 def dump_files(directory: Path) -> bytes:

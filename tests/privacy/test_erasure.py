@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from privhelpers import client_for, dump_files, dump_redis, dump_tables, make_services
+from privhelpers import client_for, dump_artifacts, dump_redis, dump_tables, make_services
 
 from shoprec.data.records import EventRecord, Identity, UserRecord
 from shoprec.service import Services
@@ -55,7 +55,7 @@ def _erase_everywhere(services: Services, cache: RedisCache, shop: ReadyPlatform
         _expose(services, platform, rec_id)
         before = dump_tables(services.engine)
         assert TARGET in before and TARGET in dump_redis(cache)
-        assert TARGET.encode() in dump_files(services.settings.model_dir)
+        assert TARGET.encode() in dump_artifacts(services)
         assert EMAIL not in before and EMAIL.lower() not in before  # only the hash of the identity is stored
 
         response = client.delete(f"/v1/users/{TARGET}")
@@ -66,7 +66,7 @@ def _erase_everywhere(services: Services, cache: RedisCache, shop: ReadyPlatform
         with services.engine.connect() as conn:  # the experiment keeps its exposure, under a random token
             kept = conn.execute(sa.select(T.experiment_exposures.c.user_external_id)).scalars().all()
         assert len(kept) == 1 and kept[0].startswith("erased:")
-        assert TARGET.encode() not in dump_files(services.settings.model_dir)
+        assert TARGET.encode() not in dump_artifacts(services)
         # a replayed erasure changes nothing and is a clean 404
         snapshot = dump_tables(services.engine)
         replay = client.delete(f"/v1/users/{TARGET}")
@@ -123,7 +123,7 @@ def test_erasure_rolls_back_when_the_database_fails(services: Services) -> None:
     """Nothing half-done: a failing transaction leaves the rows and the artifact as they were."""
     shop = synthetic_platform(services, "shop", model=None)
     _seed_target(services, "shop", shop.item_ids)
-    files = dump_files(services.settings.model_dir)
+    files = dump_artifacts(services)
     with services.engine.begin() as conn:  # a trigger-free way to make the transaction fail: a missing table
         conn.execute(sa.text("ALTER TABLE retrain_flags RENAME TO retrain_flags_gone"))
     try:
@@ -133,4 +133,4 @@ def test_erasure_rolls_back_when_the_database_fails(services: Services) -> None:
         with services.engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE retrain_flags_gone RENAME TO retrain_flags"))
     assert TARGET in dump_tables(services.engine)
-    assert dump_files(services.settings.model_dir) == files
+    assert dump_artifacts(services) == files

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from privhelpers import SECRET, client_for, dump_files, dump_tables, make_services
+from privhelpers import SECRET, client_for, dump_artifacts, dump_tables, make_services
 
 from shoprec.errors import ConfigError
 from shoprec.privacy import Privacy
@@ -49,7 +49,7 @@ def test_raw_user_ids_are_absent_and_the_api_works_end_to_end(tmp_path: Path) ->
             assert client.get("/v1/users/nobody").status_code == 404
         services.recommend.log.flush()
         dump = dump_tables(services.engine)
-        files = dump_files(services.settings.model_dir)
+        files = dump_artifacts(services)
         for raw in [user, *ingested]:
             assert f"'{raw}'" not in dump and f'"{raw}"'.encode() not in files
         stored = services.privacy.privacy.user_id("shop", user)
@@ -58,7 +58,7 @@ def test_raw_user_ids_are_absent_and_the_api_works_end_to_end(tmp_path: Path) ->
         with client_for(services, shop.api_key) as client:
             assert client.delete(f"/v1/users/{user}").status_code == 204  # erasure by the caller's id
         assert stored not in dump_tables(services.engine)
-        assert stored.encode() not in dump_files(services.settings.model_dir)
+        assert stored.encode() not in dump_artifacts(services)
     finally:
         services.close()
 

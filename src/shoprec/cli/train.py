@@ -42,6 +42,7 @@ def train_command(settings: Settings, platform: str, model_name: str, config: st
     Prints {"model_id": ..., "model": NAME, "metrics": {...}} on stdout.
     """
     from shoprec.cli.evaluate import parse_config, with_dp_epsilon
+    from shoprec.service.artifacts import open_artifact_store
     from shoprec.service.cache import LocalCache
     from shoprec.service.models import ModelStore
     from shoprec.service.platform import PlatformService
@@ -57,7 +58,7 @@ def train_command(settings: Settings, platform: str, model_name: str, config: st
     params = with_dp_epsilon(model_name, params, dp_epsilon)
     engine = create_db(settings.database_url)
     try:
-        store = ModelStore(engine, PlatformService(engine, LocalCache()), settings.model_dir)
+        store = ModelStore(engine, PlatformService(engine, LocalCache()), open_artifact_store(settings, engine))
         result = store.train(platform, model_name, params, activate=activate, evaluate=not no_evaluate,
                              progress=_stderr, features=features, from_platform=from_platform,
                              init_from=init_from)

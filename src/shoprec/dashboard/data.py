@@ -20,6 +20,7 @@ from prometheus_client import Histogram
 from shoprec.errors import DataError
 from shoprec.service import Services
 from shoprec.service.answers import Recommendation
+from shoprec.service.artifacts import ArtifactRef
 from shoprec.service.errors import NotFound
 from shoprec.service.experiments import ExperimentService
 from shoprec.service.recommend import RecommendService
@@ -123,7 +124,8 @@ def models(services: Services, platform: str) -> list[dict[str, Any]]:
     with storage_errors(services.engine, "list models"), services.engine.connect() as conn:
         rows = ServingRepo(conn, key).list_models()
     for row in rows:
-        row["training_log"] = training_log(Path(row.pop("path")))
+        local = services.store.artifacts.peek(ArtifactRef(str(row.pop("path")), row.pop("sha256", None)))
+        row["training_log"] = training_log(local) if local is not None else []
     return rows[::-1]
 
 

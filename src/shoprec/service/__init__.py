@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shoprec.service.artifacts import open_artifact_store
 from shoprec.service.cache import Cache, LocalCache, make_cache
 from shoprec.service.catalog import CatalogViews
 from shoprec.service.config import ServingConfig
@@ -66,7 +67,8 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     platforms = PlatformService(engine, cache, config.admin_key)
     users = UserStates(engine, cache, platforms, config.history_length, config.cache_ttl_s)
     catalogs = CatalogViews(engine, platforms, config.cache_ttl_s)
-    store = ModelStore(engine, platforms, settings.model_dir)
+    artifacts = open_artifact_store(settings, engine)  # a directory, the database or an fsspec URL
+    store = ModelStore(engine, platforms, artifacts)
     models = ServedModels(store, config.model_poll_s, config.ann_threshold, config.scan_min_items,
                           config.scan)
     keys = Privacy.from_settings(settings)
@@ -79,7 +81,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
     jobs = JobService(engine, platforms, store, models)
     privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,
-                                                            catalogs=catalogs))
+                                                            catalogs=catalogs), artifacts=artifacts)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
                     privacy, experiments)
 

@@ -42,3 +42,8 @@ class TooLarge(DataError):
 
 class Forbidden(ShoprecError):
     """The caller's key may not act on what it asked for."""
+
+
+class ArtifactError(DataError):
+    """A model's artifact cannot be stored or loaded (missing, corrupt, unreadable, store unreachable): the
+    message names the model (or the artifact) and why. The API answers 422."""

@@ -1,18 +1,24 @@
 """Model store and served models.
 
 ModelStore: train a model on a platform's database snapshot, evaluate it on a held-out leave-one-out
-split (shoprec.evaluation, strict protocol), refit on all data, save the artifact under
-model_dir/<platform>/<model_id>, register it (models table) and optionally activate it.
+split (shoprec.evaluation, strict protocol), refit on all data, write the artifact to a staging directory,
+store it in the deployment's artifact store (shoprec.service.artifacts: a directory, the database or an
+fsspec URL; its reference and sha256 go to the models table), register it and optionally activate it.
+Activation first loads the model: one that cannot be loaded is refused (ArtifactError) and nothing changes.
 
 ServedModels: each worker's loaded active model per platform. A worker checks which model is active
-at most every `poll_s` seconds; a newly activated model is loaded while the old one keeps serving,
-then swapped in with one reference assignment, so no request fails during a swap.
+at most every `poll_s` seconds; a newly activated model is fetched (database and fsspec artifacts into the
+local cache, verified by hash) and loaded while the old one keeps serving, then swapped in with one
+reference assignment, so no request fails during a swap. A model that cannot be loaded is recorded per
+platform (`failures()`, read by the readiness check) and retried every LOAD_RETRY_S; meanwhile the last
+good model keeps serving.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -24,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shoprec.errors import DataError
+from shoprec.service.artifacts import ArtifactRef, ArtifactStore, DirectoryStore
 from shoprec.service.audit import record_audit
 from shoprec.service.background import lower_priority
-from shoprec.service.errors import NotFound
+from shoprec.service.errors import ArtifactError, NotFound
 from shoprec.service.platform import PlatformService
 from shoprec.storage import Engine, storage_errors
 from shoprec.storage.privacy import PrivacyRepo
@@ -41,12 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 MAX_EXTRA_MODELS = 8  # non-active models (experiment variants) a worker keeps loaded
-
-
-def platform_dir(model_dir: Path, platform: str, platform_id: int) -> Path:
-    """model_dir/<platform> (characters outside [A-Za-z0-9._-] replaced, with the key appended then)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", platform)
-    return model_dir / (safe if safe == platform and safe not in (".", "..") else f"{safe}-{platform_id}")
+LOAD_RETRY_S = 30.0  # a model that could not be loaded is tried again after this long (a store back up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +90,13 @@ class TrainedModel:
 
 
 class ModelStore:
-    def __init__(self, engine: Engine, platforms: PlatformService, model_dir: Path) -> None:
-        self.engine, self.platforms, self.model_dir = engine, platforms, Path(model_dir)
+    def __init__(self, engine: Engine, platforms: PlatformService, artifacts: ArtifactStore | Path) -> None:
+        """`artifacts`: the deployment's store (shoprec.service.artifacts.open_artifact_store(settings, engine));
+        a plain directory path is a directory store there (made absolute)."""
+        if not isinstance(artifacts, ArtifactStore):
+            root = Path(artifacts).expanduser().resolve()
+            artifacts = DirectoryStore(root, engine, root / ".cache")
+        self.engine, self.platforms, self.artifacts = engine, platforms, artifacts
 
     def train(self, platform: str, name: str, params: Mapping[str, Any] | None = None, *, activate: bool = False,
               evaluate: bool = True, progress: Progress | None = None,
@@ -125,7 +132,7 @@ class ModelStore:
 
             if name != "transformer":
                 raise DataError(f"--init-from fine-tunes model 'transformer', not {name!r}")
-            source = init_source(self.engine, platform, init_from)
+            source = init_source(self.engine, platform, init_from, load=self.load_ref)
             params = {**source.params, **(params or {})}
             make = source.factory(ModelFactory(name, params, features=features))
             transfer.update(source.facts)
@@ -154,8 +161,6 @@ class ModelStore:
         say(f"fitting {name} on all {len(data):,} events")
         model = make.fit(data, catalog)
         model_id = uuid.uuid4().hex
-        path = platform_dir(self.model_dir, platform, platform_id) / model_id
-        model.save(path)
         config = config_to_dict(model.config)
         if features:
             config["features"] = features
@@ -163,19 +168,40 @@ class ModelStore:
             transfer["fresh_weights"] = getattr(model, "initialised_from", {}).get("fresh", [])  # not copied
         if transfer:
             config["transfer"] = transfer
-        now = time.time()
-        with storage_errors(self.engine, "register the model"), self.engine.begin() as conn:
-            repo = ServingRepo(conn, platform_id)
-            repo.add_model(model_id, name, _jsonable(config), metrics, str(path), now)
-            PrivacyRepo(conn, platform_id).clear_retrain_flag()  # trained on the data as it is now
-            if activate:
-                repo.activate_model(model_id, now)
-                record_audit(conn, platform_id=platform_id, action="model.activate", actor="train",
-                             subject=model_id)
-        say(f"stored model {model_id} at {path}" + (" (active)" if activate else ""))
-        return TrainedModel(model_id, name, metrics, activate, round(model.fit_seconds, 3), str(path),
+        ref = self._store(platform, platform_id, model_id, model, name, config, metrics, activate)
+        say(f"stored model {model_id} in {ref.uri}" + (" (active)" if activate else ""))
+        return TrainedModel(model_id, name, metrics, activate, round(model.fit_seconds, 3), ref.uri,
                             features=features or None, transfer=transfer or None,
                             privacy=getattr(model, "privacy", None) or None)  # privacy: the DP-SGD budget
+
+    def _store(self, platform: str, platform_id: int, model_id: str, model: Recommender, name: str,
+               config: dict[str, Any], metrics: dict[str, Any], activate: bool) -> ArtifactRef:
+        """Write the artifact to a staging directory, put it in the artifact store and register it, all or
+        nothing: a registration that fails removes the stored artifact (database rows roll back with it)."""
+        staging = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=self.artifacts.staging_root()))
+        ref: ArtifactRef | None = None
+        try:
+            model.save(staging / "model")
+            now = time.time()
+            with storage_errors(self.engine, "register the model"), self.engine.begin() as conn:
+                ref = self.artifacts.put(platform, model_id, staging / "model", platform_id=platform_id, conn=conn)
+                repo = ServingRepo(conn, platform_id)
+                repo.add_model(model_id, name, _jsonable(config), metrics, ref.uri, now, sha256=ref.sha256)
+                PrivacyRepo(conn, platform_id).clear_retrain_flag()  # trained on the data as it is now
+                if activate:
+                    repo.activate_model(model_id, now)
+                    record_audit(conn, platform_id=platform_id, action="model.activate", actor="train",
+                                 subject=model_id)
+            return ref
+        except BaseException:
+            if ref is not None:
+                try:
+                    self.artifacts.delete(ref)
+                except Exception as exc:  # the original error matters more
+                    log.warning("model %s: cannot remove its stored artifact %s: %s", model_id, ref.uri, exc)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def list_models(self, platform: str) -> list[ModelInfo]:
         """Every registered model of the platform, oldest first (without artifact paths)."""
@@ -184,13 +210,40 @@ class ModelStore:
         return [ModelInfo(r["model_id"], r["name"], r["config"], r["metrics"], bool(r["active"]), r["created_at"],
                           r["activated_at"]) for r in rows]
 
-    def activate(self, platform: str, model_id: str, *, actor: str = "api") -> None:
-        """Make `model_id` the active model (one transaction, with its audit record)."""
+    def activate(self, platform: str, model_id: str, *, actor: str = "api", check: bool = True) -> None:
+        """Make `model_id` the active model (one transaction, with its audit record). With `check` (the
+        default) the model is loaded first: one that cannot be loaded is refused (ArtifactError naming the model
+        and why) and nothing changes."""
         platform_id = self.platforms.platform_id(platform)
+        if check:
+            self.load(platform, model_id)
         with storage_errors(self.engine, "activate a model"), self.engine.begin() as conn:
             if not ServingRepo(conn, platform_id).activate_model(model_id, time.time()):
                 raise NotFound(f"no model {model_id!r} on platform {platform!r}")
             record_audit(conn, platform_id=platform_id, action="model.activate", actor=actor, subject=model_id)
+
+    def artifact(self, platform: str, model_id: str) -> tuple[str, ArtifactRef]:
+        """(name, artifact reference) of a model of the platform; NotFound when there is none."""
+        row = self.get_model(platform, model_id)
+        if row is None:
+            raise NotFound(f"no model {model_id!r} on platform {platform!r}")
+        return str(row["name"]), ArtifactRef(str(row["path"]), row.get("sha256"))
+
+    def load(self, platform: str, model_id: str) -> Recommender:
+        """Model `model_id` of the platform, loaded from its artifact (NotFound, or ArtifactError saying why not)."""
+        return self.load_ref(platform, model_id, self.artifact(platform, model_id)[1])
+
+    def load_ref(self, platform: str, model_id: str, ref: ArtifactRef) -> Recommender:
+        """The model stored at `ref`: fetched (verified by hash) and loaded; ArtifactError naming the model."""
+        from shoprec.models.base import load_model
+
+        what = f"model {model_id} of platform {platform!r} cannot be loaded"
+        try:
+            return load_model(self.artifacts.fetch(ref))
+        except ArtifactError as exc:
+            raise ArtifactError(f"{what}: {exc}") from None
+        except Exception as exc:  # a truncated or foreign file inside the artifact
+            raise ArtifactError(f"{what}: its artifact {ref.uri} is unreadable ({type(exc).__name__}: {exc})") from None
 
     def get_model(self, platform: str, model_id: str) -> dict[str, Any] | None:
         """The registry row of one model of the platform (with its artifact path), or None."""
@@ -206,8 +259,15 @@ class ModelStore:
             return [name for name, key in names.items() if ServingRepo(conn, key).active_model() is not None]
 
     def active(self, platform: str) -> tuple[str, str, str] | None:
+        """(model_id, name, artifact reference) of the platform's active model, or None."""
         with storage_errors(self.engine, "read the active model"), self.engine.connect() as conn:
             return ServingRepo(conn, self.platforms.platform_id(platform)).active_model()
+
+    def active_artifact(self, platform: str) -> tuple[str, str, ArtifactRef] | None:
+        """(model_id, name, artifact reference with its sha256) of the platform's active model, or None."""
+        with storage_errors(self.engine, "read the active model"), self.engine.connect() as conn:
+            row = ServingRepo(conn, self.platforms.platform_id(platform)).active_artifact()
+        return None if row is None else (row[0], row[1], ArtifactRef(row[2], row[3]))
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +300,15 @@ class ServedModel:
         return to_catalog, to_model
 
 
+@dataclass(frozen=True, slots=True)
+class LoadFailure:
+    """Why a platform's active model is not served by this worker (readiness reports it)."""
+
+    model_id: str
+    reason: str
+    serving: str | None  # the model served meanwhile (the last good one), if any
+
+
 class ServedModels:
     def __init__(self, store: ModelStore, poll_s: float, ann_threshold: int | None = None,
                  scan_min_items: int | None = None, scan: str = "auto") -> None:
@@ -248,7 +317,9 @@ class ServedModels:
         self._served: dict[str, ServedModel | None] = {}
         self._checked: dict[str, float] = {}
         self._loading: set[str] = set()
-        self._failed: set[str] = set()  # model ids whose artifact could not be loaded (not retried)
+        self._failed: dict[tuple[str, str], tuple[float, str]] = {}  # (model id, artifact) -> (when, why); retried
+        # after LOAD_RETRY_S
+        self._failures: dict[str, LoadFailure] = {}  # platform -> its active model that cannot be loaded
         self._lock = threading.Lock()
         self._extra: dict[tuple[str, str], ServedModel | None] = {}  # non-active models by (platform, id)
         self._extra_lock = threading.Lock()
@@ -272,15 +343,15 @@ class ServedModels:
                 return self._extra[key]
             row = self.store.get_model(platform, model_id)
             served: ServedModel | None = None
-            if row is not None and model_id not in self._failed:
-                try:
-                    from shoprec.models.base import load_model
-
-                    model = load_model(row["path"])
-                    served = self._serve(model_id, row["name"], model, row["path"])
-                except Exception as exc:  # a broken artifact: the caller serves the active model instead
-                    log.error("platform %s: cannot load model %s: %s", platform, model_id, exc)
-                    self._failed.add(model_id)
+            if row is not None:
+                ref = ArtifactRef(str(row["path"]), row.get("sha256"))
+                if not self._recently_failed(model_id, ref):
+                    try:
+                        model = self.store.load_ref(platform, model_id, ref)
+                        served = self._serve(model_id, row["name"], model, ref.uri)
+                    except ArtifactError as exc:  # a broken artifact: the caller serves the active model instead
+                        log.error("platform %s: %s", platform, exc)
+                        self._failed[(model_id, ref.uri)] = (time.monotonic(), str(exc))
             if len(self._extra) >= MAX_EXTRA_MODELS:
                 self._extra.pop(next(iter(self._extra)))
             self._extra[key] = served
@@ -294,20 +365,39 @@ class ServedModels:
         return self.loaded()
 
     def activate(self, platform: str, model_id: str, *, actor: str = "api") -> None:
-        """Make `model_id` the platform's active model and serve it in this worker before returning
-        (other workers follow within `poll_s` plus their loading time). `actor` goes to the audit log."""
-        self.store.activate(platform, model_id, actor=actor)
-        self.refresh(platform, wait=True)
+        """Make `model_id` the platform's active model and serve it in this worker before returning (other
+        workers follow within `poll_s` plus their loading time). The model is loaded first: one that cannot
+        be loaded is refused with an ArtifactError naming it and why, and nothing changes (the current model
+        keeps serving). `actor` goes to the audit log."""
+        name, ref = self.store.artifact(platform, model_id)
+        current = self._served.get(platform)
+        if current is not None and current.model_id == model_id and current.path == ref.uri:
+            served = current
+        else:
+            try:
+                served = self._serve(model_id, name, self.store.load_ref(platform, model_id, ref), ref.uri)
+            except ArtifactError as exc:
+                log.error("platform %s: activation refused: %s", platform, exc)
+                raise
+        self.store.activate(platform, model_id, actor=actor, check=False)
+        self._served[platform] = served
+        self._loaded(platform, model_id, ref)
 
     def refresh(self, platform: str, *, wait: bool = True) -> None:
         """Load the active model when it is not the served one (in the background unless `wait`)."""
-        active = self.store.active(platform)
+        active = self.store.active_artifact(platform)
         current = self._served.get(platform)
         if active is None:
             self._served.setdefault(platform, None)
+            self._failures.pop(platform, None)
             return
-        same = current is not None and current.model_id == active[0] and current.path in ("", active[2])
-        if same or active[0] in self._failed:
+        model_id, _, ref = active
+        if current is not None and current.model_id == model_id and current.path in ("", ref.uri):
+            self._failures.pop(platform, None)
+            return
+        failed = self._recently_failed(model_id, ref)
+        if failed is not None:
+            self._failures[platform] = LoadFailure(model_id, failed, current.model_id if current else None)
             return
         if wait:
             self._load(platform, active)
@@ -318,25 +408,56 @@ class ServedModels:
             self._loading.add(platform)
         threading.Thread(target=self._load_aside, args=(platform, active), daemon=True).start()
 
-    def _load_aside(self, platform: str, active: tuple[str, str, str]) -> None:
+    def _recently_failed(self, model_id: str, ref: ArtifactRef) -> str | None:
+        """Why loading this model failed less than LOAD_RETRY_S ago, else None."""
+        failed = self._failed.get((model_id, ref.uri))
+        if failed is None or time.monotonic() - failed[0] >= LOAD_RETRY_S:
+            return None
+        return failed[1]
+
+    def _load_aside(self, platform: str, active: tuple[str, str, ArtifactRef]) -> None:
         lower_priority()  # the requests keep the old model meanwhile: they go first
         self._load(platform, active)
 
-    def _load(self, platform: str, active: tuple[str, str, str]) -> None:
-        from shoprec.models.base import load_model
-
-        model_id, name, path = active
+    def _load(self, platform: str, active: tuple[str, str, ArtifactRef]) -> None:
+        model_id, name, ref = active
         try:
-            model = load_model(path)
-            self._served[platform] = self._serve(model_id, name, model, path)
+            model = self.store.load_ref(platform, model_id, ref)
+            self._served[platform] = self._serve(model_id, name, model, ref.uri)
             log.info("platform %s: serving model %s (%s)", platform, model_id, name)
+            self._loaded(platform, model_id, ref)
         except Exception as exc:  # a broken artifact must not take the service down: keep the old model
-            log.error("platform %s: cannot load model %s from %s: %s", platform, model_id, path, exc)
-            self._failed.add(model_id)
+            current = self._served.get(platform)
+            log.error("platform %s: %s%s", platform, exc,
+                      f" (still serving model {current.model_id})" if current is not None else "")
+            self._failed[(model_id, ref.uri)] = (time.monotonic(), str(exc))
+            self._failures[platform] = LoadFailure(model_id, str(exc), current.model_id if current else None)
             self._served.setdefault(platform, None)
         finally:
             with self._lock:
                 self._loading.discard(platform)
+
+    def _loaded(self, platform: str, model_id: str, ref: ArtifactRef) -> None:
+        """Bookkeeping after a model was swapped in: no failure left for it; cached artifacts no model has any
+        more (an erasure replaced them) are removed from this machine."""
+        self._failed.pop((model_id, ref.uri), None)
+        self._failures.pop(platform, None)
+        self._checked[platform] = time.monotonic()
+        try:
+            self.store.artifacts.prune_cache()
+        except Exception as exc:  # housekeeping only
+            log.warning("cannot prune the artifact cache: %s", exc)
+
+    def failures(self) -> dict[str, LoadFailure]:
+        """platform -> why its active model is not served here (readiness answers 503 while any is)."""
+        return dict(self._failures)
+
+    def check_all(self) -> dict[str, LoadFailure]:
+        """Look at every platform's active model (at most every `poll_s`, loading what is new) and return the
+        failures: what the readiness check reports."""
+        for platform in self.store.platforms_with_models():
+            self.get(platform)
+        return self.failures()
 
     def _serve(self, model_id: str, name: str, model: Recommender, path: str) -> ServedModel:
         """The served model with its candidate structures, built before it is swapped in: an ANN index for a

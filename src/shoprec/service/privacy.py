@@ -2,10 +2,12 @@
 
 Erasure removes, at once, everything that names a user of a platform: the user row, events, identity
 hashes, recommendation-log rows and their feedback (one database transaction), the user's entry and
-rows in every stored model artifact of the platform (rewritten beside the old one, then swapped in the
-model registry in the same transaction), the cached history and cached lists (Redis or in process),
-and the served model (reloaded from the rewritten artifact). The platform is flagged for retraining
-and an audit record names the user by a keyed hash only. Erasing a user that nothing names is NotFound.
+rows in every stored model artifact of the platform (rewritten through the artifact store, swapped in the
+model registry in the same transaction; the old artifact is deleted with it in the database store, right
+after the commit elsewhere, and replicas drop their cached copies when they load the new one), the cached
+history and cached lists (Redis or in process), and the served model (reloaded from the rewritten
+artifact). The platform is flagged for retraining and an audit record names the user by a keyed hash only.
+Erasing a user that nothing names is NotFound.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shoprec.errors import ConfigError, DataError
 from shoprec.privacy.artifacts import erase_users, users_in_artifact
 from shoprec.privacy.keys import Privacy
+from shoprec.service.artifacts import ArtifactRef, ArtifactStore
 from shoprec.service.audit import record_audit
-from shoprec.service.errors import NotFound
+from shoprec.service.errors import ArtifactError, NotFound
 from shoprec.service.platform import PlatformService
 from shoprec.storage import Engine, list_platforms, storage_errors
 from shoprec.storage.privacy import PrivacyRepo, link_state
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from shoprec.service.models import ServedModels
     from shoprec.service.reclog import RecommendationLog
     from shoprec.service.state import UserStates
+    from shoprec.storage.repo import Executor
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
@@ -79,10 +82,13 @@ class LinkState:
 
 
 class PrivacyService:
-    def __init__(self, engine: Engine, platforms: PlatformService, privacy: Privacy, hooks: Hooks | None = None
-                 ) -> None:
+    def __init__(self, engine: Engine, platforms: PlatformService, privacy: Privacy, hooks: Hooks | None = None,
+                 *, artifacts: ArtifactStore) -> None:
+        """`artifacts`: the deployment's artifact store, which erasure reads and rewrites model artifacts
+        through."""
         self.engine, self.platforms, self.privacy = engine, platforms, privacy
         self.hooks = hooks or Hooks()
+        self.artifacts = artifacts
 
     # ---------------------------------------------------------------- erasure
     def erase(self, platform: str, user_id: str, actor: str = "cli") -> Erasure:
@@ -91,16 +97,20 @@ class PrivacyService:
         platform_id = self.platforms.platform_id(platform)
         if self.hooks.reclog is not None:
             self.hooks.reclog.flush()  # queued lists naming the user reach the database, to be deleted with it
-        written: list[tuple[Path, Path]] = []  # (old, new) artifact directories
+        artifacts = self.artifacts
+        written: list[tuple[ArtifactRef, ArtifactRef]] = []  # (old, new) artifacts
         try:
             with storage_errors(self.engine, "erase a user"), self.engine.begin() as conn:
                 repo = PrivacyRepo(conn, platform_id)
                 erased = repo.erase_user(stored)
-                for model_id, path in repo.model_paths():
-                    new = _erase_artifact(Path(path), stored)
+                for model_id, path, sha in repo.model_paths():
+                    old = ArtifactRef(path, sha)
+                    new = _erase_artifact(artifacts, platform, platform_id, model_id, old, stored, conn)
                     if new is not None:
-                        written.append((Path(path), new))
-                        repo.set_model_path(model_id, str(new))
+                        written.append((old, new))
+                        repo.set_model_path(model_id, new.uri, new.sha256)
+                        if old.kind == "database":  # its rows go in this transaction: no copy outlives it
+                            artifacts.delete(old, conn=conn)
                 if erased is None and not written:
                     raise NotFound(f"no user {user_id!r} on platform {platform!r}")
                 now = time.time()
@@ -111,10 +121,13 @@ class PrivacyService:
                              details={"deleted": counts, "artifacts_rewritten": len(written)})
         except BaseException:
             for _, new in written:
-                shutil.rmtree(new, ignore_errors=True)
+                try:
+                    artifacts.delete(new)
+                except Exception as exc:  # the original error matters more
+                    log.warning("erasure rolled back: cannot remove the rewritten artifact %s: %s", new.uri, exc)
             raise
         for old, _ in written:
-            shutil.rmtree(old, ignore_errors=True)
+            artifacts.delete(old)  # directory and object-store copies (and this machine's cached copy)
         self._clear_online_state(platform, stored, erased["recommendation_ids"] if erased else [])
         return Erasure(platform, True, counts, len(written), True)
 
@@ -197,10 +210,21 @@ class PrivacyService:
         return LinkState(platform, partner, state["a"], state["b"], state["a"] and state["b"], changed)
 
 
-def _erase_artifact(path: Path, stored: str) -> Path | None:
-    """The rewritten artifact without the user, or None when it does not hold the user (or is gone)."""
-    if not (path / "idmaps.json").exists():
+def _erase_artifact(artifacts: ArtifactStore, platform: str, platform_id: int, model_id: str, ref: ArtifactRef,
+                    stored: str, conn: Executor) -> ArtifactRef | None:
+    """The artifact rewritten without the user and stored (through the artifact store, in `conn` for the
+    database store), or None when it does not hold the user (or cannot be read: it serves no one then)."""
+    try:
+        local = artifacts.fetch(ref)
+    except ArtifactError as exc:
+        log.warning("erasure: model %s of platform %r: artifact not rewritten: %s", model_id, platform, exc)
         return None
-    if not users_in_artifact(path, [stored]):
+    if not (local / "idmaps.json").exists() or not users_in_artifact(local, [stored]):
         return None
-    return erase_users(path, [stored])
+    rewritten = erase_users(local, [stored])
+    if rewritten is None:
+        return None
+    try:
+        return artifacts.put(platform, model_id, rewritten, platform_id=platform_id, conn=conn)
+    finally:
+        shutil.rmtree(rewritten, ignore_errors=True)  # put moved it (directory store) or copied it

@@ -24,7 +24,8 @@ def local_services(directory: Path, *, cache: Cache | None = None, **config: Any
     """Services over a fresh SQLite file (and model directory) in `directory`; the admin key is
     TEST_ADMIN_KEY and workers re-check the active model on every request unless `config` says otherwise."""
     directory.mkdir(parents=True, exist_ok=True)
-    settings = Settings(database_url=f"sqlite:///{directory / 'shoprec.db'}", model_dir=directory / "models")
+    settings = Settings(database_url=f"sqlite:///{directory / 'shoprec.db'}", model_dir=directory / "models",
+                        cache_dir=directory / "cache")
     values: dict[str, Any] = {"admin_key": TEST_ADMIN_KEY, "model_poll_s": 0.0}
     values.update(config)
     return build_services(settings, ServingConfig(**values), cache=cache)

@@ -16,6 +16,7 @@ alone. The same rule holds: OLD must be linked with NEW by both sides' consent (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import DataError
+from shoprec.service.artifacts import ArtifactRef
 from shoprec.storage import Engine, find_platform, load_interactions, storage_errors
 from shoprec.storage.privacy import PrivacyRepo, linked_user_pairs
 from shoprec.storage.serving import ServingRepo
@@ -106,9 +108,12 @@ class InitSource:
         return make.starting_with(start)
 
 
-def init_source(engine: Engine, platform: str, model_id: str) -> InitSource:
+def init_source(engine: Engine, platform: str, model_id: str,
+                load: Callable[[str, str, ArtifactRef], Recommender] | None = None) -> InitSource:
     """Model `model_id` of `platform` or of a platform linked with it by both sides' consent, loaded; a
-    DataError when there is none (the model of an unlinked platform is not read) or it is no transformer."""
+    DataError when there is none (the model of an unlinked platform is not read) or it is no transformer.
+    `load(platform, model_id, ref)`: how an artifact is loaded (ModelStore.load_ref: through the artifact
+    store); by default a directory artifact is read in place."""
     from shoprec.models.base import load_model
     from shoprec.models.transformer import NETWORK_PARAMS, Transformer
 
@@ -130,7 +135,8 @@ def init_source(engine: Engine, platform: str, model_id: str) -> InitSource:
     if row["name"] != "transformer":
         raise DataError(f"--init-from: model {model_id!r} of platform {name!r} is a {row['name']!r} model; "
                         "fine-tuning starts from a 'transformer' model")
-    model = load_model(row["path"])
+    ref = ArtifactRef(str(row["path"]), row.get("sha256"))
+    model = load(name, model_id, ref) if load is not None else load_model(ref.uri)
     assert isinstance(model, Transformer)
     params = {p: getattr(model.config, p) for p in NETWORK_PARAMS}
     return InitSource(model, params, {"init_from": model_id, "init_platform": name})

@@ -103,16 +103,16 @@ class PrivacyRepo(ScopedRepo):
     def clear_retrain_flag(self) -> None:
         self.conn.execute(self._delete(T.retrain_flags))
 
-    def model_paths(self) -> list[tuple[str, str]]:
-        """(model_id, artifact path) of every model of this platform."""
+    def model_paths(self) -> list[tuple[str, str, str | None]]:
+        """(model_id, artifact reference, sha256) of every model of this platform."""
         m = T.models
-        return [(str(i), str(p)) for i, p in self.conn.execute(self._scope(m, m.c.model_id, m.c.path)
-                                                               .order_by(m.c.id))]
+        return [(str(i), str(p), h) for i, p, h in self.conn.execute(self._scope(m, m.c.model_id, m.c.path, m.c.sha256)
+                                                                     .order_by(m.c.id))]
 
-    def set_model_path(self, model_id: str, path: str) -> None:
+    def set_model_path(self, model_id: str, path: str, sha256: str | None = None) -> None:
         m = T.models
         self.conn.execute(sa.update(m).where(m.c.platform_id == self.platform_id, m.c.model_id == model_id)
-                          .values(path=path))
+                          .values(path=path, sha256=sha256))
 
     # ---------------------------------------------------------------- one user's data
     def recommendation_ids(self, external_id: str) -> list[str]:

@@ -67,14 +67,16 @@ class ServingRepo(ScopedRepo):
 
     # ---------------------------------------------------------------- models
     def add_model(self, model_id: str, name: str, config: dict[str, Any], metrics: dict[str, Any], path: str,
-                  now: float) -> None:
+                  now: float, sha256: str | None = None) -> None:
+        """Register a model; `path` is its artifact reference, `sha256` the hash of its canonical packing."""
         self.conn.execute(sa.insert(T.models), [{
             "platform_id": self.platform_id, "model_id": model_id, "name": name, "config": config,
-            "metrics": metrics, "path": path, "active": False, "created_at": now, "activated_at": None}])
+            "metrics": metrics, "path": path, "active": False, "created_at": now, "activated_at": None,
+            "sha256": sha256}])
 
     def list_models(self) -> list[dict[str, Any]]:
         m = T.models
-        cols = [m.c.model_id, m.c.name, m.c.config, m.c.metrics, m.c.path, m.c.active, m.c.created_at,
+        cols = [m.c.model_id, m.c.name, m.c.config, m.c.metrics, m.c.path, m.c.sha256, m.c.active, m.c.created_at,
                 m.c.activated_at]
         return [dict(r._mapping) for r in self.conn.execute(self._scope(m, *cols).order_by(m.c.id))]
 
@@ -92,9 +94,15 @@ class ServingRepo(ScopedRepo):
 
     def active_model(self) -> tuple[str, str, str] | None:
         """(model_id, name, path) of the active model, or None."""
+        row = self.active_artifact()
+        return None if row is None else row[:3]
+
+    def active_artifact(self) -> tuple[str, str, str, str | None] | None:
+        """(model_id, name, artifact reference, sha256) of the active model, or None."""
         m = T.models
-        row = self.conn.execute(self._scope(m, m.c.model_id, m.c.name, m.c.path).where(m.c.active.is_(True))).first()
-        return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+        row = self.conn.execute(self._scope(m, m.c.model_id, m.c.name, m.c.path, m.c.sha256)
+                                .where(m.c.active.is_(True))).first()
+        return None if row is None else (str(row[0]), str(row[1]), str(row[2]), row[3])
 
     # ---------------------------------------------------------------- jobs
     def add_job(self, job_id: str, kind: str, params: dict[str, Any], now: float) -> None:

@@ -109,6 +109,7 @@ KEY_ID_LENGTH = 32
 MAX_KEY_NAME_LENGTH = 64
 MAX_SCOPES_LENGTH = 64
 MODEL_ID_LENGTH = 32
+ARTIFACT_SHA_LENGTH = 64  # hex sha256 of a model artifact (models.sha256)
 MAX_MODEL_NAME_LENGTH = 64
 
 api_keys = platform_table(
@@ -126,7 +127,9 @@ api_keys = platform_table(
     sa.Index(None, "key_id", unique=True),
 )
 
-# Trained model artifacts; at most one row per platform has active = true (activation is one transaction).
+# Trained models; `path` is the artifact's reference in its store (an absolute directory, "database:<key>" or an
+# fsspec URL: shoprec.service.artifacts; "missing:<relative path>" when migration 0008 could not resolve it).
+# At most one row per platform has active = true (activation is one transaction).
 models = platform_table(
     "models",
     sa.Column("model_id", sa.String(MODEL_ID_LENGTH), nullable=False),
@@ -137,6 +140,8 @@ models = platform_table(
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("activated_at", sa.Double, nullable=True),
+    sa.Column("sha256", sa.String(ARTIFACT_SHA_LENGTH), nullable=True),  # of the artifact's canonical packing
+    # (shoprec.storage.artifacts); NULL: not verified (an absolute path a migration could not read)
     sa.UniqueConstraint("model_id"),
     sa.Index(None, "platform_id", "active"),
 )
@@ -292,5 +297,20 @@ experiment_credits = platform_table(
     sa.Column("event_type", sa.String(MAX_EVENT_TYPE_LENGTH), nullable=False),
     sa.Column("timestamp", sa.Double, nullable=False),
     sa.Index(None, "experiment_id"),
+    key=BIG_KEY,
+)
+
+
+# ---------------------------------------------------------------------------- model artifacts (migration 0008)
+# The database artifact store: an artifact's canonical tar (shoprec.storage.artifacts) in rows of at most 1 MiB.
+ARTIFACT_KEY_LENGTH = 64
+LONG_BINARY = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+model_artifacts = platform_table(
+    "model_artifacts",
+    sa.Column("artifact_key", sa.String(ARTIFACT_KEY_LENGTH), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("data", LONG_BINARY, nullable=False),
+    sa.UniqueConstraint("artifact_key", "seq"),
     key=BIG_KEY,
 )
