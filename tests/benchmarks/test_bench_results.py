@@ -79,7 +79,7 @@ def test_replace_last_updates_only_a_run_of_the_common_shape(results, tmp_path):
 
 
 def test_every_benchmark_script_records_through_the_helper():
-    scripts = [p for p in BENCHMARKS.glob("*.py") if p.name != "_results.py"]
+    scripts = [p for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")]  # _helpers are not benchmarks
     assert scripts
     for script in scripts:
         text = script.read_text(encoding="utf-8")

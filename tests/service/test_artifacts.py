@@ -1,5 +1,5 @@
 """Artifacts any replica can load (issue 20): directory, database and fsspec stores, the verified local cache,
-activation that loads first, readiness while an active model cannot load, and migration 0008."""
+activation that loads first, readiness while an active model cannot load, and migration 0007."""
 
 from __future__ import annotations
 
@@ -302,7 +302,7 @@ def test_store_level_activation_checks_the_artifact(services: Services, shop: Re
     assert shop.trained is not None and services.store.active("shop")[0] == shop.trained.model_id  # type: ignore[index]
 
 
-# ---------------------------------------------------------------------------- migration 0008
+# ---------------------------------------------------------------------------- migration 0007
 def test_migration_resolves_relative_paths(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A database at 0006 with a relative artifact path that exists from here (made absolute, hashed) and
     one that does not (marked missing: activating it says so)."""

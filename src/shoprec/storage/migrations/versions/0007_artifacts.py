@@ -7,7 +7,7 @@ directory the migration runs in: when the artifact is there, the path becomes ab
 recorded; when it is not, the path is marked "missing:<path>" (activating that model then says the artifact
 is missing) and a warning names the model. Absolute paths get their sha256 when the artifact is readable.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-06
 """
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision = "0008"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
