@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "shoprec.cli.serve",  # serve, platform create, platform key
     "shoprec.cli.train",  # train
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
+    "shoprec.cli.retraining",  # retrain policy / history / run
 )
 
 

@@ -28,9 +28,11 @@ shadow fit of its configuration on the events before the cut-off (the stored can
 everything, the holdout included: scoring it would flatter it); the active model is scored as stored, seen
 through the evaluated data's id maps (evaluation.stored.Reindexed). Both are scored by the same ranking path
 on the same users and targets: full ranking, seen items excluded. When the newest fraction reaches back before
-the active model was trained and at least half of it (and MIN_HOLDOUT_EVENTS) is newer than that model, the
-cut-off moves to the active model's training time, so neither side has seen the holdout; otherwise the
-decision says how many holdout events the active model may have been trained on. The candidate is promoted
+the active model was trained and at least MIN_HOLDOUT_EVENTS events are newer than that model, the cut-off
+moves to the active model's training time (a smaller holdout), so neither side has seen it and both were
+trained on the same events (unless older events were imported since); otherwise the decision says how many
+holdout events the active model may have been trained on (its score is then optimistic: a retrain of the same
+configuration on the same events tends to be kept). The candidate is promoted
 unless its metric is more than `margin` (relative) below the active model's; with action "experiment" a
 passing candidate starts an A/B experiment against the active model instead. No active model: promoted.
 """
@@ -68,7 +70,7 @@ METRIC_NAMES = {"hr": "HR", "recall": "Recall", "ndcg": "NDCG", "map": "MAP", "p
 METRIC_RE = re.compile(r"^(hr|recall|ndcg|map|precision)@([1-9][0-9]{0,2})$|^mrr$")
 TRIGGER_GRACE_S = 60.0  # with `busy`: a claim this old whose job is neither queued nor running may fire again
 TRIGGER_TIMEOUT_S = 6 * 3600.0  # without `busy`: a claim is released after this long (its job was lost)
-MIN_HOLDOUT_EVENTS = 20  # a holdout newer than the active model needs at least this many events
+MIN_HOLDOUT_EVENTS = 50  # the cut-off moves to the active model's training time when this many events are newer
 MAX_HISTORY = 1000
 CONFIG_ONLY_KEYS = ("features", "transfer")  # stored with a model's config, not model parameters
 
@@ -504,7 +506,7 @@ def holdout_cutoff(timestamps: np.ndarray, fraction: float, active_at: float) ->
     facts: dict[str, Any] = {"fraction": fraction}
     if after_active is not None and cutoff < after_active:
         newer = int((ts >= after_active).sum())
-        if newer >= max(MIN_HOLDOUT_EVENTS, wanted // 2) and newer < n:
+        if MIN_HOLDOUT_EVENTS <= newer < n:
             cutoff = after_active
             facts["cutoff_rule"] = (f"moved to the active model's training time: the {newer} events since then "
                                     "(neither model was trained on them)")
