@@ -69,9 +69,9 @@ def policy_command(settings: Settings, platform: str, every_hours: float | None,
     """Show the platform's retraining policy, or change it (options not given keep their current value).
 
     Prints the effective policy as JSON; "source" says whether it is the platform's own or the default."""
-    changes = {k: v for k, v in {"every_hours": every_hours, "after_events": after_events, "margin": margin,
-                                 "metric": metric, "holdout_fraction": holdout_fraction, "action": action,
-                                 "model": model}.items() if v is not None}
+    given = {"every_hours": every_hours, "after_events": after_events, "margin": margin, "metric": metric,
+             "holdout_fraction": holdout_fraction, "action": action, "model": model}
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if config is not None:
         from shoprec.cli.evaluate import parse_config
 

@@ -499,7 +499,7 @@ def holdout_cutoff(timestamps: np.ndarray, fraction: float, active_at: float) ->
     ts = np.sort(np.asarray(timestamps, dtype=np.float64))
     n = len(ts)
     wanted = min(max(1, round(n * fraction)), n - 1)
-    cutoff = int(math.floor(ts[n - wanted]))
+    cutoff = math.floor(ts[n - wanted])
     if cutoff <= ts[0]:  # every event at the same second: nothing before the cut-off
         raise DataError("the events span too little time for a time-based holdout (all in the newest second)")
     after_active = math.ceil(active_at) if active_at else None

@@ -9,7 +9,7 @@ end of the events table's primary key (one index lookup), the second walks the p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -54,7 +54,7 @@ class RetrainRepo(ScopedRepo):
         when several schedulers check at once."""
         p = T.retrain_policies
         same = p.c.triggered_at.is_(None) if seen is None else p.c.triggered_at == seen
-        result = self.conn.execute(self._update(p).where(same).values(triggered_at=now))
+        result = cast("sa.CursorResult[Any]", self.conn.execute(self._update(p).where(same).values(triggered_at=now)))
         return bool(result.rowcount == 1)
 
     # ---------------------------------------------------------------- events and models
@@ -77,7 +77,8 @@ class RetrainRepo(ScopedRepo):
 
     # ---------------------------------------------------------------- decisions
     def add_decision(self, values: dict[str, Any]) -> int:
-        result = self.conn.execute(sa.insert(T.retrain_decisions).values(platform_id=self.platform_id, **values))
+        result = cast("sa.CursorResult[Any]", self.conn.execute(
+            sa.insert(T.retrain_decisions).values(platform_id=self.platform_id, **values)))
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
 
