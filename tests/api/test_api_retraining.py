@@ -72,4 +72,4 @@ def test_run_queues_a_retrain_job_through_the_seam(client: TestClient, services:
     assert r.status_code == 202, r.text
     assert r.json() == {"platform": "shop", "queued": True, "job": {"job_id": "j1", "kind": "retrain",
                                                                     "status": "queued"}}
-    assert queued == [("shop", "retrain", {})]
+    assert queued == [("shop", "retrain", {"cause": "manual"})]

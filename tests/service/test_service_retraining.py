@@ -318,3 +318,49 @@ def test_reindexed_scores_a_stored_model_in_the_evaluated_data_indices() -> None
     assert seen[1] == -np.inf
     assert seen[[3, 2, 0]].tolist() == pytest.approx(direct[[0, 1, 2]].tolist())
     assert view.can_score(Query(user=0)) == model.can_score(Query(user=None))  # u9: anonymous to the model
+
+
+def test_schedule_queues_jobs_and_releases_a_claim_it_could_not_queue(svc: Services, platform: str) -> None:
+    ready = shop(svc, platform)
+    rt = svc.retraining
+    rt.set_policy(platform, every_hours=None, after_events=2)
+    new_events(svc, ready, 2)
+    queued: list[tuple[str, str, dict[str, Any]]] = []
+    full = True
+
+    def enqueue(p: str, kind: str, params: dict[str, Any]) -> None:
+        if full:
+            raise RuntimeError("queue full")
+        queued.append((p, kind, params))
+
+    rt.enqueue = enqueue
+    mine = [p for p in rt.schedule() if p == platform]
+    assert mine == [] and queued == []
+    full = False
+    assert platform in rt.schedule()  # the claim was released: it fires again
+    assert (platform, "retrain", {"cause": "schedule"}) in queued
+    assert platform not in rt.schedule()  # once
+    seen: list[str] = []
+    rt.on_decision = lambda d: seen.append(d.decision)
+    result = rt.run_job(platform, {"cause": "schedule"})
+    assert result["cause"] == "schedule" and seen == [result["decision"]]
+
+
+def test_a_deployment_default_policy_applies_to_every_platform(db_url: str, engine: sa.Engine, tmp_path: Path,
+                                                               platform: str) -> None:
+    from shoprec.settings import RetrainSettings
+
+    settings = Settings(database_url=db_url, model_dir=tmp_path / "models",
+                        retraining=RetrainSettings(after_events=3))
+    services = build_services(settings, ServingConfig(admin_key=TEST_ADMIN_KEY), engine=engine)
+    try:
+        ready = shop(services, platform)
+        assert services.retraining.policy(platform).source == "default"
+        assert platform not in services.retraining.due()  # the first look takes the mark
+        services.retraining.set_policy(platform, every_hours=None, after_events=None)  # off for this one
+        new_events(services, ready, 3)
+        assert platform not in services.retraining.due()
+        services.retraining.reset_policy(platform)  # the default again
+        assert platform in services.retraining.due()
+    finally:
+        services.close()

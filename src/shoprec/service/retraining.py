@@ -56,7 +56,7 @@ from shoprec.service.models import ModelStore
 from shoprec.service.platform import PlatformService
 from shoprec.settings import RetrainSettings
 from shoprec.storage import Engine, list_platforms, storage_errors
-from shoprec.storage.retraining import RetrainRepo
+from shoprec.storage.retraining import RetrainRepo, platforms_with_policy
 from shoprec.storage.tables import MAX_MODEL_NAME_LENGTH
 
 log = logging.getLogger(__name__)
@@ -196,11 +196,13 @@ def check_policy(*, every_hours: float | None, after_events: int | None, margin:
 class RetrainService:
     def __init__(self, engine: Engine, platforms: PlatformService, store: ModelStore, experiments: ExperimentService,
                  settings: RetrainSettings, *, enqueue: Enqueue | None = None, busy: Busy | None = None,
+                 on_decision: Callable[[Decision], None] | None = None,
                  trigger_timeout_s: float = TRIGGER_TIMEOUT_S) -> None:
-        """`enqueue(platform, "retrain", {})` queues a retrain job (POST /v1/retraining/run, the schedule's
-        caller); `busy(platform)`: whether one is queued or running. Both are wired to the job queue."""
+        """`enqueue(platform, "retrain", params)` queues a retrain job (`schedule`, POST /v1/retraining/run);
+        `busy(platform)`: whether one is queued or running (both wired to the job queue); `on_decision(d)`:
+        called after each recorded decision (e.g. a metrics counter)."""
         self.engine, self.platforms, self.store, self.experiments = engine, platforms, store, experiments
-        self.settings, self.enqueue, self.busy = settings, enqueue, busy
+        self.settings, self.enqueue, self.busy, self.on_decision = settings, enqueue, busy, on_decision
         self.trigger_timeout_s = trigger_timeout_s
         check_policy(every_hours=settings.every_hours, after_events=settings.after_events, margin=settings.margin,
                      metric=settings.metric, holdout_fraction=settings.holdout_fraction, action=settings.action,
@@ -260,7 +262,9 @@ class RetrainService:
         doc); the caller queues a retrain job for each."""
         now = time.time() if now is None else now
         with storage_errors(self.engine, "list platforms"), self.engine.connect() as conn:
-            names = list_platforms(conn)
+            default_on = self.settings.every_hours is not None or self.settings.after_events is not None
+            names = list_platforms(conn) if default_on else platforms_with_policy(conn)  # off by default: only
+            # platforms with a policy of their own can be due
         fired = []
         for name, platform_id in names.items():
             try:
@@ -311,13 +315,40 @@ class RetrainService:
             return now - claimed >= TRIGGER_GRACE_S and not self.busy(platform)
         return now - claimed >= self.trigger_timeout_s
 
+    def release(self, platform: str) -> None:
+        """Drop the platform's claim (its job could not be queued): it may fire again at the next check."""
+        with storage_errors(self.engine, "update the retraining schedule"), self.engine.begin() as conn:
+            RetrainRepo(conn, self.platforms.platform_id(platform)).put_state(time.time(), triggered_at=None)
+
+    def schedule(self, now: float | None = None) -> list[str]:
+        """One tick of the schedule (a worker calls it every few seconds): queue a retrain job
+        (`enqueue(platform, "retrain", {"cause": "schedule"})`) for every platform that is due; returns them.
+        A job that cannot be queued (e.g. the platform's queue is full) releases its claim."""
+        if self.enqueue is None:
+            raise DataError("the retraining schedule needs a job queue (RetrainService.enqueue)")
+        queued = []
+        for platform in self.due(now):
+            try:
+                self.enqueue(platform, "retrain", {"cause": "schedule"})
+                queued.append(platform)
+            except Exception as exc:  # the next check tries again
+                log.warning("retraining schedule: platform %s: could not queue a retrain: %s", platform, exc)
+                self.release(platform)
+        return queued
+
     def request_run(self, platform: str) -> Any:
         """Queue a retrain job for the platform now (POST /v1/retraining/run); returns the queued job."""
         self.platforms.platform_id(platform)  # an unknown platform fails first
         if self.enqueue is None:
             raise DataError("this deployment has no job queue for retrain jobs; run `shoprec retrain run -p "
                             f"{platform}` instead")
-        return self.enqueue(platform, "retrain", {})
+        return self.enqueue(platform, "retrain", {"cause": "manual"})
+
+    def run_job(self, platform: str, params: Mapping[str, Any] | None = None,
+                progress: Progress | None = None) -> dict[str, Any]:
+        """The body of a "retrain" job: `retrain` with the job's cause; returns the decision as the job's result."""
+        cause = str((params or {}).get("cause") or "manual")
+        return self.retrain(platform, progress, cause=cause).to_json()
 
     # ---------------------------------------------------------------- retrain and gate
     def retrain(self, platform: str, progress: Progress | None = None, *, cause: str = "manual") -> Decision:
@@ -465,7 +496,13 @@ class RetrainService:
                 repo.put_state(now, **state)
         log.info("retraining platform %s: %s %s (%s)", platform, values["decision"], values["candidate_model_id"],
                  values["reason"])
-        return _decision(platform, {**values, "id": decision_id})
+        decision = _decision(platform, {**values, "id": decision_id})
+        if self.on_decision is not None:
+            try:
+                self.on_decision(decision)
+            except Exception:  # an observer must not undo a recorded decision
+                log.exception("retraining platform %s: on_decision failed", platform)
+        return decision
 
     # ---------------------------------------------------------------- history
     def history(self, platform: str, limit: int = 50) -> list[Decision]:

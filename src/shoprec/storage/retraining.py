@@ -14,12 +14,21 @@ from typing import Any, cast
 import sqlalchemy as sa
 
 from shoprec.storage import tables as T
-from shoprec.storage.repo import ScopedRepo, _upsert
+from shoprec.storage.repo import Executor, ScopedRepo, _upsert
 
 POLICY_FIELDS = ("every_hours", "after_events", "margin", "metric", "holdout_fraction", "action", "model", "params")
 STATE_FIELDS = ("event_mark", "model_at", "triggered_at")
 _DECISION_COLUMNS = ("id", "candidate_model_id", "active_model_id", "decision", "reason", "metric", "margin",
                      "candidate_metrics", "active_metrics", "holdout", "experiment_id", "cause", "created_at")
+
+
+def platforms_with_policy(conn: Executor) -> dict[str, int]:
+    """Every platform with a retraining policy of its own that has a trigger: name -> key."""
+    p = T.retrain_policies
+    query = (sa.select(T.platforms.c.name, T.platforms.c.id).join(p, p.c.platform_id == T.platforms.c.id)
+             .where(p.c.custom.is_(True), sa.or_(p.c.every_hours.is_not(None), p.c.after_events.is_not(None)))
+             .order_by(T.platforms.c.id))
+    return {str(name): int(key) for name, key in conn.execute(query)}
 
 
 class RetrainRepo(ScopedRepo):
