@@ -16,12 +16,14 @@ from shoprec.service.data import ItemView, UserEvent, UserView, WriteResult
 from shoprec.service.experiments import Experiment, Variant
 from shoprec.service.jobs import Job
 from shoprec.service.models import ModelInfo
+from shoprec.service.retraining import Decision
 
 PAIRS: list[tuple[type, type[BaseModel]]] = [
     (WriteResult, schemas.WriteOut), (ItemView, schemas.ItemOut), (UserEvent, schemas.EventOut),
     (UserView, schemas.UserOut), (RecommendedItem, schemas.RecommendedItem),
     (Recommendation, schemas.RecommendationOut), (ModelInfo, schemas.ModelOut), (Job, schemas.JobOut),
     (Explanation, schemas.ExplanationOut), (Variant, schemas.VariantOut), (Experiment, schemas.ExperimentOut),
+    (Decision, schemas.DecisionOut),
 ]  # ExperimentResults flattens its Experiment in to_json; its bytes are checked in tests/api/test_api_experiments
 
 

@@ -17,7 +17,7 @@ from shoprec.api import errors
 from shoprec.api import metrics as metrics_module
 from shoprec.api.auth import RateLimited, rate_limited_handler
 from shoprec.api.limits import RequestGuard
-from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend
+from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend, retraining
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.retention import start_retention
 from shoprec.settings import Settings
@@ -56,7 +56,7 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     app.add_exception_handler(RateLimited, rate_limited_handler)
     metrics_module.install(app, app.state.metrics)
     app.add_middleware(RequestGuard, default_limit=DEFAULT_MAX_BODY_BYTES)  # sizes, unstorable text
-    for module in (data, recommend, models, experiments, keys, privacy, health):
+    for module in (data, recommend, models, experiments, keys, privacy, health, retraining):
         app.include_router(module.router)
     dashboard.install(app)  # /dashboard: the operator pages (admin key)
     return app

@@ -252,3 +252,54 @@ class ExperimentResultsOut(BaseModel):
     control: str
     attribution_window_s: float
     variants: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------ retraining
+class RetrainPolicyIn(Strict):
+    """A platform's own retraining policy (PUT replaces it): both triggers null turns retraining off for the
+    platform; null margin / metric / holdout_fraction / action take the deployment default."""
+
+    every_hours: float | None = None
+    after_events: int | None = None
+    margin: float | None = None
+    metric: Annotated[str, Field(max_length=32)] | None = None
+    holdout_fraction: float | None = None
+    action: Literal["promote", "experiment"] | None = None
+    model: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    params: dict[str, Any] | None = None
+
+
+class RetrainPolicyOut(BaseModel):
+    every_hours: float | None
+    after_events: int | None
+    margin: float
+    metric: str
+    holdout_fraction: float
+    action: str
+    model: str | None
+    params: dict[str, Any] | None
+    source: str  # "platform" (its own) or "default" (the deployment's [retraining] settings)
+    enabled: bool
+
+
+class DecisionOut(BaseModel):
+    decision_id: int
+    platform: str
+    candidate_model_id: str | None
+    active_model_id: str | None
+    decision: str  # promote | keep | experiment | failed
+    reason: str
+    metric: str
+    margin: float
+    candidate_metrics: dict[str, Any] | None
+    active_metrics: dict[str, Any] | None
+    holdout: dict[str, Any] | None
+    experiment_id: str | None
+    cause: str | None
+    created_at: float
+
+
+class RetrainRunOut(BaseModel):
+    platform: str
+    queued: bool
+    job: dict[str, Any] | None  # the queued job as the job queue describes it

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "shoprec.cli.train",  # train
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
     "shoprec.cli.config",  # config show
+    "shoprec.cli.retraining",  # retrain policy / history / run
 )
 
 

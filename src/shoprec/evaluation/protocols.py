@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from shoprec.data import Interactions, ItemCatalog
-from shoprec.data.splits import kfold, leave_one_out, temporal, to_timestamp
+from shoprec.data.splits import Split, kfold, leave_one_out, temporal, to_timestamp
 from shoprec.errors import ConfigError, DataError
 from shoprec.evaluation import cdr
 from shoprec.evaluation import metrics as M
@@ -120,13 +120,7 @@ def evaluate_temporal(data: Interactions, catalog: ItemCatalog | None, make_mode
                       cfg: EvalConfig, *, progress: bool = False) -> EvalResult:
     if cfg.cutoff is None:
         raise ConfigError("protocol 'temporal' needs a cut-off (--cutoff DATE)")
-    split = temporal(data, cfg.cutoff)
-    known = np.zeros(data.n_users, dtype=bool)
-    known[split.train.user] = True
-    negative = np.isin(split.test.event_type, [t.code for t in NOT_RELEVANT_EVENTS])
-    test = split.test.subset(known[split.test.user] & ~negative)
-    if len(test) == 0:
-        raise DataError(f"temporal split at {cfg.cutoff}: no later events of users with training events")
+    split, test = temporal_holdout(data, cfg.cutoff)
     fit_train, validation = split.train, None
     if cfg.validation:
         inner = leave_one_out(split.train, validation=False)
@@ -134,12 +128,42 @@ def evaluate_temporal(data: Interactions, catalog: ItemCatalog | None, make_mode
             fit_train, validation = inner.train, ranking_validation(inner.train, inner.test, cfg)
     model = make_model().fit(*training_data(make_model, fit_train, catalog), validation=validation)
     task = make_task(split.train, test, exclude_seen=cfg.exclude_seen)
-    notes = [f"temporal: train before {cfg.cutoff} (unix {to_timestamp(cfg.cutoff)}), test = later events of "
-             "users with training events; relevant = their distinct later items (events other than "
-             + ", ".join(t.value for t in NOT_RELEVANT_EVENTS) + ")",
+    notes = [_temporal_note(cfg.cutoff),
              "validation: last training event of each user held out" if validation is not None
              else "no validation split: fit on all training events"]
     return _ranking_result(model, task, split.train, cfg, notes, progress)
+
+
+def temporal_holdout(data: Interactions, cutoff: int | float | str) -> tuple[Split, Interactions]:
+    """The temporal protocol's split at `cutoff` and its test targets: the later events of users with training
+    events, without the event types that are not relevant (NOT_RELEVANT_EVENTS). DataError when none remain."""
+    split = temporal(data, cutoff)
+    known = np.zeros(data.n_users, dtype=bool)
+    known[split.train.user] = True
+    negative = np.isin(split.test.event_type, [t.code for t in NOT_RELEVANT_EVENTS])
+    test = split.test.subset(known[split.test.user] & ~negative)
+    if len(test) == 0:
+        raise DataError(f"temporal split at {cutoff}: no later events of users with training events")
+    return split, test
+
+
+def score_temporal(model: Recommender, data: Interactions, cfg: EvalConfig, *,
+                   progress: bool = False) -> EvalResult:
+    """An already fitted model (e.g. a stored one seen through evaluation.stored.Reindexed) scored on the
+    temporal protocol's holdout at `cfg.cutoff`: the same users, targets and exclusions `evaluate_temporal`
+    evaluates a fresh fit on, through the same ranking path. Nothing is fitted here."""
+    if cfg.cutoff is None:
+        raise ConfigError("protocol 'temporal' needs a cut-off (--cutoff DATE)")
+    split, test = temporal_holdout(data, cfg.cutoff)
+    task = make_task(split.train, test, exclude_seen=cfg.exclude_seen)
+    notes = [_temporal_note(cfg.cutoff), "a fitted model scored as it is (not refitted on the training part)"]
+    return _ranking_result(model, task, split.train, cfg, notes, progress)
+
+
+def _temporal_note(cutoff: int | float | str) -> str:
+    return (f"temporal: train before {cutoff} (unix {to_timestamp(cutoff)}), test = later events of "
+            "users with training events; relevant = their distinct later items (events other than "
+            + ", ".join(t.value for t in NOT_RELEVANT_EVENTS) + ")")
 
 
 def ranking_validation(history: Interactions, targets: Interactions, cfg: EvalConfig) -> RankingValidation:

@@ -22,6 +22,7 @@ from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
 from shoprec.service.recommend import Filters, RecommendService
+from shoprec.service.retraining import RetrainService
 from shoprec.service.state import UserStates
 from shoprec.settings import Settings
 from shoprec.storage import Engine
@@ -46,6 +47,7 @@ class Services:
     jobs: JobService
     privacy: PrivacyService  # erasure, export, retention, platform links (shoprec.privacy)
     experiments: ExperimentService  # A/B tests: variants, assignment, attribution, results
+    retraining: RetrainService  # continuous retraining: policies, schedule, promotion gate, decisions
 
     def close(self) -> None:
         self.jobs.close()
@@ -82,8 +84,9 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     jobs = JobService(engine, platforms, store, models)
     privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,
                                                             catalogs=catalogs), artifacts=artifacts)
+    retraining = RetrainService(engine, platforms, store, experiments, settings.retraining)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
-                    privacy, experiments)
+                    privacy, experiments, retraining)
 
 
 __all__ = ["Filters", "Services", "ServingConfig", "build_services"]

@@ -301,7 +301,7 @@ experiment_credits = platform_table(
 )
 
 
-# ---------------------------------------------------------------------------- model artifacts (migration 0008)
+# ---------------------------------------------------------------------------- model artifacts (migration 0007)
 # The database artifact store: an artifact's canonical tar (shoprec.storage.artifacts) in rows of at most 1 MiB.
 ARTIFACT_KEY_LENGTH = 64
 LONG_BINARY = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
@@ -312,5 +312,57 @@ model_artifacts = platform_table(
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("data", LONG_BINARY, nullable=False),
     sa.UniqueConstraint("artifact_key", "seq"),
+    key=BIG_KEY,
+)
+
+
+# ---------------------------------------------------------------------------- retraining (migration 0008)
+# A platform's continuous-retraining policy and schedule state (one row per platform). `custom` false: the row
+# only holds schedule state and the deployment default ([retraining] settings) is the policy. Custom: the
+# triggers are as stored (NULL: that trigger is off) and NULL margin / metric / holdout / action / model take
+# the default. `event_mark`: the events table's highest id when the last model was trained (events stored
+# since are counted with the primary key, `id > event_mark`); `model_at`: that model's created_at;
+# `triggered_at`: when the schedule last fired (a retrain that records its decision clears it).
+MAX_RETRAIN_ACTION_LENGTH = 16
+MAX_METRIC_NAME_LENGTH = 32
+MAX_DECISION_LENGTH = 16
+
+retrain_policies = sa.Table(
+    "retrain_policies", metadata,
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), primary_key=True, autoincrement=False),
+    sa.Column("custom", sa.Boolean, nullable=False),
+    sa.Column("every_hours", sa.Double, nullable=True),
+    sa.Column("after_events", sa.BigInteger, nullable=True),
+    sa.Column("margin", sa.Double, nullable=True),
+    sa.Column("metric", sa.String(MAX_METRIC_NAME_LENGTH), nullable=True),
+    sa.Column("holdout_fraction", sa.Double, nullable=True),
+    sa.Column("action", sa.String(MAX_RETRAIN_ACTION_LENGTH), nullable=True),
+    sa.Column("model", sa.String(MAX_MODEL_NAME_LENGTH), nullable=True),
+    sa.Column("params", sa.JSON, nullable=True),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("event_mark", sa.BigInteger, nullable=True),
+    sa.Column("model_at", sa.Double, nullable=True),
+    sa.Column("triggered_at", sa.Double, nullable=True),
+    **TABLE_OPTIONS,
+)
+
+# Every promotion-gate decision: the candidate and the active model, both models' metrics on the same
+# time-based holdout, the holdout (cut-off, sizes, what each side was trained on), the decision
+# (promote | keep | experiment | failed) and why.
+retrain_decisions = platform_table(
+    "retrain_decisions",
+    sa.Column("candidate_model_id", sa.String(MODEL_ID_LENGTH), nullable=True),  # NULL: training failed
+    sa.Column("active_model_id", sa.String(MODEL_ID_LENGTH), nullable=True),
+    sa.Column("decision", sa.String(MAX_DECISION_LENGTH), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("metric", sa.String(MAX_METRIC_NAME_LENGTH), nullable=False),
+    sa.Column("margin", sa.Double, nullable=False),
+    sa.Column("candidate_metrics", sa.JSON, nullable=True),
+    sa.Column("active_metrics", sa.JSON, nullable=True),
+    sa.Column("holdout", sa.JSON, nullable=True),
+    sa.Column("experiment_id", sa.String(EXPERIMENT_ID_LENGTH), nullable=True),
+    sa.Column("cause", sa.String(MAX_RETRAIN_ACTION_LENGTH), nullable=True),  # schedule | manual | gate
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Index(None, "platform_id", "created_at"),
     key=BIG_KEY,
 )
