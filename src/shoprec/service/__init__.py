@@ -77,7 +77,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
     reclog = RecommendationLog(engine, lists, platforms)
     recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
-    jobs = JobService(engine, platforms, store, models)
+    jobs = JobService(engine, platforms, store, models, settings.jobs, settings.limits)
     privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,
                                                             catalogs=catalogs))
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,

@@ -42,3 +42,16 @@ class TooLarge(DataError):
 
 class Forbidden(ShoprecError):
     """The caller's key may not act on what it asked for."""
+
+
+class QueueFull(ShoprecError):
+    """A platform has as many jobs queued or running as the deployment allows (settings jobs.max_queued): the
+    API answers 429 with Retry-After."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class Conflict(ShoprecError):
+    """The request does not fit the current state (e.g. cancelling a job that has finished): 409."""
