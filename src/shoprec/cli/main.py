@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "shoprec.cli.serve",  # serve, platform create, platform key
     "shoprec.cli.train",  # train
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
+    "shoprec.cli.worker",  # worker
+    "shoprec.cli.jobs",  # jobs list / show / cancel
 )
 
 
