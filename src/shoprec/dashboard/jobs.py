@@ -30,7 +30,7 @@ def jobs_page(request: Request, access: AccessDep, platform: str | None = None, 
                 if ctx["platform"] else [])
     except ShoprecError as exc:
         return error_page(request, exc)
-    return render(request, "jobs.html", **ctx, jobs=rows, status=chosen, statuses=STATUSES, message=message[:200])
+    return render(request, "jobs.html", **ctx, jobs=rows, shown_status=chosen, statuses=STATUSES, message=message[:200])
 
 
 @router.post("/jobs/{job_id}/cancel")
