@@ -4,6 +4,7 @@ is taken over by another worker (its job's process dies with it)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -123,7 +124,7 @@ def test_two_workers_run_one_job_per_platform_at_a_time(services: Services,
     done = [services.jobs.wait("p", j, timeout=120) for j in p_jobs] + [services.jobs.wait("q", q_job, 120)]
     assert all(j.status == "succeeded" for j in done), done
     spans = sorted((j.started_at, j.finished_at) for j in done[:3])
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end is not None and start is not None and start >= end, spans  # never two at once on p
     assert {j.worker for j in done} <= {"w1", "w2"}
 

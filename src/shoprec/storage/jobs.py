@@ -21,7 +21,7 @@ How it stays correct across processes and machines:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -42,6 +42,11 @@ COLUMNS = [_J.c.job_id, _J.c.kind, _J.c.status, _J.c.params, _J.c.result, _J.c.e
 
 def _clip(text: str | None, limit: int) -> str | None:
     return text if text is None or len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _count(conn: Executor, statement: sa.Update) -> int:
+    """Rows an UPDATE changed (matched, on MySQL: SQLAlchemy asks for found rows)."""
+    return int(cast("sa.CursorResult[Any]", conn.execute(statement)).rowcount)
 
 
 def _plain(row: Any) -> dict[str, Any]:
@@ -84,13 +89,12 @@ class JobRepo(ScopedRepo):
     def cancel(self, job_id: str, now: float) -> bool:
         """A queued job becomes cancelled at once; a running one is flagged for its worker to stop. False when
         the job is not queued or running (any more)."""
-        cancelled = self.conn.execute(self._update(_J).where(_J.c.job_id == job_id, _J.c.status == "queued").values(
+        cancelled = _count(self.conn, self._update(_J).where(_J.c.job_id == job_id, _J.c.status == "queued").values(
             status="cancelled", cancel_requested=True, finished_at=now, updated_at=now))
-        if cancelled.rowcount == 1:
+        if cancelled == 1:
             return True
-        flagged = self.conn.execute(self._update(_J).where(_J.c.job_id == job_id, _J.c.status == "running").values(
-            cancel_requested=True, updated_at=now))
-        return flagged.rowcount == 1
+        return _count(self.conn, self._update(_J).where(_J.c.job_id == job_id, _J.c.status == "running").values(
+            cancel_requested=True, updated_at=now)) == 1
 
     def running_job(self) -> str | None:
         row = self.conn.execute(self._scope(_J, _J.c.job_id).where(_J.c.status == "running").limit(1)).first()
@@ -98,10 +102,9 @@ class JobRepo(ScopedRepo):
 
     def claim(self, job_id: str, worker_id: str, now: float, lease_s: float) -> bool:
         """Take queued job `job_id` (call after lock_platform and running_job() is None)."""
-        done = self.conn.execute(self._update(_J).where(_J.c.job_id == job_id, _J.c.status == "queued").values(
+        return _count(self.conn, self._update(_J).where(_J.c.job_id == job_id, _J.c.status == "queued").values(
             status="running", worker=worker_id, attempts=_J.c.attempts + 1, lease_until=now + lease_s,
-            started_at=now, updated_at=now, progress=None))
-        return done.rowcount == 1
+            started_at=now, updated_at=now, progress=None)) == 1
 
 
 # ------------------------------------------------------------------------- the worker's side (every platform)
@@ -141,9 +144,8 @@ def take_over(conn: Executor, job_id: str, worker: str | None, now: float, *, st
                               "error": _clip(error, MAX_ERROR_LENGTH)}
     if status != "queued":
         values["finished_at"] = now
-    done = conn.execute(sa.update(_J).where(_J.c.job_id == job_id, _J.c.status == "running",
-                                             _J.c.lease_until < now, _J.c.worker == worker).values(**values))
-    return done.rowcount == 1
+    return _count(conn, sa.update(_J).where(_J.c.job_id == job_id, _J.c.status == "running",
+                                            _J.c.lease_until < now, _J.c.worker == worker).values(**values)) == 1
 
 
 def _mine(job_id: str, worker_id: str) -> sa.Update:
@@ -156,7 +158,7 @@ def heartbeat(conn: Executor, job_id: str, worker_id: str, now: float, lease_s: 
     values: dict[str, Any] = {"lease_until": now + lease_s}
     if progress is not None:
         values["progress"] = _clip(progress, MAX_PROGRESS_LENGTH)
-    if conn.execute(_mine(job_id, worker_id).values(**values)).rowcount != 1:
+    if _count(conn, _mine(job_id, worker_id).values(**values)) != 1:
         return False, False
     flag = conn.execute(sa.select(_J.c.cancel_requested).where(_J.c.job_id == job_id)).scalar()
     return True, bool(flag)
@@ -166,10 +168,9 @@ def finish(conn: Executor, job_id: str, worker_id: str, now: float, status: str,
            result: dict[str, Any] | None = None, error: str | None = None) -> bool:
     """End a job this worker runs: succeeded (with its result), failed or cancelled (with the reason)."""
     assert status in FINISHED, status
-    done = conn.execute(_mine(job_id, worker_id).values(
+    return _count(conn, _mine(job_id, worker_id).values(
         status=status, result=result, error=_clip(error, MAX_ERROR_LENGTH), finished_at=now, updated_at=now,
-        lease_until=None))
-    return done.rowcount == 1
+        lease_until=None)) == 1
 
 
 def requeue(conn: Executor, job_id: str, worker_id: str, now: float, *, error: str | None = None,
@@ -181,4 +182,4 @@ def requeue(conn: Executor, job_id: str, worker_id: str, now: float, *, error: s
         values["error"] = _clip(error, MAX_ERROR_LENGTH)
     if not count_attempt:
         values["attempts"] = _J.c.attempts - 1
-    return conn.execute(_mine(job_id, worker_id).values(**values)).rowcount == 1
+    return _count(conn, _mine(job_id, worker_id).values(**values)) == 1

@@ -44,7 +44,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class JobLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class JobLog(logging.LoggerAdapter):
     """Log lines of one job: "platform=P job=J: message", with `platform` and `job_id` as record attributes."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
