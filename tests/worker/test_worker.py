@@ -36,7 +36,7 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0, what: str = "co
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
-    svc = make_services(f"sqlite:///{tmp_path / 'shoprec.db'}", tmp_path)
+    svc = make_services(f"sqlite:///{tmp_path / 'shoprec.db'}", tmp_path, lease_s=10.0)  # a loaded CI machine
     yield svc
     svc.close()
 
@@ -64,11 +64,11 @@ def worker_thread(services: Services) -> Iterator[Callable[[str], Worker]]:
 
 def test_a_job_queued_before_a_restart_is_run_by_a_new_worker(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shoprec.db'}"
-    before = make_services(url, tmp_path)
+    before = make_services(url, tmp_path, lease_s=10.0)
     synthetic_platform(before, "shop", users=40, items=20, model=None)
     job = before.jobs.submit_training("shop", "popular", {}, activate=True, actor="test")
     before.close()  # the API process is gone; the job stays in the database
-    after = make_services(url, tmp_path)
+    after = make_services(url, tmp_path, lease_s=10.0)
     try:
         assert after.jobs.get("shop", job.job_id).status == "queued"
         assert run_queued(after) == 1
@@ -181,3 +181,25 @@ def test_kill_9_of_a_worker_mid_job_is_taken_over_and_its_job_process_dies(servi
     job = services.jobs.get("shop", job_id)
     assert job.status == "succeeded" and job.worker == "rescuer" and job.attempts == 2, job
     assert services.store.active("shop")[0] == job.result["model_id"]  # type: ignore[index]
+
+
+def test_sigterm_gives_the_running_job_back_to_the_queue(services: Services, tmp_path: Path) -> None:
+    synthetic_platform(services, "shop", users=40, items=20, model=None)
+    job_id = services.jobs.submit_training("shop", "popular", {}, activate=False, actor="test").job_id
+    env = {**os.environ, "SHOPREC_DATABASE_URL": services.settings.database_url,
+           "SHOPREC_MODEL_DIR": str(tmp_path / "models"), "SHOPREC_JOBS_POLL_S": "0.1"}
+    env.pop("SHOPREC_REDIS_URL", None)
+    proc = subprocess.Popen([*CLI, "worker", "--id", "stopping"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        eventually(lambda: services.jobs.get("shop", job_id).status == "running", 60, "the worker to claim")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    job = services.jobs.get("shop", job_id)
+    assert job.status == "queued" and job.attempts == 0, job  # not counted: the job did nothing wrong
+    assert job.error is not None and "stopping" in job.error
+    assert run_queued(services) == 1 and services.jobs.get("shop", job_id).status == "succeeded"

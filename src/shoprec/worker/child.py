@@ -73,6 +73,7 @@ def job_main(settings: Settings, handler: Any, platform: str, job_id: str, param
              conn: Connection, parent_pid: int) -> None:
     """The child's entry point: run `handler` and send its outcome to the worker."""
     die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the worker decides
     _logging(settings, platform, job_id)
     log = logging.getLogger("shoprec.worker.job")
     from shoprec.service import build_services

@@ -55,7 +55,8 @@ class JobLog(logging.LoggerAdapter):
 
 class Worker:
     """Runs jobs of the kinds in `handlers` (default: DEFAULT_HANDLERS) and calls each of `periodic` with the
-    services every settings.jobs.poll_s. `services`: the worker's own (built from settings when None; closed
+    services every settings.jobs.poll_s (also while a job runs, between lease renewals: a periodic task must
+    be short, e.g. decide and submit a job; long work belongs in a job). `services`: the worker's own (built from settings when None; closed
     by close() only then)."""
 
     def __init__(self, settings: Settings, services: Services | None = None, *, worker_id: str | None = None,
@@ -175,6 +176,9 @@ class Worker:
             jobs.finish(job, self.worker_id, "failed", error=str(outcome[1]))
             jlog.warning("failed in %.1f s: %s", seconds, outcome[1])
             return "failed"
+        if stop.is_set():  # stopped by a signal that reached the job's process too: not the job's fault
+            jobs.release(job, self.worker_id)
+            return "queued"
         code = child.exitcode
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
         return jobs.fail_attempt(job, self.worker_id, f"the job's process {how} without an answer")
