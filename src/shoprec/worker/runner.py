@@ -56,8 +56,8 @@ class JobLog(logging.LoggerAdapter):
 class Worker:
     """Runs jobs of the kinds in `handlers` (default: DEFAULT_HANDLERS) and calls each of `periodic` with the
     services every settings.jobs.poll_s (also while a job runs, between lease renewals: a periodic task must
-    be short, e.g. decide and submit a job; long work belongs in a job). `services`: the worker's own (built from settings when None; closed
-    by close() only then)."""
+    be short, e.g. decide and submit a job; long work belongs in a job). `services`: the worker's own (built
+    from settings when None; closed by close() only then)."""
 
     def __init__(self, settings: Settings, services: Services | None = None, *, worker_id: str | None = None,
                  handlers: Mapping[str, Handler] | None = None, periodic: Iterable[Periodic] | None = None) -> None:
