@@ -4,6 +4,7 @@ processes here: a "worker" is whoever calls claim / heartbeat / finish (test_wor
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -163,3 +164,18 @@ def test_parameters_over_their_cap_and_unknown_models_are_refused(services: Serv
     ok = services.jobs.submit_training(p, "bpr", {"epochs": 500}, activate=False, actor="test")
     assert ok.status == "queued" and ok.params == {"model": "bpr", "params": {"epochs": 500}, "activate": False}
     assert ok.actor == "test"
+
+
+def test_a_worker_runs_a_job_in_a_child_process(services: Services, platforms: tuple[str, str]) -> None:
+    from job_handlers import HANDLERS
+
+    from shoprec.worker import DEFAULT_HANDLERS, Worker
+    from shoprec.worker.testing import run_queued
+
+    p, _ = platforms
+    job_id = sleep(services, p, steps=2, step_s=0.01)
+    assert not Worker(services.settings, services, handlers=DEFAULT_HANDLERS).run_once()  # no handler: left
+    assert run_queued(services, handlers=HANDLERS, worker_id="child-runner") == 1
+    job = services.jobs.wait(p, job_id, timeout=5)
+    assert job.status == "succeeded" and job.worker == "child-runner" and job.attempts == 1
+    assert job.result is not None and job.result["steps"] == 2 and job.result["pid"] != os.getpid()
