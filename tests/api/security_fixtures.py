@@ -8,7 +8,6 @@ answer to A that contains the marker leaked B's data. `dump_platform` snapshots 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from shoprec.service import Services
 from shoprec.service.testing import ReadyPlatform, synthetic_platform
 from shoprec.storage import find_platform
 from shoprec.storage import tables as T
+from shoprec.worker.testing import run_queued
 
 SECRET_MARKER = "SECRET-B-7f3a"
 B_ITEM = "b-only-item"
@@ -72,7 +72,7 @@ def setup_shops(services: Services, app: FastAPI) -> Shops:
         ok(cb.post("/v1/users", json=[{"user_id": B_USER, "attributes": {"note": SECRET_MARKER}}]))
         ok(cb.post("/v1/events", json=[{"user_id": B_USER, "item_id": B_ITEM, "type": "purchase"}]))
         job = ok(cb.post("/v1/models/train", json={"model": "popular"})).json()
-        services.jobs.wait(job["job_id"], timeout=60)
+        run_queued(services)
         second = ok(cb.get(f"/v1/jobs/{job['job_id']}")).json()["result"]["model_id"]
         rec = ok(cb.get(f"/v1/users/{B_USER}/recommendations", params={"k": 3})).json()
         key_id = ok(cb.get("/v1/keys")).json()[0]["key_id"]
@@ -116,13 +116,6 @@ def b_secrets(shops: Shops) -> set[str]:
     with shops.client(shops.b.api_key) as cb:
         key_ids = {k["key_id"] for k in cb.get("/v1/keys").json()}
     return {SECRET_MARKER, *key_ids, *(v for k, v in shops.b_ids.items() if k not in ("user_id", "item_id"))}
-
-
-def wait_for_jobs(services: Services, seconds: float = 60.0) -> None:
-    """Let background training jobs of the tests finish before the services close."""
-    deadline = time.monotonic() + seconds
-    for job_id in list(services.jobs._futures):
-        services.jobs.wait(job_id, timeout=max(0.1, deadline - time.monotonic()))
 
 
 def schema_body(app: FastAPI, method: str, path: str, ids: dict[str, str]) -> Any:

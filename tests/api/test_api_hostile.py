@@ -16,13 +16,14 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from security_fixtures import SECRET_MARKER, ok, schema_body, v1_routes, wait_for_jobs
+from security_fixtures import SECRET_MARKER, ok, schema_body, v1_routes
 
 from shoprec.api import create_app
 from shoprec.service import ServingConfig, build_services
 from shoprec.service.testing import TEST_ADMIN_KEY, Services, synthetic_platform
 from shoprec.settings import Settings
 from shoprec.storage.testing import ServerUnavailable, scratch_database
+from shoprec.worker.testing import run_queued
 
 HOSTILE = [
     "' OR '1'='1'; DROP TABLE items; --",
@@ -56,7 +57,6 @@ def shop(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             try:
                 yield _setup(services)
             finally:
-                wait_for_jobs(services)
                 services.close()
     except ServerUnavailable as exc:
         pytest.skip(f"{exc} (start it to run the {request.param} hostile-input tests)")
@@ -72,7 +72,7 @@ def _setup(services: Services) -> Shop:
     user, item = ready.user_ids[0], ready.item_ids[0]
     rec = ok(client.get(f"/v1/users/{user}/recommendations", params={"k": 3})).json()
     job = ok(client.post("/v1/models/train", json={"model": "popular"})).json()
-    services.jobs.wait(job["job_id"], timeout=60)
+    run_queued(services)
     second = ok(client.get(f"/v1/jobs/{job['job_id']}")).json()["result"]["model_id"]
     ids = {"user_id": user, "item_id": item, "recommendation_id": rec["recommendation_id"],
            "model_id": ready.trained.model_id, "second_model_id": second, "job_id": job["job_id"],

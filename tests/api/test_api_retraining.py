@@ -1,9 +1,7 @@
 """The retraining routes: policy read and write (422 naming the field, write scope), the decision history after a
-retrain, and POST /v1/retraining/run through the job-queue seam."""
+retrain, and POST /v1/retraining/run queueing a retrain job that a worker runs."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -58,18 +56,18 @@ def test_decisions_after_a_retrain(client: TestClient, services: Services, shop:
     assert client.get("/v1/retraining/decisions", params={"limit": 0}).status_code == 422
 
 
-def test_run_queues_a_retrain_job_through_the_seam(client: TestClient, services: Services) -> None:
-    refused = client.post("/v1/retraining/run")
-    assert refused.status_code == 422 and "shoprec retrain run -p shop" in refused.json()["message"]
-    queued: list[tuple[str, str, dict[str, Any]]] = []
+def test_run_queues_a_retrain_job_a_worker_runs(client: TestClient, services: Services) -> None:
+    from shoprec.worker.testing import run_queued
 
-    def enqueue(platform: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
-        queued.append((platform, kind, params))
-        return {"job_id": "j1", "kind": kind, "status": "queued"}
-
-    services.retraining.enqueue = enqueue
     r = client.post("/v1/retraining/run")
     assert r.status_code == 202, r.text
-    assert r.json() == {"platform": "shop", "queued": True, "job": {"job_id": "j1", "kind": "retrain",
-                                                                    "status": "queued"}}
-    assert queued == [("shop", "retrain", {"cause": "manual"})]
+    job = r.json()["job"]
+    assert (r.json()["platform"], r.json()["queued"], job["kind"], job["status"]) == ("shop", True, "retrain",
+                                                                                     "queued")
+    listed = client.get("/v1/jobs", params={"status": "queued"}).json()
+    assert [j["job_id"] for j in listed] == [job["job_id"]]
+    assert run_queued(services) == 1
+    done = client.get(f"/v1/jobs/{job['job_id']}").json()
+    assert done["status"] == "succeeded", done
+    history = client.get("/v1/retraining/decisions").json()
+    assert history and history[0]["cause"] == "manual" and done["result"]["decision"] == history[0]["decision"]

@@ -24,11 +24,10 @@ from security_fixtures import (
     schema_body,
     setup_shops,
     v1_routes,
-    wait_for_jobs,
 )
 
 from shoprec.api import create_app
-from shoprec.api.auth import _needs_admin
+from shoprec.api.auth import route_scope
 from shoprec.service.testing import local_services
 
 OPAQUE_IDS = ("model_id", "job_id", "recommendation_id", "key_id", "experiment_id")  # ids only B can own
@@ -41,7 +40,6 @@ def shops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shops]:
     try:
         yield setup_shops(services, app)
     finally:
-        wait_for_jobs(services)
         services.close()
 
 
@@ -163,14 +161,16 @@ def _scoped_key(shops: Shops, scopes: list[str]) -> str:
     return key
 
 
-@pytest.mark.parametrize("scopes", [["read"], ["write"], ["read", "write"], ["admin"]])
+@pytest.mark.parametrize("scopes", [["read"], ["write"], ["read", "write"], ["admin"], ["train"],
+                                    ["read", "write", "admin"]])
 def test_scopes_are_enforced_on_every_route(shops: Shops, scopes: list[str]) -> None:
-    """A route needs `admin` when it depends on PlatformAdminDep/AdminDep, else read (GET) or write."""
+    """A route needs `admin` when it depends on PlatformAdminDep/AdminDep, `train` when it depends on
+    TrainPlatformDep (training, job cancel), else read (GET) or write."""
     key = _scoped_key(shops, scopes)
     own = {**shops.b_ids}  # A's own resources do not matter: the scope check comes first
     with shops.client(key) as c:
         for method, path, route in v1_routes(shops.app):
-            needed = "admin" if _needs_admin(route) else ("read" if method in ("GET", "HEAD") else "write")
+            needed = route_scope(route, method)
             if needed in scopes:
                 continue
             url = _fill_path(method, path, own)

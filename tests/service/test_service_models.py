@@ -13,6 +13,7 @@ from shoprec.errors import ConfigError
 from shoprec.service import Services
 from shoprec.service.cache import RedisCache
 from shoprec.service.testing import ReadyPlatform, local_services, synthetic_platform
+from shoprec.worker.testing import run_queued
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -80,16 +81,22 @@ def test_a_worker_keeps_serving_while_it_loads_a_new_model(tmp_path: Path) -> No
 
 
 def test_background_training_job(services: Services, shop: ReadyPlatform) -> None:
+    before = services.recommend.recommend("shop", shop.user_ids[0], k=3).model
+    assert before == "itemknn"
     job = services.jobs.submit_training("shop", "popular", {}, activate=True)
-    assert job.status in ("queued", "running", "succeeded")
-    services.jobs.wait(job.job_id, timeout=60)
+    assert job.status == "queued"
+    assert run_queued(services) == 1
     done = services.jobs.get("shop", job.job_id)
     assert done.status == "succeeded", done
     assert done.result is not None and done.result["model"] == "popular"
-    assert services.recommend.recommend("shop", shop.user_ids[0], k=3).model == "popular"
+    # activate=True goes through the promotion gate: popularity is clearly worse than the active item-kNN on the
+    # newest events, so it is kept inactive, with the decision and its reason in the job's result
+    assert done.result["active"] is False and done.result["decision"]["decision"] == "keep"
+    assert "below" in done.result["decision"]["reason"] or "worse" in done.result["decision"]["reason"]
+    assert services.recommend.recommend("shop", shop.user_ids[0], k=3).model == "itemknn"
     failing = services.jobs.submit_training("shop", "itemknn", {"neighbors": 5}, activate=False)
-    services.jobs.wait(failing.job_id, timeout=60)
-    assert services.jobs.get("shop", failing.job_id).status == "succeeded"
+    run_queued(services)
+    assert services.jobs.wait("shop", failing.job_id, timeout=5).status == "succeeded"
     with pytest.raises(ConfigError):
         services.jobs.submit_training("shop", "itemknn", {"no_such_param": 1}, activate=False)
 

@@ -5,12 +5,14 @@ Every /v1 request carries X-API-Key. A platform key acts on its own platform onl
 
 Scopes are enforced here, centrally, by `get_principal` (which every authenticated route depends on,
 through PlatformDep, PrincipalDep, AdminDep or PlatformAdminDep), so a new route is covered without doing
-anything: GET and HEAD need `read`, other methods need `write`, and a route that depends on
-PlatformAdminDep or AdminDep needs `admin` instead. The per-key rate limit (SHOPREC_RATE_LIMIT) is
-taken here too: 429 with Retry-After when a key's bucket is empty.
+anything: GET and HEAD need `read`, other methods need `write`, a route that depends on
+PlatformAdminDep or AdminDep needs `admin` instead, and one that depends on TrainPlatformDep (training, job
+cancellation) needs `train` (a `write` key cannot start training unless it also holds `train`). The per-key
+rate limit (SHOPREC_RATE_LIMIT) is taken here too: 429 with Retry-After when a key's bucket is empty.
 
     AdminDep          the deployment admin key only (creating platforms)
     PlatformAdminDep  the acting platform, for a key with the `admin` scope (key management, audit log)
+    TrainPlatformDep  the acting platform, for a key with the `train` scope (POST /v1/models/train, job cancel)
 """
 
 from __future__ import annotations
@@ -58,24 +60,36 @@ def _rate_limiter(request: Request, services: Services) -> RateLimiter | None:
 
 
 def required_scope(request: Request) -> str:
-    """The scope the matched route needs: admin for admin routes, else read (GET/HEAD) or write."""
+    """The scope the matched route needs (route_scope)."""
     route = request.scope.get("route")
-    if isinstance(route, APIRoute) and _needs_admin(route):
-        return "admin"
-    return "read" if request.method in READ_METHODS else "write"
+    return route_scope(route if isinstance(route, APIRoute) else None, request.method)
 
 
-def _needs_admin(route: APIRoute) -> bool:
-    cached: bool | None = getattr(route, "_shoprec_needs_admin", None)
+def route_scope(route: APIRoute | None, method: str) -> str:
+    """admin for admin routes, train for training and job control (routes that depend on TrainPlatformDep),
+    else read (GET/HEAD) or write."""
+    if route is not None:
+        calls = _route_calls(route)
+        if calls & {require_admin, get_admin_platform}:
+            return "admin"
+        if get_train_platform in calls:
+            return "train"
+    return "read" if method in READ_METHODS else "write"
+
+
+def _route_calls(route: APIRoute) -> frozenset[Callable[..., Any]]:
+    """Every dependency callable of the route (computed once per route)."""
+    cached: frozenset[Callable[..., Any]] | None = getattr(route, "_shoprec_calls", None)
     if cached is None:
-        calls: list[Callable[..., Any] | None] = []
+        calls: set[Callable[..., Any]] = set()
         stack = [route.dependant]
         while stack:
             dep = stack.pop()
-            calls.append(dep.call)
+            if dep.call is not None:
+                calls.add(dep.call)
             stack.extend(dep.dependencies)
-        cached = any(c in (require_admin, get_admin_platform) for c in calls)
-        route._shoprec_needs_admin = cached  # type: ignore[attr-defined]
+        cached = frozenset(calls)
+        route._shoprec_calls = cached  # type: ignore[attr-defined]
     return cached
 
 
@@ -139,6 +153,14 @@ async def get_admin_platform(platform: PlatformDep) -> str:
 
 
 PlatformAdminDep = Annotated[str, Depends(get_admin_platform)]
+
+
+async def get_train_platform(platform: PlatformDep) -> str:
+    """The acting platform of a key with the `train` scope (get_principal has checked the scope)."""
+    return platform
+
+
+TrainPlatformDep = Annotated[str, Depends(get_train_platform)]
 
 
 def rate_limited_handler(request: Request, exc: Exception) -> Any:

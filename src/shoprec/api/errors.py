@@ -1,7 +1,8 @@
 """Every error answer is JSON {"error", "message", "errors": [{"index", "field", "reason", "message"}]}.
 
 Bad input is a 4xx naming the field and the record index: 400 malformed JSON, 401 no or unknown key,
-403 another platform, 404 unknown id, 413 batch too large, 422 invalid records. A database that is
+403 another platform or a missing scope, 404 unknown id, 409 a state conflict (cancelling a finished job),
+413 batch too large, 422 invalid records, 429 rate limit or a full job queue. A database that is
 down is a 503; anything unexpected is logged and answered 500 in the same shape (never a traceback).
 """
 
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shoprec.errors import ConfigError, DataError, StorageError
-from shoprec.service.errors import Forbidden, NotFound, RecordErrors, TooLarge
+from shoprec.service.errors import Conflict, Forbidden, NotFound, QueueFull, RecordErrors, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,14 @@ def _shoprec(status: int, error: str) -> Any:
     return handler
 
 
+def _queue_full(request: Request, exc: Exception) -> JSONResponse:
+    """429 with the reason and Retry-After (whole seconds)."""
+    assert isinstance(exc, QueueFull)
+    response = error_response(429, "queue_full", str(exc))
+    response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    return response
+
+
 def _storage(request: Request, exc: Exception) -> JSONResponse:
     """503 without the database's address or the driver's message (which may quote stored values of any
     platform): those go to the server log only."""
@@ -84,6 +93,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RecordErrors, _shoprec(422, "invalid_records"))
     app.add_exception_handler(NotFound, _shoprec(404, "not_found"))
     app.add_exception_handler(Forbidden, _shoprec(403, "forbidden"))
+    app.add_exception_handler(Conflict, _shoprec(409, "conflict"))
+    app.add_exception_handler(QueueFull, _queue_full)
     app.add_exception_handler(ConfigError, _shoprec(422, "invalid_config"))
     app.add_exception_handler(DataError, _shoprec(422, "invalid_request"))
     app.add_exception_handler(StorageError, _storage)

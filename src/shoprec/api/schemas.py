@@ -178,6 +178,9 @@ class ModelOut(BaseModel):
 
 
 class JobOut(BaseModel):
+    """A durable job: status queued | running | succeeded | failed | cancelled; attempts = times a worker
+    claimed it; worker = the worker running it (or that ran it last); progress = its newest progress line."""
+
     job_id: str
     kind: str
     status: str
@@ -186,6 +189,13 @@ class JobOut(BaseModel):
     error: str | None
     created_at: float
     updated_at: float
+    attempts: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    cancel_requested: bool
+    progress: str | None
+    actor: str | None
 
 
 class ErrorDetail(BaseModel):

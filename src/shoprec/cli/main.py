@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
     "shoprec.cli.config",  # config show
     "shoprec.cli.retraining",  # retrain policy / history / run
+    "shoprec.cli.worker",  # worker
+    "shoprec.cli.jobs",  # jobs list / show / cancel
 )
 
 

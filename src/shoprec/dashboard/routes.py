@@ -34,7 +34,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 NAV = [("overview", "Overview", "/dashboard"), ("models", "Models", "/dashboard/models"),
-       ("experiments", "Experiments", "/dashboard/experiments"), ("retraining", "Retraining", "/dashboard/retraining"),
+       ("experiments", "Experiments", "/dashboard/experiments"), ("jobs", "Jobs", "/dashboard/jobs"),
+       ("retraining", "Retraining", "/dashboard/retraining"),
        ("users", "Users", "/dashboard/users"),
        ("items", "Items", "/dashboard/items")]
 
@@ -248,11 +249,12 @@ def _login_redirect(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Add the dashboard to `app` (its routes, static files and the login redirect)."""
-    from shoprec.dashboard import experiments, retraining
+    from shoprec.dashboard import experiments, jobs, retraining
 
     app.state.dashboard_templates = _environment()
     app.add_exception_handler(LoginRequired, _login_redirect)
     app.include_router(router)
     app.include_router(experiments.router)
     app.include_router(retraining.router)
+    app.include_router(jobs.router)
     app.mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -17,7 +17,7 @@ from shoprec.service.catalog import CatalogViews
 from shoprec.service.config import ServingConfig
 from shoprec.service.data import DataService
 from shoprec.service.experiments import ExperimentService
-from shoprec.service.jobs import JobService
+from shoprec.service.jobs import JobService, check_retrain
 from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
@@ -81,10 +81,15 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
     reclog = RecommendationLog(engine, lists, platforms)
     recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
-    jobs = JobService(engine, platforms, store, models)
+    jobs = JobService(engine, platforms, store, models, settings.jobs, settings.limits)
     privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,
                                                             catalogs=catalogs), artifacts=artifacts)
-    retraining = RetrainService(engine, platforms, store, experiments, settings.retraining)
+    retraining = RetrainService(
+        engine, platforms, store, experiments, settings.retraining,
+        enqueue=lambda platform, kind, params: jobs.submit(platform, kind, params, actor="retrain"),
+        busy=lambda platform: any(j.kind == "retrain" for j in jobs.list_jobs(platform, ("queued", "running"))),
+        limits=settings.limits)
+    jobs.register_kind("retrain", check_retrain)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
                     privacy, experiments, retraining)
 

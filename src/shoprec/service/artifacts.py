@@ -14,7 +14,7 @@ The store is chosen by URL (`settings.artifact_store`):
   code path covers them all; the protocol's package must be installed.
 
 References are kept in models.path: an absolute directory, "database:<key>", an fsspec URL, or
-"missing:<relative path>" (migration 0008 could not find a relative path). A reference is read by its own
+"missing:<relative path>" (migration 0007 could not find a relative path). A reference is read by its own
 kind whatever store is configured now, so changing the setting leaves older models loadable.
 
 Every artifact's sha256 (of its canonical packing: shoprec.storage.artifacts) is recorded with the model.
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DATABASE = "database"  # the setting's value, and the prefix of a database reference ("database:<key>")
-MISSING_PREFIX = "missing:"  # a relative path migration 0008 could not resolve
+MISSING_PREFIX = "missing:"  # a relative path migration 0007 could not resolve
 _SHA = re.compile(r"[0-9a-f]{64}")
 
 
@@ -78,7 +78,7 @@ class ArtifactRef:
 
     @property
     def kind(self) -> str:
-        """"directory", "database", "fsspec", "missing" (unresolved by migration 0008) or "relative"."""
+        """"directory", "database", "fsspec", "missing" (unresolved by migration 0007) or "relative"."""
         if self.uri.startswith(MISSING_PREFIX):
             return "missing"
         if self.uri.startswith(DATABASE + ":"):

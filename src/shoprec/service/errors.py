@@ -47,3 +47,16 @@ class Forbidden(ShoprecError):
 class ArtifactError(DataError):
     """A model's artifact cannot be stored or loaded (missing, corrupt, unreadable, store unreachable): the
     message names the model (or the artifact) and why. The API answers 422."""
+
+
+class QueueFull(ShoprecError):
+    """A platform has as many jobs queued or running as the deployment allows (settings jobs.max_queued): the
+    API answers 429 with Retry-After."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class Conflict(ShoprecError):
+    """The request does not fit the current state (e.g. cancelling a job that has finished): 409."""

@@ -3,7 +3,10 @@ create, list, revoke and rotate a platform's keys.
 
 A key is 32 random bytes (url-safe text, prefixed "sk_"); only its SHA-256 digest is stored, so a
 database dump reveals no key. Each key also has a public id ("key_" + 16 hex digits) to list and revoke
-it by, and a set of scopes: `read` (GET), `write` (every other method), `admin` (key management).
+it by, and a set of scopes: `read` (GET), `write` (every other method), `admin` (key management), `train`
+(enqueue training jobs and cancel jobs: training costs the deployment's CPU or GPU hours, so a `write` key
+cannot train unless it also holds `train`). `platform create` makes a key with every scope; migration 0009 gave
+`train` to the platforms' full keys of before (see its docstring).
 The admin key (SHOPREC_ADMIN_KEY) acts on any platform it names, with every scope.
 Key creation and revocation and platform creation are written to the audit log in the same transaction.
 """
@@ -28,7 +31,8 @@ from shoprec.storage.tables import MAX_KEY_NAME_LENGTH
 KEY_PREFIX = "sk_"
 KEY_ID_PREFIX = "key_"
 AUTH_TTL_S = 30.0  # a revoked key may still be accepted this long by a worker that cached it (not this one)
-SCOPES = ("read", "write", "admin")
+SCOPES = ("read", "write", "admin", "train")
+DEFAULT_KEY_SCOPES = ("read", "write", "admin")  # a new key's scopes when none are named: `train` is asked for
 ADMIN_ACTOR = "admin"
 
 

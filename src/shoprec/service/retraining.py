@@ -197,12 +197,13 @@ class RetrainService:
     def __init__(self, engine: Engine, platforms: PlatformService, store: ModelStore, experiments: ExperimentService,
                  settings: RetrainSettings, *, enqueue: Enqueue | None = None, busy: Busy | None = None,
                  on_decision: Callable[[Decision], None] | None = None,
-                 trigger_timeout_s: float = TRIGGER_TIMEOUT_S) -> None:
+                 trigger_timeout_s: float = TRIGGER_TIMEOUT_S, limits: Mapping[str, float] | None = None) -> None:
         """`enqueue(platform, "retrain", params)` queues a retrain job (`schedule`, POST /v1/retraining/run);
         `busy(platform)`: whether one is queued or running (both wired to the job queue); `on_decision(d)`:
         called after each recorded decision (e.g. a metrics counter)."""
         self.engine, self.platforms, self.store, self.experiments = engine, platforms, store, experiments
         self.settings, self.enqueue, self.busy, self.on_decision = settings, enqueue, busy, on_decision
+        self.limits = dict(limits or {})  # [limits]: the deployment's caps on training parameters
         self.trigger_timeout_s = trigger_timeout_s
         check_policy(every_hours=settings.every_hours, after_events=settings.after_events, margin=settings.margin,
                      metric=settings.metric, holdout_fraction=settings.holdout_fraction, action=settings.action,
@@ -223,6 +224,13 @@ class RetrainService:
         margin, action, metric, holdout_fraction None: the deployment default)."""
         values = check_policy(every_hours=every_hours, after_events=after_events, margin=margin, metric=metric,
                               holdout_fraction=holdout_fraction, action=action, model=model, params=params)
+        if values["params"]:
+            from shoprec.service.jobs import check_limits
+
+            try:
+                check_limits(values["params"], self.limits)  # a retrain job must not train above the caps
+            except ShoprecError as exc:
+                raise _field("params", str(exc)) from None
         self._put_policy(platform, values)
         return self.policy(platform)
 

@@ -1,5 +1,5 @@
-"""Serving tables behind a tenant-scoped repository: API keys, model registry, jobs, recommendation log,
-feedback, deleted items, and the per-user / per-item reads the online path needs.
+"""Serving tables behind a tenant-scoped repository: API keys, model registry, recommendation log,
+feedback, deleted items (jobs: storage/jobs.py), and the per-user / per-item reads the online path needs.
 
 Like PlatformRepo, a ServingRepo is built with (connection, platform key) and every query goes through
 `_scope`; the cross-platform reads are `platform_for_key` (an API key names its platform) and
@@ -103,22 +103,6 @@ class ServingRepo(ScopedRepo):
         row = self.conn.execute(self._scope(m, m.c.model_id, m.c.name, m.c.path, m.c.sha256)
                                 .where(m.c.active.is_(True))).first()
         return None if row is None else (str(row[0]), str(row[1]), str(row[2]), row[3])
-
-    # ---------------------------------------------------------------- jobs
-    def add_job(self, job_id: str, kind: str, params: dict[str, Any], now: float) -> None:
-        self.conn.execute(sa.insert(T.jobs), [{
-            "platform_id": self.platform_id, "job_id": job_id, "kind": kind, "status": "queued", "params": params,
-            "result": None, "error": None, "created_at": now, "updated_at": now}])
-
-    def update_job(self, job_id: str, now: float, **values: Any) -> None:
-        j = T.jobs
-        self.conn.execute(self._update(j).where(j.c.job_id == job_id).values(updated_at=now, **values))
-
-    def get_job(self, job_id: str) -> dict[str, Any] | None:
-        j = T.jobs
-        cols = [j.c.job_id, j.c.kind, j.c.status, j.c.params, j.c.result, j.c.error, j.c.created_at, j.c.updated_at]
-        row = self.conn.execute(self._scope(j, *cols).where(j.c.job_id == job_id)).first()
-        return None if row is None else dict(row._mapping)
 
     # ---------------------------------------------------------------- recommendation log and feedback
     def add_recommendations(self, lists: list[tuple[str, str | None, str | None, list[list[Any]], float]]) -> None:

@@ -111,6 +111,8 @@ MAX_SCOPES_LENGTH = 64
 MODEL_ID_LENGTH = 32
 ARTIFACT_SHA_LENGTH = 64  # hex sha256 of a model artifact (models.sha256)
 MAX_MODEL_NAME_LENGTH = 64
+MAX_WORKER_ID_LENGTH = 128  # a worker's id: "host:pid" or its --id
+MAX_JOB_ACTOR_LENGTH = 128  # who submitted a job (the audit log's actor)
 
 api_keys = platform_table(
     "api_keys",
@@ -128,7 +130,7 @@ api_keys = platform_table(
 )
 
 # Trained models; `path` is the artifact's reference in its store (an absolute directory, "database:<key>" or an
-# fsspec URL: shoprec.service.artifacts; "missing:<relative path>" when migration 0008 could not resolve it).
+# fsspec URL: shoprec.service.artifacts; "missing:<relative path>" when migration 0007 could not resolve it).
 # At most one row per platform has active = true (activation is one transaction).
 models = platform_table(
     "models",
@@ -150,13 +152,23 @@ jobs = platform_table(
     "jobs",
     sa.Column("job_id", sa.String(MODEL_ID_LENGTH), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded | failed
+    sa.Column("status", sa.String(16), nullable=False),  # queued | running | succeeded | failed | cancelled
     sa.Column("params", sa.JSON, nullable=True),
     sa.Column("result", sa.JSON, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    # durable jobs (migration 0009): claimed by a worker under a lease it renews (storage/jobs.py)
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # times a worker claimed it
+    sa.Column("worker", sa.String(MAX_WORKER_ID_LENGTH), nullable=True),  # the worker running it (or that last ran it)
+    sa.Column("lease_until", sa.Double, nullable=True),  # a running job whose lease ran out is taken over
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("progress", sa.Text, nullable=True),  # the newest progress line of the running attempt
+    sa.Column("actor", sa.String(MAX_JOB_ACTOR_LENGTH), nullable=True),  # who submitted it (a key id, "cli")
     sa.UniqueConstraint("job_id"),
+    sa.Index(None, "status", "platform_id"),
 )
 
 # Served lists, for pagination across workers and for attributing feedback.

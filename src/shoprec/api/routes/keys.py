@@ -11,17 +11,17 @@ from pydantic import BaseModel, Field
 from shoprec.api.auth import PlatformAdminDep, PrincipalDep, ServicesDep
 from shoprec.api.schemas import Strict
 from shoprec.service.audit import list_audit
-from shoprec.service.platform import SCOPES, NewKey
+from shoprec.service.platform import DEFAULT_KEY_SCOPES, SCOPES, NewKey
 from shoprec.storage.tables import KEY_ID_LENGTH, MAX_KEY_NAME_LENGTH
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 KeyId = Annotated[str, Path(min_length=1, max_length=KEY_ID_LENGTH)]
-Scope = Literal["read", "write", "admin"]
+Scope = Literal["read", "write", "admin", "train"]
 
 
 class KeyIn(Strict):
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(SCOPES),
-                                         default_factory=lambda: list(SCOPES))]
+                                         default_factory=lambda: list(DEFAULT_KEY_SCOPES))]
     name: Annotated[str | None, Field(min_length=1, max_length=MAX_KEY_NAME_LENGTH)] = None
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from shoprec.api.auth import PlatformDep, ServicesDep
+from shoprec.api.auth import PlatformDep, ServicesDep, TrainPlatformDep
 from shoprec.api.schemas import DecisionOut, RetrainPolicyIn, RetrainPolicyOut, RetrainRunOut
 from shoprec.service.retraining import MAX_HISTORY
 
@@ -22,7 +22,7 @@ def get_policy(platform: PlatformDep, services: ServicesDep) -> RetrainPolicyOut
 
 
 @router.put("/policy", response_model=RetrainPolicyOut)
-def put_policy(body: RetrainPolicyIn, platform: PlatformDep, services: ServicesDep) -> RetrainPolicyOut:
+def put_policy(body: RetrainPolicyIn, platform: TrainPlatformDep, services: ServicesDep) -> RetrainPolicyOut:
     """Set the platform's own policy: retrain every `every_hours` and/or after `after_events` new events (both
     null: off); promote a new model unless it is more than `margin` below the active one on the holdout."""
     policy = services.retraining.set_policy(platform, **body.model_dump())
@@ -30,7 +30,7 @@ def put_policy(body: RetrainPolicyIn, platform: PlatformDep, services: ServicesD
 
 
 @router.delete("/policy", response_model=RetrainPolicyOut)
-def reset_policy(platform: PlatformDep, services: ServicesDep) -> RetrainPolicyOut:
+def reset_policy(platform: TrainPlatformDep, services: ServicesDep) -> RetrainPolicyOut:
     """Forget the platform's own policy: the deployment default applies again."""
     return RetrainPolicyOut(**services.retraining.reset_policy(platform).to_json())
 
@@ -44,7 +44,7 @@ def decisions(platform: PlatformDep, services: ServicesDep,
 
 
 @router.post("/run", response_model=RetrainRunOut, status_code=202)
-def run(platform: PlatformDep, services: ServicesDep) -> RetrainRunOut:
+def run(platform: TrainPlatformDep, services: ServicesDep) -> RetrainRunOut:
     """Queue a retrain of the platform now (a worker trains, compares and decides)."""
     job = services.retraining.request_run(platform)
     return RetrainRunOut(platform=platform, queued=True, job=_plain(job))

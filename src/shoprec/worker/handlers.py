@@ -1,0 +1,44 @@
+"""The jobs a worker knows how to run: kind -> handler(services, platform, params, progress) -> result.
+
+A handler runs in the job's child process (so it is a module-level function: spawn pickles it by name) with
+services of its own; `progress(text)` reports a line the job's row shows while it runs. What it returns is the
+job's `result` (JSON); a ShoprecError it raises fails the job with its message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shoprec.service import Services
+
+Progress = Callable[[str], None]
+
+
+def train(services: Services, platform: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Train, evaluate and register a model ({model, params, activate}). With activate it goes through the
+    promotion gate (shoprec.service.retraining): the first model of a platform is activated; a later one only
+    when it is not worse than the active model on the time-based holdout by more than the policy's margin (else
+    it stays inactive, the decision says why). The servers pick a new active model up by polling."""
+    activate = bool(params.get("activate"))
+    first = services.store.active(platform) is None
+    trained = services.store.train(platform, params["model"], params.get("params") or {},
+                                   activate=activate and first, progress=progress)
+    answer = trained.to_json()
+    answer.pop("path", None)  # where the artifact lies is the deployment's business
+    if activate and not first:
+        decision = services.retraining.gate(platform, trained.model_id, cause="train")
+        answer["active"] = decision.decision == "promote"
+        answer["decision"] = decision.to_json()
+    return answer
+
+
+def retrain(services: Services, platform: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Retrain the platform's model and pass it through the promotion gate (a "retrain" job, queued by the
+    retraining schedule or POST /v1/retraining/run); the result is the recorded decision."""
+    return services.retraining.run_job(platform, params, progress)
+
+
+def retraining_schedule(services: Services) -> None:
+    """The worker's periodic task: queue a retrain job for every platform whose policy says it is due."""
+    services.retraining.schedule()
