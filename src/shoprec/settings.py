@@ -134,7 +134,7 @@ class JobSettings:
 
 
 def _default_limits() -> dict[str, float]:
-    return {"epochs": 500, "embedding_size": 1024, "max_len": 512, "num_layers": 8, "num_heads": 16,
+    return {"epochs": 500, "embedding_size": 1024, "max_len": 512, "n_blocks": 8, "n_heads": 16, "ffn_size": 4096,
             "ensemble": 8, "max_seconds": 6 * 3600.0}
 
 

@@ -7,7 +7,8 @@ job's `result` (JSON); a ShoprecError it raises fails the job with its message.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shoprec.service import Services
@@ -22,8 +23,9 @@ def train(services: Services, platform: str, params: dict[str, Any], progress: P
     it stays inactive, the decision says why). The servers pick a new active model up by polling."""
     activate = bool(params.get("activate"))
     first = services.store.active(platform) is None
-    trained = services.store.train(platform, params["model"], params.get("params") or {},
-                                   activate=activate and first, progress=progress)
+    model_params = with_time_limit(params["model"], params.get("params") or {}, services.settings.limits)
+    trained = services.store.train(platform, params["model"], model_params, activate=activate and first,
+                                   progress=progress)
     answer = trained.to_json()
     answer.pop("path", None)  # where the artifact lies is the deployment's business
     if activate and not first:
@@ -31,6 +33,19 @@ def train(services: Services, platform: str, params: dict[str, Any], progress: P
         answer["active"] = decision.decision == "promote"
         answer["decision"] = decision.to_json()
     return answer
+
+
+def with_time_limit(model: str, params: dict[str, Any], limits: Mapping[str, float]) -> dict[str, Any]:
+    """`params` with max_seconds = the deployment's cap (limits.max_seconds) when the model takes a training time
+    limit (TrainOptions) and the job set none: a job never trains longer than the deployment allows."""
+    from shoprec.models.base import get_model_class
+
+    cap = limits.get("max_seconds")
+    options = getattr(get_model_class(model), "Options", None)
+    if not cap or options is None or params.get("max_seconds") or "max_seconds" not in {
+            f.name for f in dataclasses.fields(options)}:
+        return params
+    return {**params, "max_seconds": float(cap)}
 
 
 def retrain(services: Services, platform: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
