@@ -127,10 +127,14 @@ class JobSettings:
     max_queued: int = 3  # jobs a platform may have queued or running; the next is answered 429
     poll_s: float = 1.0  # how often an idle worker looks for a job (and the retraining schedule is checked)
     embedded_worker: bool = True  # `shoprec serve` on SQLite starts one worker process beside the API
+    nice: int = 10  # a job's process runs at this nice value (0-19): training on a machine that also serves
+    # yields the CPU to the API processes
 
     def __post_init__(self) -> None:
         _at_least("jobs", self, ("lease_s", "poll_s"), 0.1)
         _at_least("jobs", self, ("max_attempts", "max_queued"), 1)
+        if not 0 <= self.nice <= 19:
+            raise ConfigError(f"setting jobs.nice must be in 0..19, got {self.nice}")
 
 
 def _default_limits() -> dict[str, float]:

@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from shoprec.errors import ShoprecError
-from shoprec.settings import Settings
+from shoprec.settings import Settings, use_settings
 
 PR_SET_PDEATHSIG = 1
 WATCHDOG_S = 0.5
@@ -83,6 +83,12 @@ def job_main(settings: Settings, handler: Any, platform: str, job_id: str, param
         conn.send(("progress", str(text)))
 
     services = None
+    use_settings(settings)  # library code without settings passed (text cache, thread default) reads these
+    if settings.jobs.nice and hasattr(os, "nice"):
+        try:
+            os.nice(settings.jobs.nice)  # training yields the CPU to API processes on the same machine
+        except OSError:  # not permitted: the normal priority
+            pass
     try:
         if settings.torch_threads:
             import torch
