@@ -7,6 +7,7 @@ the worker over a one-way pipe: ("progress", text)* then ("ok", result) or ("err
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -85,10 +86,8 @@ def job_main(settings: Settings, handler: Any, platform: str, job_id: str, param
     services = None
     use_settings(settings)  # library code without settings passed (text cache, thread default) reads these
     if settings.jobs.nice and hasattr(os, "nice"):
-        try:
+        with contextlib.suppress(OSError):  # not permitted: the normal priority
             os.nice(settings.jobs.nice)  # training yields the CPU to API processes on the same machine
-        except OSError:  # not permitted: the normal priority
-            pass
     try:
         if settings.torch_threads:
             import torch
