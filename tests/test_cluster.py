@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from _cluster import Cluster, Load, Proc, alive, port_free, served_model_id
 
+from _cluster import Cluster, Load, Proc, alive, port_free, served_model_id
 from shoprec.data.synthetic import SyntheticConfig, generate
 from shoprec.storage.testing import ServerUnavailable, scratch_database
 
