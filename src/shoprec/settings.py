@@ -91,6 +91,11 @@ class ServingConfig:
     # are the parallelism, so more threads per worker only oversubscribe the cores
     explain_history: int = ATTRIBUTION_HISTORY  # newest distinct history items a list's reasons may name:
     # each one is a leave-one-out row the model encodes with the list
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this many seconds
+    header_timeout_s: float = 10.0  # a connection that has not sent a request's complete headers this long
+    # after it opened (or after the first byte of its next request) is closed: idle and half-open connections
+    max_connections: int | None = None  # per server worker: a request on a connection beyond this many open
+    # ones is answered 503 at once (None: no limit)
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
@@ -107,6 +112,8 @@ class ServingConfig:
         if self.max_body_bytes < 1:
             raise ConfigError(f"serving setting max_body_bytes must be >= 1, got {self.max_body_bytes}")
         parse_rate_limit(self.rate_limit)  # a bad rate fails at startup, not on the first request
+        _at_least("serving", self, ("keep_alive_s", "header_timeout_s"), 0.1)
+        _at_least("serving", self, ("max_connections",), 1)
         if not self.attribution_window_s >= 0:
             raise ConfigError(f"serving setting attribution_window_s must be >= 0, got {self.attribution_window_s}")
 

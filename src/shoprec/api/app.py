@@ -1,7 +1,9 @@
 """create_app(settings): the FastAPI application (nothing is created at import time).
 
-    app = create_app(Settings.from_env())          # uvicorn "shoprec.api.app:app_from_env" --factory
-OpenAPI docs at /docs; every route under /v1 needs X-API-Key (health and /metrics do not).
+    app = create_app(load_settings())      # tests, embedding
+    app = server_app(settings)             # a server process (what `shoprec serve`'s workers run)
+OpenAPI docs at /docs; every route under /v1 needs X-API-Key (health does not; /metrics does when [metrics]
+token is set).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from shoprec import __version__, dashboard
 from shoprec.api import errors
@@ -20,9 +23,17 @@ from shoprec.api.limits import RequestGuard
 from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend, retraining
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.retention import start_retention
-from shoprec.settings import Settings
+from shoprec.settings import Settings, load_settings
 
 DEFAULT_MAX_BODY_BYTES = ServingConfig.max_body_bytes
+
+
+class ShoprecAPI(FastAPI):
+    """FastAPI with shoprec.api.metrics.ObserveRequests outside everything else, the error handlers included,
+    so that every answer (a 500 too) carries its request id and is measured and logged."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return metrics_module.ObserveRequests(super().build_middleware_stack(), self.state.metrics)
 
 
 def create_app(settings: Settings, config: ServingConfig | None = None, *, services: Services | None = None
@@ -47,29 +58,33 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
         if owned and app.state.services is not None:
             app.state.services.close()
 
-    app = FastAPI(title="shoprec", version=__version__, lifespan=lifespan,
+    app = ShoprecAPI(title="shoprec", version=__version__, lifespan=lifespan,
                   description="Personalised recommendations for e-commerce: send items and events, get lists.")
     app.state.services = services
     app.state.freeze_gc = False
     app.state.metrics = metrics_module.Metrics()
     errors.install(app)
     app.add_exception_handler(RateLimited, rate_limited_handler)
-    metrics_module.install(app, app.state.metrics)
     app.add_middleware(RequestGuard, default_limit=DEFAULT_MAX_BODY_BYTES)  # sizes, unstorable text
-    for module in (data, recommend, models, experiments, keys, privacy, health, retraining):
+    for module in (data, recommend, models, experiments, keys, privacy, health, retraining, metrics_module):
         app.include_router(module.router)
     dashboard.install(app)  # /dashboard: the operator pages (admin key)
     return app
 
 
-def app_from_env() -> FastAPI:
-    """The app for `uvicorn --factory shoprec.api.app:app_from_env` (one per worker process), with this
-    process's torch and BLAS thread pools limited to ServingConfig.threads (1 by default)."""
-    config = ServingConfig.from_env()
-    limit_threads(config.threads)
-    app = create_app(Settings.from_env(), config)
+def server_app(settings: Settings) -> FastAPI:
+    """The app of one server process (`shoprec serve`'s workers), with this process's torch and BLAS thread
+    pools limited to [serving] threads (1 by default) and what startup built kept out of the GC's passes."""
+    limit_threads(settings.serving.threads)
+    app = create_app(settings, settings.serving)
     app.state.freeze_gc = True
     return app
+
+
+def app_from_env() -> FastAPI:
+    """`uvicorn --factory shoprec.api.app:app_from_env`: server_app(load_settings()), for running under
+    another ASGI server (`shoprec serve` passes its settings to its workers instead)."""
+    return server_app(load_settings())
 
 
 def limit_threads(n: int) -> None:

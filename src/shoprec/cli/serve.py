@@ -7,9 +7,8 @@ JSON goes to stdout, progress to stderr.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict
-from typing import TYPE_CHECKING
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -144,29 +143,39 @@ def key_list(settings: Settings, platform: str, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes (set SHOPREC_REDIS_URL so that they share histories and caches).")
-@click.option("--log-level", default="warning", show_default=True,
-              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-@click.pass_obj
-def serve_command(settings: Settings, host: str, port: int, workers: int, log_level: str) -> None:
-    """Serve the REST API (OpenAPI docs at /docs); each worker loads every platform's active model."""
-    import uvicorn
+              help="API worker processes (set SHOPREC_REDIS_URL so that they share histories and caches).")
+@click.option("--log-level", default=None, type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="[logging] level (default: the setting, warning; info with -v).")
+@click.option("--access-log/--no-access-log", default=None,
+              help="One log line per request ([logging] access_log).")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_level: str | None,
+                  access_log: bool | None) -> None:
+    """Serve the REST API (OpenAPI docs at /docs); each worker loads every platform's active model.
 
-    from shoprec.api.workers import reuse_port_supported, serve_workers
+    A supervisor process starts the workers, restarts one that dies, and stops them all on SIGTERM (requests in
+    flight are answered first); the workers exit if the supervisor dies."""
+    from shoprec.api.workers import Supervisor
+    from shoprec.logs import configure_logging
     from shoprec.storage import create_db
 
+    settings: Settings = ctx.obj
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    logs = settings.logging
+    if log_level is None and verbose and logs.level in ("critical", "error", "warning"):
+        log_level = "info"
+    level: Any = log_level or logs.level  # one of the click choices: LogSettings' Literal
+    logs = replace(logs, level=level,
+                   access_log=logs.access_log if access_log is None else access_log)
+    settings = replace(settings, logging=logs)
+    configure_logging(settings.logging)
     create_db(settings.database_url).dispose()  # migrate once, before the workers start
-    os.environ["SHOPREC_DATABASE_URL"] = settings.database_url  # the workers build their settings from env
     if workers > 1 and not settings.redis_url:
         _stderr("note: without SHOPREC_REDIS_URL each worker caches on its own (changes are seen within 0.5 s)")
+    supervisor = Supervisor(settings, host, port, workers)  # the settings travel to the workers as an object
     _stderr(f"shoprec API on http://{host}:{port} (docs: http://{host}:{port}/docs), {workers} worker(s)")
-    if workers > 1 and reuse_port_supported():  # a listening socket per worker: connections spread evenly
-        code = serve_workers(host, port, workers, log_level)
-        if code:
-            raise click.ClickException("a worker failed to start (see the messages above)")
-        return
-    uvicorn.run("shoprec.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False)
+    if supervisor.run():
+        raise click.ClickException("a worker failed to start (see the messages above)")
 
 
 commands: list[click.Command] = [platform_group, serve_command]

@@ -1,10 +1,10 @@
-"""Liveness, readiness and Prometheus metrics (no API key needed)."""
+"""Liveness and readiness (no API key needed). GET /metrics is in shoprec.api.metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from shoprec.api.auth import ServicesDep
@@ -45,9 +45,3 @@ def ready(services: ServicesDep) -> dict[str, Any] | JSONResponse:
             "status": "unavailable", "message": f"active model cannot be loaded: {first.reason}{more}",
             "models": services.models.loaded(), "failures": reasons})
     return {"status": "ok", "revision": revision, "models": services.models.loaded()}
-
-
-@router.get("/metrics", include_in_schema=False)
-def metrics(request: Request, services: ServicesDep) -> Response:
-    rendered: Response = request.app.state.metrics.render(services.models.loaded())
-    return rendered
