@@ -183,6 +183,9 @@ def test_kill_9_of_a_replica_supervisor_leaves_no_worker_behind(cluster: dict[st
 def test_a_retraining_policy_fires_after_n_events(cluster: dict[str, Any]) -> None:
     b, key, users = cluster["b"], cluster["key"], cluster["users"]
     with _client(b, key) as api:
+        if not any(m["active"] for m in api.get("/v1/models").json()):  # run alone: a model to retrain first
+            r = api.post("/v1/models/train", json={"model": "itemknn", "activate": True})
+            _wait("a first model", lambda: _job(api, r.json()["job_id"])["status"] == "succeeded", 120)
         before = api.get("/v1/retraining/decisions").json()
         r = api.put("/v1/retraining/policy", json={"after_events": 25, "margin": 0.05})
         assert r.status_code == 200 and r.json()["enabled"], r.text
@@ -191,9 +194,13 @@ def test_a_retraining_policy_fires_after_n_events(cluster: dict[str, Any]) -> No
         events = [{"user_id": users[i % len(users)], "item_id": items[i % len(items)], "type": "view"}
                   for i in range(30)]
         assert api.post("/v1/events", json=events).status_code == 200
-        decisions = _wait("the scheduled retrain's decision", lambda: [
-            d for d in api.get("/v1/retraining/decisions").json() if d not in before and d["cause"] == "schedule"],
-            240, every=1.0)
+        try:
+            decisions = _wait("the scheduled retrain's decision", lambda: [
+                d for d in api.get("/v1/retraining/decisions").json() if d not in before and d["cause"] == "schedule"],
+                240, every=1.0)
+        except AssertionError:
+            raise AssertionError(f"no decision; jobs: {api.get('/v1/jobs').json()}\n"
+                                 f"worker log:\n{cluster['worker'].tail(60)}") from None
         jobs = api.get("/v1/jobs").json()
     decision = decisions[0]
     assert decision["decision"] in ("promote", "keep", "experiment"), decision

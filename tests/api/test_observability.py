@@ -124,6 +124,7 @@ def test_the_access_log_has_one_line_per_request(services: Services, shop: Ready
     first = by_id["acc-0"]
     assert first["method"] == "GET" and first["route"] == "/v1/users/{user_id}/recommendations"
     assert first["status"] == 200 and isinstance(first["duration_ms"], float) and first["duration_ms"] >= 0
+    assert first["platform"] == "shop"  # bound by the authentication of a platform key
     assert by_id["acc-probe"]["platform"] == "probe-shop"  # bound by the route: the platform when known
     assert by_id["acc-404"]["route"] == "unmatched" and by_id["acc-404"]["path"] == "/no/such/path"
     assert by_id["acc-404"]["status"] == 404

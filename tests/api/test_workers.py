@@ -98,7 +98,8 @@ def _wait_live(base: str, timeout: float = 120) -> None:
 def _env(root: Path) -> dict[str, str]:
     env = {**os.environ, "SHOPREC_DATABASE_URL": f"sqlite:///{root / 'shoprec.db'}",
            "SHOPREC_MODEL_DIR": str(root / "models"),
-           "SHOPREC_METRICS_MULTIPROCESS_DIR": str(root / "metrics")}  # not a temporary one a kill -9 leaves behind
+           "SHOPREC_METRICS_MULTIPROCESS_DIR": str(root / "metrics"),  # not a temporary one a kill -9 leaves behind
+           "SHOPREC_JOBS_EMBEDDED_WORKER": "0"}  # API workers only (the job worker: tests/worker/test_serve_embedded)
     env.pop("SHOPREC_REDIS_URL", None)
     return env
 

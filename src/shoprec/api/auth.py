@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from shoprec.errors import DataError
+from shoprec.logs import bind_context
 from shoprec.service import Services
 from shoprec.service.config import parse_rate_limit
 from shoprec.service.platform import Principal
@@ -121,7 +122,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 async def get_platform(services: ServicesDep, principal: PrincipalDep,
                        x_platform: Annotated[str | None, Header(max_length=128)] = None) -> str:
-    """The platform this request acts on."""
+    """The platform this request acts on (also bound to the request's log lines and access log line)."""
     if principal.admin:
         if not x_platform:
             raise HTTPException(422, "the admin key must name a platform (header X-Platform)")
@@ -129,11 +130,13 @@ async def get_platform(services: ServicesDep, principal: PrincipalDep,
             await run_in_threadpool(services.platforms.platform_id, x_platform)
         except DataError:
             raise HTTPException(404, f"unknown platform {x_platform!r}") from None
+        bind_context(platform=x_platform)
         return x_platform
     if x_platform and x_platform != principal.platform:
         raise HTTPException(403, "this API key belongs to another platform")
     if principal.platform is None:  # pragma: no cover - a platform key always names its platform
         raise HTTPException(401, "this API key names no platform")
+    bind_context(platform=principal.platform)
     return principal.platform
 
 

@@ -66,7 +66,8 @@ def _platform_service(settings: Settings) -> PlatformService:
 @key_group.command("create")
 @click.option("--platform", "-p", required=True, help="The (existing) platform the key acts on.")
 @click.option("--scopes", default="read,write,admin", show_default=True,
-              help="Comma-separated scopes: read (GET), write (other methods), admin (keys, audit log).")
+              help="Comma-separated scopes: read (GET), write (other methods), train (training jobs, retraining), "
+                   "admin (keys, audit log).")
 @click.option("--name", default=None, help="A label to recognise the key by (at most 64 characters).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new key as JSON on stdout.")
 @click.pass_obj
@@ -151,7 +152,8 @@ def key_list(settings: Settings, platform: str, as_json: bool) -> None:
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_level: str | None,
                   access_log: bool | None) -> None:
-    """Serve the REST API (OpenAPI docs at /docs); each worker loads every platform's active model.
+    """Serve the REST API (OpenAPI docs at /docs); each worker loads every platform's active model. It never
+    trains: on SQLite it starts one job worker beside the API (jobs.embedded_worker), else run `shoprec worker`.
 
     A supervisor process starts the workers, restarts one that dies, and stops them all on SIGTERM (requests in
     flight are answered first); the workers exit if the supervisor dies."""
@@ -172,8 +174,15 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_le
     create_db(settings.database_url).dispose()  # migrate once, before the workers start
     if workers > 1 and not settings.redis_url:
         _stderr("note: without SHOPREC_REDIS_URL each worker caches on its own (changes are seen within 0.5 s)")
-    supervisor = Supervisor(settings, host, port, workers)  # the settings travel to the workers as an object
-    _stderr(f"shoprec API on http://{host}:{port} (docs: http://{host}:{port}/docs), {workers} worker(s)")
+    extra = []
+    if settings.embedded and settings.jobs.embedded_worker:  # SQLite: one machine, one command does everything
+        from shoprec.api.workers import Child
+        from shoprec.worker import worker_process
+
+        extra.append(Child("shoprec-job-worker", worker_process, (settings,)))
+    supervisor = Supervisor(settings, host, port, workers, extra)  # the settings travel to the children
+    _stderr(f"shoprec API on http://{host}:{port} (docs: http://{host}:{port}/docs), {workers} worker(s)"
+            + (" and a job worker" if extra else " (training jobs: run `shoprec worker`)"))
     if supervisor.run():
         raise click.ClickException("a worker failed to start (see the messages above)")
 

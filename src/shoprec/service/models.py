@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from shoprec.errors import DataError
+from shoprec.service import telemetry
 from shoprec.service.artifacts import ArtifactRef, ArtifactStore, DirectoryStore
 from shoprec.service.audit import record_audit
 from shoprec.service.background import lower_priority
@@ -238,12 +239,18 @@ class ModelStore:
         from shoprec.models.base import load_model
 
         what = f"model {model_id} of platform {platform!r} cannot be loaded"
+        start = time.perf_counter()
         try:
-            return load_model(self.artifacts.fetch(ref))
+            model = load_model(self.artifacts.fetch(ref))
         except ArtifactError as exc:
+            telemetry.MODEL_LOADS.labels(platform=platform, outcome="failed").inc()
             raise ArtifactError(f"{what}: {exc}") from None
         except Exception as exc:  # a truncated or foreign file inside the artifact
+            telemetry.MODEL_LOADS.labels(platform=platform, outcome="failed").inc()
             raise ArtifactError(f"{what}: its artifact {ref.uri} is unreadable ({type(exc).__name__}: {exc})") from None
+        telemetry.MODEL_LOADS.labels(platform=platform, outcome="loaded").inc()
+        telemetry.MODEL_LOAD_SECONDS.labels(platform=platform).observe(time.perf_counter() - start)
+        return model
 
     def get_model(self, platform: str, model_id: str) -> dict[str, Any] | None:
         """The registry row of one model of the platform (with its artifact path), or None."""

@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from shoprec.errors import StorageError
-from shoprec.service import Services, build_services
+from shoprec.logs import configure_logging
+from shoprec.service import Services, build_services, telemetry
 from shoprec.service.jobs import ClaimedJob
-from shoprec.settings import Settings
+from shoprec.settings import Settings, use_settings
 from shoprec.worker import handlers as default_handlers
 from shoprec.worker.child import die_with_parent, job_main
 
@@ -157,6 +158,7 @@ class Worker:
                     jlog.info("cancel requested: stopping the job's process")
                     self._stop_child(child)
                     jobs.finish(job, self.worker_id, "cancelled", error="cancelled on request while running")
+                    record_job(job.kind, job.platform, "cancelled", time.monotonic() - started, None)
                     return "cancelled"
                 if stop.is_set():
                     self._stop_child(child)
@@ -172,10 +174,12 @@ class Worker:
         if outcome is not None and outcome[0] == "ok":
             jobs.finish(job, self.worker_id, "succeeded", result=outcome[1])
             jlog.info("succeeded in %.1f s", seconds)
+            record_job(job.kind, job.platform, "succeeded", seconds, outcome[1])
             return "succeeded"
         if outcome is not None:
             jobs.finish(job, self.worker_id, "failed", error=str(outcome[1]))
             jlog.warning("failed in %.1f s: %s", seconds, outcome[1])
+            record_job(job.kind, job.platform, "failed", seconds, None)
             return "failed"
         if stop.is_set():  # stopped by a signal that reached the job's process too: not the job's fault
             jobs.release(job, self.worker_id)
@@ -194,6 +198,21 @@ class Worker:
         child.join()
 
 
+def record_job(kind: str, platform: str, status: str, seconds: float, result: Mapping[str, Any] | None) -> None:
+    """The job's metrics (shoprec.service.telemetry), recorded by the worker from what the job's process answered:
+    jobs by kind and status, job time, training time, the promotion gate's decision."""
+    telemetry.JOBS.labels(kind=kind, status=status).inc()
+    telemetry.JOB_SECONDS.labels(kind=kind).observe(seconds)
+    if not result:
+        return
+    if "fit_seconds" in result and "model" in result:
+        telemetry.TRAIN_SECONDS.labels(platform=platform, model=str(result["model"])).observe(
+            float(result["fit_seconds"]))
+    decision = result if kind == "retrain" else result.get("decision")  # a retrain job's result is its decision
+    if isinstance(decision, Mapping) and decision.get("decision"):
+        telemetry.RETRAIN_DECISIONS.labels(platform=platform, decision=str(decision["decision"])).inc()
+
+
 def worker_process(settings: Settings, *, worker_id: str | None = None, periodic: Iterable[Periodic] | None = None,
                    parent_pid: int | None = None) -> None:
     """Run a worker until SIGTERM or SIGINT (a process's entry point: `shoprec worker`, or `shoprec serve`
@@ -208,6 +227,8 @@ def worker_process(settings: Settings, *, worker_id: str | None = None, periodic
     signal.signal(signal.SIGINT, on_signal)
     if parent_pid is not None:  # SIGTERM: the job in flight goes back to the queue
         die_with_parent(parent_pid, stop.set, signum=signal.SIGTERM)
+    use_settings(settings)
+    configure_logging(settings.logging)
     worker = Worker(settings, worker_id=worker_id, periodic=periodic)
     try:
         worker.run(stop)
