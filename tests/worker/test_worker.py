@@ -205,3 +205,21 @@ def test_sigterm_gives_the_running_job_back_to_the_queue(services: Services, tmp
     assert job.error is not None and "stopping" in job.error
     services.jobs.cancel("shop", job_id, actor="test")  # given back whole: it can still be cancelled (or run)
     assert services.jobs.get("shop", job_id).status == "cancelled"
+
+
+def test_a_jobs_log_lines_name_its_platform_and_job(services: Services, tmp_path: Path) -> None:
+    import json
+
+    synthetic_platform(services, "shop", users=40, items=20, model=None)
+    job_id = services.jobs.submit_training("shop", "popular", {}, activate=False, actor="test").job_id
+    env = {**os.environ, "SHOPREC_DATABASE_URL": services.settings.database_url,
+           "SHOPREC_MODEL_DIR": str(tmp_path / "models"), "SHOPREC_LOGGING_FORMAT": "json",
+           "SHOPREC_LOGGING_LEVEL": "info"}
+    env.pop("SHOPREC_REDIS_URL", None)
+    out = subprocess.run([*CLI, "worker", "--once"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "succeeded"
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    from_job = [line for line in lines if line.get("job_id") == job_id]
+    assert from_job and all(line["platform"] == "shop" for line in from_job), out.stderr[-2000:]
+    assert any("popular" in str(line["event"]) for line in from_job)  # the job's own progress lines

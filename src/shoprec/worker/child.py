@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from shoprec.errors import ShoprecError
+from shoprec.logs import bind_context, configure_logging
 from shoprec.settings import Settings, use_settings
 
 PR_SET_PDEATHSIG = 1
@@ -48,26 +49,10 @@ def die_with_parent(parent_pid: int, on_orphan: Callable[[], None] | None = None
     threading.Thread(target=watch, name="shoprec-parent-watchdog", daemon=True).start()
 
 
-class JobContext(logging.Filter):
-    """Gives every log record the platform and job id (`platform`, `job_id`, and `job`: both as a prefix)."""
-
-    def __init__(self, platform: str, job_id: str) -> None:
-        super().__init__()
-        self.platform, self.job_id = platform, job_id
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.platform, record.job_id = self.platform, self.job_id
-        record.job = f"platform={self.platform} job={self.job_id}: "
-        return True
-
-
 def _logging(settings: Settings, platform: str, job_id: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(JobContext(platform, job_id))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(job)s%(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.logging.level.upper())
+    """The process's logs as configured ([logging]: text or JSON), every line carrying platform= and job_id=."""
+    configure_logging(settings.logging)
+    bind_context(platform=platform, job_id=job_id)
 
 
 def job_main(settings: Settings, handler: Any, platform: str, job_id: str, params: dict[str, Any],
