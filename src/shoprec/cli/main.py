@@ -42,8 +42,12 @@ COMMAND_MODULES = (
 def cli(ctx: click.Context, config_file: str | None, database_url: str | None, verbose: bool) -> None:
     """shoprec: personalised recommendations for e-commerce."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s")  # until the settings are read
     ctx.obj = use_settings(load_settings(config_file, database_url=database_url))
+    from shoprec.logs import configure_logging
+
+    quieter = ctx.obj.logging.level in ("critical", "error", "warning")
+    configure_logging(ctx.obj.logging, level="info" if verbose and quieter else None)  # [logging]: text or JSON
 
 
 def _register() -> None:
