@@ -48,3 +48,18 @@ def test_serve_on_sqlite_runs_training_jobs_itself(tmp_path: Path) -> None:
         while any(alive(p) for p in children):
             assert time.monotonic() < deadline, "a child outlived its supervisor"
             time.sleep(0.1)
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "18999"], ["worker"]])
+@pytest.mark.parametrize(("setting", "message"), [
+    ('artifact_store = "nosuchscheme://bucket/models"', "setting artifact_store: "),
+    ("[jobs]\nlease_s = -1", "setting jobs.lease_s must be >= 0.1"),
+    ("[serving]\nunknown = 1", "unknown setting 'serving.unknown'"),
+])
+def test_a_bad_deployment_setting_stops_serve_and_worker_with_one_line(tmp_path: Path, command: list[str],
+                                                                        setting: str, message: str) -> None:
+    config = tmp_path / "shoprec.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "shop.db"}"\n{setting}\n')
+    out = Cluster(tmp_path, config).cli(*command, check=False)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr, out.stderr

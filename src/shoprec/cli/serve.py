@@ -140,6 +140,19 @@ def key_list(settings: Settings, platform: str, as_json: bool) -> None:
         click.echo(f"{k.key_id}  {','.join(k.scopes):<16}  {state:<7}  {k.name or ''}")
 
 
+def check_deployment(settings: Settings) -> None:
+    """Migrate the database and open the artifact store: a bad database URL or an unreachable store is one clear
+    error here, before any worker process starts."""
+    from shoprec.service.artifacts import open_artifact_store
+    from shoprec.storage import create_db
+
+    engine = create_db(settings.database_url)
+    try:
+        open_artifact_store(settings, engine)
+    finally:
+        engine.dispose()
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -159,7 +172,6 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_le
     flight are answered first); the workers exit if the supervisor dies."""
     from shoprec.api.workers import Supervisor
     from shoprec.logs import configure_logging
-    from shoprec.storage import create_db
 
     settings: Settings = ctx.obj
     verbose = bool(ctx.find_root().params.get("verbose"))
@@ -171,7 +183,7 @@ def serve_command(ctx: click.Context, host: str, port: int, workers: int, log_le
                    access_log=logs.access_log if access_log is None else access_log)
     settings = replace(settings, logging=logs)
     configure_logging(settings.logging)
-    create_db(settings.database_url).dispose()  # migrate once, before the workers start
+    check_deployment(settings)  # migrate once, and refuse an unusable artifact store, before the workers start
     if workers > 1 and not settings.redis_url:
         _stderr("note: without SHOPREC_REDIS_URL each worker caches on its own (changes are seen within 0.5 s)")
     extra = []

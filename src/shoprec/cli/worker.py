@@ -23,8 +23,10 @@ from shoprec.settings import Settings
 def worker_command(settings: Settings, worker_id: str | None, once: bool, metrics_port: int | None,
                    metrics_host: str) -> None:
     """Run queued jobs until stopped (SIGTERM / Ctrl-C), or one job with --once."""
+    from shoprec.cli.serve import check_deployment
     from shoprec.worker import Worker, worker_process
 
+    check_deployment(settings)  # a bad database or artifact store: one clear error, not a traceback
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
