@@ -140,13 +140,13 @@ def test_a_job_whose_worker_is_killed_is_taken_over(cluster: dict[str, Any]) -> 
     a, key = cluster["a"], cluster["key"]
     with _client(a, key) as api:
         r = api.post("/v1/models/train", json={
-            "model": "transformer", "params": {"epochs": 300, "embedding_size": 64, "n_blocks": 1,
-                                               "max_len": 20, "use_text": False, "ensemble": 1, "patience": 300},
+            "model": "transformer", "params": {"epochs": 60, "embedding_size": 64, "n_blocks": 1,
+                                               "max_len": 20, "use_text": False, "ensemble": 1, "patience": 60},
             "activate": False})
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
         _wait("the job running on worker-1", lambda: _job(api, job_id)["status"] == "running", 60)
-        time.sleep(1.0)  # well into the training
+        time.sleep(0.5)  # into the training
         first = cluster["worker"]
         kids = first.kill9()
         _wait("the killed worker's job process gone", lambda: not any(alive(p) for p in kids), 10)
@@ -157,10 +157,10 @@ def test_a_job_whose_worker_is_killed_is_taken_over(cluster: dict[str, Any]) -> 
                         lambda: (j := _job(api, job_id))["worker"] == "worker-2" and j, 60, every=0.1)
         took_over = time.monotonic() - killed
         done = _wait("the job done", lambda: (j := _job(api, job_id))["status"] in ("succeeded", "failed") and j,
-                     300, every=0.5)
+                     900, every=0.5)
     assert running["attempts"] >= 2
     assert done["status"] == "succeeded", done
-    assert took_over < 4 * 2 + 5, f"taken over {took_over:.1f} s after the kill (lease 4 s)"
+    assert took_over < 60, f"taken over {took_over:.1f} s after the kill (lease 4 s, plus the new worker starting)"
 
 
 def test_kill_9_of_a_replica_supervisor_leaves_no_worker_behind(cluster: dict[str, Any]) -> None:
@@ -197,7 +197,7 @@ def test_a_retraining_policy_fires_after_n_events(cluster: dict[str, Any]) -> No
         try:
             decisions = _wait("the scheduled retrain's decision", lambda: [
                 d for d in api.get("/v1/retraining/decisions").json() if d not in before and d["cause"] == "schedule"],
-                240, every=1.0)
+                600, every=1.0)
         except AssertionError:
             raise AssertionError(f"no decision; jobs: {api.get('/v1/jobs').json()}\n"
                                  f"worker log:\n{cluster['worker'].tail(60)}") from None
