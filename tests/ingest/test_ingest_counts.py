@@ -36,7 +36,8 @@ def test_events_count_the_users_and_items_they_create(tmp_path: Path) -> None:
         assert "stored in 'shop': 3 events, 2 new users, 2 new items" in report.render()
         again = ingest(engine, "shop", events)  # everything is there already
         assert again.to_dict()["stored"] == {"events": 0, "items": 0, "users": 0}
-        items = [ItemRecord("i1", title="Mug", source=Source("g", 2)), ItemRecord("i9", title="New", source=Source("g", 3))]
+        items = [ItemRecord("i1", title="Mug", source=Source("g", 2)),
+                 ItemRecord("i9", title="New", source=Source("g", 3))]
         catalog = ingest(engine, "shop", items)
         assert catalog.to_dict()["created"]["items"] == 1 and catalog.to_dict()["updated"]["items"] == 1
         assert catalog.to_dict()["stored"]["items"] == 2

@@ -22,14 +22,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 STDOUT = "-"
 
 
-def model_option(required: bool = True, help: str = "Model") -> Callable[[F], F]:  # noqa: A002 (click's name)
+def model_option(required: bool = True, help: str = "Model") -> Callable[[F], F]:
     """`-m/--model NAME`: one of MODEL_NAMES, case-insensitive (the value is the lower-case name)."""
     return click.option("--model", "-m", "model_name", required=required,
                         type=click.Choice(MODEL_NAMES, case_sensitive=False), metavar="MODEL",
                         help=f"{help}: {', '.join(MODEL_NAMES)} (any case).")
 
 
-def platform_option(required: bool = True, help: str = "Platform (shop).") -> Callable[[F], F]:  # noqa: A002
+def platform_option(required: bool = True, help: str = "Platform (shop).") -> Callable[[F], F]:
     return click.option("--platform", "-p", "platform", required=required, help=help)
 
 

@@ -12,12 +12,18 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from shoprec.cli._common import emit_json, json_options, platform_option
-
 from shoprec.datasets import FORMATS, read_records
 from shoprec.errors import DataError
 from shoprec.ingest.pipeline import DEFAULT_BATCH_SIZE, SOURCE_ERRORS, ingest

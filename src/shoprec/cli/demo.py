@@ -25,8 +25,15 @@ from shoprec.errors import DataError, StorageError
 from shoprec.ingest.pipeline import ingest
 from shoprec.ingest.report import ImportReport
 from shoprec.settings import Settings
-from shoprec.storage import (PlatformRepo, create_db, current_revision, describe_url, find_platform, make_engine,
-                             storage_errors)
+from shoprec.storage import (
+    PlatformRepo,
+    create_db,
+    current_revision,
+    describe_url,
+    find_platform,
+    make_engine,
+    storage_errors,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

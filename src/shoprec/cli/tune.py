@@ -108,6 +108,7 @@ def tune(settings: Settings | None, data_arg: str | None, platform: str | None, 
     from shoprec.tuning.cv import parse_metric
     from shoprec.tuning.run import default_protocol
     from shoprec.tuning.run import tune as run_tune
+    from shoprec.tuning.study import DEFAULT_TRIALS
 
     settings = settings or Settings.from_env()
     _, output = resolve_legacy_json(json_arg, output)  # --json or not: the result goes to stdout
@@ -127,7 +128,8 @@ def tune(settings: Settings | None, data_arg: str | None, platform: str | None, 
         study_name = platform_study_name(platform, model_name)
     storage = open_storage(settings.database_url) if study_name else None
     planned = (f"{min(trials, space.grid_size()) if trials else space.grid_size()} of {space.grid_size()} grid "
-               "points" if search == "grid" else f"{trials or DEFAULT_TRIALS} trials")
+               "points" if search == "grid" else f"{trials} trials" if trials
+               else "trials until the timeout" if timeout else f"{DEFAULT_TRIALS} trials")
     click.echo(f"tuning {model_name} on {data.name}: {search} search ({planned}), {folds} folds, "
                f"metric {parsed_metric.name}" + (f", study {study_name!r}" if study_name else ""), err=True)
     progress = TrialProgress()

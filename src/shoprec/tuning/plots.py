@@ -68,7 +68,7 @@ def history_points(complete: list[FrozenTrial], maximize: bool) -> tuple[list[in
 
 def plot_history(complete: list[FrozenTrial], maximize: bool, path: Path, name: str = "") -> Path:
     numbers, values, best = history_points(complete, maximize)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    _, ax = plt.subplots(figsize=(7, 4))
     ax.scatter(numbers, values, s=14, label="trial value (cv mean)")
     ax.step(numbers, best, where="post", color="C3", label="best so far")
     ax.set_xlabel("trial")
