@@ -111,6 +111,7 @@ def test_every_platform_and_model_option_has_its_short_form_and_models_are_liste
             if "--model" in param.opts:
                 assert "-m" in param.opts, path
                 assert isinstance(param.type, click.Choice) and not param.type.case_sensitive, path
+            assert not set(param.opts) & {"--db", "--config-file", "-v", "--verbose"} or command is cli, path
     help_text = run("train", "--help").stdout
     assert all(name in help_text for name in MODEL_NAMES) and "MODEL_NAMES" not in help_text
 
@@ -128,6 +129,9 @@ def test_platform_create_refuses_an_existing_platform(db: str) -> None:
     assert state["created"] is False and "api_key" not in state and state["keys"]["active"] == 1
     keys = json.loads(run("platform", "key", "list", "-p", "shop", "--json", "--db", db).stdout)
     assert len(keys) == 1  # no second full-scope key was minted
+    revoked = run("platform", "key", "revoke", "-p", "shop", keys[0]["key_id"], "--json", "--db", db)
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.stdout) == {"platform": "shop", "key_id": keys[0]["key_id"], "revoked": True}
 
 
 def test_platform_list_shows_counts_keys_and_the_active_model(shop: str) -> None:

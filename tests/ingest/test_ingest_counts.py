@@ -71,6 +71,25 @@ def test_progress_knows_the_size_of_plain_files(tmp_path: Path) -> None:
     assert count_lines(gz) is None
 
 
+def test_progress_on_a_terminal_shows_percentage_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from shoprec.cli import data as data_cli
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(data_cli, "_stderr", lambda: Console(file=buffer, force_terminal=True, width=120))
+    with data_cli._progress("importing e.csv", 200) as update:
+        update(50)
+    shown = buffer.getvalue()
+    assert "25%" in shown and "ETA" in shown and "50/200 rows" in shown
+    buffer.truncate(0)
+    with data_cli._progress("importing e.csv", 200, enabled=False) as update:  # --quiet
+        update(50)
+    assert "%" not in buffer.getvalue()
+
+
 @pytest.mark.parametrize("quiet", [[], ["--quiet"]])
 def test_no_progress_bar_without_a_terminal(tmp_path: Path, quiet: list[str]) -> None:
     path = tmp_path / "e.csv"

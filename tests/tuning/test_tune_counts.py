@@ -44,6 +44,21 @@ def test_grid_capped_by_trials_counts_plots_and_names_only_what_ran(events, tmp_
     assert f"at least {MIN_IMPORTANCE_TRIALS}" in res.stderr and "2 complete trial(s)" in res.stderr
 
 
+def test_tune_output_file_and_the_old_json_file_spelling(events, tmp_path):
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    args = ["tune", "--data", events, "-m", "popular", "--space", '{"recent_days": [0.0, 10.0]}', "--search", "grid",
+            "--folds", "2", "--no-test"]
+    new = run([*args, "-o", str(tmp_path / "new.json")], db)
+    assert new.exit_code == 0, new.output
+    assert len(json.loads((tmp_path / "new.json").read_text())["trials"]) == 2
+    assert set(json.loads(new.stdout)) == {"model", "best", "test"} and "deprecated" not in new.stderr
+    old = run([*args, "--json", str(tmp_path / "old.json")], db)
+    assert old.exit_code == 0, old.output
+    assert "deprecated" in old.stderr and (tmp_path / "old.json").is_file()
+    flag = run([*args, "--json"], db)
+    assert flag.exit_code == 0 and len(json.loads(flag.stdout)["trials"]) == 2
+
+
 def test_history_stops_at_the_last_trial_that_ran():
     study = optuna.create_study(direction="maximize")
     for x in (0.0, 1.0, 2.0, 3.0):

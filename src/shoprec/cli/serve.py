@@ -159,15 +159,19 @@ def key_create(settings: Settings, platform: str, scopes: str, name: str | None,
 @key_group.command("revoke")
 @platform_option()
 @click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help='Print {"platform", "key_id", "revoked": true} on stdout.')
 @click.pass_obj
-def key_revoke(settings: Settings, platform: str, key_id: str) -> None:
+def key_revoke(settings: Settings, platform: str, key_id: str, as_json: bool) -> None:
     """Revoke key KEY_ID (e.g. key_0123abcd...) of PLATFORM: refused by servers within 30 s."""
     service = _platform_service(settings)
     try:
         service.revoke_key(platform, key_id, actor="cli")
     finally:
         service.engine.dispose()
-    _stderr(f"key {key_id} of platform {platform!r} revoked")
+    if as_json:
+        click.echo(json.dumps({"platform": platform, "key_id": key_id, "revoked": True}))
+    else:
+        _stderr(f"key {key_id} of platform {platform!r} revoked")
 
 
 @key_group.command("rotate")
