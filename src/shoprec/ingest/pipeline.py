@@ -281,11 +281,15 @@ class _Writer:
                     self.engine.begin() as conn:
                 repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
                 # keys in order of first appearance (as the in-memory loaders number ids); the bare rows inserted
-                # here are what the import created, whether a record or only an event names the id
-                if events or items:
-                    repo.ensure_items(_first_seen(rows, ItemRecord, "item_id"), self.now)
-                if events or users:
-                    repo.ensure_users(_first_seen(rows, UserRecord, "user_id"), self.now)
+                # here are what the import created, whether a record or only an event names the id. Without
+                # events the upserts insert the records' rows themselves: only ask which are new (to count them)
+                for kind, records, attr, cls in (("items", items, "item_id", ItemRecord),
+                                                 ("users", users, "user_id", UserRecord)):
+                    if events:
+                        (repo.ensure_items if kind == "items" else repo.ensure_users)(
+                            _first_seen(rows, cls, attr), self.now)
+                    elif records:
+                        repo.created[kind].update(repo.unknown_ids(kind, (getattr(r, attr) for r in records)))
                 n_items = repo.upsert_items(items, self.now)
                 n_users = repo.upsert_users(users, self.now)
                 if identities:

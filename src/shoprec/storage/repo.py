@@ -232,6 +232,16 @@ class PlatformRepo(ScopedRepo):
             row.update(title="", description="", category="", brand="", price=None, currency=None, available=True)
         return row
 
+    def unknown_ids(self, kind: str, external_ids: Iterable[str]) -> list[str]:
+        """Which of `external_ids` ("users" or "items") have no row yet (the key cache first, then one query per
+        chunk), in their order; the ids found are remembered."""
+        table = T.users if kind == "users" else T.items
+        unknown = [ext for ext in dict.fromkeys(external_ids) if self.cache.lookup(kind, ext) is None]
+        found = self._keys(table, unknown)
+        for ext, key in found.items():
+            self.cache.remember(kind, ext, key)
+        return [ext for ext in unknown if ext not in found]
+
     def ensure_users(self, external_ids: Iterable[str], now: float | None = None) -> dict[str, int]:
         return self._ensure(T.users, external_ids, time.time() if now is None else now)
 
