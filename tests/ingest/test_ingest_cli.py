@@ -61,7 +61,7 @@ def test_import_reports_json_on_stdout_and_people_on_stderr(tmp_path: Path, db: 
     assert report["rejected"] == {"bad_event_type": 1, "bad_row": 1, "bad_timestamp": 1}
     assert report["examples"]["bad_timestamp"][0].startswith("ev.csv:4 field=timestamp: bad_timestamp")
     assert report["examples"]["bad_row"][0].startswith("ev.csv:6")
-    assert "accepted 3, rejected 3" in result.stderr
+    assert "accepted 3 rows, rejected 3" in result.stderr and "--report-json is deprecated" in result.stderr
 
 
 def test_stats_json_and_table(tmp_path: Path, db: str) -> None:

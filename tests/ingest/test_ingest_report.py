@@ -33,7 +33,7 @@ def test_to_dict_shape() -> None:
 
 def test_render_for_people() -> None:
     text = _report().render()
-    assert "read 5 rows in 2.0 s" in text and "accepted 2, rejected 3" in text
+    assert "read 5 rows in 2.0 s" in text and "accepted 2 rows, rejected 3" in text
     assert "missing_user" in text and "f.csv:3 field=user_id" in text
     assert "note: timestamps are synthetic" in text
 

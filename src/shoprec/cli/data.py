@@ -5,7 +5,6 @@ Human reports and the progress bar go to stderr; `--json` output goes to stdout 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +12,18 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from shoprec.cli._common import emit_json, json_options, platform_option
 from shoprec.datasets import FORMATS, read_records
 from shoprec.errors import DataError
 from shoprec.ingest.pipeline import DEFAULT_BATCH_SIZE, SOURCE_ERRORS, ingest
@@ -28,14 +36,34 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def count_lines(path: Path, limit_bytes: int = 8 << 30) -> int | None:
+    """The number of lines of a plain file (the rows an import will read, give or take a header), or None when
+    unknown: a directory, a compressed file, or one over `limit_bytes` (counting is ~1 GB/s)."""
+    if not path.is_file() or path.suffix == ".gz" or path.stat().st_size > limit_bytes:
+        return None
+    lines, last = 0, b"\n"
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
 @contextmanager
-def _progress(label: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress line on stderr counting rows; yields the callback for `ingest`."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=_stderr(), transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda rows: bar.update(task, completed=rows)
+def _progress(label: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress line on stderr counting rows, with a percentage and ETA when `total` is known; off when
+    stderr is not a terminal or not `enabled` (--quiet). Yields the callback for `ingest`."""
+    console = _stderr()
+    if total:
+        columns: tuple[Any, ...] = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                    TextColumn("{task.completed:,}/{task.total:,} rows"), TimeElapsedColumn(),
+                                    TextColumn("ETA"), TimeRemainingColumn())
+    else:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+                   TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=not (enabled and console.is_terminal)) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda rows: bar.update(task, completed=min(rows, total) if total else rows)
 
 
 def _check_source(path: Path, fmt: str) -> None:
@@ -48,15 +76,17 @@ def _check_source(path: Path, fmt: str) -> None:
 @click.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", required=True, metavar="FORMAT", help=f"Input format: {', '.join(FORMATS)}.")
-@click.option("--platform", "-p", required=True, help="Platform (shop) the data belongs to; created if missing.")
-@click.option("--report-json", type=click.Path(path_type=Path, dir_okay=False), help="Write the JSON report here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report on stdout.")
+@platform_option(help="Platform (shop) the data belongs to; created if missing.")
+@json_options("the import report")
+@click.option("--report-json", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
+              help="Deprecated: --output FILE.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Rows per transaction.")
 @click.option("--no-clean", is_flag=True, help="Skip the cleaning rules (the pipeline's own checks still run).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 @click.pass_obj
-def import_command(settings: Settings, path: Path, fmt: str, platform: str, report_json: Path | None,
-                   as_json: bool, batch_size: int, no_clean: bool) -> None:
+def import_command(settings: Settings, path: Path, fmt: str, platform: str, as_json: bool, output: Path | None,
+                   report_json: Path | None, batch_size: int, no_clean: bool, quiet: bool) -> None:
     """Import PATH (a file or dataset directory) of format FORMAT into platform PLATFORM.
 
     Importing the same data again adds nothing (exact duplicate events are rejected as `duplicate`).
@@ -65,33 +95,26 @@ def import_command(settings: Settings, path: Path, fmt: str, platform: str, repo
     from shoprec.privacy import Privacy
 
     _check_source(path, fmt)
+    if report_json is not None:
+        click.echo(f"note: --report-json is deprecated; use --output {report_json}", err=True)
+        output = output or report_json
+    total = None if quiet else count_lines(path)
     engine = create_db(settings.database_url)
     try:
         try:
             records = read_records(fmt, path)
         except SOURCE_ERRORS as exc:
             raise DataError(f"{path}: cannot read it as {fmt}: {exc}") from None
-        with _progress(f"importing {path.name}") as update:
+        with _progress(f"importing {path.name}", total, enabled=not quiet) as update:
             report = ingest(engine, platform, records, cleaning=False if no_clean else None, batch_size=batch_size,
                             progress=update, source=str(path), fmt=fmt,
                             privacy=Privacy.from_settings(settings))  # pseudonymised ids, identity hashes
     finally:
         engine.dispose()
     click.echo(report.render(), err=True)
-    _emit(report, report_json, as_json)
+    emit_json(report.to_dict(), as_json, output)
     if not report.ok:
         raise DataError(_nothing_imported(report, path))
-
-
-def _emit(report: ImportReport, report_json: Path | None, as_json: bool) -> None:
-    text = json.dumps(report.to_dict(), indent=2)
-    if report_json is not None:
-        try:
-            report_json.write_text(text + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise DataError(f"cannot write the report to {report_json}: {exc.strerror}") from None
-    if as_json:
-        click.echo(text)
 
 
 def _nothing_imported(report: ImportReport, path: Path) -> str:
@@ -104,10 +127,10 @@ def _nothing_imported(report: ImportReport, path: Path) -> str:
 
 
 @click.command("stats")
-@click.option("--platform", "-p", default=None, help="One platform (default: every platform).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@platform_option(required=False, help="One platform (default: every platform).")
+@json_options("the counts")
 @click.pass_obj
-def stats_command(settings: Settings, platform: str | None, as_json: bool) -> None:
+def stats_command(settings: Settings, platform: str | None, as_json: bool, output: Path | None) -> None:
     """Counts of users, items and events (by type) of a platform, or of every platform."""
     engine = create_db(settings.database_url)
     try:
@@ -116,8 +139,7 @@ def stats_command(settings: Settings, platform: str | None, as_json: bool) -> No
                 "platforms": {name: PlatformRepo(conn, key).stats() for name, key in list_platforms(conn).items()}}
     finally:
         engine.dispose()
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
+    if emit_json(result, as_json, output):
         return
     per = {platform: result} if platform else result["platforms"]
     Console(highlight=False).print(_stats_table(per))

@@ -25,7 +25,15 @@ from shoprec.errors import DataError, StorageError
 from shoprec.ingest.pipeline import ingest
 from shoprec.ingest.report import ImportReport
 from shoprec.settings import Settings
-from shoprec.storage import PlatformRepo, create_db, current_revision, find_platform, make_engine, storage_errors
+from shoprec.storage import (
+    PlatformRepo,
+    create_db,
+    current_revision,
+    describe_url,
+    find_platform,
+    make_engine,
+    storage_errors,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -46,6 +54,8 @@ class DemoOptions:
     seed: int = 0
     noise: float = 0.02
     reuse: bool = False
+    database: str | None = None  # the global --db: import into this database (never removed) instead of db_path
+    model_dir: Path | None = None  # with `database`: where the demo's models go (the settings' model_dir)
 
     def synthetic_config(self) -> SyntheticConfig:
         """The generator config these options stand for (tests rebuild the same data with it)."""
@@ -54,7 +64,13 @@ class DemoOptions:
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
+        return self.database or f"sqlite:///{self.db_path}"
+
+    @property
+    def models(self) -> Path:
+        if self.database is not None and self.model_dir is not None:
+            return self.model_dir
+        return self.db_path.parent / (self.db_path.stem + "-models")
 
 
 @dataclass
@@ -100,12 +116,16 @@ def generate_step(run: DemoRun) -> None:
 def database_step(run: DemoRun) -> None:
     """Create the SQLite database (removing an earlier demo database unless --reuse) and migrate it."""
     path = run.options.db_path
-    if path.exists() and not run.options.reuse:
-        _remove_demo_database(path)
-        run.console.print(f"removed the previous demo database {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if run.options.database is not None:
+        run.console.print(f"importing into {describe_url(run.options.database)} (--db: nothing is removed; "
+                          "records already there are skipped as duplicates)", markup=False)
+    else:
+        if path.exists() and not run.options.reuse:
+            _remove_demo_database(path)
+            run.console.print(f"removed the previous demo database {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
     run.engine = create_db(run.options.database_url)
-    run.summary["database"] = run.options.database_url
+    run.summary["database"] = describe_url(run.options.database_url)
 
 
 def ingest_step(run: DemoRun) -> None:
@@ -147,7 +167,7 @@ def serve_step(run: DemoRun) -> None:
 
     engine = run.require_engine()
     db_url = run.options.database_url
-    model_dir = run.options.db_path.parent / (run.options.db_path.stem + "-models")
+    model_dir = run.options.models
     settings = Settings(database_url=db_url, model_dir=model_dir)
     services = build_services(settings, ServingConfig(model_poll_s=0.0), engine=engine)
     serving: dict[str, Any] = {"model_dir": str(model_dir), "platforms": {}}
@@ -277,11 +297,17 @@ def _print_summary(summary: dict[str, Any]) -> None:
               help="Share of dirty events mixed in, for the cleaning rules to remove.")
 @click.option("--reuse", is_flag=True, help="Keep an existing database and import into it (duplicates are skipped).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def demo_command(db_path: Path, users: int, items: int, platforms: int, seed: int, noise: float, reuse: bool,
-                 as_json: bool) -> None:
+@click.pass_context
+def demo_command(ctx: click.Context, db_path: Path, users: int, items: int, platforms: int, seed: int, noise: float,
+                 reuse: bool, as_json: bool) -> None:
     """Generate synthetic shops, load them into a SQLite database through the ingest pipeline, and summarise."""
+    database = ctx.find_root().params.get("database_url")  # the global --db, when given
+    if database and ctx.get_parameter_source("db_path") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("give either --db URL (import into that database) or --db-path FILE, not both")
+    settings: Settings | None = ctx.obj
     options = DemoOptions(db_path=db_path, users=users, items=items, platforms=platforms, seed=seed,
-                          noise=noise, reuse=reuse)
+                          noise=noise, reuse=reuse, database=database or None,
+                          model_dir=settings.model_dir if settings is not None else None)
     summary = run_demo(options)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

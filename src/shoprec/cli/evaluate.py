@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import click
 
+from shoprec.cli._common import emit_json, json_options, legacy_json_option, model_option, resolve_legacy_json
 from shoprec.configfile import read_document
 from shoprec.errors import ConfigError
 from shoprec.evaluation.cdr import CDR_SPLITS, CDR_TRAINING
@@ -67,7 +69,7 @@ def with_dp_epsilon(model_name: str, params: dict[str, Any], epsilon: float | No
 @click.command("evaluate")
 @click.option("--data", "data_arg", required=True, help="FORMAT:PATH of an import format (e.g. s3rec:Beauty.txt).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), required=True, help="Evaluation protocol.")
-@click.option("--model", "model_name", required=True, help="Model name (see shoprec.models.MODEL_NAMES).")
+@model_option()
 @click.option("--config", "config_arg", default=None, help="Model parameters: inline JSON or a .json/.toml file.")
 @click.option("--k", "k_arg", default="10,20", show_default=True, help="Cut-offs, comma-separated.")
 @click.option("--keep-seen", is_flag=True, help="Rank items the user has already seen (default: exclude them).")
@@ -83,18 +85,19 @@ def with_dp_epsilon(model_name: str, params: dict[str, Any], epsilon: float | No
               help="cdr-cold: train on both domains (joint) or on the target domain alone (target-only).")
 @click.option("--split", "eval_split", type=click.Choice(CDR_SPLITS), default="test", show_default=True,
               help="cdr-cold: evaluate the test users, or the validation users (for tuning).")
-@click.option("--json", "json_out", default=None,
-              help="Write the full result (with per-user values) to this file; '-': stdout.")
+@legacy_json_option("the full result (with per-user values)")
 @click.option("--plot", "plot_dir", default=None, type=click.Path(file_okay=False), help="Write PNG plots here.")
 @click.option("--dp-epsilon", "dp_epsilon", type=float, default=None,
               help="Train with DP-SGD (Opacus) to this epsilon per rating (mf, ncf); the JSON reports what was spent.")
 def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | None, k_arg: str, keep_seen: bool,
              seed: int, cutoff: str | None, folds: int, valid_fraction: float, no_validation: bool, batch_size: int,
-             target: str | None, cdr_training: str, eval_split: str, json_out: str | None,
+             target: str | None, cdr_training: str, eval_split: str, json_arg: str | None, output: Path | None,
              plot_dir: str | None, dp_epsilon: float | None) -> None:
-    """Fit MODEL on a split of the data and report offline metrics (JSON summary on stdout)."""
+    """Fit MODEL on a split of the data and report offline metrics: a JSON summary on stdout (the full result
+    with --json; --output FILE writes the full result to FILE, for `shoprec compare`)."""
     from shoprec.evaluation.report import render_metrics, summary, write_json
 
+    as_json, output = resolve_legacy_json(json_arg, output)
     fmt, path = parse_data_arg(data_arg)
     cfg = EvalConfig(protocol=protocol, ks=parse_ks(k_arg), exclude_seen=not keep_seen, seed=seed, cutoff=cutoff,
                      folds=folds, valid_fraction=valid_fraction, validation=not no_validation, batch_size=batch_size,
@@ -111,11 +114,11 @@ def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | No
 
         for written in write_plots(doc, plot_dir):
             click.echo(f"wrote {written}", err=True)
-    if json_out == "-":
+    if output is not None:
+        click.echo(f"wrote {write_json(doc, str(output))}", err=True)
+    if as_json:
         click.echo(json.dumps(doc))
         return
-    if json_out:
-        click.echo(f"wrote {write_json(doc, json_out)}", err=True)
     click.echo(json.dumps(summary(doc), indent=1))
 
 
@@ -124,18 +127,17 @@ def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | No
 @click.argument("run_b", type=click.Path(dir_okay=False))
 @click.option("--n-boot", default=1000, show_default=True, help="Bootstrap replicates.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap.")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON instead of a table.")
-def compare(run_a: str, run_b: str, n_boot: int, seed: int, as_json: bool) -> None:
-    """Per-metric difference B - A of two `evaluate --json` results, with paired bootstrap 95% CI and p-value."""
+@json_options("the comparison (instead of a table)")
+def compare(run_a: str, run_b: str, n_boot: int, seed: int, as_json: bool, output: Path | None) -> None:
+    """Per-metric difference B - A of two `evaluate --output FILE` results, with paired bootstrap 95% CI and
+    p-value (its resolution is 1/(N_BOOT+1): smaller values print as "< 0.001")."""
     from shoprec.evaluation.compare import compare as compare_runs
     from shoprec.evaluation.compare import render_comparison
     from shoprec.evaluation.report import read_json
 
     doc_a, doc_b = read_json(run_a), read_json(run_b)
     result = compare_runs(doc_a, doc_b, n_boot=n_boot, seed=seed)
-    if as_json:
-        click.echo(json.dumps({"a": run_a, "b": run_b, **result.to_dict()}, indent=1))
-    else:
+    if not emit_json({"a": run_a, "b": run_b, **result.to_dict()}, as_json, output):
         click.echo(render_comparison(result, f"A:{doc_a['model']}", f"B:{doc_b['model']}"))
 
 

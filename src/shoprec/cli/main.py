@@ -2,6 +2,8 @@
 
 Command modules each export `commands: list[click.Command]`; they are listed in COMMAND_MODULES.
 Convention: machine-readable output (JSON) goes to stdout alone; progress and logs go to stderr.
+The global options (--db, --config-file, -v) may be given before or after the subcommand: ShoprecGroup
+moves them in front before parsing, so the settings are still loaded in one place (the group callback).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ COMMAND_MODULES = (
     "shoprec.cli.demo",  # demo
     "shoprec.cli.evaluate",  # evaluate, compare
     "shoprec.cli.tune",  # tune
-    "shoprec.cli.serve",  # serve, platform create, platform key
+    "shoprec.cli.serve",  # serve, platform create / list, platform key
+    "shoprec.cli.models",  # models list / show / activate
     "shoprec.cli.train",  # train
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
     "shoprec.cli.config",  # config show
@@ -31,7 +34,43 @@ COMMAND_MODULES = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The global options: name -> whether it takes a value. Subcommands must not define options of these names.
+GLOBAL_OPTIONS: dict[str, bool] = {"--db": True, "--config-file": True, "-v": False, "--verbose": False}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`args` with the global options found after the subcommand moved in front of it (before `--` only), so
+    that `shoprec stats --db URL` means `shoprec --db URL stats`."""
+    head: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        takes_value = GLOBAL_OPTIONS.get(name)
+        if takes_value is None:
+            rest.append(arg)
+        elif takes_value and "=" not in arg and i + 1 < len(args):
+            head.extend(args[i:i + 2])
+            i += 1
+        else:
+            head.append(arg)
+        i += 1
+    return head + rest
+
+
+class ShoprecGroup(click.Group):
+    """The root group: accepts the global options before or after the subcommand (see hoist_global_options)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(list(args)))
+
+
+@click.group(cls=ShoprecGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Global options (--db, --config-file, -v) may also follow the subcommand.")
 @click.version_option(__version__, prog_name="shoprec")
 @click.option("--config-file", "config_file", default=None, metavar="FILE",
               help=f"Settings file (TOML; env {CONFIG_ENV}); SHOPREC_* variables override it (docs/configuration.md).")

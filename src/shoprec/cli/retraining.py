@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from shoprec.cli._common import model_option
 from shoprec.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,19 +59,19 @@ def retrain_group() -> None:
 @click.option("--holdout-fraction", type=float, default=None, help="The newest share of events held out.")
 @click.option("--action", type=click.Choice(["promote", "experiment"]), default=None,
               help="Promote a passing model, or start an A/B experiment against the active one.")
-@click.option("--model", "-m", "model", default=None, help="Model to train (default: the active model's).")
+@model_option(required=False, help="Model to train (default: the active model's)")
 @click.option("--config", "config", default=None, help="Its parameters: inline JSON or a .json / .toml file.")
 @click.option("--off", is_flag=True, help="Turn retraining off for the platform.")
 @click.option("--default", "use_default", is_flag=True, help="Forget the platform's policy: the deployment default.")
 @click.pass_obj
 def policy_command(settings: Settings, platform: str, every_hours: float | None, after_events: int | None,
                    margin: float | None, metric: str | None, holdout_fraction: float | None, action: str | None,
-                   model: str | None, config: str | None, off: bool, use_default: bool) -> None:
+                   model_name: str | None, config: str | None, off: bool, use_default: bool) -> None:
     """Show the platform's retraining policy, or change it (options not given keep their current value).
 
     Prints the effective policy as JSON; "source" says whether it is the platform's own or the default."""
     given = {"every_hours": every_hours, "after_events": after_events, "margin": margin, "metric": metric,
-             "holdout_fraction": holdout_fraction, "action": action, "model": model}
+             "holdout_fraction": holdout_fraction, "action": action, "model": model_name}
     changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if config is not None:
         from shoprec.cli.evaluate import parse_config

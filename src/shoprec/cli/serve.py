@@ -1,5 +1,5 @@
-"""`shoprec serve` (the REST API under uvicorn), `shoprec platform create` (a platform and its API key),
-`shoprec platform key create|list|revoke|rotate`. (`shoprec train` is in cli/train.py.)
+"""`shoprec serve` (the REST API under uvicorn), `shoprec platform create|list` (platforms, a new one with its
+API key), `shoprec platform key create|list|revoke|rotate`. (`shoprec train` is in cli/train.py.)
 Thin over shoprec.service; heavy imports are inside the commands so that `shoprec --help` stays fast.
 JSON goes to stdout, progress to stderr.
 """
@@ -7,11 +7,14 @@ JSON goes to stdout, progress to stderr.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from shoprec.cli._common import emit_json, json_options, platform_option
 from shoprec.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,16 +32,30 @@ def platform_group() -> None:
 
 @platform_group.command("create")
 @click.argument("name")
+@click.option("--if-not-exists", is_flag=True,
+              help="When NAME exists already: do nothing and exit 0 (with --json: print its state, no key).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"platform": NAME, "api_key": KEY} on stdout.')
 @click.pass_obj
-def platform_create(settings: Settings, name: str, as_json: bool) -> None:
-    """Create platform NAME (or add a key to an existing one) and print its API key (stored hashed: shown once)."""
+def platform_create(settings: Settings, name: str, if_not_exists: bool, as_json: bool) -> None:
+    """Create platform NAME and print its API key (every scope; stored hashed: shown once). An existing NAME is
+    an error (another key: `shoprec platform key create -p NAME`), or nothing to do with --if-not-exists."""
     from shoprec.service.cache import LocalCache
+    from shoprec.service.errors import Conflict
     from shoprec.service.platform import PlatformService
-    from shoprec.storage import create_db
+    from shoprec.storage import create_db, find_platform, storage_errors
 
     engine = create_db(settings.database_url)
     try:
+        with storage_errors(engine, f"find platform {name!r}"), engine.connect() as conn:
+            exists = find_platform(conn, name) is not None
+        if exists:
+            if not if_not_exists:
+                raise Conflict(f"platform {name!r} exists; for another key use `shoprec platform key create -p "
+                               f"{name}` (or pass --if-not-exists)")
+            _stderr(f"platform {name!r} exists already; nothing created")
+            if as_json:
+                click.echo(json.dumps({"platform": name, "created": False, **_overview(engine, [name])[0]}))
+            return
         key = PlatformService(engine, LocalCache()).create(name)
     finally:
         engine.dispose()
@@ -47,6 +64,58 @@ def platform_create(settings: Settings, name: str, as_json: bool) -> None:
     else:
         _stderr(f"platform {name!r} created; its API key (shown once, send it as X-API-Key):")
         click.echo(key)
+
+
+def _overview(engine: Any, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Per platform: name, created_at, users/items/events counts, keys (active / revoked) and the active model."""
+    from shoprec.storage import PlatformRepo, list_platforms, platform_created, storage_errors
+    from shoprec.storage.serving import ServingRepo
+
+    out = []
+    with storage_errors(engine, "list platforms"), engine.connect() as conn:
+        created = platform_created(conn)
+        for name, key in list_platforms(conn).items():
+            if names is not None and name not in names:
+                continue
+            repo, serving = PlatformRepo(conn, key), ServingRepo(conn, key)
+            keys = serving.list_api_keys()
+            active = serving.active_model()
+            out.append({"platform": name, "created_at": created.get(name), "users": repo.count_users(),
+                        "items": repo.count_items(), "events": repo.count_events(),
+                        "keys": {"active": sum(not k["revoked"] for k in keys),
+                                 "revoked": sum(bool(k["revoked"]) for k in keys)},
+                        "active_model": None if active is None else {"model_id": active[0], "model": active[1]},
+                        "models": len(serving.list_models())})
+    return out
+
+
+@platform_group.command("list")
+@json_options("the platforms")
+@click.pass_obj
+def platform_list(settings: Settings, as_json: bool, output: Path | None) -> None:
+    """Every platform: when it was created, its users, items and events, its API keys and its active model."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shoprec.storage import create_db
+
+    engine = create_db(settings.database_url)
+    try:
+        rows = _overview(engine)
+    finally:
+        engine.dispose()
+    if emit_json(rows, as_json, output):
+        return
+    if not rows:
+        _stderr("no platform yet (create one: shoprec platform create NAME)")
+        return
+    table = Table("platform", "created (UTC)", "users", "items", "events", "keys", "active model")
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["created_at"])) if r["created_at"] else "-"
+        keys = f"{r['keys']['active']}" + (f" (+{r['keys']['revoked']} revoked)" if r["keys"]["revoked"] else "")
+        model = f"{r['active_model']['model']} {r['active_model']['model_id']}" if r["active_model"] else "-"
+        table.add_row(r["platform"], when, f"{r['users']:,}", f"{r['items']:,}", f"{r['events']:,}", keys, model)
+    Console(highlight=False).print(table)
 
 
 @platform_group.group("key")
@@ -64,7 +133,7 @@ def _platform_service(settings: Settings) -> PlatformService:
 
 
 @key_group.command("create")
-@click.option("--platform", "-p", required=True, help="The (existing) platform the key acts on.")
+@platform_option(help="The (existing) platform the key acts on.")
 @click.option("--scopes", default="read,write,admin", show_default=True,
               help="Comma-separated scopes: read (GET), write (other methods), train (training jobs, retraining), "
                    "admin (keys, audit log).")
@@ -88,21 +157,25 @@ def key_create(settings: Settings, platform: str, scopes: str, name: str | None,
 
 
 @key_group.command("revoke")
-@click.option("--platform", "-p", required=True)
+@platform_option()
 @click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help='Print {"platform", "key_id", "revoked": true} on stdout.')
 @click.pass_obj
-def key_revoke(settings: Settings, platform: str, key_id: str) -> None:
+def key_revoke(settings: Settings, platform: str, key_id: str, as_json: bool) -> None:
     """Revoke key KEY_ID (e.g. key_0123abcd...) of PLATFORM: refused by servers within 30 s."""
     service = _platform_service(settings)
     try:
         service.revoke_key(platform, key_id, actor="cli")
     finally:
         service.engine.dispose()
-    _stderr(f"key {key_id} of platform {platform!r} revoked")
+    if as_json:
+        click.echo(json.dumps({"platform": platform, "key_id": key_id, "revoked": True}))
+    else:
+        _stderr(f"key {key_id} of platform {platform!r} revoked")
 
 
 @key_group.command("rotate")
-@click.option("--platform", "-p", required=True)
+@platform_option()
 @click.argument("key_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the new key as JSON on stdout.")
 @click.pass_obj
@@ -122,7 +195,7 @@ def key_rotate(settings: Settings, platform: str, key_id: str, as_json: bool) ->
 
 
 @key_group.command("list")
-@click.option("--platform", "-p", required=True)
+@platform_option()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout.")
 @click.pass_obj
 def key_list(settings: Settings, platform: str, as_json: bool) -> None:

@@ -10,6 +10,7 @@ import json
 
 import click
 
+from shoprec.cli._common import model_option, platform_option
 from shoprec.settings import Settings
 
 
@@ -18,8 +19,8 @@ def _stderr(message: str) -> None:
 
 
 @click.command("train")
-@click.option("--platform", "-p", required=True, help="Platform whose database data to train on.")
-@click.option("--model", "-m", "model_name", required=True, help="Model name (popular, itemknn, ease, als, ...).")
+@platform_option(help="Platform whose database data to train on.")
+@model_option()
 @click.option("--config", "config", default=None, help="Model parameters: inline JSON or a .json / .toml file.")
 @click.option("--activate", is_flag=True, help="Serve the new model (every worker switches within a second).")
 @click.option("--no-evaluate", is_flag=True, help="Skip the held-out evaluation.")

@@ -1,6 +1,6 @@
 """`shoprec tune`: cross-validated grid / random / TPE search (Optuna) on the training part, one test at the end.
 
-stdout gets the result JSON only (or, with --json FILE, a short summary); progress goes to stderr.
+stdout gets the result JSON only (or, with --output FILE, a short summary); progress goes to stderr.
 Studies named with --study (and every --platform study) live in the shoprec database (--db), so a
 killed run resumes with the same command; `best_params` / `train --tuned` read them back.
 """
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 import optuna
 from optuna.trial import FrozenTrial
 
+from shoprec.cli._common import legacy_json_option, model_option, resolve_legacy_json, write_json_file
 from shoprec.cli.evaluate import parse_config, parse_data_arg, parse_ks
 from shoprec.errors import ConfigError
 from shoprec.evaluation.offline import dataset_folds, load_dataset
@@ -23,13 +25,26 @@ from shoprec.models.factory import ModelFactory
 from shoprec.settings import Settings
 
 
-def _progress(total: int | None) -> Any:
-    def report(study: optuna.Study, trial: FrozenTrial) -> None:
+class TrialProgress:
+    """One stderr line per trial of this run: "trial i/n" counts the trials this run starts (`plan`, told by
+    the study loop: a grid capped by --trials, or what a resumed study still lacks), not the grid's size."""
+
+    def __init__(self) -> None:
+        self.planned: int | None = None
+        self.done = 0
+
+    def plan(self, n: int) -> None:
+        self.planned = n
+        if n == 0:
+            click.echo("nothing to run: the study already has its trials", err=True)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.done += 1
         value = "pruned" if trial.value is None else f"{trial.value:.5f}"
         params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
-        of = f"/{total}" if total else ""
-        click.echo(f"trial {trial.number + 1}{of} [{trial.state.name.lower()}] cv={value}  {params}", err=True)
-    return report
+        of = f"/{self.planned}" if self.planned and self.planned < 10**8 else ""
+        number = f" (study trial {trial.number + 1})" if trial.number + 1 != self.done else ""
+        click.echo(f"trial {self.done}{of}{number} [{trial.state.name.lower()}] cv={value}  {params}", err=True)
 
 
 def _load_platform(settings: Settings, platform: str) -> Any:
@@ -56,8 +71,8 @@ def _load_data(data_arg: str) -> Any:
 
 @click.command("tune")
 @click.option("--data", "data_arg", default=None, help="FORMAT:PATH of an import format (e.g. s3rec:Beauty.txt).")
-@click.option("--platform", default=None, help="Tune on this platform's data in the database instead.")
-@click.option("--model", "model_name", required=True, help="Model name (see shoprec.models.MODEL_NAMES).")
+@click.option("--platform", "-p", default=None, help="Tune on this platform's data in the database instead.")
+@model_option()
 @click.option("--space", "space_arg", default=None,
               help="Search space: inline JSON or a .json/.toml file (default: the model's default space).")
 @click.option("--search", type=click.Choice(["grid", "random", "tpe"]), default="tpe", show_default=True)
@@ -67,7 +82,7 @@ def _load_data(data_arg: str) -> Any:
 @click.option("--metric", default="NDCG@10", show_default=True, help="NDCG@K, HR@K, Recall@K, MAP@K, MRR, RMSE, MAE.")
 @click.option("--study", "study_name", default=None,
               help="Study name in the database (resumes it when it exists). Default with --platform: "
-                   "platform:P:MODEL; with --data: an in-memory study.")
+                   "platform:P:MODEL; with --data: an in-memory study named MODEL-FORMAT-FILE-DATE.")
 @click.option("--config", "config_arg", default=None, help="Fixed model parameters: inline JSON or .json/.toml file.")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default=None,
               help="How the test part is split off (default: loo, or official-folds/kfold for RMSE/MAE).")
@@ -79,7 +94,7 @@ def _load_data(data_arg: str) -> Any:
 @click.option("--seed", default=0, show_default=True, help="Seed of folds, samplers and models.")
 @click.option("--prune/--no-prune", default=None, help="Median pruning of bad trials (default: on for tpe/random).")
 @click.option("--no-test", is_flag=True, help="Skip the final test of the best configuration.")
-@click.option("--json", "json_out", default=None, help="Write the result JSON here ('-': stdout, the default).")
+@legacy_json_option("the result (the default output)")
 @click.option("--plot", "plot_dir", default=None, type=click.Path(file_okay=False),
               help="Write history.png and importance.png here.")
 @click.pass_obj
@@ -87,15 +102,17 @@ def tune(settings: Settings | None, data_arg: str | None, platform: str | None, 
          space_arg: str | None, search: str, folds: int, trials: int | None, timeout: float | None, metric: str,
          study_name: str | None, config_arg: str | None, protocol: str | None, cutoff: str | None,
          test_fold: str | None, k_arg: str, keep_seen: bool, seed: int, prune: bool | None, no_test: bool,
-         json_out: str | None, plot_dir: str | None) -> None:
+         json_arg: str | None, output: Path | None, plot_dir: str | None) -> None:
     """Tune MODEL's parameters by cross-validation on the training part; test the best configuration once."""
     from shoprec.tuning import TuneConfig, load_space, open_storage, platform_study_name
     from shoprec.tuning.cv import parse_metric
     from shoprec.tuning.run import default_protocol
     from shoprec.tuning.run import tune as run_tune
+    from shoprec.tuning.study import DEFAULT_TRIALS
 
     settings = settings or Settings.from_env()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from _progress
+    _, output = resolve_legacy_json(json_arg, output)  # --json or not: the result goes to stdout
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial comes from TrialProgress
     if (data_arg is None) == (platform is None):
         raise click.UsageError("give exactly one of --data FORMAT:PATH and --platform P")
     fixed = parse_config(config_arg)
@@ -110,13 +127,16 @@ def tune(settings: Settings | None, data_arg: str | None, platform: str | None, 
     if platform and study_name is None:
         study_name = platform_study_name(platform, model_name)
     storage = open_storage(settings.database_url) if study_name else None
-    total = space.grid_size() if search == "grid" else trials
-    click.echo(f"tuning {model_name} on {data.name}: {search} search, {folds} folds, metric {parsed_metric.name}"
-               + (f", study {study_name!r}" if study_name else ""), err=True)
+    planned = (f"{min(trials, space.grid_size()) if trials else space.grid_size()} of {space.grid_size()} grid "
+               "points" if search == "grid" else f"{trials} trials" if trials
+               else "trials until the timeout" if timeout else f"{DEFAULT_TRIALS} trials")
+    click.echo(f"tuning {model_name} on {data.name}: {search} search ({planned}), {folds} folds, "
+               f"metric {parsed_metric.name}" + (f", study {study_name!r}" if study_name else ""), err=True)
+    progress = TrialProgress()
     extra = {"platform": platform, "dataset": data.name}
     doc, study = run_tune(data, model_name, space, cfg, eval_cfg=eval_cfg, fixed=fixed, storage=storage,
                           study_name=study_name, extra=extra, test_fold=test_fold, run_test=not no_test,
-                          callback=_progress(total))
+                          callback=progress, on_plan=progress.plan)
     if doc["best"] is None:
         raise ConfigError("no trial completed (all failed or were pruned); nothing to report")
     _echo_summary(doc)
@@ -126,10 +146,8 @@ def tune(settings: Settings | None, data_arg: str | None, platform: str | None, 
         written, notes = write_plots(study, plot_dir)
         for line in [*(f"wrote {p}" for p in written), *notes]:
             click.echo(line, err=True)
-    if json_out and json_out != "-":
-        with open(json_out, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1)
-        click.echo(f"wrote {json_out}", err=True)
+    if output is not None:
+        write_json_file(doc, output)
         click.echo(json.dumps({"model": doc["model"], "best": doc["best"], "test": doc["test"]}, indent=1))
         return
     click.echo(json.dumps(doc, indent=1))

@@ -4,7 +4,9 @@ Units (users, or fold:user for rating runs) present in both runs are paired. Eac
 draws units with replacement (seeded) and recomputes both runs' statistic on the same draw: the mean of
 a per-user metric (NaN ignored), or pooled RMSE = sqrt(sum SE / sum n) and MAE = sum AE / sum n for
 rating runs. The CI is the percentile interval of the replicate differences; the two-sided p-value is
-2 * min(P(diff <= 0), P(diff >= 0)) over replicates (with +1 smoothing), capped at 1.
+2 * min(P(diff <= 0), P(diff >= 0)) over replicates (with +1 smoothing), capped at 1; its smallest possible
+value (the resolution) is 2 / (replicates + 1), and a p-value there is printed as "< 0.002" (1,000 replicates):
+the data say only that p is at most that, so more replicates (--n-boot) are needed to say how much smaller.
 Metrics without per-user values (catalog coverage) are shown without an interval.
 """
 
@@ -31,6 +33,11 @@ class MetricDiff:
     ci_low: float | None = None
     ci_high: float | None = None
     p_value: float | None = None
+    p_floor: float | None = None  # the smallest p the replicates can give: 2 / (replicates + 1)
+
+    @property
+    def p_at_floor(self) -> bool:
+        return self.p_value is not None and self.p_floor is not None and self.p_value <= self.p_floor * (1 + 1e-9)
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,8 @@ class Comparison:
         return {"n_paired": self.n_paired, "only_a": self.only_a, "only_b": self.only_b, "n_boot": self.n_boot,
                 "seed": self.seed, "warnings": self.warnings,
                 "metrics": {r.metric: {"a": r.a, "b": r.b, "diff": r.diff, "ci95": [r.ci_low, r.ci_high],
-                                       "p_value": r.p_value} for r in self.rows}}
+                                       "p_value": r.p_value, "p_floor": r.p_floor, "p_at_floor": r.p_at_floor}
+                            for r in self.rows}}
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], *, n_boot: int = 1000, seed: int = 0,
@@ -146,7 +154,7 @@ def _with_interval(name: str, sa: float, sb: float, diffs: np.ndarray, level: fl
     lo, hi = np.quantile(diffs, [tail, 1.0 - tail])
     m = len(diffs)
     p = 2.0 * min((1 + (diffs <= 0).sum()) / (m + 1), (1 + (diffs >= 0).sum()) / (m + 1))
-    return MetricDiff(name, sa, sb, sb - sa, float(lo), float(hi), float(min(p, 1.0)))
+    return MetricDiff(name, sa, sb, sb - sa, float(lo), float(hi), float(min(p, 1.0)), 2.0 / (m + 1))
 
 
 def _opt(x: float) -> float | None:
@@ -165,12 +173,29 @@ def render_comparison(cmp: Comparison, name_a: str = "A", name_b: str = "B") -> 
     lines = [head]
     for r in cmp.rows:
         ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]" if r.ci_low is not None and r.ci_high is not None else "-"
-        p = f"{r.p_value:.4f}" if r.p_value is not None else "-"
+        p = format_p(r)
         lines.append(f"{r.metric:<18} {_f(r.a):>12} {_f(r.b):>12} {_f(r.diff, signed=True):>10} {ci:>23} {p:>7}")
     lines.append(f"{cmp.n_paired} paired units ({cmp.only_a} only in A, {cmp.only_b} only in B); "
-                 f"{cmp.n_boot} bootstrap replicates, seed {cmp.seed}")
+                 f"p and CI from {cmp.n_boot:,} bootstrap resamples (seed {cmp.seed}; smallest p "
+                 f"{_ceil_2sig(2.0 / (cmp.n_boot + 1))})")
     lines.extend(f"note: {w}" for w in cmp.warnings)
     return "\n".join(lines)
+
+
+def format_p(r: MetricDiff) -> str:
+    """The p-value to 4 decimals, or "< FLOOR" at the bootstrap's resolution floor (e.g. "< 0.002")."""
+    if r.p_value is None:
+        return "-"
+    if r.p_at_floor and r.p_floor is not None:
+        return f"< {_ceil_2sig(r.p_floor)}"
+    return f"{r.p_value:.4f}"
+
+
+def _ceil_2sig(x: float) -> str:
+    """`x` rounded up to two significant digits (0.001998 -> "0.002"), so that "< that" holds."""
+    exp = math.floor(math.log10(x)) - 1
+    value = math.ceil(x / 10.0 ** exp * (1 - 1e-12)) * 10.0 ** exp
+    return f"{value:.{max(0, -exp)}f}".rstrip("0").rstrip(".")
 
 
 def _f(x: float | None, signed: bool = False) -> str:

@@ -280,11 +280,16 @@ class _Writer:
             with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"), \
                     self.engine.begin() as conn:
                 repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
-                if events:  # keys in order of first appearance, as the in-memory loaders number ids
-                    if items:
-                        repo.ensure_items(_first_seen(rows, ItemRecord, "item_id"), self.now)
-                    if users:
-                        repo.ensure_users(_first_seen(rows, UserRecord, "user_id"), self.now)
+                # keys in order of first appearance (as the in-memory loaders number ids); the bare rows inserted
+                # here are what the import created, whether a record or only an event names the id. Without
+                # events the upserts insert the records' rows themselves: only ask which are new (to count them)
+                for kind, records, attr, cls in (("items", items, "item_id", ItemRecord),
+                                                 ("users", users, "user_id", UserRecord)):
+                    if events:
+                        (repo.ensure_items if kind == "items" else repo.ensure_users)(
+                            _first_seen(rows, cls, attr), self.now)
+                    elif records:
+                        repo.created[kind].update(repo.unknown_ids(kind, (getattr(r, attr) for r in records)))
                 n_items = repo.upsert_items(items, self.now)
                 n_users = repo.upsert_users(users, self.now)
                 if identities:
@@ -298,8 +303,14 @@ class _Writer:
         if self.batches & (self.batches - 1) == 0:  # after batch 1, 2, 4, 8...: tables grew a lot
             with storage_errors(self.engine, "refresh table statistics"), self.engine.begin() as conn:
                 PlatformRepo(conn, self.cache.platform_id).refresh_statistics()
-        for kind, n in (("items", n_items), ("users", n_users), ("events", len(events) - len(duplicates))):
-            report.add_stored(self.platform, kind, n)
+        report.events_read += len(events)
+        report.add_stored(self.platform, "events", len(events) - len(duplicates))
+        for kind, written, ids in (("items", n_items, {r.item_id for r in items}),
+                                   ("users", n_users, {r.user_id for r in users})):
+            created = repo.created[kind]
+            # stored: rows created (bare ones too, for ids only events name) or rewritten from a record
+            report.add_stored(self.platform, kind, written + len(created - ids), created=len(created),
+                              updated=written - len(created & ids))
         return _duplicate_rows(rows, owner, duplicates)
 
     def _private(self, rows: list[Row]) -> list[tuple[str, str, str]]:

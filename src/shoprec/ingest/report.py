@@ -20,8 +20,10 @@ class ImportReport:
     - accepted: rows whose records were all stored (or that only carried item/user data)
     - rejected: rows dropped per reason (from the readers, the cleaning rules, the pipeline's own
       checks, and `duplicate` for events already stored) with the first examples in `cleaning`
-    - stored: per platform, events inserted and item/user records written (inserted or updated;
-      users and items that events merely mention are created too, but not counted here)
+    - events_read: event records among the rows (a row of some formats, e.g. an OTTO session, holds many)
+    - stored: per platform, events inserted, and users / items stored: created (also those that events merely
+      mention: bare rows) or rewritten from a record; `created` / `updated` split the users and items into new
+      rows and existing rows rewritten
     """
 
     platform: str
@@ -31,6 +33,9 @@ class ImportReport:
     accepted: int = 0
     cleaning: CleaningReport = field(default_factory=CleaningReport)
     stored: dict[str, dict[str, int]] = field(default_factory=dict)
+    created: dict[str, dict[str, int]] = field(default_factory=dict)
+    updated: dict[str, dict[str, int]] = field(default_factory=dict)
+    events_read: int = 0
     seconds: float = 0.0
 
     # ------------------------------------------------------------------ updates
@@ -40,9 +45,15 @@ class ImportReport:
     def note(self, text: str) -> None:
         self.cleaning.note(text)
 
-    def add_stored(self, platform: str, kind: str, count: int) -> None:
+    def add_stored(self, platform: str, kind: str, count: int, *, created: int | None = None,
+                   updated: int = 0) -> None:
+        """`count` rows of `kind` stored in `platform`; for users / items, `created` of them new (default: all)
+        and `updated` existing rows rewritten."""
         per = self.stored.setdefault(platform, dict.fromkeys(STORED_KINDS, 0))
         per[kind] += count
+        if kind != "events":
+            self.created.setdefault(platform, {"items": 0, "users": 0})[kind] += count if created is None else created
+            self.updated.setdefault(platform, {"items": 0, "users": 0})[kind] += updated
 
     # ------------------------------------------------------------------ views
     @property
@@ -64,6 +75,12 @@ class ImportReport:
     def stored_total(self, kind: str) -> int:
         return sum(per[kind] for per in self.stored.values())
 
+    def created_total(self, kind: str) -> int:
+        return sum(per[kind] for per in self.created.values())
+
+    def updated_total(self, kind: str) -> int:
+        return sum(per[kind] for per in self.updated.values())
+
     @property
     def ok(self) -> bool:
         """False when nothing could be imported: no row read, or no row valid (rows already stored,
@@ -79,11 +96,14 @@ class ImportReport:
             "source": self.source,
             "format": self.format,
             "read": self.read,
+            "events_read": self.events_read,
             "accepted": self.accepted,
             "rejected": self.rejected,
             "examples": cleaning["examples"],
             "notes": cleaning["notes"],
             "stored": {k: self.stored_total(k) for k in STORED_KINDS},
+            "created": {k: self.created_total(k) for k in ("items", "users")},
+            "updated": {k: self.updated_total(k) for k in ("items", "users")},
             "platforms": {p: dict(v) for p, v in self.stored.items()},
             "seconds": round(self.seconds, 3),
         }
@@ -91,13 +111,22 @@ class ImportReport:
     def render(self) -> str:
         """A plain-text summary for people (stderr)."""
         rate = f" ({self.read / self.seconds:,.0f} rows/s)" if self.seconds > 0 else ""
+        holding = f" holding {self.events_read:,} events" if self.events_read > self.read else ""
         lines = [
             f"import into platform {self.platform!r}" + (f" from {self.source}" if self.source else ""),
-            f"  read {self.read:,} rows in {self.seconds:.1f} s{rate}: accepted {self.accepted:,}, "
+            f"  read {self.read:,} rows{holding} in {self.seconds:.1f} s{rate}: accepted {self.accepted:,} rows, "
             f"rejected {self.rejected_total:,}",
         ]
         for platform, per in self.stored.items():
-            lines.append(f"  stored in {platform!r}: " + ", ".join(f"{per[k]:,} {k}" for k in STORED_KINDS))
+            new = self.created.get(platform, {})
+            upd = self.updated.get(platform, {})
+            parts = [f"{per['events']:,} events"]
+            for kind in ("users", "items"):
+                part = f"{new.get(kind, per[kind]):,} new {kind}"
+                if upd.get(kind):
+                    part += f" (+{upd[kind]:,} updated)"
+                parts.append(part)
+            lines.append(f"  stored in {platform!r}: " + ", ".join(parts))
         if self.rejected or self.notes:
             lines.extend("  " + line for line in self.cleaning.render().splitlines())
         return "\n".join(lines)

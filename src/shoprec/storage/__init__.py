@@ -26,6 +26,7 @@ from shoprec.storage.repo import (
     find_platform,
     get_or_create_platform,
     list_platforms,
+    platform_created,
 )
 from shoprec.storage.snapshot import load_interactions
 
@@ -45,5 +46,6 @@ __all__ = [
     "load_interactions",
     "make_engine",
     "migrate",
+    "platform_created",
     "storage_errors",
 ]

@@ -116,6 +116,12 @@ def list_platforms(conn: Executor) -> dict[str, int]:
     return {str(name): int(key) for name, key in rows}
 
 
+def platform_created(conn: Executor) -> dict[str, float]:
+    """Every platform name -> created_at (unix seconds), in creation order (for `shoprec platform list`)."""
+    rows = conn.execute(sa.select(T.platforms.c.name, T.platforms.c.created_at).order_by(T.platforms.c.id))
+    return {str(name): float(created) for name, created in rows}
+
+
 # ------------------------------------------------------------------------------ key cache
 @dataclass
 class KeyCache:
@@ -178,6 +184,9 @@ class PlatformRepo(ScopedRepo):
             raise DataError(f"KeyCache of platform {cache.platform_id} used with platform {platform_id}")
         super().__init__(conn, platform_id)
         self.cache = cache if cache is not None else KeyCache(platform_id)
+        # external ids of the bare rows `ensure_users` / `ensure_items` inserted through this repository (what an
+        # import created; a concurrent writer inserting the same id at the same moment is counted by both)
+        self.created: dict[str, set[str]] = {"users": set(), "items": set()}
 
     # ---------------------------------------------------------------- keys
     def _keys(self, table: sa.Table, external_ids: Collection[str]) -> dict[str, int]:
@@ -210,6 +219,7 @@ class PlatformRepo(ScopedRepo):
             rows = [self._bare_row(name, ext, now) for ext in missing]
             self.conn.execute(_insert_ignore(self.conn, table, ["platform_id", "external_id"]), rows)
             found.update(self._keys(table, missing))
+            self.created[name].update(missing)
         for ext in unknown:
             self.cache.remember(name, ext, found[ext])
             out[ext] = found[ext]
@@ -221,6 +231,16 @@ class PlatformRepo(ScopedRepo):
         if table == "items":
             row.update(title="", description="", category="", brand="", price=None, currency=None, available=True)
         return row
+
+    def unknown_ids(self, kind: str, external_ids: Iterable[str]) -> list[str]:
+        """Which of `external_ids` ("users" or "items") have no row yet (the key cache first, then one query per
+        chunk), in their order; the ids found are remembered."""
+        table = T.users if kind == "users" else T.items
+        unknown = [ext for ext in dict.fromkeys(external_ids) if self.cache.lookup(kind, ext) is None]
+        found = self._keys(table, unknown)
+        for ext, key in found.items():
+            self.cache.remember(kind, ext, key)
+        return [ext for ext in unknown if ext not in found]
 
     def ensure_users(self, external_ids: Iterable[str], now: float | None = None) -> dict[str, int]:
         return self._ensure(T.users, external_ids, time.time() if now is None else now)

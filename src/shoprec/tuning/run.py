@@ -40,6 +40,7 @@ from shoprec.preprocess.features import split_params
 from shoprec.tuning.cv import CVFold, Metric, parse_metric, ranking_folds, rating_folds
 from shoprec.tuning.space import SearchSpace
 from shoprec.tuning.study import TuneConfig, run_study
+from shoprec.tuning.tuned import readable_study_name
 
 
 @dataclass
@@ -120,10 +121,14 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
 def tune(data: TuneData, model: str, space: SearchSpace, cfg: TuneConfig, *, eval_cfg: EvalConfig | None = None,
          fixed: Mapping[str, Any] | None = None, storage: Any = None, study_name: str | None = None,
          extra: Mapping[str, Any] | None = None, test_fold: str | None = None, run_test: bool = True,
-         callback: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> tuple[dict[str, Any], optuna.Study]:
+         callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+         on_plan: Callable[[int], None] | None = None) -> tuple[dict[str, Any], optuna.Study]:
     """Cross-validated search on the training part, then one test of the best configuration.
 
-    Returns the result document (see `shoprec tune`) and the Optuna study."""
+    Returns the result document (see `shoprec tune`) and the Optuna study. An in-memory study without a name
+    is named `readable_study_name(model, data.name)`; `on_plan`: see `run_study`."""
+    if study_name is None and storage is None:
+        study_name = readable_study_name(model, data.name)
     metric = parse_metric(cfg.metric)
     if eval_cfg is None:
         eval_cfg = EvalConfig(protocol=default_protocol(metric, data), seed=cfg.seed)
@@ -137,7 +142,8 @@ def tune(data: TuneData, model: str, space: SearchSpace, cfg: TuneConfig, *, eva
     folds = cv_folds(setup, metric, cfg, eval_cfg.exclude_seen)
     t0 = time.perf_counter()
     study = run_study(model, space, folds, data.catalog, metric, cfg, fixed=fixed, storage=storage,
-                      study_name=study_name, extra={"protocol": eval_cfg.protocol, **(extra or {})}, callback=callback)
+                      study_name=study_name, extra={"protocol": eval_cfg.protocol, **(extra or {})}, callback=callback,
+                      on_plan=on_plan)
     seconds = time.perf_counter() - t0
     doc = _document(study, model, cfg, metric, space, data, setup, seconds)
     if run_test and doc["best"] is not None:

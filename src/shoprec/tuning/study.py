@@ -239,8 +239,11 @@ def run_study(model: str, space: SearchSpace, folds: Sequence[CVFold], catalog: 
               metric: Metric, cfg: TuneConfig, *, fixed: Mapping[str, Any] | None = None,
               storage: optuna.storages.BaseStorage | None = None, study_name: str | None = None,
               extra: Mapping[str, Any] | None = None,
-              callback: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.Study:
-    """Run (or resume) the study and record its best parameters; see the module docstring."""
+              callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+              on_plan: Callable[[int], None] | None = None) -> optuna.Study:
+    """Run (or resume) the study and record its best parameters; see the module docstring. `on_plan` is told
+    how many trials this run will start (grid: the points left, capped by `cfg.trials`; tpe/random: the trials
+    the study still lacks), before the first one."""
     fixed = dict(fixed or {})
     if metric.rating != any(f.test is not None for f in folds[:1]):
         raise ConfigError(f"metric {metric.name} does not fit these folds (rating metrics need rating folds)")
@@ -250,6 +253,8 @@ def run_study(model: str, space: SearchSpace, folds: Sequence[CVFold], catalog: 
     n_trials = _trials_to_run(study, space, cfg)
     objective = make_objective(model, space, fixed, folds, catalog, metric, cfg)
     callbacks = [callback] if callback is not None else []
+    if on_plan is not None:
+        on_plan(n_trials)
     if n_trials:
         study.optimize(objective, n_trials=n_trials, timeout=cfg.timeout, callbacks=callbacks)
     record_best(study, fixed)

@@ -6,12 +6,26 @@ platform, dataset) and, after each run, the best model parameters and feature-ho
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import optuna
 
 from shoprec.errors import ConfigError
 from shoprec.tuning.study import ATTR, open_storage
+
+
+def readable_study_name(model: str, dataset: str, when: float | None = None) -> str:
+    """A name for a study that was not given one: `<model>-<dataset>-<UTC date and time>`, e.g.
+    `ease-movielens-100k-ml-100k-20240101-120000` (the dataset's FORMAT:PATH reduced to the format and the
+    file or directory name), instead of Optuna's `no-name-<uuid>`."""
+    fmt, _, path = dataset.partition(":")
+    base = re.split(r"[\\/]", path.rstrip("/\\"))[-1] if path else ""
+    parts = [model, fmt, base.split(".")[0]] if base else [model, fmt]
+    slug = "-".join(re.sub(r"[^A-Za-z0-9_]+", "-", p).strip("-") for p in parts if p)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if when is None else when))
+    return f"{slug}-{stamp}"
 
 
 def platform_study_name(platform: str, model: str) -> str:
