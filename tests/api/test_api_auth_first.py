@@ -316,3 +316,21 @@ def test_erasing_a_user_the_platform_does_not_have_is_404(services: Services, sh
     with _client(services, **{"X-API-Key": shop.api_key}) as c:
         exported = c.get(f"/v1/users/{victim}/export")
         assert exported.status_code == 200 and exported.json()["events"]
+
+
+# ---------------------------------------------------------------------------- the database store, every backend
+def test_failures_are_counted_and_blocked_in_every_database(engine: Any) -> None:
+    from shoprec.service.ratelimit import DatabaseAuthFailures, FailedAuthLimiter
+
+    client = f"10.0.0.{uuid.uuid4().int % 250}-{uuid.uuid4().hex[:6]}"
+    limiter = FailedAuthLimiter(DatabaseAuthFailures(engine, limit=3, window_s=60.0, block_s=30.0))
+    assert limiter.fail(client) == 0.0 and limiter.fail(client) == 0.0
+    assert 29 < limiter.fail(client) <= 30  # the third failure blocks
+    other = FailedAuthLimiter(DatabaseAuthFailures(engine, limit=3, window_s=60.0, block_s=30.0))
+    other.refresh()  # another worker reads the blocked clients
+    assert 29 < other.blocked_for(client) <= 30 and other.blocked_for("10.9.9.9") == 0.0
+    expired = FailedAuthLimiter(DatabaseAuthFailures(engine, limit=3, window_s=0.1, block_s=30.0))
+    fresh = f"{client}-w"
+    assert expired.fail(fresh) == 0.0 and expired.fail(fresh) == 0.0
+    time.sleep(0.15)  # the window is over: the count starts again
+    assert expired.fail(fresh) == 0.0
