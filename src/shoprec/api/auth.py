@@ -10,6 +10,10 @@ PlatformAdminDep or AdminDep needs `admin` instead, and one that depends on Trai
 cancellation) needs `train` (a `write` key cannot start training unless it also holds `train`). The per-key
 rate limit (SHOPREC_RATE_LIMIT) is taken here too: 429 with Retry-After when a key's bucket is empty.
 
+Before any of that, AuthFirst (an ASGI middleware, outermost but for the request observer) checks the key's
+validity before the request body is read, and limits failed authentications per client address across every
+path (a wrong X-API-Key anywhere, a failed dashboard login), shared by the workers.
+
     AdminDep          the deployment admin key only (creating platforms)
     PlatformAdminDep  the acting platform, for a key with the `admin` scope (key management, audit log)
     TrainPlatformDep  the acting platform, for a key with the `train` scope (POST /v1/models/train, job cancel)
@@ -17,6 +21,7 @@ rate limit (SHOPREC_RATE_LIMIT) is taken here too: 429 with Retry-After when a k
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -43,6 +48,7 @@ from shoprec.service.ratelimit import (
 
 LOGIN_PATH = "/dashboard/login"  # shoprec.dashboard.auth.LOGIN_PATH (the dashboard sits above the API's auth)
 
+log = logging.getLogger(__name__)
 READ_METHODS = frozenset({"GET", "HEAD"})
 PRINCIPAL_STATE = "shoprec_principal"  # request.state: the principal AuthFirst found
 UNAUTHORIZED = "missing, unknown or revoked API key (header X-API-Key)"
@@ -281,7 +287,10 @@ class AuthFirst:
 
         await self.app(scope, receive, watched)
         if status == 401:
-            await run_in_threadpool(limiter.fail, client)
+            try:
+                await run_in_threadpool(limiter.fail, client)
+            except StorageError as exc:  # the answer is sent already: the failure goes uncounted, logged
+                log.warning("cannot count a failed dashboard login: %s", exc)
 
 
 def _failure_limiter(app: Any, services: Services) -> FailedAuthLimiter:
