@@ -280,7 +280,8 @@ def test_unloadable_model_activation_refused_and_readiness(services: Services, s
 
         services.store.activate("shop", broken.model_id, check=False)  # as if another process had done it
         deadline = time.monotonic() + 60  # the worker tries to load it in the background meanwhile
-        while (ready := c.get("/v1/health/ready", headers={"X-API-Key": TEST_ADMIN_KEY})).status_code == 200 and time.monotonic() < deadline:
+        admin = {"X-API-Key": TEST_ADMIN_KEY}  # readiness details need the admin key
+        while (ready := c.get("/v1/health/ready", headers=admin)).status_code == 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.status_code == 503, ready.text
         body = ready.json()
