@@ -38,6 +38,12 @@ UnknownItems = Literal["create", "reject"]
 SCAN_MODES = ("auto", "on", "off")  # ServingConfig.scan: timed at load, always (exactness allowing), never
 SCAN_MIN_ITEMS = 4096  # smaller catalogs: the full float32 pass is cheap (ServingConfig.scan_min_items)
 ATTRIBUTION_HISTORY = 20  # newest distinct history items a list's reasons may name
+MAX_EVENT_BYTES = 2048  # JSON of the largest legal event: user, item and session ids at 256 characters, the
+# longest type (32), a timestamp, a value and up to 1 KiB of context
+MAX_BATCH_BYTES = 20 * 1024 * 1024  # >= 10,000 (max_events) x MAX_EVENT_BYTES: ServingConfig.max_body_bytes
+MIN_ADMIN_KEY_LENGTH = 24
+WEAK_ADMIN_KEYS = frozenset({"change-me", "changeme", "admin", "password", "secret", "test", "root", "default",
+                             "letmein", "admin-key", "adminkey", "shoprec", "12345678", "123456"})
 RATE_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
                 "hour": 3600.0}
 
@@ -85,7 +91,8 @@ class ServingConfig:
     scan: str = "auto"  # "auto" (where it is faster on this CPU, timed when a model loads), "on", "off"
     redis_prefix: str = "shoprec:"  # keys of this deployment in Redis
     rate_limit: str | None = None  # per API key: "100/s", "6000/min", "50000/h"; None or "0" = off
-    max_body_bytes: int = 64 * 1024 * 1024  # request bodies over this are answered 413
+    max_body_bytes: int = MAX_BATCH_BYTES  # request bodies over this are answered 413 (default: the largest
+    # legal batch, 10,000 events of MAX_EVENT_BYTES, 20 MiB; only an authenticated request's body is read)
     attribution_window_s: float = 1800.0  # experiments: an event this soon after a shown list is credited to it
     threads: int = 1  # CPU threads per server worker for scoring (SHOPREC_SERVE_THREADS): workers and requests
     # are the parallelism, so more threads per worker only oversubscribe the cores
@@ -96,6 +103,13 @@ class ServingConfig:
     # after it opened (or after the first byte of its next request) is closed: idle and half-open connections
     max_connections: int | None = None  # per server worker: a request on a connection beyond this many open
     # ones is answered 503 at once (None: no limit)
+    auth_failures: int = 20  # failed authentications (a wrong X-API-Key on any route, a wrong dashboard login)
+    # one client address may make within auth_failure_window_s; then every authentication it tries is answered
+    # 429 with Retry-After for auth_block_s (shared by workers: Redis when configured, else the database)
+    auth_failure_window_s: float = 60.0
+    auth_block_s: float = 60.0
+    allow_weak_admin_key: bool = False  # development only: let `shoprec serve` start with a short or well-known
+    # admin_key (SHOPREC_ALLOW_WEAK_ADMIN_KEY=1); otherwise it refuses one under 24 characters or a known weak one
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
@@ -114,6 +128,8 @@ class ServingConfig:
         parse_rate_limit(self.rate_limit)  # a bad rate fails at startup, not on the first request
         _at_least("serving", self, ("keep_alive_s", "header_timeout_s"), 0.1)
         _at_least("serving", self, ("max_connections",), 1)
+        _at_least("serving", self, ("auth_failures",), 1)
+        _at_least("serving", self, ("auth_failure_window_s", "auth_block_s"), 0.1)
         if not self.attribution_window_s >= 0:
             raise ConfigError(f"serving setting attribution_window_s must be >= 0, got {self.attribution_window_s}")
 
@@ -122,6 +138,19 @@ class ServingConfig:
         """The [serving] section of load_settings() (file and environment), with `overrides` on top."""
         base = load_settings().serving
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def check_admin_key(config: ServingConfig) -> None:
+    """ConfigError when [serving] admin_key is weak (under MIN_ADMIN_KEY_LENGTH characters or a well-known value)
+    and allow_weak_admin_key is not set: `shoprec serve` refuses to start with it (the admin key acts on every
+    platform, and the failed-authentication limit only slows guessing down)."""
+    key = config.admin_key
+    if not key or config.allow_weak_admin_key:
+        return
+    if len(key) < MIN_ADMIN_KEY_LENGTH or key.strip().lower() in WEAK_ADMIN_KEYS:
+        raise ConfigError(f"serving.admin_key (SHOPREC_ADMIN_KEY) is too weak: use at least {MIN_ADMIN_KEY_LENGTH} "
+                          "random characters, e.g. $(openssl rand -hex 24), or set SHOPREC_ALLOW_WEAK_ADMIN_KEY=1 "
+                          "for development")
 
 
 @dataclass(frozen=True)

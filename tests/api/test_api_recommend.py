@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from shoprec.api import create_app
 from shoprec.api.schemas import RecommendationOut, RecommendedItem
 from shoprec.service import Services
-from shoprec.service.testing import ReadyPlatform
+from shoprec.service.testing import TEST_ADMIN_KEY, ReadyPlatform
 from shoprec.worker.testing import run_queued
 
 
@@ -132,7 +132,7 @@ def test_training_job_models_and_hot_swap_without_failed_requests(client: TestCl
 
 def test_health_metrics_and_docs(client: TestClient, shop: ReadyPlatform) -> None:
     assert client.get("/v1/health/live", headers={"X-API-Key": ""}).json() == {"status": "ok"}
-    ready = client.get("/v1/health/ready")
+    ready = client.get("/v1/health/ready", headers={"X-API-Key": TEST_ADMIN_KEY})  # details: the admin key
     assert ready.status_code == 200 and ready.json()["models"]["shop"] == shop.trained.model_id
     client.get("/v1/users/x/recommendations")
     client.post("/v1/events", json=[{"user_id": "m", "item_id": shop.item_ids[0], "type": "click"}])

@@ -182,7 +182,8 @@ def test_metrics_show_the_back_office_series(services: Services, shop: ReadyPlat
 
 
 def test_metrics_need_the_token_when_one_is_set(services: Services, shop: ReadyPlatform) -> None:
-    services.config = dataclasses.replace(services.config, admin_key="the-admin-key")
+    services.config = dataclasses.replace(services.config, admin_key="the-admin-key-0123456789abcdef")
+    services.platforms.admin_key = services.config.admin_key
     with _client(services, shop.api_key, metrics=MetricsSettings(token="s3cret")) as client:
         refused = client.get("/metrics")
         assert refused.status_code == 401 and "Bearer" in refused.json()["message"]
@@ -191,5 +192,5 @@ def test_metrics_need_the_token_when_one_is_set(services: Services, shop: ReadyP
         assert client.get("/metrics", headers={"X-API-Key": shop.api_key}).status_code == 401  # a platform key
         ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and "shoprec_request_seconds" in ok.text
-        assert client.get("/metrics", headers={"X-API-Key": "the-admin-key"}).status_code == 200
+        assert client.get("/metrics", headers={"X-API-Key": "the-admin-key-0123456789abcdef"}).status_code == 200
         assert client.get("/v1/health/live", headers={"X-API-Key": ""}).status_code == 200  # health stays open

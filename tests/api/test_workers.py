@@ -369,7 +369,7 @@ def test_sigterm_answers_the_request_in_flight(tmp_path: Path) -> None:
             time.sleep(1.0)
             s.sendall(body[10:])
             answer = _read_answer(s)
-        assert answer.startswith(b"HTTP/1.1 401"), answer  # read to the end, then refused: no X-API-Key
+        assert answer.startswith(b"HTTP/1.1 401"), answer  # refused (no X-API-Key) before its body is read
         assert b"x-request-id: in-flight-1" in answer.lower()
         assert proc.wait(timeout=40) == 0
     finally:

@@ -121,7 +121,7 @@ def test_train_in_one_directory_serve_from_another(tmp_path: Path, monkeypatch: 
         assert body["model"] == "itemknn"
         assert "personal" in {i["reason"]["level"] for i in body["items"]}  # type: ignore[attr-defined,index]
         with client(services, shop.api_key) as c:
-            ready = c.get("/v1/health/ready")
+            ready = c.get("/v1/health/ready", headers={"X-API-Key": TEST_ADMIN_KEY})  # the details: admin key
         assert ready.status_code == 200 and ready.json()["models"] == {"shop": trained["model_id"]}
     finally:
         services.close()
@@ -247,7 +247,7 @@ def test_fsspec_store_shared_by_two_replicas(scheme: str, tmp_path: Path) -> Non
             failures = c.models.failures()
             assert set(failures) == {"shop"} and "no object at" in failures["shop"].reason
             with client(c, shop.api_key) as http:
-                ready = http.get("/v1/health/ready")
+                ready = http.get("/v1/health/ready", headers={"X-API-Key": TEST_ADMIN_KEY})
             assert ready.status_code == 503 and shop.trained.model_id in ready.json()["message"]
         finally:
             c.close()
@@ -280,7 +280,8 @@ def test_unloadable_model_activation_refused_and_readiness(services: Services, s
 
         services.store.activate("shop", broken.model_id, check=False)  # as if another process had done it
         deadline = time.monotonic() + 60  # the worker tries to load it in the background meanwhile
-        while (ready := c.get("/v1/health/ready")).status_code == 200 and time.monotonic() < deadline:
+        admin = {"X-API-Key": TEST_ADMIN_KEY}  # readiness details need the admin key
+        while (ready := c.get("/v1/health/ready", headers=admin)).status_code == 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ready.status_code == 503, ready.text
         body = ready.json()

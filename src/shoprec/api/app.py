@@ -2,8 +2,8 @@
 
     app = create_app(load_settings())      # tests, embedding
     app = server_app(settings)             # a server process (what `shoprec serve`'s workers run)
-OpenAPI docs at /docs; every route under /v1 needs X-API-Key (health does not; /metrics does when [metrics]
-token is set).
+OpenAPI docs at /docs; every route under /v1 needs X-API-Key, checked before the body is read (AuthFirst;
+health does not; /metrics does when [metrics] token is set).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from starlette.types import ASGIApp
 from shoprec import __version__, dashboard
 from shoprec.api import errors
 from shoprec.api import metrics as metrics_module
-from shoprec.api.auth import RateLimited, rate_limited_handler
+from shoprec.api.auth import AuthFirst, RateLimited, rate_limited_handler
 from shoprec.api.limits import RequestGuard
 from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend, retraining
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.retention import start_retention
-from shoprec.settings import Settings, load_settings
+from shoprec.settings import Settings, check_admin_key, load_settings
 
 DEFAULT_MAX_BODY_BYTES = ServingConfig.max_body_bytes
 
@@ -66,6 +66,7 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     errors.install(app)
     app.add_exception_handler(RateLimited, rate_limited_handler)
     app.add_middleware(RequestGuard, default_limit=DEFAULT_MAX_BODY_BYTES)  # sizes, unstorable text
+    app.add_middleware(AuthFirst)  # outside RequestGuard: the key is checked before the body is read
     for module in (data, recommend, models, experiments, keys, privacy, health, retraining, metrics_module):
         app.include_router(module.router)
     dashboard.install(app)  # /dashboard: the operator pages (admin key)
@@ -84,7 +85,9 @@ def server_app(settings: Settings) -> FastAPI:
 def app_from_env() -> FastAPI:
     """`uvicorn --factory shoprec.api.app:app_from_env`: server_app(load_settings()), for running under
     another ASGI server (`shoprec serve` passes its settings to its workers instead)."""
-    return server_app(load_settings())
+    settings = load_settings()
+    check_admin_key(settings.serving)
+    return server_app(settings)
 
 
 def limit_threads(n: int) -> None:

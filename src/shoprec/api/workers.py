@@ -213,6 +213,9 @@ class Supervisor:
 
     def __init__(self, settings: Settings, host: str, port: int, workers: int,
                  extra: Sequence[Child | tuple[str, Callable[..., Any], tuple[Any, ...]]] = ()) -> None:
+        from shoprec.settings import check_admin_key
+
+        check_admin_key(settings.serving)  # a weak admin key: one clear error before anything starts
         if workers > 1 and not reuse_port_supported():
             raise ConfigError(f"--workers {workers} needs SO_REUSEPORT, which this platform lacks; use --workers 1 "
                               "and several servers behind a load balancer")

@@ -9,7 +9,9 @@ until its expiry (SESSION_TTL_S).
 State-changing forms carry a CSRF token derived from the session token (HMAC again), checked on POST;
 requests authenticated by the X-API-Key header need none (a browser cannot send that header cross-site).
 Without either credential a browser (Accept: text/html) is redirected to the login page, anything else
-gets 401. Login attempts are limited per client address (LOGIN_RATE), so the key cannot be guessed fast.
+gets 401. Login attempts are limited per client address (LOGIN_RATE), so the key cannot be guessed fast, and a
+failed login counts toward the API's failed-authentication limit of that address (shoprec.api.auth.AuthFirst),
+which also counts a wrong X-API-Key on any path: the login form and the header share one budget.
 """
 
 from __future__ import annotations

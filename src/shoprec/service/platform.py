@@ -9,6 +9,12 @@ cannot train unless it also holds `train`). `platform create` makes a key with e
 `train` to the platforms' full keys of before (see its docstring).
 The admin key (SHOPREC_ADMIN_KEY) acts on any platform it names, with every scope.
 Key creation and revocation and platform creation are written to the audit log in the same transaction.
+
+Revocation reaches every worker within a second, with or without Redis, whether the CLI or the API revoked:
+each worker asks the database at most every REVOCATION_CHECK_S how many keys exist and how many are revoked
+(`key_generation`: one query over the small api_keys table, made in a worker thread); a cached lookup is
+tagged with that answer and a changed one makes it unused. The revoking process also deletes the key's cached
+lookup (with Redis: every worker's at once).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,12 +32,13 @@ from shoprec.service.audit import record_audit
 from shoprec.service.cache import Cache
 from shoprec.service.errors import NotFound
 from shoprec.storage import Engine, find_platform, get_or_create_platform, storage_errors
-from shoprec.storage.serving import ServingRepo, platform_for_key
+from shoprec.storage.serving import ServingRepo, key_generation, platform_for_key
 from shoprec.storage.tables import MAX_KEY_NAME_LENGTH
 
 KEY_PREFIX = "sk_"
 KEY_ID_PREFIX = "key_"
-AUTH_TTL_S = 30.0  # a revoked key may still be accepted this long by a worker that cached it (not this one)
+AUTH_TTL_S = 30.0  # how long a key's lookup is cached (a revocation is seen sooner: REVOCATION_CHECK_S)
+REVOCATION_CHECK_S = 0.5  # how often a worker asks the database whether any key was revoked (or deleted)
 SCOPES = ("read", "write", "admin", "train")
 DEFAULT_KEY_SCOPES = ("read", "write", "admin")  # a new key's scopes when none are named: `train` is asked for
 ADMIN_ACTOR = "admin"
@@ -104,6 +112,24 @@ class NewKey:
 class PlatformService:
     def __init__(self, engine: Engine, cache: Cache, admin_key: str | None = None) -> None:
         self.engine, self.cache, self.admin_key = engine, cache, admin_key
+        self._generation = ""  # the keys' state when last checked (key_generation)
+        self._checked_at = -1e18  # time.monotonic() of that check
+        self._lock = threading.Lock()
+
+    def keys_stale(self) -> bool:
+        """Whether the keys' revocation state is due to be read again (then authenticate(cached_only=True)
+        answers None, and the caller asks again in a worker thread)."""
+        return time.monotonic() - self._checked_at >= REVOCATION_CHECK_S
+
+    def check_revocations(self, force: bool = False) -> str:
+        """Read the keys' generation from the database when stale (or forced); returns it."""
+        if force or self.keys_stale():
+            with self._lock:
+                if force or self.keys_stale():
+                    with storage_errors(self.engine, "check for revoked API keys"), self.engine.connect() as conn:
+                        self._generation = key_generation(conn)
+                    self._checked_at = time.monotonic()
+        return self._generation
 
     def create(self, name: str, *, actor: str = ADMIN_ACTOR) -> str:
         """Create platform `name` with a new key holding every scope and return the key (shown once).
@@ -146,15 +172,16 @@ class PlatformService:
     def revoke_key(self, platform: str, key_id: str, *, actor: str = ADMIN_ACTOR) -> None:
         """Revoke key `key_id` of `platform` (NotFound when it has no such key; revoking twice is a no-op).
 
-        This worker (and with Redis every worker) rejects the key at once; a worker with an in-process
-        cache stops accepting it within AUTH_TTL_S."""
+        This process rejects the key at once, every other worker within REVOCATION_CHECK_S (with or without
+        Redis)."""
         platform_id = self.platform_id(platform)
         with storage_errors(self.engine, f"revoke key {key_id!r}"), self.engine.begin() as conn:
             digest = ServingRepo(conn, platform_id).revoke_api_key(key_id, time.time())
             if digest is None:
                 raise NotFound(f"no key {key_id!r} on platform {platform!r}")
             record_audit(conn, platform_id=platform_id, action="key.revoke", actor=actor, subject=key_id)
-        self.cache.delete(f"auth:{digest}")
+        self.cache.delete(f"auth:{digest}")  # with Redis: every worker, at once
+        self.check_revocations(force=True)
 
     def rotate_key(self, platform: str, key_id: str, *, actor: str = ADMIN_ACTOR) -> NewKey:
         """Replace key `key_id` by a new key with the same scopes and name, then revoke the old one."""
@@ -174,19 +201,23 @@ class PlatformService:
         if self.admin_key and hmac.compare_digest(key.encode(), self.admin_key.encode()):
             return Principal(platform=None, admin=True, key_id=ADMIN_ACTOR, scopes=frozenset(SCOPES))
         digest = hash_key(key)
+        if cached_only and (self.cache.shared or self.keys_stale()):
+            return None  # Redis is a network call too, and so is the revocation check
+        generation = self.check_revocations()  # before the key is read: a lookup is never newer than its tag
         cache_key = f"auth:{digest}"
-        if cached_only and self.cache.shared:
-            return None  # Redis is a network call too
         found = self.cache.get(cache_key)
+        if found is not None and (len(found) != 4 or found[3] != generation):
+            found = None  # cached before a revocation this worker has seen since
         if found is None and cached_only:
             return None
         if found is None:
             with storage_errors(self.engine, "check an API key"), self.engine.connect() as conn:
-                found = platform_for_key(conn, digest)
-            if found is None:
+                row = platform_for_key(conn, digest)
+            if row is None:
                 return None
-            self.cache.set(cache_key, list(found), AUTH_TTL_S)
-        platform, key_id, scopes = found
+            found = [*row, generation]
+            self.cache.set(cache_key, found, AUTH_TTL_S)
+        platform, key_id, scopes, _ = found
         return Principal(platform=str(platform), key_id=str(key_id), scopes=frozenset(str(scopes).split(",")))
 
     def platform_id(self, name: str) -> int:

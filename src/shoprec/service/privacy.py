@@ -102,6 +102,8 @@ class PrivacyService:
         try:
             with storage_errors(self.engine, "erase a user"), self.engine.begin() as conn:
                 repo = PrivacyRepo(conn, platform_id)
+                if repo.user_key(stored) is None:  # another platform's user id (or one erased before): touch
+                    raise NotFound(f"no user {user_id!r} on platform {platform!r}")  # nothing of this one
                 erased = repo.erase_user(stored)
                 for model_id, path, sha in repo.model_paths():
                     old = ArtifactRef(path, sha)

@@ -17,7 +17,7 @@ from shoprec.service.cache import Cache
 from shoprec.service.models import TrainedModel
 from shoprec.settings import Settings
 
-TEST_ADMIN_KEY = "admin-test-key"
+TEST_ADMIN_KEY = "admin-test-key-0123456789abcdef"  # >= 24 characters: what `shoprec serve` accepts
 
 
 def local_services(directory: Path, *, cache: Cache | None = None, **config: Any) -> Services:

@@ -38,6 +38,48 @@ def platform_for_key(conn: Executor, key_hash: str) -> tuple[str, str, str] | No
     return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
 
 
+def key_generation(conn: Executor) -> str:
+    """The state of every platform's keys as one short string that changes whenever a key is revoked or deleted
+    (how many keys exist, how many are revoked: a key is never un-revoked): the API workers' revocation check."""
+    k = T.api_keys
+    row = conn.execute(sa.select(sa.func.count(), sa.func.count(k.c.revoked_at)).select_from(k)).first()
+    return "0.0" if row is None else f"{row[0]}.{row[1]}"
+
+
+def record_auth_failure(engine: sa.Engine, client: str, now: float, limit: int, window_s: float,
+                        block_s: float) -> float:
+    """Count one failed authentication of `client` in auth_failures (a fixed window of window_s); at `limit`
+    failures the client is blocked for block_s. Returns the time it is blocked until, or 0.0."""
+    t = T.auth_failures
+    for _ in range(3):  # two workers inserting a client's first failure at once: the loser counts again
+        try:
+            with engine.begin() as conn:
+                row = conn.execute(sa.select(t.c.window_start, t.c.failures, t.c.blocked_until)
+                                   .where(t.c.client == client).with_for_update()).first()
+                if row is None:
+                    conn.execute(sa.insert(t), [{"client": client, "window_start": now, "failures": 0,
+                                                 "blocked_until": None}])
+                    start, failures, until = now, 1, None
+                else:
+                    fresh = now - row[0] >= window_s
+                    start, failures, until = (now if fresh else row[0]), (1 if fresh else row[1] + 1), row[2]
+                if failures >= limit:
+                    start, failures, until = now, 0, now + block_s  # a fresh count once the block ends
+                conn.execute(sa.update(t).where(t.c.client == client).values(
+                    window_start=start, failures=failures, blocked_until=until))
+            return float(until) if until is not None and until > now else 0.0
+        except sa.exc.IntegrityError:
+            continue
+    return 0.0
+
+
+def blocked_clients(conn: Executor, now: float) -> dict[str, float]:
+    """Every client in auth_failures blocked at `now` -> until when."""
+    t = T.auth_failures
+    rows = conn.execute(sa.select(t.c.client, t.c.blocked_until).where(t.c.blocked_until > now)).all()
+    return {str(r[0]): float(r[1]) for r in rows}
+
+
 class ServingRepo(ScopedRepo):
     """The serving rows of ONE platform, over a connection (one transaction)."""
 

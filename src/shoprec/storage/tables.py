@@ -378,3 +378,19 @@ retrain_decisions = platform_table(
     sa.Index(None, "platform_id", "created_at"),
     key=BIG_KEY,
 )
+
+# ---------------------------------------------------------------------------- auth failures (migration 0011)
+# Failed authentications per client address, shared by the API workers when there is no Redis
+# (shoprec.service.ratelimit.DatabaseAuthFailures): the count in the current window, and until when the
+# client is refused. Deployment-wide (a client address is not a platform's).
+MAX_CLIENT_LENGTH = 64  # an IPv6 address fits
+
+auth_failures = sa.Table(
+    "auth_failures", metadata,
+    sa.Column("client", sa.String(MAX_CLIENT_LENGTH), primary_key=True),
+    sa.Column("window_start", sa.Double, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("blocked_until", sa.Double, nullable=True),
+    sa.Index(None, "blocked_until"),
+    **TABLE_OPTIONS,
+)

@@ -17,7 +17,8 @@ UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
 def erase_user(user_id: UserId, platform: PlatformDep, principal: PrincipalDep, services: ServicesDep) -> None:
     """Erase the user: row, events, identity hashes, cached history and lists, recommendation-log rows and
     their entry in the platform's models (rewritten); the platform is flagged for retraining and the erasure
-    audited under a keyed hash. A user that nothing names (e.g. erased before) is 404; nothing changes then."""
+    audited under a keyed hash. A user id this platform has no user for (another platform's, one erased before)
+    is 404, and nothing changes then (not even this platform's log rows naming that id)."""
     services.privacy.erase(platform, user_id, actor=principal.actor)
 
 
