@@ -96,6 +96,10 @@ class ServingConfig:
     # after it opened (or after the first byte of its next request) is closed: idle and half-open connections
     max_connections: int | None = None  # per server worker: a request on a connection beyond this many open
     # ones is answered 503 at once (None: no limit)
+    idempotency_ttl_s: float = 86_400.0  # a write's answer is kept this long under its Idempotency-Key header
+    # (a retry with the same key and body gets it again, the work is not redone; shoprec.service.idempotency)
+    idempotency_wait_s: float = 10.0  # a retry that arrives while the first request with its key is still
+    # working waits up to this long for that answer, then gets 409 conflict with Retry-After
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
@@ -114,6 +118,8 @@ class ServingConfig:
         parse_rate_limit(self.rate_limit)  # a bad rate fails at startup, not on the first request
         _at_least("serving", self, ("keep_alive_s", "header_timeout_s"), 0.1)
         _at_least("serving", self, ("max_connections",), 1)
+        _at_least("serving", self, ("idempotency_ttl_s",), 1.0)
+        _at_least("serving", self, ("idempotency_wait_s",), 0.0)
         if not self.attribution_window_s >= 0:
             raise ConfigError(f"serving setting attribution_window_s must be >= 0, got {self.attribution_window_s}")
 

@@ -67,11 +67,12 @@ class EventIn(Strict):
     value: float | None = None
     session_id: Id | None = None
     context: dict[str, Any] | None = None
+    event_id: str | None = None  # the client's id of this event: one already stored is a duplicate, not stored again
 
     def to_record(self, now: float) -> EventRecord:
         return EventRecord(user_id=self.user_id, item_id=self.item_id, event_type=self.type,
                            timestamp=now if self.timestamp is None else self.timestamp, value=self.value,
-                           session_id=self.session_id, context=self.context)
+                           session_id=self.session_id, context=self.context, event_id=self.event_id)
 
 
 class PlatformIn(Strict):
