@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from shoprec.data.records import EventRecord, Source
 from shoprec.datasets import read_records
 from shoprec.ingest.pipeline import ingest
-from shoprec.storage import PlatformRepo, find_platform
+from shoprec.storage import PlatformRepo, downgrade, find_platform, migrate
 from shoprec.storage import tables as T
 from shoprec.types import EventType
 
@@ -114,3 +114,19 @@ def test_event_id_in_every_event_file_format(tmp_path: Path, sqlite_engine: sa.E
     assert [r.rejected for r in reports] == [{}, {"duplicate": 1}, {"duplicate": 1}]
     with sqlite_engine.connect() as conn:
         assert PlatformRepo(conn, find_platform(conn, "shop") or 0).count_events() == 4
+
+
+def test_migration_0010_keeps_stored_events_and_adds_the_column(engine: sa.Engine, platform: str) -> None:
+    """Down to 0009 and up again on a database holding events: they stay, without an event id; ids work after."""
+    ingest(engine, platform, [_event("u1", "i1", 1.0, "before")])
+    downgrade(engine, "0009")
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            assert "event_id" not in {c["name"] for c in inspector.get_columns("events")}
+            assert "idempotency_keys" not in inspector.get_table_names()
+    finally:
+        migrate(engine)
+    assert _stored(engine, platform) == [(None, 1.0)]
+    ingest(engine, platform, [_event("u1", "i1", 2.0, "after"), _event("u2", "i2", 3.0, "after")])
+    assert _stored(engine, platform) == [(None, 1.0), ("after", 2.0)]
