@@ -110,6 +110,10 @@ class ServingConfig:
     auth_block_s: float = 60.0
     allow_weak_admin_key: bool = False  # development only: let `shoprec serve` start with a short or well-known
     # admin_key (SHOPREC_ALLOW_WEAK_ADMIN_KEY=1); otherwise it refuses one under 24 characters or a known weak one
+    idempotency_ttl_s: float = 86_400.0  # a write's answer is kept this long under its Idempotency-Key header
+    # (a retry with the same key and body gets it again, the work is not redone; shoprec.service.idempotency)
+    idempotency_wait_s: float = 10.0  # a retry that arrives while the first request with its key is still
+    # working waits up to this long for that answer, then gets 409 conflict with Retry-After
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
@@ -130,6 +134,8 @@ class ServingConfig:
         _at_least("serving", self, ("max_connections",), 1)
         _at_least("serving", self, ("auth_failures",), 1)
         _at_least("serving", self, ("auth_failure_window_s", "auth_block_s"), 0.1)
+        _at_least("serving", self, ("idempotency_ttl_s",), 1.0)
+        _at_least("serving", self, ("idempotency_wait_s",), 0.0)
         if not self.attribution_window_s >= 0:
             raise ConfigError(f"serving setting attribution_window_s must be >= 0, got {self.attribution_window_s}")
 

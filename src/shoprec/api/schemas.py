@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoprec.data.records import EventRecord, Identity, ItemRecord, UserRecord
-from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
+from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
 from shoprec.types import EventType
 
 MAX_TEXT = 100_000
@@ -67,11 +67,13 @@ class EventIn(Strict):
     value: float | None = None
     session_id: Id | None = None
     context: dict[str, Any] | None = None
+    # the client's id of this event (printable): an event whose event_id is stored is a duplicate, not stored again
+    event_id: Annotated[str, Field(max_length=MAX_EVENT_ID_LENGTH)] | None = None
 
     def to_record(self, now: float) -> EventRecord:
         return EventRecord(user_id=self.user_id, item_id=self.item_id, event_type=self.type,
                            timestamp=now if self.timestamp is None else self.timestamp, value=self.value,
-                           session_id=self.session_id, context=self.context)
+                           session_id=self.session_id, context=self.context, event_id=self.event_id)
 
 
 class PlatformIn(Strict):

@@ -35,6 +35,7 @@ class EventRecord:
     context: dict[str, Any] | None = None
     text: str | None = None
     source: Source | None = None
+    event_id: str | None = None  # the client's id of this event: an event whose id is stored is a duplicate
 
 
 @dataclass(slots=True)

@@ -1,8 +1,9 @@
 """The canonical import formats: events-csv / events-jsonl / events-parquet and items-csv / items-jsonl.
 
-Events: `user_id,item_id,event_type,timestamp[,value][,session_id]`; timestamp is ISO-8601 (naive = UTC) or
-unix seconds; value is optional (a rating, a quantity). Optional `text` goes to EventRecord.text, `price` (a
-number) and any other column to the event's context.
+Events: `user_id,item_id,event_type,timestamp[,value][,session_id][,event_id]`; timestamp is ISO-8601
+(naive = UTC) or unix seconds; value is optional (a rating, a quantity); event_id is the client's id of the event
+(an event whose event_id is already stored, e.g. sent earlier over REST, is a duplicate; empty = none).
+Optional `text` goes to EventRecord.text, `price` (a number) and any other column to the event's context.
 Items: `item_id[,title][,description][,category][,brand][,price][,currency][,available]`; category is a path
 whose ONE separator is ">" ("Beauty > Skin Care"; "/" is part of a name, e.g. "Tops/T-shirts"); JSON may give
 a list instead. available is true/false/1/0/yes/no (empty = true). Other columns go to the item's attributes
@@ -34,7 +35,7 @@ from shoprec.datasets._common import (
 )
 from shoprec.errors import DataError
 
-EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "value", "session_id")
+EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "value", "session_id", "event_id")
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
 ITEM_COLUMNS = ("item_id", "title", "description", "category", "brand", "price", "currency", "available")
 REQUIRED_ITEM_COLUMNS = ("item_id",)
@@ -74,8 +75,12 @@ def event_from_row(row: Mapping[str, Any], source: Source) -> Record:
     except _FieldError as err:
         return Rejected(source, err.reason, err.field, err.detail)
     text = _text(row.get("text")) or None
+    event_id = row.get("event_id")  # checked by the pipeline (shoprec.ingest.checks.check_event_id)
+    if type(event_id) is int:  # a JSON or Parquet integer column
+        event_id = str(event_id)
     return EventRecord(user_id=user_id, item_id=item_id, event_type=event_type, timestamp=timestamp, value=value,
-                       session_id=session, context=context or None, text=text, source=source)
+                       session_id=session, context=context or None, text=text, source=source,
+                       event_id=event_id or None)
 
 
 def item_from_row(row: Mapping[str, Any], source: Source) -> Record:

@@ -1,7 +1,8 @@
 """The pipeline's own record checks, applied whatever cleaning runs: what the database needs.
 
 Ids present (stripped of surrounding spaces) and at most MAX_ID_LENGTH characters, event types known,
-times and numbers finite, JSON fields objects. A failing record becomes a `Rejected` naming the field;
+times and numbers finite, JSON fields objects, an event's event_id printable text of at most
+MAX_EVENT_ID_LENGTH characters (empty: none). A failing record becomes a `Rejected` naming the field;
 the fast paths keep the per-record cost low for well-formed input (most of every import).
 """
 
@@ -11,7 +12,7 @@ import math
 from typing import Any
 
 from shoprec.data.records import EventRecord, ItemRecord, Rejected, Source, UserRecord
-from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_ID_LENGTH
+from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH
 from shoprec.types import EventType
 
 Stored = EventRecord | ItemRecord | UserRecord
@@ -74,8 +75,31 @@ def _check_event(rec: EventRecord, src: Source) -> EventRecord | Rejected:
         rec.session_id = session if isinstance(session, str) else None  # an empty session id means none
     if rec.context is not None and type(rec.context) is not dict:
         return Rejected(src, "bad_context", "context", f"must be an object, got {rec.context!r}")
+    if rec.event_id is not None:
+        event_id = check_event_id(rec.event_id, src)
+        if isinstance(event_id, Rejected):
+            return event_id
+        rec.event_id = event_id
     rec.user_id, rec.item_id = user, item
     return rec
+
+
+def check_event_id(value: Any, src: Source) -> str | Rejected | None:
+    """A client's event id: printable text (no control or format characters) of 1..MAX_EVENT_ID_LENGTH
+    characters without surrounding spaces (they are stripped; empty means none), or a Rejected (bad_event_id)."""
+    if type(value) is not str:
+        return Rejected(src, "bad_event_id", "event_id", f"must be text, got {value!r}")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > MAX_EVENT_ID_LENGTH:
+        return Rejected(src, "bad_event_id", "event_id",
+                        f"{len(value)} characters (at most {MAX_EVENT_ID_LENGTH}): {value[:40]!r}...")
+    if not value.isprintable():
+        bad = next(c for c in value if not c.isprintable())
+        return Rejected(src, "bad_event_id", "event_id",
+                        f"must be printable text, found the character {bad!r} in {value[:40]!r}")
+    return value
 
 
 def _check_item(rec: ItemRecord, src: Source) -> ItemRecord | Rejected:

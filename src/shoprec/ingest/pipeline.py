@@ -5,8 +5,9 @@
 Streaming: records are grouped into rows (records sharing a Source) and rows into batches of
 `batch_size`; each batch is written in ONE transaction (whole or not at all), so memory holds one
 batch plus the per-import id caches. The platform is created when missing; items and users are
-upserted, events inserted once: an event already stored (same user, item, type, timestamp, value
-and session) is rejected as `duplicate`, so importing the same file twice adds nothing.
+upserted, events inserted once: an event already stored (same client `event_id`, or same user, item, type,
+timestamp, value and session) is rejected as `duplicate`, so importing the same file twice adds nothing, and a
+client that retries events with event_ids (and no timestamps) never stores them twice.
 A `Domain(name)` record switches the following records to platform f"{platform}-{name}".
 If the source fails midway (a truncated file), the rows read before it are stored and a DataError
 says how far the import got. Give records a `Source` (e.g. Source("request", i)) to have them
@@ -245,7 +246,8 @@ class _Run:
             if not row.counted:
                 continue
             if dup:
-                detail = "an equal event (user, item, type, timestamp, value, session) is already stored"
+                detail = ("an event with the same event_id, or an equal event (user, item, type, timestamp, value, "
+                          "session), is already stored")
                 self.report.reject(Rejected(row.source, DUPLICATE, None, detail))
             elif row.rejected is None:
                 self.report.accepted += 1

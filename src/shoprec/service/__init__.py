@@ -17,6 +17,7 @@ from shoprec.service.catalog import CatalogViews
 from shoprec.service.config import ServingConfig
 from shoprec.service.data import DataService
 from shoprec.service.experiments import ExperimentService
+from shoprec.service.idempotency import IdempotencyService
 from shoprec.service.jobs import JobService, check_retrain
 from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
@@ -48,6 +49,7 @@ class Services:
     privacy: PrivacyService  # erasure, export, retention, platform links (shoprec.privacy)
     experiments: ExperimentService  # A/B tests: variants, assignment, attribution, results
     retraining: RetrainService  # continuous retraining: policies, schedule, promotion gate, decisions
+    idempotency: IdempotencyService  # answers of writes sent with an Idempotency-Key, replayed to retries
 
     def close(self) -> None:
         self.jobs.close()
@@ -90,8 +92,9 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
         busy=lambda platform: any(j.kind == "retrain" for j in jobs.list_jobs(platform, ("queued", "running"))),
         limits=settings.limits)
     jobs.register_kind("retrain", check_retrain)
+    idempotency = IdempotencyService(engine, platforms, config.idempotency_ttl_s, config.idempotency_wait_s)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
-                    privacy, experiments, retraining)
+                    privacy, experiments, retraining, idempotency)
 
 
 __all__ = ["Filters", "Services", "ServingConfig", "build_services"]

@@ -39,12 +39,14 @@ def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]
         yield values[start:start + size]
 
 
-def _insert_ignore(conn: Executor, table: sa.Table, conflict: Sequence[str]) -> Any:
-    """INSERT that skips rows whose `conflict` columns already exist (never updates them)."""
+def _insert_ignore(conn: Executor, table: sa.Table, conflict: Sequence[str] | None) -> Any:
+    """INSERT that skips rows whose `conflict` columns already exist (never updates them); `conflict` None:
+    rows that collide on any unique key of the table are skipped."""
     name = _dialect(conn)
     if name in ("postgresql", "sqlite"):
         module: Any = postgresql if name == "postgresql" else sqlite
-        return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+        index = None if conflict is None else list(conflict)
+        return module.insert(table).on_conflict_do_nothing(index_elements=index)
     if name in ("mysql", "mariadb"):
         return mysql.insert(table).on_duplicate_key_update({"id": table.c.id})
     raise DataError(f"unsupported database dialect {name!r}")
@@ -295,18 +297,34 @@ class PlatformRepo(ScopedRepo):
             found.update(str(k) for (k,) in self.conn.execute(query))
         return found
 
+    def existing_event_ids(self, event_ids: Collection[str]) -> set[str]:
+        """Which of these client event ids are already stored for this platform."""
+        found: set[str] = set()
+        ev = T.events
+        for part in _chunks(sorted(set(event_ids))):
+            query = self._scope(ev, ev.c.event_id).where(ev.c.event_id.in_(part))
+            found.update(str(k) for (k,) in self.conn.execute(query))
+        return found
+
     def add_events(self, events: Sequence[EventRecord], now: float | None = None) -> list[int]:
-        """Insert events (creating unknown users/items as bare rows); returns the positions of
-        exact duplicates (already stored, or repeated earlier in `events`), which are not inserted.
-        The INSERT also skips stored keys itself, so a concurrent import of the same rows is harmless."""
+        """Insert events (creating unknown users/items as bare rows); returns the positions of the
+        duplicates, which are not inserted: an event whose client `event_id` is already stored (or given
+        earlier in `events`), or an exact duplicate (same dedupe key: already stored, or earlier in `events`).
+        The INSERT also skips rows that collide on either unique key itself, so a concurrent import of the
+        same rows is harmless."""
         keys = [dedupe_key(e) for e in events]
+        stored_ids = self.existing_event_ids([e.event_id for e in events if e.event_id is not None])
         first: dict[str, int] = {}
+        seen_ids: set[str] = set()
         duplicates: list[int] = []
         for pos, key in enumerate(keys):
-            if key in first:
+            event_id = events[pos].event_id
+            if key in first or (event_id is not None and (event_id in stored_ids or event_id in seen_ids)):
                 duplicates.append(pos)
             else:
                 first[key] = pos
+                if event_id is not None:
+                    seen_ids.add(event_id)
         stored = self.existing_event_keys(list(first))
         fresh = [pos for key, pos in first.items() if key not in stored]
         duplicates.extend(pos for key, pos in first.items() if key in stored)
@@ -314,7 +332,7 @@ class PlatformRepo(ScopedRepo):
             users = self.ensure_users((events[p].user_id for p in fresh), now)
             items = self.ensure_items((events[p].item_id for p in fresh), now)
             rows = [self._event_row(events[p], keys[p], users, items) for p in fresh]
-            self.conn.execute(_insert_ignore(self.conn, T.events, ["platform_id", "dedupe_key"]), rows)
+            self.conn.execute(_insert_ignore(self.conn, T.events, None), rows)
         return sorted(duplicates)
 
     def refresh_statistics(self) -> None:
@@ -329,7 +347,8 @@ class PlatformRepo(ScopedRepo):
     def _event_row(self, e: EventRecord, key: str, users: dict[str, int], items: dict[str, int]) -> dict[str, Any]:
         return {"platform_id": self.platform_id, "user_id": users[e.user_id], "item_id": items[e.item_id],
                 "event_type": str(e.event_type), "value": e.value, "timestamp": e.timestamp,
-                "session_id": e.session_id, "context": e.context or None, "text": e.text, "dedupe_key": key}
+                "session_id": e.session_id, "context": e.context or None, "text": e.text, "dedupe_key": key,
+                "event_id": e.event_id}
 
     # ---------------------------------------------------------------- reads
     def _count(self, table: sa.Table) -> int:

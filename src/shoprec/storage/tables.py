@@ -19,6 +19,7 @@ MAX_PLATFORM_LENGTH = 128
 MAX_EVENT_TYPE_LENGTH = 32
 MAX_CURRENCY_LENGTH = 8
 DEDUPE_KEY_LENGTH = 32
+MAX_EVENT_ID_LENGTH = 128  # a client's event_id (migration 0010)
 
 # Table options: on MySQL/MariaDB, utf8mb4 with a binary collation so ids are compared exactly
 # (the server default collations are case-insensitive).
@@ -96,6 +97,9 @@ events = platform_table(
     # hash of (user, item, type, timestamp, value, session): the same event imported twice is stored once
     sa.Column("dedupe_key", sa.String(DEDUPE_KEY_LENGTH), nullable=False),
     sa.UniqueConstraint("platform_id", "dedupe_key"),
+    # the client's id of the event (NULL: none given): an event whose id is stored is a duplicate (migration 0010)
+    sa.Column("event_id", sa.String(MAX_EVENT_ID_LENGTH), nullable=True),
+    sa.UniqueConstraint("platform_id", "event_id"),  # NULLs are distinct in SQLite, PostgreSQL and MariaDB
     sa.Index(None, "user_id", "timestamp"),  # a user's history in time order (and the foreign key's index)
     sa.Index(None, "item_id"),
     key=BIG_KEY,
@@ -378,6 +382,36 @@ retrain_decisions = platform_table(
     sa.Index(None, "platform_id", "created_at"),
     key=BIG_KEY,
 )
+
+# ---------------------------------------------------------------------------- idempotency (migration 0010)
+# The answer to a write request sent with an Idempotency-Key header, per platform and key, so that a retry gets
+# the same answer without the work being done again (shoprec.service.idempotency). `request_hash`: sha256 of
+# the route and the request's validated body (the same key with another body is refused); `started_at`: when
+# the key was first claimed, the arrival time given to events without a timestamp, kept for every retry;
+# `owner` / `lease_until`: the request working under the key and until when (a retry waits, then 409; an
+# abandoned claim is taken over after it); `status` / `body`: the stored answer (NULL while in flight);
+# `expires_at`: when the key is forgotten (serving.idempotency_ttl_s after it was claimed).
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+REQUEST_HASH_LENGTH = 64
+OWNER_LENGTH = 32
+MAX_ROUTE_LENGTH = 64
+
+idempotency_keys = platform_table(
+    "idempotency_keys",
+    sa.Column("idempotency_key", sa.String(MAX_IDEMPOTENCY_KEY_LENGTH), nullable=False),
+    sa.Column("route", sa.String(MAX_ROUTE_LENGTH), nullable=False),
+    sa.Column("request_hash", sa.String(REQUEST_HASH_LENGTH), nullable=False),
+    sa.Column("owner", sa.String(OWNER_LENGTH), nullable=False),
+    sa.Column("lease_until", sa.Double, nullable=False),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("body", LONG_TEXT, nullable=True),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("platform_id", "idempotency_key"),
+    sa.Index(None, "platform_id", "expires_at"),
+    key=BIG_KEY,
+)
+
 
 # ---------------------------------------------------------------------------- auth failures (migration 0011)
 # Failed authentications per client address, shared by the API workers when there is no Redis

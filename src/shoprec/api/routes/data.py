@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Request
+from fastapi.responses import Response
 
 from shoprec.api.auth import AdminDep, PlatformDep, ServicesDep
+from shoprec.api.idempotency import IdempotencyKeyDep, idempotent
 from shoprec.api.schemas import (
     MAX_BATCH,
     EventIn,
@@ -35,9 +36,11 @@ def create_platform(body: PlatformIn, services: ServicesDep, admin: AdminDep) ->
 
 @router.put("/items", response_model=WriteOut, tags=["items"])
 def put_items(items: Annotated[list[ItemIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
-              services: ServicesDep) -> WriteOut:
-    """Insert or update items (all or nothing)."""
-    return WriteOut(**asdict(services.data.upsert_items(platform, [i.to_record() for i in items])))
+              services: ServicesDep, request: Request, idempotency_key: IdempotencyKeyDep = None) -> Response:
+    """Insert or update items (all or nothing). With an Idempotency-Key, a retry gets the first answer."""
+    body = [i.model_dump(mode="json") for i in items]
+    return idempotent(request, services, platform, idempotency_key, body, lambda now: WriteOut(
+        **asdict(services.data.upsert_items(platform, [i.to_record() for i in items]))))
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
@@ -53,9 +56,11 @@ def delete_item(item_id: ItemId, platform: PlatformDep, services: ServicesDep) -
 
 @router.post("/users", response_model=WriteOut, tags=["users"])
 def post_users(users: Annotated[list[UserIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
-               services: ServicesDep) -> WriteOut:
-    """Insert or update users (all or nothing)."""
-    return WriteOut(**asdict(services.data.upsert_users(platform, [u.to_record() for u in users])))
+               services: ServicesDep, request: Request, idempotency_key: IdempotencyKeyDep = None) -> Response:
+    """Insert or update users (all or nothing). With an Idempotency-Key, a retry gets the first answer."""
+    body = [u.model_dump(mode="json") for u in users]
+    return idempotent(request, services, platform, idempotency_key, body, lambda now: WriteOut(
+        **asdict(services.data.upsert_users(platform, [u.to_record() for u in users]))))
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
@@ -65,9 +70,16 @@ def get_user(user_id: UserId, platform: PlatformDep, services: ServicesDep) -> U
 
 @router.post("/events", response_model=WriteOut, tags=["events"])
 def post_events(events: Annotated[list[EventIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
-                services: ServicesDep, request: Request) -> WriteOut:
-    """Store events through the ingest pipeline (all or nothing); the users' next lists change at once."""
-    now = time.time()
-    result = services.data.add_events(platform, [e.to_record(now) for e in events])
-    request.app.state.metrics.events.labels(platform).inc(result.stored.events)
-    return WriteOut(**asdict(result))
+                services: ServicesDep, request: Request, idempotency_key: IdempotencyKeyDep = None) -> Response:
+    """Store events through the ingest pipeline (all or nothing); the users' next lists change at once.
+
+    Retries never store an event twice: an event whose `event_id` is already stored is counted in `duplicates`;
+    with an Idempotency-Key a retry gets the first answer (events without a timestamp keep the first arrival time)."""
+
+    def work(now: float) -> WriteOut:
+        result = services.data.add_events(platform, [e.to_record(now) for e in events])
+        request.app.state.metrics.events.labels(platform).inc(result.stored.events)
+        return WriteOut(**asdict(result))
+
+    return idempotent(request, services, platform, idempotency_key, [e.model_dump(mode="json") for e in events],
+                      work)

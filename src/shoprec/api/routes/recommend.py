@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from shoprec.api.auth import PlatformDep, ServicesDep
+from shoprec.api.idempotency import IdempotencyKeyDep, idempotent
 from shoprec.api.schemas import ExplanationOut, FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
 from shoprec.data.records import EventRecord
 from shoprec.service import Filters
@@ -84,16 +85,22 @@ def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, reque
 
 
 @router.post("/feedback", response_model=FeedbackOut)
-def feedback(body: FeedbackIn, platform: PlatformDep, services: ServicesDep, request: Request) -> FeedbackOut:
-    """Feedback on a recommended item; for a known user it is also stored as an event (it changes the next list)."""
-    logged = services.recommend.feedback(platform, body.recommendation_id, body.item_id, body.type)
-    user = logged.user_id
-    if user is not None:
-        event = EventRecord(user_id=user, item_id=body.item_id, event_type=EventType(body.type),
-                            timestamp=logged.timestamp, context={"recommendation_id": body.recommendation_id})
-        stored = services.data.add_events(platform, [event], stored_ids=True).stored.events
-        request.app.state.metrics.events.labels(platform).inc(stored)
-    return FeedbackOut(recommendation_id=body.recommendation_id, item_id=body.item_id, type=body.type,
-                       event_stored=user is not None)
+def feedback(body: FeedbackIn, platform: PlatformDep, services: ServicesDep, request: Request,
+             idempotency_key: IdempotencyKeyDep = None) -> Response:
+    """Feedback on a recommended item; for a known user it is also stored as an event (it changes the next list).
+    With an Idempotency-Key, a retry gets the first answer and records nothing again."""
+
+    def work(now: float) -> FeedbackOut:
+        logged = services.recommend.feedback(platform, body.recommendation_id, body.item_id, body.type)
+        user = logged.user_id
+        if user is not None:
+            event = EventRecord(user_id=user, item_id=body.item_id, event_type=EventType(body.type),
+                                timestamp=logged.timestamp, context={"recommendation_id": body.recommendation_id})
+            stored = services.data.add_events(platform, [event], stored_ids=True).stored.events
+            request.app.state.metrics.events.labels(platform).inc(stored)
+        return FeedbackOut(recommendation_id=body.recommendation_id, item_id=body.item_id, type=body.type,
+                           event_stored=user is not None)
+
+    return idempotent(request, services, platform, idempotency_key, body.model_dump(mode="json"), work)
 
 
