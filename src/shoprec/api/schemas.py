@@ -1,45 +1,85 @@
 """Request and response bodies of the REST API (pydantic), separate from the database tables.
 
-Bodies are strict: unknown fields, wrong types (a number for an id, a string for a price), unknown
-event types and over-long ids are refused with 422 naming the field and the record index.
+Items, users and events are the records of the import files (docs/data-formats.md): these models declare
+their shape for OpenAPI and refuse what no parse could accept (a wrong JSON type, an over-long id, an
+unknown event type, NUL characters); each record is then parsed by the SAME function as a file's line
+(`to_record` -> shoprec.datasets.events.event_from_row / item_from_row, shoprec.datasets.users.user_from_row),
+so names (`event_type`, or `type`), event type synonyms and case, timestamp forms (unix seconds or ISO-8601),
+categories (a "A > B" path or a list), `available` ("yes", 1, true, ...) and extra fields (an item's or a
+user's attributes, an event's context) are handled the same on both paths. A record the parse refuses is a
+422 naming its index and field.
+
+The other bodies are strict: unknown fields and wrong types are refused with 422 naming the field.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoprec.data.records import EventRecord, Identity, ItemRecord, UserRecord
+from shoprec.api.errors import ErrorDetail, ErrorOut
+from shoprec.data.records import Record, Source
+from shoprec.datasets._common import EVENT_ALIASES
+from shoprec.datasets.events import event_from_row, item_from_row
+from shoprec.datasets.users import user_from_row
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
 from shoprec.types import EventType
 
+__all__ = ["ErrorDetail", "ErrorOut"]  # the error body is defined in shoprec.api.errors
+
 MAX_TEXT = 100_000
 MAX_BATCH = 10_000  # records per request (413 above)
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
+STORABLE = r"^[^\x00]*$"  # no NUL character (no database here stores one)
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=STORABLE)]
 Type = Annotated[EventType, Field(strict=False)]  # JSON strings -> the enum (unknown names refused)
 FeedbackType = Literal["impression", "click", "like", "dislike", "purchase"]
+EVENT_TYPE_NAMES = tuple(t.value for t in EventType) + tuple(sorted(EVENT_ALIASES))
+EventTypeName = Annotated[str, Field(
+    pattern="(?i)^\\s*(" + "|".join(re.escape(n) for n in EVENT_TYPE_NAMES) + ")\\s*$",
+    description="an event type, case-insensitive: " + ", ".join(t.value for t in EventType)
+                + "; synonyms: " + ", ".join(sorted(EVENT_ALIASES)))]
+Timestamp = Annotated[Annotated[float, Field(allow_inf_nan=False)] | Annotated[datetime, Field(strict=False)], Field(
+    description="unix seconds, or an ISO-8601 date-time (without an offset: UTC)")]
+Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
+class RecordIn(BaseModel):
+    """A record shared with the import files: extra fields are allowed (an item's or user's attributes, an
+    event's context), and `to_record` parses it as a file's line is parsed."""
+
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False)
+
+    def row(self) -> dict[str, Any]:
+        """The fields that were sent, as a file's row (keys lower-cased, as the JSONL reader does)."""
+        return {str(k).lower(): v for k, v in self.model_dump(exclude_unset=True).items()}
+
+
 # ------------------------------------------------------------------------------ inputs
-class ItemIn(Strict):
-    item_id: Id
+class ItemIn(RecordIn):
+    """An item, as a line of items-jsonl: other fields become attributes (merged with `attributes`)."""
+
+    item_id: Id | Annotated[int, Field(ge=0, lt=10**18)]
     title: Text = ""
     description: Text = ""
-    category: Text = ""
+    category: Text | Annotated[list[Text], Field(max_length=20)] = Field(
+        "", description='a path "Women > Tops" (">" is the one separator) or a list ["Women", "Tops"]')
     brand: Text = ""
-    price: float | None = None
-    currency: Annotated[str, Field(max_length=MAX_CURRENCY_LENGTH)] | None = None
-    available: bool = True
+    price: Number | None = None
+    currency: Annotated[str, Field(max_length=MAX_CURRENCY_LENGTH, pattern=STORABLE)] | None = None
+    available: bool | Literal["true", "false", "yes", "no", "1", "0", "TRUE", "FALSE", "Yes", "No", "True",
+                              "False"] | None = Field(True, description="true/false, or yes/no, 1/0 as strings")
     attributes: dict[str, Any] = Field(default_factory=dict)
 
-    def to_record(self) -> ItemRecord:
-        return ItemRecord(**self.model_dump())
+    def to_record(self, index: int = 0) -> Record:
+        return item_from_row(self.row(), Source("api", index))
 
 
 class IdentityIn(Strict):
@@ -49,29 +89,36 @@ class IdentityIn(Strict):
     value: Annotated[str, Field(min_length=1, max_length=320)]
 
 
-class UserIn(Strict):
-    user_id: Id
+class UserIn(RecordIn):
+    """A user, as a line of users-jsonl: other fields become attributes (merged with `attributes`)."""
+
+    user_id: Id | Annotated[int, Field(ge=0, lt=10**18)]
     attributes: dict[str, Any] = Field(default_factory=dict)
     identity: IdentityIn | None = None
 
-    def to_record(self) -> UserRecord:
-        identity = None if self.identity is None else Identity(self.identity.type, self.identity.value)
-        return UserRecord(user_id=self.user_id, attributes=self.attributes, identity=identity)
+    def to_record(self, index: int = 0) -> Record:
+        return user_from_row(self.row(), Source("api", index))
 
 
-class EventIn(Strict):
-    user_id: Id
-    item_id: Id
-    type: Type
-    timestamp: float | None = None  # unix seconds; the time of arrival when absent
-    value: float | None = None
+class EventIn(RecordIn):
+    """An event, as a line of events-jsonl. `event_type` (canonical) or `type`; timestamp: the time of
+    arrival when absent; other fields (and a `context` object) become the event's context."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["event_type"]}, {"required": ["type"]}]})
+
+    user_id: Id | Annotated[int, Field(ge=0, lt=10**18)]
+    item_id: Id | Annotated[int, Field(ge=0, lt=10**18)]
+    event_type: EventTypeName | None = None
+    type: EventTypeName | None = Field(None, description="the same as event_type (one of the two is required)")
+    timestamp: Timestamp | None = None
+    value: Number | None = None
     session_id: Id | None = None
     context: dict[str, Any] | None = None
+    text: Text | None = None
+    # event_id (idempotency) goes here
 
-    def to_record(self, now: float) -> EventRecord:
-        return EventRecord(user_id=self.user_id, item_id=self.item_id, event_type=self.type,
-                           timestamp=now if self.timestamp is None else self.timestamp, value=self.value,
-                           session_id=self.session_id, context=self.context)
+    def to_record(self, now: float, index: int = 0) -> Record:
+        return event_from_row(self.row(), Source("api", index), now=now)
 
 
 class PlatformIn(Strict):
@@ -196,19 +243,6 @@ class JobOut(BaseModel):
     cancel_requested: bool
     progress: str | None
     actor: str | None
-
-
-class ErrorDetail(BaseModel):
-    index: int | None
-    field: str | None
-    reason: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: str
-    message: str
-    errors: list[ErrorDetail] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ explanations and experiments
