@@ -45,6 +45,8 @@ EventTypeName = Annotated[str, Field(
 Timestamp = Annotated[Annotated[float, Field(allow_inf_nan=False)] | Annotated[datetime, Field(strict=False)], Field(
     description="unix seconds, or an ISO-8601 date-time (without an offset: UTC)")]
 Number = Annotated[float, Field(allow_inf_nan=False)]
+NumberText = Annotated[str, Field(max_length=32, pattern=r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,2})?\s*$",
+                                  description="a number written as a string, as in a CSV file")]
 
 
 class Strict(BaseModel):
@@ -72,10 +74,10 @@ class ItemIn(RecordIn):
     category: Text | Annotated[list[Text], Field(max_length=20)] = Field(
         "", description='a path "Women > Tops" (">" is the one separator) or a list ["Women", "Tops"]')
     brand: Text = ""
-    price: Number | None = None
+    price: Number | NumberText | None = None
     currency: Annotated[str, Field(max_length=MAX_CURRENCY_LENGTH, pattern=STORABLE)] | None = None
-    available: bool | Literal["true", "false", "yes", "no", "1", "0", "TRUE", "FALSE", "Yes", "No", "True",
-                              "False"] | None = Field(True, description="true/false, or yes/no, 1/0 as strings")
+    available: bool | Literal[0, 1] | Annotated[str, Field(pattern=r"(?i)^\s*(true|false|yes|no|y|n|t|f|1|0)?\s*$")] \
+        | None = Field(True, description="true/false; also 1/0, or yes/no, y/n, t/f, 1/0 as strings (any case)")
     attributes: dict[str, Any] = Field(default_factory=dict)
 
     def to_record(self, index: int = 0) -> Record:
@@ -111,7 +113,7 @@ class EventIn(RecordIn):
     event_type: EventTypeName | None = None
     type: EventTypeName | None = Field(None, description="the same as event_type (one of the two is required)")
     timestamp: Timestamp | None = None
-    value: Number | None = None
+    value: Number | NumberText | None = None
     session_id: Id | None = None
     context: dict[str, Any] | None = None
     text: Text | None = None
