@@ -150,8 +150,8 @@ def test_an_item_put_with_an_attributes_string_is_refused_naming_it(client: Test
 
 
 # ------------------------------------------------------------------ request checks shared by every route
-@pytest.mark.parametrize("headers", [{"Content-Type": "text/plain"}, {"Content-Type": "application/x-www-form-urlencoded"},
-                                     {}])
+@pytest.mark.parametrize("headers", [{"Content-Type": "text/plain"},
+                                     {"Content-Type": "application/x-www-form-urlencoded"}, {}])
 def test_a_body_that_is_not_declared_json_is_415(client: TestClient, headers: dict[str, str]) -> None:
     answer = client.post("/v1/events", content=b'[{"user_id": "u", "item_id": "i", "type": "view"}]',
                          headers=headers)

@@ -2,7 +2,8 @@
 
     app = create_app(load_settings())      # tests, embedding
     app = server_app(settings)             # a server process (what `shoprec serve`'s workers run)
-OpenAPI docs at /docs (Swagger UI served from this process: `swagger-ui-bundle`'s files, no CDN); every route under /v1 needs X-API-Key (health does not; /metrics does when [metrics]
+OpenAPI docs at /docs (Swagger UI served from this process: `swagger-ui-bundle`'s files, no CDN); every route
+under /v1 needs X-API-Key (health does not; /metrics does when [metrics]
 token is set).
 """
 
@@ -23,8 +24,8 @@ from shoprec.api import errors
 from shoprec.api import metrics as metrics_module
 from shoprec.api.auth import RateLimited, rate_limited_handler
 from shoprec.api.limits import RequestGuard
-from shoprec.api.validation import check_request
 from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend, retraining
+from shoprec.api.validation import check_request
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.retention import start_retention
 from shoprec.settings import Settings, load_settings

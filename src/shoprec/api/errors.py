@@ -100,6 +100,28 @@ def _detail(err: dict[str, Any]) -> dict[str, Any]:
             "message": str(err.get("msg", "invalid value"))}
 
 
+def is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def unsupported_media_type(request: Request, body: object) -> ApiError | None:
+    """The 415 of a body that FastAPI left as bytes because it was not declared JSON (None otherwise):
+    FastAPI's strict content type reads only application/json (or +json) bodies as JSON, and the route would
+    otherwise answer "Input should be a valid list". Like every body check, it comes after authentication."""
+    if request.method not in BODY_METHODS or not isinstance(body, bytes | bytearray) or not body:
+        return None
+    sent = request.headers.get("content-type")
+    if is_json(sent):
+        return None
+    got = f"got Content-Type {sent!r}" if sent else "the request has no Content-Type"
+    return ApiError(415, "unsupported_media_type", f"send the body as JSON with Content-Type: application/json "
+                    f"({got})")
+
+
 _NOUNS = {"events": "events", "items": "items", "users": "users"}
 
 
@@ -126,6 +148,9 @@ def _shape(request: Request, errors: list[dict[str, Any]]) -> str | None:
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
+    wrong_type = unsupported_media_type(request, exc.body)
+    if wrong_type is not None:
+        return _api(request, wrong_type)
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(400, "malformed_json", "the request body is not valid JSON",
                               [_detail(e) for e in errors])

@@ -2,9 +2,7 @@
 
 - `check_request` (an app-wide dependency): a query parameter the route does not declare is refused (422
   `invalid_request` naming it and the valid ones: `?price_min=5` is a typo for min_price, not a filter to
-  ignore); a body sent to a JSON route without `Content-Type: application/json` (or `+json`) is refused
-  (415 `unsupported_media_type`), since FastAPI would otherwise read it as a string and answer
-  "Input should be a valid list".
+  ignore).
 - `parsed_records`: the records of a REST batch parsed as a file's lines are (shoprec.api.schemas), or one
   422 naming every refused record's index and field.
 
@@ -25,36 +23,28 @@ from shoprec.data.records import Record, Rejected
 from shoprec.service.errors import RecordError, RecordErrors
 
 T = TypeVar("T")
-BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_known: dict[int, tuple[frozenset[str], bool]] = {}  # id(route) -> (query names, takes a JSON body)
+_known: dict[int, frozenset[str]] = {}  # id(route) -> its query parameters
 
 
-def _route_facts(route: APIRoute) -> tuple[frozenset[str], bool]:
-    facts = _known.get(id(route))
-    if facts is None:
-        names: set[str] = set()
-        body = False
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names = _known.get(id(route))
+    if names is None:
+        found: set[str] = set()
         todo: list[Dependant] = [route.dependant]
         while todo:  # the route's own parameters and those of every dependency (auth, ...)
             dep = todo.pop()
-            names.update(p.alias for p in dep.query_params)
-            body = body or bool(dep.body_params)
+            found.update(p.alias for p in dep.query_params)
             todo.extend(dep.dependencies)
-        facts = _known[id(route)] = (frozenset(names), body)
-    return facts
-
-
-def is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+        names = _known[id(route)] = frozenset(found)
+    return names
 
 
 def check_request(request: Request) -> None:
-    """Unknown query parameters (422) and a body that is not declared JSON (415), on every /v1 route."""
+    """Unknown query parameters (422) on every /v1 route."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.url.path.startswith("/v1/"):
         return
-    names, takes_body = _route_facts(route)
+    names = _query_names(route)
     unknown = sorted({k for k in request.query_params if k not in names})
     if unknown:
         valid = ", ".join(sorted(names)) or "none"
@@ -62,12 +52,6 @@ def check_request(request: Request) -> None:
                        f"unknown query parameter {unknown[0]!r} (valid here: {valid})",
                        [{"index": None, "field": name, "reason": "unknown_parameter",
                          "message": f"not a query parameter of this route (valid: {valid})"} for name in unknown])
-    if takes_body and request.method in BODY_METHODS and not is_json(request.headers.get("content-type")):
-        sent = request.headers.get("content-type")
-        raise ApiError(415, "unsupported_media_type",
-                       f"send the body as JSON with Content-Type: application/json (got "
-                       f"{sent!r})" if sent else "send the body as JSON with Content-Type: application/json "
-                       "(the request has no Content-Type)")
 
 
 def parsed_records(items: Sequence[T], parse: Callable[[T, int], Record]) -> list[Record]:
