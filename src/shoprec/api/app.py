@@ -76,6 +76,7 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     for module in (data, recommend, models, experiments, keys, privacy, health, retraining, metrics_module):
         app.include_router(module.router)
     dashboard.install(app)  # /dashboard: the operator pages (admin key)
+    errors.declare_responses(app)  # the error answers of each route, in the OpenAPI schema
     return app
 
 

@@ -70,6 +70,46 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def declare_responses(app: FastAPI) -> None:
+    """Declare in the OpenAPI schema, on every /v1 operation, the error answers it can give with the ErrorOut
+    body, from what the operation takes: any 422 (a bad or unknown parameter) and 503; one that reads
+    X-API-Key 401, 403 and 429; one with a body 400, 413 and 415; one with a path parameter 404. Routes
+    declare their other ones (409) in their decorators. Done on the generated schema, so a new route is
+    covered without doing anything."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = plain()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {}))
+        components["ErrorOut"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+        components["ErrorOut"].pop("$defs", None)
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for operation in operations.values():
+                params = operation.get("parameters", [])
+                statuses = [422, 503]
+                if any(p.get("in") == "header" and p.get("name", "").lower() == "x-api-key" for p in params):
+                    statuses += [401, 403, 429]
+                if "requestBody" in operation:
+                    statuses += [400, 413, 415]
+                if any(p.get("in") == "path" for p in params):
+                    statuses.append(404)
+                answers = operation.setdefault("responses", {})
+                for status in statuses:
+                    codes = [c for c, (s, _) in CODES.items() if s == status]
+                    answers[str(status)] = ({
+                        "description": "; ".join(f"{c}: {CODES[c][1]}" for c in codes),
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 class ApiError(Exception):
     """An error answer raised by the API layer itself (a status and a code of CODES)."""
 

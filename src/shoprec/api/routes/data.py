@@ -25,20 +25,19 @@ from shoprec.api.validation import parsed_records
 from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.storage.tables import MAX_ID_LENGTH
 
-router = APIRouter(prefix="/v1", responses=responses(401, 403, 422, 429, 503))
-WRITES = responses(400, 413, 415)
+router = APIRouter(prefix="/v1")
 ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
 UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
 
 
 @router.post("/platforms", response_model=PlatformOut, status_code=201, tags=["platforms"],
-             responses={**WRITES, **responses(409)})
+             responses=responses(409))
 def create_platform(body: PlatformIn, services: ServicesDep, admin: AdminDep) -> PlatformOut:
     """Create a platform (admin key only) and return its API key, shown this once."""
     return PlatformOut(platform=body.name, api_key=services.platforms.create(body.name))
 
 
-@router.put("/items", response_model=WriteOut, tags=["items"], responses=WRITES)
+@router.put("/items", response_model=WriteOut, tags=["items"])
 def put_items(items: Annotated[list[ItemIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
               services: ServicesDep) -> WriteOut:
     """Insert or update items (all or nothing). Each item is parsed as a line of items-jsonl: a category
@@ -48,18 +47,18 @@ def put_items(items: Annotated[list[ItemIn], Body(max_length=MAX_BATCH)], platfo
                                                                    if isinstance(r, ItemRecord)])))
 
 
-@router.get("/items/{item_id}", response_model=ItemOut, tags=["items"], responses=responses(404))
+@router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
 def get_item(item_id: ItemId, platform: PlatformDep, services: ServicesDep) -> ItemOut:
     return ItemOut(**asdict(services.data.get_item(platform, item_id)))
 
 
-@router.delete("/items/{item_id}", status_code=204, tags=["items"], responses=responses(404))
+@router.delete("/items/{item_id}", status_code=204, tags=["items"])
 def delete_item(item_id: ItemId, platform: PlatformDep, services: ServicesDep) -> None:
     """Delete an item: it is never recommended again (a later PUT brings it back)."""
     services.data.delete_item(platform, item_id)
 
 
-@router.post("/users", response_model=WriteOut, tags=["users"], responses=WRITES)
+@router.post("/users", response_model=WriteOut, tags=["users"])
 def post_users(users: Annotated[list[UserIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
                services: ServicesDep) -> WriteOut:
     """Insert or update users (all or nothing), each parsed as a line of users-jsonl (other fields are
@@ -69,12 +68,12 @@ def post_users(users: Annotated[list[UserIn], Body(max_length=MAX_BATCH)], platf
                                                                    if isinstance(r, UserRecord)])))
 
 
-@router.get("/users/{user_id}", response_model=UserOut, tags=["users"], responses=responses(404))
+@router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
 def get_user(user_id: UserId, platform: PlatformDep, services: ServicesDep) -> UserOut:
     return UserOut(**asdict(services.data.get_user(platform, user_id)))
 
 
-@router.post("/events", response_model=WriteOut, tags=["events"], responses=WRITES)
+@router.post("/events", response_model=WriteOut, tags=["events"])
 def post_events(events: Annotated[list[EventIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
                 services: ServicesDep, request: Request) -> WriteOut:
     """Store events through the ingest pipeline (all or nothing); the users' next lists change at once.

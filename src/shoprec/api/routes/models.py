@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from shoprec.api.auth import PlatformDep, PrincipalDep, ServicesDep, TrainPlatformDep
+from shoprec.api.errors import responses
 from shoprec.api.schemas import JobOut, ModelOut, TrainIn
 from shoprec.service.jobs import MAX_LIST
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], responses=responses(409))
 Hex = Annotated[str, Path(min_length=1, max_length=64)]
 
 

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from shoprec.api.auth import PlatformDep, ServicesDep
-from shoprec.api.errors import responses
 from shoprec.api.schemas import ExplanationOut, FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
 from shoprec.data.records import EventRecord
 from shoprec.service import Filters
@@ -19,7 +18,7 @@ from shoprec.service.errors import RecordError, RecordErrors
 from shoprec.storage.tables import MAX_ID_LENGTH
 from shoprec.types import EventType
 
-router = APIRouter(prefix="/v1", tags=["recommendations"], responses=responses(401, 403, 404, 422, 429, 503))
+router = APIRouter(prefix="/v1", tags=["recommendations"])
 IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
 K = Annotated[int, Query(ge=1, le=100)]
 
@@ -88,7 +87,7 @@ def similar(item_id: IdPath, platform: PlatformDep, services: ServicesDep, reque
     return _count(request, platform, services.recommend.similar(platform, item_id, k))
 
 
-@router.post("/sessions/recommendations", response_model=RecommendationOut, responses=responses(400, 413, 415))
+@router.post("/sessions/recommendations", response_model=RecommendationOut)
 def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, request: Request) -> Response:
     """Recommendations for an anonymous visitor from the session's items."""
     check_prices(body.min_price, body.max_price)
@@ -99,7 +98,7 @@ def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, reque
         platform, [e.item_id for e in events], body.k, filters, types=[EventType(e.type).value for e in events]))
 
 
-@router.post("/feedback", response_model=FeedbackOut, responses=responses(400, 413, 415))
+@router.post("/feedback", response_model=FeedbackOut)
 def feedback(body: FeedbackIn, platform: PlatformDep, services: ServicesDep, request: Request) -> FeedbackOut:
     """Feedback on a recommended item; for a known user it is also stored as an event (it changes the next list)."""
     logged = services.recommend.feedback(platform, body.recommendation_id, body.item_id, body.type)
