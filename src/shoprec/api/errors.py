@@ -73,7 +73,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def declare_responses(app: FastAPI) -> None:
     """Declare in the OpenAPI schema, on every /v1 operation, the error answers it can give with the ErrorOut
     body, from what the operation takes: any 422 (a bad or unknown parameter) and 503; one that reads
-    X-API-Key 401, 403 and 429; one with a body 400, 413 and 415; one with a path parameter 404. Routes
+    X-API-Key 401, 403, 404 (its X-Platform, an id in the body) and 429; one with a body 400, 413 and 415;
+    one with a path parameter 404. Routes
     declare their other ones (409) in their decorators. Done on the generated schema, so a new route is
     covered without doing anything."""
     plain = app.openapi
@@ -93,7 +94,7 @@ def declare_responses(app: FastAPI) -> None:
                 params = operation.get("parameters", [])
                 statuses = [422, 503]
                 if any(p.get("in") == "header" and p.get("name", "").lower() == "x-api-key" for p in params):
-                    statuses += [401, 403, 429]
+                    statuses += [401, 403, 404, 429]  # 404: the X-Platform of an admin key, an id in the body
                 if "requestBody" in operation:
                     statuses += [400, 413, 415]
                 if any(p.get("in") == "path" for p in params):
@@ -104,10 +105,34 @@ def declare_responses(app: FastAPI) -> None:
                     answers[str(status)] = ({
                         "description": "; ".join(f"{c}: {CODES[c][1]}" for c in codes),
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}})
+        _key_rules(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+NO_NUL = "^[^\\x00]*$"
+
+
+def _key_rules(node: Any) -> None:
+    """Two rules the generated schema leaves out: no string may hold NUL (every string schema without a
+    pattern gets NO_NUL); and pydantic writes a dict whose keys have a pattern as `patternProperties`, which
+    lets keys that do NOT match through while pydantic refuses them: `propertyNames` + `additionalProperties`."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "enum", "const", "format"} & set(node):
+            node["pattern"] = NO_NUL  # shoprec.api.limits refuses NUL in any string (no database stores one)
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1 and "additionalProperties" not in node:
+            (pattern, value), = patterns.items()
+            del node["patternProperties"]
+            node["propertyNames"] = {**node.get("propertyNames", {}), "pattern": pattern}
+            node["additionalProperties"] = value
+        for child in node.values():
+            _key_rules(child)
+    elif isinstance(node, list):
+        for child in node:
+            _key_rules(child)
 
 
 class ApiError(Exception):
@@ -133,7 +158,7 @@ def _detail(err: dict[str, Any]) -> dict[str, Any]:
     """A pydantic error -> {index, field, reason, message}: loc ("body", 3, "item_id") is record 3, item_id
     (the member of a union that pydantic names after a field, "item_id.constrained-str", is left out)."""
     loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")
-           and not (isinstance(p, str) and _TYPE_TAG.match(p))]
+           and not (isinstance(p, str) and _TYPE_TAG.match(p.strip("`")))]
     index = next((p for p in loc if isinstance(p, int)), None)
     names = [str(p) for p in loc if not isinstance(p, int)]
     return {"index": index, "field": ".".join(names) or None, "reason": err.get("type", "invalid"),

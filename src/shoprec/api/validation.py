@@ -11,7 +11,8 @@ It reads headers and the query string only; the body is never read here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 from fastapi import Request
@@ -20,6 +21,7 @@ from fastapi.routing import APIRoute
 
 from shoprec.api.errors import ApiError
 from shoprec.data.records import Record, Rejected
+from shoprec.errors import ConfigError
 from shoprec.service.errors import RecordError, RecordErrors
 
 T = TypeVar("T")
@@ -52,6 +54,16 @@ def check_request(request: Request) -> None:
                        f"unknown query parameter {unknown[0]!r} (valid here: {valid})",
                        [{"index": None, "field": name, "reason": "unknown_parameter",
                          "message": f"not a query parameter of this route (valid: {valid})"} for name in unknown])
+
+
+@contextmanager
+def model_params() -> Iterator[None]:
+    """A ConfigError of a model's parameters (an unknown name, a value over its cap) as a 422 naming `params`
+    (the model name itself is checked by the schema)."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise RecordErrors([RecordError(None, "params", "bad_model_params", str(exc))]) from None
 
 
 def parsed_records(items: Sequence[T], parse: Callable[[T, int], Record]) -> list[Record]:
