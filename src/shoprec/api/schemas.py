@@ -52,7 +52,7 @@ _INTEGRAL = BeforeValidator(lambda v: int(v) if type(v) is float and v.is_intege
 IntId = Annotated[int, Field(ge=0, lt=10**18), _INTEGRAL]  # an id sent as a number is stored as "42"
 Key = Annotated[str, Field(max_length=1000, pattern=STORABLE)]
 JsonValue = TypeAliasType(  # any JSON a database here can store: no NUL in a string or a key, finite numbers
-    "JsonValue", "None | bool | int | Number | Text | list[JsonValue] | dict[Key, JsonValue]")
+    "JsonValue", "bool | int | Number | Text | list[JsonValue] | dict[Key, JsonValue] | None")
 JsonObject = dict[Key, JsonValue]
 NumberText = Annotated[str, Field(max_length=32, pattern=r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,2})?\s*$",
                                   description="a number written as a string, as in a CSV file")]
@@ -68,7 +68,7 @@ class RecordIn(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False,
                               json_schema_extra={"propertyNames": {"maxLength": 1000, "pattern": STORABLE}})
-    __pydantic_extra__: dict[Key, JsonValue] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[Key, JsonValue] = Field(init=False)
 
     def row(self) -> dict[str, Any]:
         """The fields that were sent, as a file's row (keys lower-cased, as the JSONL reader does)."""
@@ -335,6 +335,9 @@ class ExperimentResultsOut(BaseModel):
 
 
 # ------------------------------------------------------------------------------ retraining
+METRIC_PATTERN = r"(?i)^[ \t\n\r]*((hr|recall|ndcg|map|precision)@[1-9][0-9]{0,2}|mrr)[ \t\n\r]*$"
+
+
 class RetrainPolicyIn(Strict):
     """A platform's own retraining policy (PUT replaces it): both triggers null turns retraining off for the
     platform; null margin / metric / holdout_fraction / action take the deployment default."""
@@ -342,7 +345,7 @@ class RetrainPolicyIn(Strict):
     every_hours: Annotated[float, Field(ge=0.001)] | None = None
     after_events: Annotated[int, Field(ge=1), _INTEGRAL] | None = None
     margin: Annotated[float, Field(ge=0, lt=1)] | None = None
-    metric: Annotated[str, Field(max_length=32, pattern=r"(?i)^[ \t\n\r]*((hr|recall|ndcg|map|precision)@[1-9][0-9]{0,2}|mrr)[ \t\n\r]*$")] | None = None
+    metric: Annotated[str, Field(max_length=32, pattern=METRIC_PATTERN)] | None = None
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
     action: Literal["promote", "experiment"] | None = None
     model: ModelName | None = None
