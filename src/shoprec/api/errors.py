@@ -151,7 +151,7 @@ def error_response(status: int, error: str, message: str, errors: list[dict[str,
 
 
 _TYPE_TAG = re.compile(r"^(constrained-)?(str|int|float|bool|datetime|date|list|dict|literal|none|is-instance"
-                       r"|function-[a-z]+|json-or-python|nullable|tagged-union|union|model)(\[.*\])?$", re.I)
+                       r"|function-[a-z]+|json-or-python|nullable|tagged-union|union)(\[.*\])?$", re.I)
 
 
 def _detail(err: dict[str, Any]) -> dict[str, Any]:
