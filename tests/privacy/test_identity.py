@@ -98,7 +98,8 @@ def test_a_bad_identity_is_a_422_naming_record_and_field(services: Services) -> 
         answer = client.post("/v1/users", json=[{"user_id": "ok"},
                                                 {"user_id": "u", "identity": {"type": "email", "value": "nope"}}])
         assert answer.status_code == 422, answer.text
-        assert answer.json()["errors"][0]["index"] == 1 and answer.json()["errors"][0]["field"] == "identity"
+        assert answer.json()["errors"][0]["index"] == 1
+        assert answer.json()["errors"][0]["field"].startswith("identity")  # identity.email.value: the schema
         wrong_type = client.post("/v1/users", json=[{"user_id": "u", "identity": {"type": "fax", "value": "1"}}])
         assert wrong_type.status_code == 422
     assert "identities:" not in dump_tables(services.engine) and "'ok'" not in dump_tables(services.engine)

@@ -2,8 +2,9 @@
 
     app = create_app(load_settings())      # tests, embedding
     app = server_app(settings)             # a server process (what `shoprec serve`'s workers run)
-OpenAPI docs at /docs; every route under /v1 needs X-API-Key, checked before the body is read (AuthFirst;
-health does not; /metrics does when [metrics] token is set).
+OpenAPI docs at /docs (Swagger UI served from this process: `swagger-ui-bundle`'s files, no CDN); every route
+under /v1 needs X-API-Key, checked before the body is read (AuthFirst; health does not; /metrics does when
+[metrics] token is set).
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from shoprec import __version__, dashboard
@@ -21,6 +25,7 @@ from shoprec.api import metrics as metrics_module
 from shoprec.api.auth import AuthFirst, RateLimited, rate_limited_handler
 from shoprec.api.limits import RequestGuard
 from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend, retraining
+from shoprec.api.validation import check_request
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.retention import start_retention
 from shoprec.settings import Settings, check_admin_key, load_settings
@@ -59,7 +64,9 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
             app.state.services.close()
 
     app = ShoprecAPI(title="shoprec", version=__version__, lifespan=lifespan,
-                  description="Personalised recommendations for e-commerce: send items and events, get lists.")
+                     description="Personalised recommendations for e-commerce: send items and events, get lists.",
+                     docs_url=None, redoc_url=None, dependencies=[Depends(check_request)])
+    install_docs(app)
     app.state.services = services
     app.state.freeze_gc = False
     app.state.metrics = metrics_module.Metrics()
@@ -70,7 +77,27 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     for module in (data, recommend, models, experiments, keys, privacy, health, retraining, metrics_module):
         app.include_router(module.router)
     dashboard.install(app)  # /dashboard: the operator pages (admin key)
+    errors.declare_responses(app)  # the error answers of each route, in the OpenAPI schema
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI with its scripts and styles served from the `swagger-ui-bundle` package (so the page
+    works offline and sends nothing to a CDN). There is no /redoc: no maintained Python package ships ReDoc's
+    script, and one interactive page over the same /openapi.json is enough."""
+    import swagger_ui_bundle
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="shoprec API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 
 
 def server_app(settings: Settings) -> FastAPI:

@@ -1,79 +1,158 @@
 """Request and response bodies of the REST API (pydantic), separate from the database tables.
 
-Bodies are strict: unknown fields, wrong types (a number for an id, a string for a price), unknown
-event types and over-long ids are refused with 422 naming the field and the record index.
+Items, users and events are the records of the import files (docs/data-formats.md): these models declare
+their shape for OpenAPI and refuse what no parse could accept (a wrong JSON type, an over-long id, an
+unknown event type, NUL characters); each record is then parsed by the SAME function as a file's line
+(`to_record` -> shoprec.datasets.events.event_from_row / item_from_row, shoprec.datasets.users.user_from_row),
+so names (`event_type`, or `type`), event type synonyms and case, timestamp forms (unix seconds or ISO-8601),
+categories (a "A > B" path or a list), `available` ("yes", 1, true, ...) and extra fields (an item's or a
+user's attributes, an event's context) are handled the same on both paths. A record the parse refuses is a
+422 naming its index and field.
+
+The other bodies are strict: unknown fields and wrong types are refused with 422 naming the field.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
-from shoprec.data.records import EventRecord, Identity, ItemRecord, UserRecord
+from shoprec.api.errors import ErrorDetail, ErrorOut
+from shoprec.data.records import Record, Source
+from shoprec.datasets._common import EVENT_ALIASES
+from shoprec.datasets.events import event_from_row, item_from_row
+from shoprec.datasets.users import user_from_row
+from shoprec.models import MODEL_NAMES
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
 from shoprec.types import EventType
 
+__all__ = ["ErrorDetail", "ErrorOut"]  # the error body is defined in shoprec.api.errors
+
 MAX_TEXT = 100_000
 MAX_BATCH = 10_000  # records per request (413 above)
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-Text = Annotated[str, Field(max_length=MAX_TEXT)]
+STORABLE = r"^[^\x00]*$"  # no NUL character (no database here stores one)
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")]
+Text = Annotated[str, Field(max_length=MAX_TEXT, pattern=STORABLE)]
 Type = Annotated[EventType, Field(strict=False)]  # JSON strings -> the enum (unknown names refused)
 FeedbackType = Literal["impression", "click", "like", "dislike", "purchase"]
+EVENT_TYPE_NAMES = tuple(t.value for t in EventType) + tuple(sorted(EVENT_ALIASES))
+EventTypeName = Annotated[str, Field(
+    pattern="(?i)^\\s*(" + "|".join(re.escape(n) for n in EVENT_TYPE_NAMES) + ")\\s*$",
+    description="an event type, case-insensitive: " + ", ".join(t.value for t in EventType)
+                + "; synonyms: " + ", ".join(sorted(EVENT_ALIASES)))]
+Timestamp = Annotated[Annotated[float, Field(allow_inf_nan=False)] | Annotated[datetime, Field(strict=False)], Field(
+    description="unix seconds, or an ISO-8601 date-time (without an offset: UTC)")]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+_INTEGRAL = BeforeValidator(lambda v: int(v) if type(v) is float and v.is_integer() else v)
+"""42.0 as 42: JSON (and JSON Schema) make no difference between them; pydantic's strict int does."""
+IntId = Annotated[int, Field(ge=0, lt=10**18), _INTEGRAL]  # an id sent as a number is stored as "42"
+Key = Annotated[str, Field(max_length=1000, pattern=STORABLE)]
+JsonValue = TypeAliasType(  # any JSON a database here can store: no NUL in a string or a key, finite numbers
+    "JsonValue", "bool | int | Number | Text | list[JsonValue] | dict[Key, JsonValue] | None")
+JsonObject = dict[Key, JsonValue]
+NumberText = Annotated[str, Field(max_length=32, pattern=r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,2})?\s*$",
+                                  description="a number written as a string, as in a CSV file")]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
+class RecordIn(BaseModel):
+    """A record shared with the import files: extra fields are allowed (an item's or user's attributes, an
+    event's context), and `to_record` parses it as a file's line is parsed."""
+
+    model_config = ConfigDict(strict=True, extra="allow", allow_inf_nan=False,
+                              json_schema_extra={"propertyNames": {"maxLength": 1000, "pattern": STORABLE}})
+    __pydantic_extra__: dict[Key, JsonValue] = Field(init=False)
+
+    def row(self) -> dict[str, Any]:
+        """The fields that were sent, as a file's row (keys lower-cased, as the JSONL reader does)."""
+        return {str(k).lower(): v for k, v in self.model_dump(exclude_unset=True).items()}
+
+
 # ------------------------------------------------------------------------------ inputs
-class ItemIn(Strict):
-    item_id: Id
+class ItemIn(RecordIn):
+    """An item, as a line of items-jsonl: other fields become attributes (merged with `attributes`)."""
+
+    item_id: Id | IntId
     title: Text = ""
     description: Text = ""
-    category: Text = ""
+    category: Text | Annotated[list[Text], Field(max_length=20)] = Field(
+        "", description='a path "Women > Tops" (">" is the one separator) or a list ["Women", "Tops"]')
     brand: Text = ""
-    price: float | None = None
-    currency: Annotated[str, Field(max_length=MAX_CURRENCY_LENGTH)] | None = None
-    available: bool = True
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    price: Number | NumberText | None = None
+    currency: Annotated[str, Field(max_length=MAX_CURRENCY_LENGTH, pattern=STORABLE)] | None = None
+    available: bool | Literal[0, 1] | Annotated[str, Field(pattern=r"(?i)^\s*(true|false|yes|no|y|n|t|f|1|0)?\s*$")] \
+        | None = Field(True, description="true/false; also 1/0, or yes/no, y/n, t/f, 1/0 as strings (any case)")
+    attributes: JsonObject = Field(default_factory=dict)
 
-    def to_record(self) -> ItemRecord:
-        return ItemRecord(**self.model_dump())
+    def to_record(self, index: int = 0) -> Record:
+        return item_from_row(self.row(), Source("api", index))
 
 
-class IdentityIn(Strict):
+# a character that is neither "@" nor a space nor a control character (in Python's sense and JSON Schema's)
+_VISIBLE = ("[!-?A-~\u00a1-\u167f\u1681-\u1fff\u200b-\u2027\u202a-\u202e\u2030-\u205e\u2060-\u2fff"
+            "\u3001-\ud7ff\ue000-\ufefe\uff00-\uffff]")
+
+
+class EmailIdentity(Strict):
     """The person behind a user, for linking platforms: only a keyed hash of it is stored."""
 
-    type: Literal["email", "phone", "loyalty"]
-    value: Annotated[str, Field(min_length=1, max_length=320)]
+    type: Literal["email"]
+    value: Annotated[str, Field(min_length=3, max_length=320, pattern=f"^[ \t\n\r]*{_VISIBLE}+@{_VISIBLE}+[ \t\n\r]*$")]
 
 
-class UserIn(Strict):
-    user_id: Id
-    attributes: dict[str, Any] = Field(default_factory=dict)
+class PhoneIdentity(Strict):
+    type: Literal["phone"]
+    value: Annotated[str, Field(max_length=320, pattern=r"^[ +()./-]*[1-9][ ()./-]*([0-9][ ()./-]*){5,14}$",
+                                description="6..15 digits (not starting with 0), optionally + ( ) - . / and spaces")]
+
+
+class LoyaltyIdentity(Strict):
+    type: Literal["loyalty"]
+    value: Annotated[str, Field(min_length=1, max_length=320, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$")]
+
+
+IdentityIn = Annotated[EmailIdentity | PhoneIdentity | LoyaltyIdentity, Field(discriminator="type")]
+
+
+class UserIn(RecordIn):
+    """A user, as a line of users-jsonl: other fields become attributes (merged with `attributes`)."""
+
+    user_id: Id | IntId
+    attributes: JsonObject = Field(default_factory=dict)
     identity: IdentityIn | None = None
 
-    def to_record(self) -> UserRecord:
-        identity = None if self.identity is None else Identity(self.identity.type, self.identity.value)
-        return UserRecord(user_id=self.user_id, attributes=self.attributes, identity=identity)
+    def to_record(self, index: int = 0) -> Record:
+        return user_from_row(self.row(), Source("api", index))
 
 
-class EventIn(Strict):
-    user_id: Id
-    item_id: Id
-    type: Type
-    timestamp: float | None = None  # unix seconds; the time of arrival when absent
-    value: float | None = None
+class EventIn(RecordIn):
+    """An event, as a line of events-jsonl. `event_type` (canonical) or `type`; timestamp: the time of
+    arrival when absent; other fields (and a `context` object) become the event's context."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["event_type"]}, {"required": ["type"]}],
+                                                 "propertyNames": {"maxLength": 1000, "pattern": STORABLE}})
+
+    user_id: Id | IntId
+    item_id: Id | IntId
+    event_type: EventTypeName = None  # type: ignore[assignment]  # (not null when sent)
+    type: EventTypeName = Field(None, description="the same as event_type (one of the two is required)")  # type: ignore[assignment]
+    timestamp: Timestamp | None = None
+    value: Number | NumberText | None = None
     session_id: Id | None = None
-    context: dict[str, Any] | None = None
+    context: JsonObject | None = None
+    text: Text | None = None
     # the client's id of this event (printable): an event whose event_id is stored is a duplicate, not stored again
     event_id: Annotated[str, Field(max_length=MAX_EVENT_ID_LENGTH)] | None = None
 
-    def to_record(self, now: float) -> EventRecord:
-        return EventRecord(user_id=self.user_id, item_id=self.item_id, event_type=self.type,
-                           timestamp=now if self.timestamp is None else self.timestamp, value=self.value,
-                           session_id=self.session_id, context=self.context, event_id=self.event_id)
+    def to_record(self, now: float, index: int = 0) -> Record:
+        return event_from_row(self.row(), Source("api", index), now=now)
 
 
 class PlatformIn(Strict):
@@ -87,7 +166,7 @@ class SessionEvent(Strict):
 
 class SessionIn(Strict):
     history: Annotated[list[SessionEvent], Field(max_length=1000)]
-    k: Annotated[int, Field(ge=1, le=100)] = 10
+    k: Annotated[int, Field(ge=1, le=100), _INTEGRAL] = 10
     category: Text | None = None
     min_price: float | None = None
     max_price: float | None = None
@@ -100,9 +179,12 @@ class FeedbackIn(Strict):
     type: FeedbackType
 
 
+ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
+
+
 class TrainIn(Strict):
-    model: Annotated[str, Field(min_length=1, max_length=64)]
-    params: dict[str, Any] = Field(default_factory=dict)
+    model: ModelName
+    params: JsonObject = Field(default_factory=dict)
     activate: bool = False
 
 
@@ -200,19 +282,6 @@ class JobOut(BaseModel):
     actor: str | None
 
 
-class ErrorDetail(BaseModel):
-    index: int | None
-    field: str | None
-    reason: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: str
-    message: str
-    errors: list[ErrorDetail] = Field(default_factory=list)
-
-
 # ------------------------------------------------------------------------------ explanations and experiments
 class ExplanationOut(BaseModel):
     user_id: str
@@ -267,18 +336,21 @@ class ExperimentResultsOut(BaseModel):
 
 
 # ------------------------------------------------------------------------------ retraining
+METRIC_PATTERN = r"(?i)^[ \t\n\r]*((hr|recall|ndcg|map|precision)@[1-9][0-9]{0,2}|mrr)[ \t\n\r]*$"
+
+
 class RetrainPolicyIn(Strict):
     """A platform's own retraining policy (PUT replaces it): both triggers null turns retraining off for the
     platform; null margin / metric / holdout_fraction / action take the deployment default."""
 
-    every_hours: float | None = None
-    after_events: int | None = None
-    margin: float | None = None
-    metric: Annotated[str, Field(max_length=32)] | None = None
-    holdout_fraction: float | None = None
+    every_hours: Annotated[float, Field(ge=0.001)] | None = None
+    after_events: Annotated[int, Field(ge=1), _INTEGRAL] | None = None
+    margin: Annotated[float, Field(ge=0, lt=1)] | None = None
+    metric: Annotated[str, Field(max_length=32, pattern=METRIC_PATTERN)] | None = None
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
     action: Literal["promote", "experiment"] | None = None
-    model: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    params: dict[str, Any] | None = None
+    model: ModelName | None = None
+    params: JsonObject | None = None
 
 
 class RetrainPolicyOut(BaseModel):

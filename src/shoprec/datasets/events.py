@@ -1,9 +1,17 @@
 """The canonical import formats: events-csv / events-jsonl / events-parquet and items-csv / items-jsonl.
 
-Events: `user_id,item_id,event_type,timestamp[,value][,session_id][,event_id]`; timestamp is ISO-8601
-(naive = UTC) or unix seconds; value is optional (a rating, a quantity); event_id is the client's id of the event
-(an event whose event_id is already stored, e.g. sent earlier over REST, is a duplicate; empty = none).
-Optional `text` goes to EventRecord.text, `price` (a number) and any other column to the event's context.
+These row parsers (`event_from_row`, `item_from_row`, and shoprec.datasets.users.user_from_row) are THE
+definition of an event, an item and a user: the REST API (shoprec.api.schemas) parses each record of a
+request body with the same functions, so names, aliases, timestamp forms and attributes are the same on
+both paths (docs/data-formats.md).
+
+Events: `user_id,item_id,event_type,timestamp[,value][,session_id][,event_id]`; `type` is accepted for `event_type`
+(event_type is the canonical name), and the type itself is case-insensitive with synonyms (`add_to_cart`,
+`page_view`, ...: shoprec.datasets._common.EVENT_ALIASES). timestamp is ISO-8601 (naive = UTC) or unix
+seconds (a number or a numeric string); over REST it may be left out (the time of arrival). value is
+optional (a rating, a quantity). Optional `text` goes to EventRecord.text; a `context` object, `price` (a
+number) and any other column go to the event's context. event_id is the client's id of the event (an
+event whose event_id is already stored, e.g. sent earlier over REST, is a duplicate; empty = none).
 Items: `item_id[,title][,description][,category][,brand][,price][,currency][,available]`; category is a path
 whose ONE separator is ">" ("Beauty > Skin Care"; "/" is part of a name, e.g. "Tops/T-shirts"); JSON may give
 a list instead. available is true/false/1/0/yes/no (empty = true). Other columns go to the item's attributes
@@ -35,7 +43,8 @@ from shoprec.datasets._common import (
 )
 from shoprec.errors import DataError
 
-EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp", "value", "session_id", "event_id")
+EVENT_COLUMNS = ("user_id", "item_id", "event_type", "type", "timestamp", "value", "session_id", "context", "event_id")
+EVENT_HEADER_ALIASES = {"type": "event_type"}  # a CSV / Parquet header may name the type column `type`
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
 ITEM_COLUMNS = ("item_id", "title", "description", "category", "brand", "price", "currency", "available")
 REQUIRED_ITEM_COLUMNS = ("item_id",)
@@ -60,18 +69,29 @@ def _text(raw: Any) -> str:
     return "" if raw is None else str(raw).strip()
 
 
-def event_from_row(row: Mapping[str, Any], source: Source) -> Record:
-    """One EventRecord from a row of the canonical schema, or a Rejected naming the bad field."""
+def event_from_row(row: Mapping[str, Any], source: Source, now: float | None = None) -> Record:
+    """One EventRecord from a row of the canonical schema, or a Rejected naming the bad field.
+
+    `now`: the timestamp of an event without one (the REST API passes the time of arrival); None: a missing
+    timestamp is refused (files)."""
     try:
         user_id = _field(row, "user_id", parse_id)
         item_id = _field(row, "item_id", parse_id)
-        event_type = _field(row, "event_type", parse_event_type, "bad_event_type")
-        timestamp = _field(row, "timestamp", parse_timestamp, "bad_timestamp")
+        type_key = "event_type" if row.get("event_type") not in (None, "") or "type" not in row else "type"
+        event_type = _field(row, type_key, parse_event_type, "bad_event_type")
+        if now is not None and row.get("timestamp") in (None, ""):
+            timestamp = now
+        else:
+            timestamp = _field(row, "timestamp", parse_timestamp, "bad_timestamp")
         value = _field(row, "value", parse_float)
         session = _field(row, "session_id", parse_id) or None
         context = {k: v for k, v in row.items() if k not in EVENT_COLUMNS and k != "text" and v not in (None, "")}
+        nested = row.get("context")
+        if nested is not None and not isinstance(nested, dict):
+            raise _FieldError("context", "bad_context", "must be an object")
+        context.update(nested or {})
         if "price" in context:
-            context["price"] = _field(row, "price", parse_float)
+            context["price"] = _field(context, "price", parse_float)
     except _FieldError as err:
         return Rejected(source, err.reason, err.field, err.detail)
     text = _text(row.get("text")) or None
@@ -93,8 +113,9 @@ def item_from_row(row: Mapping[str, Any], source: Source) -> Record:
         return Rejected(source, err.reason, err.field, err.detail)
     attributes = {k: v for k, v in row.items() if k not in ITEM_COLUMNS and k != "attributes" and v not in (None, "")}
     extra = row.get("attributes")
-    if isinstance(extra, dict):
-        attributes.update(extra)
+    if extra is not None and not isinstance(extra, dict):
+        return Rejected(source, "bad_attributes", "attributes", "must be an object")
+    attributes.update(extra or {})
     return ItemRecord(item_id=item_id, title=_text(row.get("title")), description=_text(row.get("description")),
                       category=normalise_category(row.get("category")), brand=_text(row.get("brand")),
                       price=price, currency=_text(row.get("currency")) or None, available=available,
@@ -102,20 +123,23 @@ def item_from_row(row: Mapping[str, Any], source: Source) -> Record:
 
 
 # --------------------------------------------------------------------------- CSV
-def read_csv_rows(path: Path, required: tuple[str, ...], parse: RowParser) -> Iterator[Record]:
-    """Rows of a CSV file with a header, each parsed by `parse` (or rejected as a bad row).
+def read_csv_rows(path: Path, required: tuple[str, ...], parse: RowParser,
+                  aliases: Mapping[str, str] | None = None) -> Iterator[Record]:
+    """Rows of a CSV file with a header, each parsed by `parse` (or rejected as a bad row); `aliases` renames
+    header columns (e.g. type -> event_type) before the required ones are looked for.
 
     The file and its header are checked before this returns (DataError), the rows are read lazily."""
     path = check_file(path)
     with open_text(path) as f:
-        _csv_header(csv.reader(f), path, required)
-    return _csv_rows(path, required, parse)
+        _csv_header(csv.reader(f), path, required, aliases)
+    return _csv_rows(path, required, parse, aliases)
 
 
-def _csv_rows(path: Path, required: tuple[str, ...], parse: RowParser) -> Iterator[Record]:
+def _csv_rows(path: Path, required: tuple[str, ...], parse: RowParser,
+              aliases: Mapping[str, str] | None) -> Iterator[Record]:
     with open_text(path) as f:
         reader = csv.reader(f)
-        header = _csv_header(reader, path, required)
+        header = _csv_header(reader, path, required, aliases)
         line = reader.line_num
         while True:
             try:
@@ -141,9 +165,17 @@ def _csv_record(header: list[str], fields: list[str], source: Source, parse: Row
     return parse(dict(zip(header, fields, strict=True)), source)
 
 
-def _csv_header(reader: Any, path: Path, required: tuple[str, ...]) -> list[str]:
+def _renamed(names: list[str], aliases: Mapping[str, str] | None) -> list[str]:
+    """`names` with aliased ones renamed, unless the canonical name is there too."""
+    if not aliases:
+        return names
+    return [aliases[n] if n in aliases and aliases[n] not in names else n for n in names]
+
+
+def _csv_header(reader: Any, path: Path, required: tuple[str, ...], aliases: Mapping[str, str] | None = None
+                ) -> list[str]:
     try:
-        header = [h.strip().lower() for h in next(reader)]
+        header = _renamed([h.strip().lower() for h in next(reader)], aliases)
     except StopIteration:
         raise DataError(f"{path}: the file is empty (expected a header line)") from None
     except csv.Error as exc:
@@ -170,8 +202,10 @@ def read_jsonl_rows(path: Path, parse: RowParser) -> Iterator[Record]:
 
 
 # ------------------------------------------------------------------------ Parquet
-def read_parquet_rows(path: Path, required: tuple[str, ...], parse: RowParser) -> Iterator[Record]:
-    """Rows of a Parquet file (Source.line = 1-based row number), each parsed by `parse`."""
+def read_parquet_rows(path: Path, required: tuple[str, ...], parse: RowParser,
+                      aliases: Mapping[str, str] | None = None) -> Iterator[Record]:
+    """Rows of a Parquet file (Source.line = 1-based row number), each parsed by `parse` (`aliases` as for
+    read_csv_rows; the rows keep their own names, which `parse` accepts)."""
     import pyarrow.parquet as pq
 
     path = check_file(path)
@@ -179,7 +213,7 @@ def read_parquet_rows(path: Path, required: tuple[str, ...], parse: RowParser) -
         pfile = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    columns = [c.lower() for c in pfile.schema_arrow.names]
+    columns = _renamed([c.lower() for c in pfile.schema_arrow.names], aliases)
     missing = [c for c in required if c not in columns]
     if missing:
         raise DataError(f"{path}: the Parquet schema has no {missing[0]!r} column (found: {', '.join(columns)})")
@@ -196,7 +230,7 @@ def _parquet_rows(pfile: Any, name: str, parse: RowParser) -> Iterator[Record]:
 
 # ------------------------------------------------------------------------ formats
 def read_events_csv(path: Path) -> Iterator[Record]:
-    return read_csv_rows(path, REQUIRED_EVENT_COLUMNS, event_from_row)
+    return read_csv_rows(path, REQUIRED_EVENT_COLUMNS, event_from_row, EVENT_HEADER_ALIASES)
 
 
 def read_events_jsonl(path: Path) -> Iterator[Record]:
@@ -204,7 +238,7 @@ def read_events_jsonl(path: Path) -> Iterator[Record]:
 
 
 def read_events_parquet(path: Path) -> Iterator[Record]:
-    return read_parquet_rows(path, REQUIRED_EVENT_COLUMNS, event_from_row)
+    return read_parquet_rows(path, REQUIRED_EVENT_COLUMNS, event_from_row, EVENT_HEADER_ALIASES)
 
 
 def read_items_csv(path: Path) -> Iterator[Record]:

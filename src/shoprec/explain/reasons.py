@@ -100,12 +100,24 @@ def history_reasons(positions: Sequence[Sequence[int]], weights: Sequence[Sequen
             continue
         top = because[0]
         if top not in texts:
-            title = (titles or {}).get(top)
-            texts[top] = f"Because you {VERBS.get((verbs or {}).get(top, ''), 'viewed')} {title}" if title else None
+            texts[top] = history_text(top, titles, verbs, level)
         out.append(Reason("history", source, level=level, model_id=model_id, candidates=candidates,
                           because_of=tuple(because), weights=tuple([w for w in ws if w > 0][:BECAUSE]),
                           text=texts[top] or None))
     return out
+
+
+def history_text(item_id: str, titles: dict[str, str] | None, verbs: dict[str, str] | None, level: str | None
+                 ) -> str | None:
+    """The sentence of a history reason whose top cause is `item_id` (None without its title). A person's
+    history says what they did ("Because you bought X"); an item-to-item list (level item_to_item: the
+    similar items of one item, no person involved) says "Similar to X"."""
+    title = (titles or {}).get(item_id)
+    if not title:
+        return None
+    if level == "item_to_item":
+        return f"Similar to {title}"
+    return f"Because you {VERBS.get((verbs or {}).get(item_id, ''), 'viewed')} {title}"
 
 
 def popular_in_category_reason(category: str, source: str = "popularity") -> Reason:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
 
 from shoprec.api.auth import AdminDep, PlatformDep, ServicesDep
+from shoprec.api.errors import responses
 from shoprec.api.idempotency import IdempotencyKeyDep, idempotent
 from shoprec.api.schemas import (
     MAX_BATCH,
@@ -21,14 +22,17 @@ from shoprec.api.schemas import (
     UserOut,
     WriteOut,
 )
+from shoprec.api.validation import parsed_records
+from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.storage.tables import MAX_ID_LENGTH
 
 router = APIRouter(prefix="/v1")
-ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
-UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
+UserId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
 
 
-@router.post("/platforms", response_model=PlatformOut, status_code=201, tags=["platforms"])
+@router.post("/platforms", response_model=PlatformOut, status_code=201, tags=["platforms"],
+             responses=responses(409))
 def create_platform(body: PlatformIn, services: ServicesDep, admin: AdminDep) -> PlatformOut:
     """Create a platform (admin key only) and return its API key, shown this once."""
     return PlatformOut(platform=body.name, api_key=services.platforms.create(body.name))
@@ -37,10 +41,17 @@ def create_platform(body: PlatformIn, services: ServicesDep, admin: AdminDep) ->
 @router.put("/items", response_model=WriteOut, tags=["items"])
 def put_items(items: Annotated[list[ItemIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
               services: ServicesDep, request: Request, idempotency_key: IdempotencyKeyDep = None) -> Response:
-    """Insert or update items (all or nothing). With an Idempotency-Key, a retry gets the first answer."""
-    body = [i.model_dump(mode="json") for i in items]
-    return idempotent(request, services, platform, idempotency_key, body, lambda now: WriteOut(
-        **asdict(services.data.upsert_items(platform, [i.to_record() for i in items]))))
+    """Insert or update items (all or nothing). Each item is parsed as a line of items-jsonl: a category
+    path or list, available as true/false/yes/no/1/0, other fields as attributes. With an Idempotency-Key, a
+    retry gets the first answer."""
+
+    def work(now: float) -> WriteOut:
+        records = parsed_records(items, ItemIn.to_record)
+        return WriteOut(**asdict(services.data.upsert_items(platform, [r for r in records
+                                                                       if isinstance(r, ItemRecord)])))
+
+    return idempotent(request, services, platform, idempotency_key, [i.model_dump(mode="json") for i in items],
+                      work)
 
 
 @router.get("/items/{item_id}", response_model=ItemOut, tags=["items"])
@@ -57,10 +68,16 @@ def delete_item(item_id: ItemId, platform: PlatformDep, services: ServicesDep) -
 @router.post("/users", response_model=WriteOut, tags=["users"])
 def post_users(users: Annotated[list[UserIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
                services: ServicesDep, request: Request, idempotency_key: IdempotencyKeyDep = None) -> Response:
-    """Insert or update users (all or nothing). With an Idempotency-Key, a retry gets the first answer."""
-    body = [u.model_dump(mode="json") for u in users]
-    return idempotent(request, services, platform, idempotency_key, body, lambda now: WriteOut(
-        **asdict(services.data.upsert_users(platform, [u.to_record() for u in users]))))
+    """Insert or update users (all or nothing), each parsed as a line of users-jsonl (other fields are
+    attributes). With an Idempotency-Key, a retry gets the first answer."""
+
+    def work(now: float) -> WriteOut:
+        records = parsed_records(users, UserIn.to_record)
+        return WriteOut(**asdict(services.data.upsert_users(platform, [r for r in records
+                                                                       if isinstance(r, UserRecord)])))
+
+    return idempotent(request, services, platform, idempotency_key, [u.model_dump(mode="json") for u in users],
+                      work)
 
 
 @router.get("/users/{user_id}", response_model=UserOut, tags=["users"])
@@ -72,12 +89,15 @@ def get_user(user_id: UserId, platform: PlatformDep, services: ServicesDep) -> U
 def post_events(events: Annotated[list[EventIn], Body(max_length=MAX_BATCH)], platform: PlatformDep,
                 services: ServicesDep, request: Request, idempotency_key: IdempotencyKeyDep = None) -> Response:
     """Store events through the ingest pipeline (all or nothing); the users' next lists change at once.
+    Each event is parsed as a line of events-jsonl (event_type or type, synonyms, any case; timestamp in
+    unix seconds or ISO-8601, the time of arrival when absent).
 
     Retries never store an event twice: an event whose `event_id` is already stored is counted in `duplicates`;
     with an Idempotency-Key a retry gets the first answer (events without a timestamp keep the first arrival time)."""
 
     def work(now: float) -> WriteOut:
-        result = services.data.add_events(platform, [e.to_record(now) for e in events])
+        records = parsed_records(events, lambda e, i: e.to_record(now, i))
+        result = services.data.add_events(platform, [r for r in records if isinstance(r, EventRecord)])
         request.app.state.metrics.events.labels(platform).inc(result.stored.events)
         return WriteOut(**asdict(result))
 

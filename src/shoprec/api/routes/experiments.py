@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from shoprec.api.auth import PlatformDep, ServicesDep
+from shoprec.api.errors import responses
 from shoprec.api.schemas import ExperimentIn, ExperimentOut, ExperimentResultsOut
 
-router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"], responses=responses(409))
 ExperimentId = Annotated[str, Path(min_length=1, max_length=64)]
 
 

@@ -9,10 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from shoprec.api.auth import PlatformDep, PrincipalDep, ServicesDep, TrainPlatformDep
+from shoprec.api.errors import responses
 from shoprec.api.schemas import JobOut, ModelOut, TrainIn
+from shoprec.api.validation import model_params
 from shoprec.service.jobs import MAX_LIST
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], responses=responses(409))
+_STATUS = "(queued|running|succeeded|failed|cancelled)"
 Hex = Annotated[str, Path(min_length=1, max_length=64)]
 
 
@@ -20,13 +23,15 @@ Hex = Annotated[str, Path(min_length=1, max_length=64)]
 def train(body: TrainIn, platform: TrainPlatformDep, principal: PrincipalDep, services: ServicesDep) -> JobOut:
     """Queue a training job (needs the `train` scope); a worker runs it. Poll GET /v1/jobs/{job_id}.
     429 when the platform has jobs.max_queued jobs queued or running; 422 naming a parameter over its cap."""
-    job = services.jobs.submit_training(platform, body.model, body.params, body.activate, actor=principal.actor)
+    with model_params():
+        job = services.jobs.submit_training(platform, body.model, body.params, body.activate, actor=principal.actor)
     return JobOut(**asdict(job))
 
 
 @router.get("/jobs", response_model=list[JobOut])
 def jobs(platform: PlatformDep, services: ServicesDep,
-         status: Annotated[str | None, Query(max_length=100, description="e.g. queued or queued,running")] = None,
+         status: Annotated[str | None, Query(max_length=100, pattern=f"^{_STATUS}(,{_STATUS})*$",
+                                             description="e.g. queued or queued,running")] = None,
          limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100) -> list[JobOut]:
     """The platform's newest jobs, newest first."""
     return [JobOut(**asdict(j)) for j in services.jobs.list_jobs(platform, status, limit)]

@@ -15,11 +15,12 @@ from shoprec.data.records import EventRecord
 from shoprec.service import Filters
 from shoprec.service.answers import Recommendation
 from shoprec.service.cache import dumps
+from shoprec.service.errors import RecordError, RecordErrors
 from shoprec.storage.tables import MAX_ID_LENGTH
 from shoprec.types import EventType
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
-IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
 K = Annotated[int, Query(ge=1, le=100)]
 
 
@@ -28,6 +29,13 @@ class FastJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+def check_prices(min_price: float | None, max_price: float | None) -> None:
+    """422 naming both parameters when min_price is above max_price."""
+    if min_price is not None and max_price is not None and min_price > max_price:
+        message = f"min_price ({min_price:g}) is above max_price ({max_price:g})"
+        raise RecordErrors([RecordError(None, name, "min_above_max", message) for name in ("min_price", "max_price")])
 
 
 def _count(request: Request, platform: str, answer: Recommendation) -> Response:
@@ -43,7 +51,7 @@ def _count(request: Request, platform: str, answer: Recommendation) -> Response:
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationOut)
 async def recommendations(
     user_id: IdPath, platform: PlatformDep, services: ServicesDep, request: Request, k: K = 10,
-    offset: Annotated[int, Query(ge=0, le=99)] = 0,
+    offset: Annotated[int, Query(ge=0, le=99, description="offset + k <= the list depth (100 by default)")] = 0,
     category: Annotated[str | None, Query(max_length=1000)] = None,
     min_price: Annotated[float | None, Query(allow_inf_nan=False)] = None,
     max_price: Annotated[float | None, Query(allow_inf_nan=False)] = None,
@@ -51,7 +59,13 @@ async def recommendations(
     include_seen: bool = False,
     recommendation_id: Annotated[str | None, Query(max_length=64, description="page through this list")] = None,
 ) -> Response:
-    """Top-k items for a user (a new user gets a cold-start list); filters never let an excluded item through."""
+    """Top-k items for a user (a new user gets a cold-start list); filters never let an excluded item through.
+    offset + k may not exceed the list depth (100 by default): 422 naming offset."""
+    check_prices(min_price, max_price)
+    depth = services.config.list_depth
+    if offset + k > depth:
+        message = f"offset + k must be at most {depth}, got offset {offset} and k {k}"
+        raise RecordErrors([RecordError(None, name, "page_too_deep", message) for name in ("offset", "k")])
     excluded = tuple(x.strip() for x in (exclude or "").split(",") if x.strip())
     filters = Filters(category=category or None, min_price=min_price, max_price=max_price, exclude=excluded,
                       include_seen=include_seen)
@@ -77,6 +91,7 @@ def similar(item_id: IdPath, platform: PlatformDep, services: ServicesDep, reque
 @router.post("/sessions/recommendations", response_model=RecommendationOut)
 def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, request: Request) -> Response:
     """Recommendations for an anonymous visitor from the session's items."""
+    check_prices(body.min_price, body.max_price)
     filters = Filters(category=body.category or None, min_price=body.min_price, max_price=body.max_price,
                       exclude=tuple(body.exclude))
     events = [e for e in body.history if e.type not in (EventType.DISLIKE, EventType.IMPRESSION)]

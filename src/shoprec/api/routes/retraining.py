@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from shoprec.api.auth import PlatformDep, ServicesDep, TrainPlatformDep
 from shoprec.api.schemas import DecisionOut, RetrainPolicyIn, RetrainPolicyOut, RetrainRunOut
+from shoprec.api.validation import model_params
 from shoprec.service.retraining import MAX_HISTORY
 
 router = APIRouter(prefix="/v1/retraining", tags=["retraining"])
@@ -25,7 +26,8 @@ def get_policy(platform: PlatformDep, services: ServicesDep) -> RetrainPolicyOut
 def put_policy(body: RetrainPolicyIn, platform: TrainPlatformDep, services: ServicesDep) -> RetrainPolicyOut:
     """Set the platform's own policy: retrain every `every_hours` and/or after `after_events` new events (both
     null: off); promote a new model unless it is more than `margin` below the active one on the holdout."""
-    policy = services.retraining.set_policy(platform, **body.model_dump())
+    with model_params():
+        policy = services.retraining.set_policy(platform, **body.model_dump())
     return RetrainPolicyOut(**policy.to_json())
 
 
