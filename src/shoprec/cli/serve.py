@@ -162,7 +162,7 @@ def key_create(settings: Settings, platform: str, scopes: str, name: str | None,
 @click.option("--json", "as_json", is_flag=True, help='Print {"platform", "key_id", "revoked": true} on stdout.')
 @click.pass_obj
 def key_revoke(settings: Settings, platform: str, key_id: str, as_json: bool) -> None:
-    """Revoke key KEY_ID (e.g. key_0123abcd...) of PLATFORM: refused by servers within 30 s."""
+    """Revoke key KEY_ID (e.g. key_0123abcd...) of PLATFORM: refused by every server within 1 s."""
     service = _platform_service(settings)
     try:
         service.revoke_key(platform, key_id, actor="cli")
