@@ -53,7 +53,7 @@ def test_the_same_batch_twice_with_event_ids_is_stored_once(api: tuple[Services,
     first = client.post("/v1/events", json=_batch(3, ids=True))
     assert first.status_code == 200, first.text
     assert first.json() == {"received": 3, "accepted": 3, "duplicates": 0,
-                            "stored": {"events": 3, "items": 0, "users": 0}}
+                            "stored": {"events": 3, "items": 3, "users": 1}}  # the events created them
     retry = client.post("/v1/events", json=_batch(3, ids=True))
     assert retry.status_code == 200, retry.text
     assert retry.json()["duplicates"] == 3 and retry.json()["stored"]["events"] == 0
@@ -85,6 +85,8 @@ def test_a_key_reused_with_another_body_is_refused(api: tuple[Services, TestClie
     other = client.post("/v1/events", json=_batch(3), headers={KEY: "req-2"})
     assert other.status_code == 422, other.text
     assert "Idempotency-Key 'req-2' was used with another request body" in other.json()["message"]
+    detail = other.json()["errors"][0]
+    assert detail["field"] == "Idempotency-Key" and detail["reason"] == "key_reused"
     elsewhere = client.put("/v1/items", json=[{"item_id": "x"}], headers={KEY: "req-2"})
     assert elsewhere.status_code == 422 and "was used for POST /v1/events" in elsewhere.json()["message"]
     assert _events(services) == 2

@@ -7,6 +7,7 @@ invalid (negative) data are generated; the default run keeps a few examples per 
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +59,8 @@ CROSS_RULES = frozenset({("duplicate", "variants"), ("unknown_model", "variants"
                          ("invalid", "end"), ("overlap", "start"), ("invalid", "params")})
 """(reason, field) of rules across fields or against stored state, which no schema states either: an
 experiment's variant names unique, shares summing to 1, models that exist, a time window after now and not
-overlapping another; a retraining policy's params only with a model."""
+overlapping another; a retraining policy's params only with a model; an Idempotency-Key used before with
+another body."""
 
 
 def _known_rule(error: dict[str, object]) -> bool:
@@ -127,6 +129,9 @@ def test_no_generated_request_gets_a_server_error(fuzzed: tuple[Services, ReadyP
             headers = getattr(case, "headers", None)
             if headers and data.draw(st.booleans()):
                 headers.pop("X-Platform", None)
+            key = (headers or {}).get("Idempotency-Key")
+            if isinstance(key, str) and 0 < len(key) <= 200 and key.isascii() and key.isprintable():
+                headers["Idempotency-Key"] = f"{key}-{uuid.uuid4().hex}"  # a new request, not a retry of another
             _check(case, shop.api_key)
 
         try:

@@ -22,12 +22,12 @@ from pydantic import BaseModel
 
 from shoprec.api.errors import error_response
 from shoprec.service import Services
-from shoprec.service.idempotency import IdempotencyInProgress
+from shoprec.service.idempotency import IdempotencyInProgress, IdempotencyKeyReused
 from shoprec.storage.tables import MAX_IDEMPOTENCY_KEY_LENGTH
 
 REPLAYED = "Idempotent-Replayed"
 IdempotencyKeyDep = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+    alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY_LENGTH, pattern=r"^[\x20-\x7e]+$",
     description="A client-chosen id of this request (e.g. a UUID), the same for each retry: the first answer is "
                 f"kept (serving.idempotency_ttl_s, 24 h by default) and a retry gets it again (header {REPLAYED}: "
                 "true) without the work being done twice. The same key with another body is refused (422).")]
@@ -46,6 +46,9 @@ def idempotent(request: Request, services: Services, platform: str, key: str | N
     try:
         answer = services.idempotency.run(platform, key, f"{request.method} {path}", body,
                                           lambda now: (status, work(now).model_dump(mode="json")))
+    except IdempotencyKeyReused as exc:  # named, so that clients (and the schema fuzzer) can tell this rule apart
+        return error_response(422, "invalid_request", str(exc), [
+            {"index": None, "field": "Idempotency-Key", "reason": "key_reused", "message": str(exc)}])
     except IdempotencyInProgress as exc:
         response = error_response(409, "conflict", str(exc))
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
