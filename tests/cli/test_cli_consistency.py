@@ -185,7 +185,8 @@ def test_unknown_model_names_list_the_valid_ones(db: str) -> None:
 
 
 # ------------------------------------------------------------------ demo
-def test_demo_uses_the_global_db(tmp_path: Path) -> None:
+def test_demo_uses_the_global_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a clean working directory (one where `make demo` ran holds shoprec-demo.db)
     target = tmp_path / "mine.db"
     res = run("demo", "--users", "10", "--items", "12", "--platforms", "1", "--json", "--db", f"sqlite:///{target}")
     assert res.exit_code == 0, res.output
