@@ -26,6 +26,7 @@ recorded hash is an ArtifactError naming the artifact. Directory artifacts are v
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import re
@@ -88,7 +89,7 @@ class ArtifactRef:
         return "directory" if Path(self.uri).is_absolute() else "relative"
 
 
-class ArtifactStore:
+class ArtifactStore(abc.ABC):
     """Writes artifacts where the deployment keeps them (`put`: one subclass per kind); reads and deletes any
     reference by its own kind, fetching database and fsspec artifacts into the local cache."""
 
@@ -103,14 +104,15 @@ class ArtifactStore:
         self.cache_dir = base / _database_id(engine) if engine is not None else base
 
     # ---------------------------------------------------------------- writing (per kind)
+    @abc.abstractmethod
     def put(self, platform: str, model_id: str, directory: Path, *, platform_id: int,
             conn: Executor | None = None) -> ArtifactRef:
         """Store the artifact in `directory` (which the store may move away) for model `model_id`; `conn`: the
         caller's transaction (the database store writes its rows there, so they commit or roll back with it)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """The store in words (kind and place), for logs and `config show`."""
 
     def staging_root(self) -> Path:
         """Where a new artifact is written before `put` (on the store's file system when it is a directory)."""
