@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
+import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def attack(port: int, body: bytes, stop: threading.Event, results: list[dict[str, Any]]) -> None:
-    """One anonymous sender: the whole body in one go per connection, as fast as the server lets it."""
+def attack(port: int, body: bytes, stop: Any, results: Any, idle: bool) -> None:
+    """One anonymous sender (a process of its own, as an attacker is another machine: its CPU and its GIL are
+    not the measuring client's): the whole body in one go per connection, as fast as the server lets it.
+    With `idle`, the sender runs under SCHED_IDLE: on a machine shared with the server it gets only the CPU the
+    server and the measuring client leave, as a remote attacker's CPU is not the server's."""
+    if idle and hasattr(os, "sched_setscheduler"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     head = (f"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     while not stop.is_set():
@@ -61,7 +68,7 @@ def attack(port: int, body: bytes, stop: threading.Event, results: list[dict[str
                     status = int(answer[9:12])
         except OSError:
             pass
-        results.append({"status": status, "seconds": time.perf_counter() - start, "sent": sent})
+        results.put((status, time.perf_counter() - start, sent))
 
 
 def main() -> None:
@@ -69,6 +76,10 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0, help="idle phase and attack phase, each")
     parser.add_argument("--body-mb", type=float, default=63.0)
+    parser.add_argument("--same-priority", action="store_true",
+                        help="senders at the server's priority (they then compete with it for these cores)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also record the API worker with py-spy during the attack (collapsed stacks to FILE)")
     args = parser.parse_args()
     body = b"[" + b",".join([b"{}"] * int(args.body_mb * 1e6 / 3)) + b"]"
     with tempfile.TemporaryDirectory(prefix="shoprec-hostile-") as tmp:
@@ -84,31 +95,48 @@ def main() -> None:
             worker = max(children(api.pid), key=rss_mb)  # the API worker (not multiprocessing's helpers)
             users = [f"u{i}" for i in range(50)]
             time.sleep(1.0)
-            before = rss_mb(worker)
+            start_rss = rss_mb(worker)
             idle = Load([api.url], key, users).start()
             time.sleep(args.seconds)
             idle_samples = [s.seconds for s in idle.stop() if s.status == 200]
-            stop, results = threading.Event(), []
-            senders = [threading.Thread(target=attack, args=(api.port, body, stop, results), daemon=True)
+            ctx = multiprocessing.get_context("fork")
+            stop, queue = ctx.Event(), ctx.Queue()
+            idle_senders = not args.same_priority
+            senders = [ctx.Process(target=attack, args=(api.port, body, stop, queue, idle_senders), daemon=True)
                        for _ in range(args.senders)]
             under = Load([api.url], key, users).start()
+            time.sleep(1.0)  # the same normal load alone first: what it adds to memory is not the attack's
+            before = rss_mb(worker)
             for t in senders:
                 t.start()
+            spy = None
+            if args.profile is not None:
+                spy = subprocess.Popen(["py-spy", "record", "-p", str(worker), "-d", str(int(args.seconds)),
+                                        "-f", "raw", "-o", str(args.profile), "-r", "200"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             peak, deadline = before, time.monotonic() + args.seconds
             while time.monotonic() < deadline:
                 peak = max(peak, rss_mb(worker))
                 time.sleep(0.1)
             stop.set()
             attacked = under.stop()
-            for t in senders:
-                t.join(60)
+            if spy is not None:
+                spy.wait(30)
+            results = []
+            deadline = time.monotonic() + 60
+            while any(t.is_alive() for t in senders) or not queue.empty():
+                with contextlib.suppress(Exception):
+                    results.append(dict(zip(("status", "seconds", "sent"), queue.get(timeout=0.2), strict=True)))
+                if time.monotonic() > deadline:
+                    break
             after = rss_mb(worker)
     under_ok = [s.seconds for s in attacked if s.status == 200]
     statuses: dict[str, int] = {}
     for r in results:
         statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
     figures = {
-        "worker_rss_mb": {"before": round(before, 1), "peak_during": round(peak, 1), "after": round(after, 1),
+        "worker_rss_mb": {"at_start": round(start_rss, 1),
+                          "before": round(before, 1), "peak_during": round(peak, 1), "after": round(after, 1),
                           "moved": round(peak - before, 1)},
         "normal_ms": {"idle_p50": round(statistics.median(idle_samples) * 1000, 2),
                       "idle_p99": round(percentile(idle_samples, 99) * 1000, 2),
@@ -119,13 +147,18 @@ def main() -> None:
         "attack": {"bodies": len(results), "statuses": statuses,
                    "answer_p50_ms": round(statistics.median([r["seconds"] for r in results]) * 1000, 1)
                    if results else None,
-                   "mean_bytes_sent": round(statistics.mean([r["sent"] for r in results])) if results else None},
+                   "mean_bytes_sent": round(statistics.mean([r["sent"] for r in results])) if results else None,
+                   "bodies_per_s": round(len(results) / args.seconds, 1),
+                   "mb_per_s": round(sum(r["sent"] for r in results) / args.seconds / 1e6, 1)},
     }
-    config_used = {"senders": args.senders, "seconds": args.seconds, "body_bytes": len(body)}
+    config_used = {"senders": args.senders, "seconds": args.seconds, "body_bytes": len(body),
+                   "senders_sched_idle": not args.same_priority, "load_average_1m": os.getloadavg()[0]}
     rows = [("worker RSS before / peak / after (MB)", f"{before:.0f} / {peak:.0f} / {after:.0f}"),
             ("normal p99 idle / under attack (ms)",
              f"{figures['normal_ms']['idle_p99']} / {figures['normal_ms']['attack_p99']}"),
             ("hostile bodies answered", json.dumps(statuses)),
+            ("attack rate (bodies/s, MB/s sent)",
+             f"{figures['attack']['bodies_per_s']}, {figures['attack']['mb_per_s']}"),
             ("sender's wait for its answer, p50 (ms)", str(figures["attack"]["answer_p50_ms"]))]
     width = max(len(r[0]) for r in rows)
     for name, value in rows:

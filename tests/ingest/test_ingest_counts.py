@@ -61,14 +61,20 @@ def test_otto_report_says_rows_and_events(tmp_path: Path) -> None:
     assert "6 events, 2 new users, 3 new items" in result.stderr
 
 
-def test_progress_knows_the_size_of_plain_files(tmp_path: Path) -> None:
+def test_progress_knows_the_size_of_plain_and_gzip_files(tmp_path: Path) -> None:
+    import gzip
+
     plain = tmp_path / "e.csv"
     plain.write_text("a\nb\nc", encoding="utf-8")  # no final newline: still 3 lines
     assert count_lines(plain) == 3
     assert count_lines(tmp_path) is None  # a directory: spinner without percentage
     gz = tmp_path / "e.csv.gz"
-    gz.write_bytes(b"")
-    assert count_lines(gz) is None
+    gz.write_bytes(gzip.compress(b"a\nb\nc\nd\n"))
+    assert count_lines(gz) == 4  # counted through the decompressed stream
+    assert count_lines(gz, gz_limit_bytes=1) is None  # too large to count first: spinner
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"not gzip at all")
+    assert count_lines(broken) is None  # the import itself reports the damaged archive
 
 
 def test_progress_on_a_terminal_shows_percentage_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
