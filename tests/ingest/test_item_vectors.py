@@ -4,6 +4,7 @@ snapshot loads them into ItemCatalog.vectors, deleting an item deletes them, and
 
 from __future__ import annotations
 
+import csv as std_csv
 import json
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def _write_files(tmp: Path) -> dict[str, Path]:
     parquet = tmp / "items.parquet"
     pq.write_table(pa.Table.from_pylist(_rows()), parquet)
     csv = tmp / "items.csv"
-    lines = ["item_id,title,vectors"] + [f'{r["item_id"]},{r["title"]},"{json.dumps(r["vectors"]).replace(chr(34), 2 * chr(34))}"'
-                                         for r in _rows()]
-    csv.write_text("\n".join(lines) + "\n")
+    with csv.open("w", newline="") as f:  # the vectors column holds JSON text (quoted by the csv module)
+        writer = std_csv.writer(f)
+        writer.writerow(["item_id", "title", "vectors"])
+        writer.writerows([r["item_id"], r["title"], json.dumps(r["vectors"])] for r in _rows())
     return {"items-jsonl": jsonl, "items-parquet": parquet, "items-csv": csv}
 
 

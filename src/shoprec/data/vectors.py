@@ -19,6 +19,7 @@ import numpy as np
 MAX_VECTOR_NAME_LENGTH = 32
 MAX_VECTOR_DIM = 4096
 MAX_VECTOR_NAMES = 16  # names per item
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 VECTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 Vectors = dict[str, np.ndarray | None]
