@@ -153,3 +153,15 @@ def test_deleting_an_item_deletes_its_vectors(services: Services) -> None:
     assert set(_stored(services.engine, "shop")) == {("b", "image"), ("b", "llm")}
     services.data.upsert_items("shop", [ItemRecord("a")])  # revived without vectors: none come back
     assert services.data.get_item("shop", "a").vectors == {}
+
+
+def test_catalog_align_pads_named_vectors() -> None:
+    from shoprec.data import IdMap, ItemCatalog
+
+    items = IdMap(["a", "b"])
+    catalog = ItemCatalog(items=items, vectors={"image": np.ones((2, 3), dtype=np.float32)},
+                          vector_mask={"image": np.array([True, False])})
+    items.add("c")  # an item added after the catalog was built
+    catalog.align()
+    assert catalog.vectors["image"].shape == (3, 3) and not catalog.vectors["image"][2].any()
+    assert catalog.vector_mask["image"].tolist() == [True, False, False]
