@@ -27,6 +27,7 @@ from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, 
 from shoprec.errors import ConfigError, DataError, ShoprecError
 from shoprec.ingest.checks import STORED_TYPES, Stored, check_record
 from shoprec.ingest.report import DUPLICATE, ImportReport
+from shoprec.ingest.vectors import fixed_dims, store_vectors
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
 from shoprec.storage.privacy import PrivacyRepo
@@ -86,7 +87,7 @@ def ingest(
     report = ImportReport(platform=platform, source=source, format=fmt)
     started = time.perf_counter()
     run = _Run(engine, platform, report, now, batch_size, progress, privacy)
-    rows = _rows(records if validated else validate(records, cleaning, now), report)
+    rows = _rows(fixed_dims(records if validated else validate(records, cleaning, now), engine, platform), report)
     while True:
         try:
             item = next(rows)
@@ -293,6 +294,7 @@ class _Writer:
                     elif records:
                         repo.created[kind].update(repo.unknown_ids(kind, (getattr(r, attr) for r in records)))
                 n_items = repo.upsert_items(items, self.now)
+                store_vectors(conn, repo, items, self.now)  # the items' named vectors (shoprec.ingest.vectors)
                 n_users = repo.upsert_users(users, self.now)
                 if identities:
                     PrivacyRepo(conn, self.cache.platform_id).set_identities(identities, self.now)
