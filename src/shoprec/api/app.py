@@ -88,7 +88,7 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
 DOCS_ASSETS = "/docs/assets"
 TRACKER_ASSETS = "/static"  # /static/shoprec-tracker.js: the storefront tracker (docs/clients.md)
 TRACKER_DIR = Path(__file__).parent / "static"
-CORS_HEADERS = ["X-API-Key", "X-Platform", "Idempotency-Key", "Content-Type"]
+CORS_HEADERS = ["X-API-Key", "X-Platform", "Idempotency-Key", "Content-Type", "X-Request-ID"]
 CORS_EXPOSED = ["Idempotent-Replayed", "Retry-After", "X-Request-ID"]
 
 
