@@ -7,7 +7,7 @@ it by, and a set of scopes: `read` (GET), `write` (every other method), `admin` 
 (enqueue training jobs and cancel jobs: training costs the deployment's CPU or GPU hours, so a `write` key
 cannot train unless it also holds `train`), `events` (POST /v1/events and nothing else: the key a storefront
 page may show to every visitor for the browser tracker; `write` includes it). `platform create` makes a key
-with read, write, admin and train; migration 0009 gave `train` to the platforms' full keys of before (see its
+with every scope; migration 0009 gave `train` to the platforms' full keys of before (see its
 docstring).
 The admin key (SHOPREC_ADMIN_KEY) acts on any platform it names, with every scope.
 Key creation and revocation and platform creation are written to the audit log in the same transaction.
@@ -42,7 +42,6 @@ KEY_ID_PREFIX = "key_"
 AUTH_TTL_S = 30.0  # how long a key's lookup is cached (a revocation is seen sooner: REVOCATION_CHECK_S)
 REVOCATION_CHECK_S = 0.5  # how often a worker asks the database whether any key was revoked (or deleted)
 SCOPES = ("read", "write", "admin", "train", "events")
-FULL_KEY_SCOPES = ("read", "write", "admin", "train")  # a new platform's key (`write` implies `events`)
 EVENTS_SCOPE = "events"  # POST /v1/events only (shoprec.api.auth.EVENTS_ROUTES); a `write` key holds it too
 DEFAULT_KEY_SCOPES = ("read", "write", "admin")  # a new key's scopes when none are named: `train` is asked for
 ADMIN_ACTOR = "admin"
@@ -139,9 +138,9 @@ class PlatformService:
     def create(self, name: str, *, actor: str = ADMIN_ACTOR) -> str:
         """Create platform `name` with a new key holding every scope and return the key (shown once).
         A platform that exists already gets an additional key."""
-        return self._create_key(name, FULL_KEY_SCOPES, None, actor, create_platform=True).key
+        return self._create_key(name, SCOPES, None, actor, create_platform=True).key
 
-    def create_key(self, platform: str, scopes: str | Iterable[str] = FULL_KEY_SCOPES, name: str | None = None, *,
+    def create_key(self, platform: str, scopes: str | Iterable[str] = SCOPES, name: str | None = None, *,
                    actor: str = ADMIN_ACTOR) -> NewKey:
         """A new key for the existing platform `platform` (DataError when unknown or for bad scopes/name)."""
         return self._create_key(platform, parse_scopes(scopes), name, actor, create_platform=False)
