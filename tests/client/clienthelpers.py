@@ -33,11 +33,11 @@ class Live:
 
 
 class DroppingProxy:
-    def __init__(self, upstream_port: int, prefix: bytes, drops: int = 1) -> None:
+    def __init__(self, upstream_port: int, prefix: bytes, drops: int = 1, port: int = 0) -> None:
         self.upstream_port, self.prefix, self.drops = upstream_port, prefix, drops
         self.dropped = 0
         self._lock = threading.Lock()
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server(("127.0.0.1", port))
         self.port = int(self._server.getsockname()[1])
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()

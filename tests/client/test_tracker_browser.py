@@ -45,11 +45,13 @@ function shoprec() { shoprecQueue.push(arguments); }
 window.trackerErrors = [];
 shoprec("init", {endpoint: %(endpoint)s, apiKey: %(key)s, userId: %(user)s, flushMs: 100, backoffMs: 100,
                  maxRetries: %(retries)s, onError: function (e) { window.trackerErrors.push(String(e)); }});
-shoprec("pageView", %(viewed)s);
-shoprec("impression", %(rec)s, %(shown)s);
-shoprec("click", %(clicked)s, {recommendationId: %(rec)s});
-shoprec("addToCart", %(clicked)s);
-shoprec("purchase", %(clicked)s, {value: 19.9});
+if (%(send)s) {
+  shoprec("pageView", %(viewed)s);
+  shoprec("impression", %(rec)s, %(shown)s);
+  shoprec("click", %(clicked)s, {recommendationId: %(rec)s});
+  shoprec("addToCart", %(clicked)s);
+  shoprec("purchase", %(clicked)s, {value: 19.9});
+}
 </script>
 <script src="%(api)s/static/shoprec-tracker.js" async></script>
 </head><body><p id="after">the page's own script ran</p>
@@ -80,10 +82,16 @@ def browser() -> Iterator[WebDriver]:
     driver.quit()
 
 
-def _page(root: Path, name: str, **values: Any) -> str:
+def _page(root: Path, name: str, send: bool = True, **values: Any) -> str:
+    values = {"send": send, "viewed": "i", "rec": "r", "shown": ["a", "b"], "clicked": "a", **values}
     text = PAGE % {k: (v if k in ("api", "retries") else json.dumps(v)) for k, v in values.items()}
     (root / name).write_text(text)
     return name
+
+
+def _export(live: Live, user: str) -> Counter[tuple[str, str]]:
+    with Client(live.base, live.api_key) as api:
+        return Counter((e["item_id"], e["type"]) for e in api.export_user(user)["events"])
 
 
 def _stats(browser: WebDriver) -> dict[str, int]:
@@ -122,7 +130,7 @@ def test_tracker_events_arrive_once_each_after_a_lost_answer(live: Live, pages: 
 
 def test_an_unreachable_api_never_breaks_the_page(live: Live, pages: Path, browser: WebDriver) -> None:
     name = _page(pages, "offline.html", endpoint=f"http://127.0.0.1:{free_port()}", key="sk_x", user="someone",
-                 retries=1, viewed="i", rec="r", shown=["a", "b"], clicked="a", api=live.base)
+                 retries=1, api=live.base)
     browser.get(f"http://127.0.0.1:{live.page_port}/{name}")
     assert browser.title == "ready"
     WebDriverWait(browser, 30).until(lambda d: _stats(d).get("failed") == 6)
@@ -130,3 +138,31 @@ def test_an_unreachable_api_never_breaks_the_page(live: Live, pages: Path, brows
     assert browser.execute_script("return window.trackerErrors.length") >= 1  # counted, passed to onError
     logs = [e for e in browser.get_log("browser") if "Uncaught" in e.get("message", "")]
     assert logs == []
+
+
+def test_a_batch_left_unsent_is_sent_by_the_next_page(live: Live, pages: Path, browser: WebDriver) -> None:
+    """Page A cannot reach its endpoint (nothing listens there yet): its batch stays in localStorage. Page B,
+    once the endpoint answers, sends it again with the same key and event_ids; page C finds nothing left."""
+    port, user = free_port(), f"visitor-{uuid.uuid4().hex[:8]}"
+    with Client(live.base, live.api_key) as api:
+        key = api.create_key(["events"], name="tracker-resend").api_key
+    common = {"endpoint": f"http://127.0.0.1:{port}", "key": key, "user": user, "api": live.base,
+              "viewed": live.item_ids[5], "shown": live.item_ids[6:8], "clicked": live.item_ids[6]}
+    browser.get(f"http://127.0.0.1:{live.page_port}/{_page(pages, 'a.html', retries=0, **common)}")
+    WebDriverWait(browser, 30).until(lambda d: _stats(d).get("failed") == 6)
+    kept = browser.execute_script("return JSON.parse(localStorage.getItem('shoprec_unsent'))")
+    assert [len(b["events"]) for b in kept if b["endpoint"] == common["endpoint"]] == [6]
+    proxy = DroppingProxy(urlparse(live.base).port or 80, b"-", drops=0, port=port)  # the endpoint answers now
+    try:
+        browser.get(f"http://127.0.0.1:{live.page_port}/{_page(pages, 'b.html', send=False, retries=3, **common)}")
+        WebDriverWait(browser, 30).until(lambda d: _stats(d).get("sent") == 6)
+        left = browser.execute_script("return JSON.parse(localStorage.getItem('shoprec_unsent'))")
+        assert [b for b in left if b["endpoint"] == common["endpoint"]] == []  # answered: forgotten
+        browser.get(f"http://127.0.0.1:{live.page_port}/{_page(pages, 'c.html', send=False, retries=3, **common)}")
+        assert browser.title == "ready" and _stats(browser).get("queued") == 0
+    finally:
+        proxy.close()
+    expected = Counter({(live.item_ids[5], "view"): 1, (live.item_ids[6], "click"): 1, (live.item_ids[6], "cart"): 1,
+                        (live.item_ids[6], "purchase"): 1, (live.item_ids[6], "impression"): 1,
+                        (live.item_ids[7], "impression"): 1})
+    assert _export(live, user) == expected

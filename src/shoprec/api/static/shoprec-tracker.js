@@ -16,7 +16,9 @@
  * Events are queued and sent in batches (every `flushMs`, at `maxBatch` events, and when the page is hidden)
  * with fetch(..., {keepalive: true}), so a batch survives navigation. Each event carries an event_id and each
  * batch an Idempotency-Key, both chosen once: a batch that got no answer (network error, 5xx, 429) is sent
- * again, identical, with backoff, and the server stores each event once. Nothing here ever throws into the
+ * again, identical, with backoff, and the server stores each event once. A batch still unsent when its retries
+ * run out (or the page is left) is kept in localStorage and sent again, identical, by the next page that loads
+ * the tracker with the same endpoint. Nothing here ever throws into the
  * page or blocks it: failures are swallowed and counted in `tracker.stats` (and passed to `onError`).
  * docs/clients.md ("Browser tracker") documents it.
  */
@@ -24,7 +26,8 @@
   "use strict";
 
   var DEFAULTS = {endpoint: "", apiKey: "", userId: null, platform: null, maxBatch: 20, flushMs: 1000,
-                  maxRetries: 5, backoffMs: 500, maxQueue: 1000, onError: null};
+                  maxRetries: 5, backoffMs: 500, maxQueue: 1000, keepUnsent: true, onError: null};
+  var UNSENT = "shoprec_unsent";  // localStorage: [{endpoint, key, events}] of batches without an answer yet
 
   function newId() {
     try {
@@ -61,7 +64,42 @@
         if (global.document.visibilityState === "hidden") self.flush();
       });
     } catch (e) { this.stats.errors++; }
+    this.resendUnsent();
   }
+
+  Tracker.prototype.unsent = function (change) {  // read (and with `change`, rewrite) the kept batches
+    try {
+      var kept = JSON.parse(global.localStorage.getItem(UNSENT) || "[]");
+      if (!change) return kept;
+      kept = change(kept).slice(-50);
+      global.localStorage.setItem(UNSENT, JSON.stringify(kept));
+      return kept;
+    } catch (e) { return []; }
+  };
+
+  Tracker.prototype.keep = function (batch) {
+    if (!this.options.keepUnsent) return;
+    var entry = {endpoint: this.options.endpoint, key: batch.key, events: batch.events};
+    this.unsent(function (kept) {
+      return kept.filter(function (b) { return b.key !== entry.key; }).concat([entry]);
+    });
+  };
+
+  Tracker.prototype.forget = function (batch) {
+    if (!this.options.keepUnsent) return;
+    this.unsent(function (kept) { return kept.filter(function (b) { return b.key !== batch.key; }); });
+  };
+
+  Tracker.prototype.resendUnsent = function () {  // batches an earlier page could not deliver, sent as they were
+    var self = this;
+    try {
+      if (!this.options.keepUnsent) return;
+      var mine = this.unsent().filter(function (b) { return b.endpoint === self.options.endpoint; });
+      for (var i = 0; i < mine.length; i++) {
+        this.pending.push(this.sendBatch({events: mine[i].events, key: mine[i].key, attempt: 0}));
+      }
+    } catch (e) { this.fail(e); }
+  };
 
   Tracker.prototype.track = function (type, itemId, extra) {
     try {
@@ -109,8 +147,9 @@
     try {
       if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
       while (this.queue.length) {
-        var batch = this.queue.splice(0, this.options.maxBatch);
-        this.pending.push(this.sendBatch({events: batch, key: newId(), attempt: 0}));
+        var batch = {events: this.queue.splice(0, this.options.maxBatch), key: newId(), attempt: 0};
+        this.keep(batch);  // until the server has answered it
+        this.pending.push(this.sendBatch(batch));
       }
       var all = this.pending.slice();
       return Promise.all(all).then(function () { return undefined; });
@@ -129,7 +168,9 @@
                                                           credentials: "omit"});
     } catch (e) { promise = Promise.reject(e); }
     var settled = promise.then(function (response) {
-      if (response.ok) { self.stats.sent += batch.events.length; self.stats.batches++; return null; }
+      if (response.ok) {
+        self.stats.sent += batch.events.length; self.stats.batches++; self.forget(batch); return null;
+      }
       var retryable = response.status >= 500 || response.status === 429 || response.status === 409;
       var after = parseFloat(response.headers.get("Retry-After"));
       return retryable ? self.retry(batch, isNaN(after) ? null : after * 1000, "HTTP " + response.status)
@@ -145,7 +186,7 @@
 
   Tracker.prototype.retry = function (batch, waitMs, why) {
     var self = this;
-    if (batch.attempt >= this.options.maxRetries) {
+    if (batch.attempt >= this.options.maxRetries) {  // kept in localStorage: the next page sends it again
       this.stats.failed += batch.events.length;
       this.fail(why);
       return null;
@@ -161,6 +202,7 @@
   Tracker.prototype.reject = function (batch, response) {  // a 4xx other than 409/429: sending again won't help
     var self = this;
     this.stats.rejected += batch.events.length;
+    this.forget(batch);
     return response.text().then(function (text) { self.fail("HTTP " + response.status + ": " + text); },
                                 function () { self.fail("HTTP " + response.status); });
   };
