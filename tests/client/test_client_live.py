@@ -11,7 +11,16 @@ from urllib.parse import urlparse
 import pytest
 from clienthelpers import DroppingProxy, Live
 
-from shoprec.client import AsyncClient, Client, Conflict, Forbidden, NotFound, Retries, Unauthorized
+from shoprec.client import (
+    AsyncClient,
+    Client,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    NotFound,
+    Retries,
+    Unauthorized,
+)
 from shoprec.client.models import ItemOut, JobOut, RecommendationOut, WriteOut
 
 FAST = Retries(attempts=4, backoff_s=0.05)
@@ -147,6 +156,19 @@ def test_a_retry_after_a_dropped_connection_stores_each_event_once(live: Live) -
             assert _events_of(api, user) == Counter({(live.item_ids[i], "view"): 1 for i in range(3)})
     finally:
         proxy.close()
+
+
+def test_a_write_without_a_key_is_not_sent_twice_after_a_lost_answer(live: Live) -> None:
+    proxy = DroppingProxy(urlparse(live.base).port or 80, b"POST /v1/platforms", drops=1)
+    name = f"once-{uuid.uuid4().hex[:6]}"
+    try:
+        with Client(proxy.url, live.admin_key, retries=FAST) as admin, pytest.raises(ConnectionFailed) as lost:
+            admin.create_platform(name)
+        assert proxy.dropped == 1 and "after 1 tries" in str(lost.value)
+    finally:
+        proxy.close()
+    with Client(live.base, live.admin_key, platform=name) as admin:  # it was created, once: it has one key
+        assert [k.scopes for k in admin.list_keys()] == [["read", "write", "admin", "train", "events"]]
 
 
 def test_async_client_twin(live: Live) -> None:
