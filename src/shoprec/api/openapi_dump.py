@@ -98,6 +98,13 @@ def stale(schema: dict[str, Any]) -> list[str]:
         found.append(str(SCHEMA_FILE.relative_to(ROOT)))
     if codegen_available() and (not MODELS_FILE.exists() or MODELS_FILE.read_text() != python_models(schema)):
         found.append(str(MODELS_FILE.relative_to(ROOT)))
+    if (TYPESCRIPT_DIR / "node_modules").is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            source, out = Path(tmp) / "openapi.json", Path(tmp) / "schema.d.ts"
+            source.write_text(schema_text(schema))
+            typescript_types(source, out)
+            if not TYPESCRIPT_FILE.exists() or TYPESCRIPT_FILE.read_text() != out.read_text():
+                found.append(str(TYPESCRIPT_FILE.relative_to(ROOT)))
     return found
 
 
