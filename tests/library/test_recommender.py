@@ -110,7 +110,7 @@ def test_bad_frames_name_the_row_and_field() -> None:
     events, items = _frames()
     bad = events.astype({"timestamp": object})
     bad.loc[4, "timestamp"] = "yesterday"
-    with pytest.raises(DataError, match="DataFrame 'events': 1 bad row.*row 5, field timestamp"):
+    with pytest.raises(DataError, match=r"DataFrame 'events': 1 bad row.*row 5, field timestamp"):
         shoprec.Recommender("ease").fit(bad, items)
     with pytest.raises(DataError, match="no 'event_type' column"):
         shoprec.Recommender("ease").fit(events.drop(columns=["event_type"]))
@@ -143,7 +143,7 @@ def test_save_load_round_trip(fitted: shoprec.Recommender, tmp_path: Path) -> No
     (tmp_path / "other").mkdir()
     with pytest.raises(DataError, match="not a saved shoprec Recommender: not overwriting"):
         fitted.save(tmp_path / "other")
-    with pytest.raises(DataError, match="no recommender.json"):
+    with pytest.raises(DataError, match=r"no recommender\.json"):
         shoprec.Recommender.load(tmp_path / "other")
 
 
