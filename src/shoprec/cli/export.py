@@ -25,9 +25,12 @@ from shoprec.settings import Settings
               metavar="FILE", help="Only these users: one user id per line (default: every user of the platform).")
 @click.option("--fresh", is_flag=True, help="Start over instead of continuing a stopped export to FILE.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--job", is_flag=True,
+              help="Queue an `export` job for a worker instead: it writes <model_dir>/exports/PLATFORM/<FILE's name> "
+                   "on the worker's disk (FILE names only the file name and format); prints the job.")
 @click.pass_obj
 def export_command(settings: Settings, platform: str, k: int, out: Path, users_file: Path | None, fresh: bool,
-                   quiet: bool) -> None:
+                   quiet: bool, job: bool) -> None:
     """Write the top-k recommendations of PLATFORM's users to FILE, as GET /v1/recommendations ranks them
     (the active model, else popularity; purchased, disliked and seen items left out) without logging them.
 
@@ -50,6 +53,14 @@ def export_command(settings: Settings, platform: str, k: int, out: Path, users_f
     users = read_user_file(users_file) if users_file is not None else None
     console = Console(stderr=True, highlight=False)
     services = build_services(settings, settings.serving)
+    if job:
+        try:
+            params = {"k": k, "format": output_format(out), "name": out.stem, **({"users": users} if users else {})}
+            queued = services.jobs.submit(platform, "export", params, actor="cli")
+        finally:
+            services.close()
+        click.echo(json.dumps({"job_id": queued.job_id, "kind": queued.kind, "status": queued.status}, indent=2))
+        return
     try:
         columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                    TextColumn("{task.completed:,}/{task.total:,} users"), TimeElapsedColumn(), TextColumn("ETA"),
