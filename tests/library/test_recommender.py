@@ -130,6 +130,9 @@ def test_the_file_schema_aliases_and_timestamp_forms() -> None:
     a = shoprec.Recommender("ease").fit(alias)
     b = shoprec.Recommender("ease").fit(events)
     assert a.recommend("u5", k=4).item_ids == b.recommend("u5", k=4).item_ids
+    numbered = events.assign(user_id=events.user_id.str[1:].astype(int))  # integer ids are read as their text
+    c = shoprec.Recommender("ease").fit(numbered)
+    assert c.recommend(5, k=4).item_ids == c.recommend("5", k=4).item_ids == b.recommend("u5", k=4).item_ids
 
 
 def test_save_load_round_trip(fitted: shoprec.Recommender, tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ class Recommender:
         purchases, dislikes and (unless `include_seen`) seen items left out; `category` (a path prefix),
         `min_price`/`max_price` and `exclude` filter; each item with its score and reason."""
         service = self._require().service
-        self._known_user(user_id)
+        user_id = self._known_user(user_id)
         filters = Filters(category, min_price, max_price, tuple(exclude), include_seen)
         return Recommendations.of(service.recommend(PLATFORM, user_id, k, filters=filters, **_rules(rules)))
 
@@ -118,23 +118,20 @@ class Recommender:
         """Top-k items for an anonymous visitor who interacted with `item_ids` (oldest first), as
         POST /v1/recommendations/session answers."""
         service = self._require().service
-        for item in item_ids:
-            self._known_item(item)
+        history = [self._known_item(item) for item in item_ids]
         filters = Filters(category, min_price, max_price, tuple(exclude), include_seen)
-        return Recommendations.of(service.session(PLATFORM, list(item_ids), k, filters))
+        return Recommendations.of(service.session(PLATFORM, history, k, filters))
 
     def similar_items(self, item_id: str, k: int = 10) -> Recommendations:
         """Items like `item_id`: the model's item-to-item scores, then text similarity, then popular."""
         service = self._require().service
-        self._known_item(item_id)
-        return Recommendations.of(service.similar(PLATFORM, item_id, k))
+        return Recommendations.of(service.similar(PLATFORM, self._known_item(item_id), k))
 
     def explain(self, user_id: str, item_id: str) -> Explained:
         """Why `item_id` would be recommended to `user_id` (recommended or not): the model's leave-one-out
         attribution over the user's history, else the popularity fallback that would place it."""
         service = self._require().service
-        self._known_user(user_id)
-        self._known_item(item_id)
+        user_id, item_id = self._known_user(user_id), self._known_item(item_id)
         answer = service.explain(PLATFORM, user_id, item_id)
         return Explained(user_id, item_id, answer.score, answer.reason)
 
@@ -200,14 +197,19 @@ class Recommender:
             raise DataError("the Recommender is not fitted: call fit(events) or Recommender.load(path) first")
         return self._fitted
 
-    def _known_user(self, user_id: str) -> None:
-        if user_id not in self._require().events.users:
-            raise NotFound(f"no user {user_id!r} in the fitted events (recommend_for_history serves a visitor "
+    def _known_user(self, user_id: Any) -> str:
+        """The user's id as fitted (ids are strings: a DataFrame's integer ids are read as their text)."""
+        uid = str(user_id).strip()
+        if uid not in self._require().events.users:
+            raise NotFound(f"no user {uid!r} in the fitted events (recommend_for_history serves a visitor "
                            "from their items)")
+        return uid
 
-    def _known_item(self, item_id: str) -> None:
-        if item_id not in self._require().service.view.items:
-            raise NotFound(f"no item {item_id!r} in the fitted events or items")
+    def _known_item(self, item_id: Any) -> str:
+        iid = str(item_id).strip()
+        if iid not in self._require().service.view.items:
+            raise NotFound(f"no item {iid!r} in the fitted events or items")
+        return iid
 
 
 RULES = ("filter", "boost", "pin", "max_per_category", "max_per_brand")

@@ -9,7 +9,7 @@ query per user. No list is logged and no experiment is consulted: an export reco
 A platform without an active model is exported from popularity (as serving answers it: popular in the
 category of the user's newest item, then popular), and the result says `model: null`.
 
-Rows: user_id (as stored: a pseudonym when the deployment pseudonymises), rank (1-based), item_id, score,
+Rows: user_id (as given in `users`; for every user, as stored: a pseudonym when the deployment pseudonymises), rank (1-based), item_id, score,
 reason (history | popular_in_category | fallback_popular), level (personal | session | popular_category |
 popular). A user with fewer servable items than k gets fewer rows.
 
@@ -105,6 +105,7 @@ def export_recommendations(services: Services, platform: str, k: int, out: Path,
     raw, _ = load_interactions(services.engine, platform)
     wanted = list(raw.users.to_list()) if users is None else [services.recommend.privacy.user_id(platform, u)
                                                                for u in users]
+    labels = list(users) if users is not None else wanted  # the ids written: as given, else as stored
     states = states_from_events(raw, services.config.history_length, wanted)
     del raw
     ranker = LocalRecommend(services.config, view, served, states)
@@ -123,7 +124,7 @@ def export_recommendations(services: Services, platform: str, k: int, out: Path,
                 progress(base + n, len(wanted))
 
         lists = ranker.rank_users(chunk, k, batch_size=batch_size, progress=report)
-        _write_part(parts, start // PART_USERS, chunk, lists)
+        _write_part(parts, start // PART_USERS, labels[start:start + PART_USERS], lists)
         done = start // PART_USERS + 1
         _write_json_atomic(parts / "progress.json", {**request, "parts": done})
     if progress is not None:
