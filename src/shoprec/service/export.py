@@ -9,9 +9,9 @@ query per user. No list is logged and no experiment is consulted: an export reco
 A platform without an active model is exported from popularity (as serving answers it: popular in the
 category of the user's newest item, then popular), and the result says `model: null`.
 
-Rows: user_id (as given in `users`; for every user, as stored: a pseudonym when the deployment pseudonymises), rank (1-based), item_id, score,
-reason (history | popular_in_category | fallback_popular), level (personal | session | popular_category |
-popular). A user with fewer servable items than k gets fewer rows.
+Rows: user_id (as given in `users`; for every user, as stored: a pseudonym when the deployment pseudonymises),
+rank (1-based), item_id, score, reason (history | popular_in_category | fallback_popular), level (personal |
+session | popular_category | popular). A user with fewer servable items than k gets fewer rows.
 
 Resumable, never half-written: users are ranked in parts of PART_USERS; each part is written to
 `OUT.parts/part-NNNNN.parquet` (a temporary name, then renamed) and recorded in the sidecar
