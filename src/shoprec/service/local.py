@@ -75,10 +75,10 @@ class LocalRecommend(RecommendService):
 
     def __init__(self, config: ServingConfig, view: CatalogView, served: ServedModel | None,
                  states: Mapping[str, UserState]) -> None:
-        self.config = config
-        self.users, self.catalogs, self.models = _States(states), _Views(view), _Models(served)
-        self.privacy = Privacy()  # ids as given: the caller passes the ids as stored
-        self.experiments = None
+        # RecommendService's own constructor (so attributes it gains are set here too), without a database, a
+        # platform registry or a recommendation log (never used: `_store` below does not log); ids as given
+        super().__init__(None, config, None,  # type: ignore[arg-type]
+                         _States(states), _Views(view), _Models(served), None, Privacy(), None)  # type: ignore[arg-type]
 
     @property
     def view(self) -> CatalogView:
