@@ -5,7 +5,8 @@
 Steps: import Amazon Beauty (S3-Rec sequences, ../shared/data/amazon-beauty) into a SQLite database through the
 ingest pipeline, train the default transformer (`--epochs`: fewer than the default 20 for the timing: the export
 scores the same network whatever its training length), activate it, then run `shoprec export-recommendations`
-in a child process (its wall time, and its peak RSS from wait4) once to Parquet and once to CSV. A workdir
+in a child process (its wall time, CPU time and peak RSS from wait4, and the machine's load average before
+and after) once to Parquet and once to CSV. A workdir
 that already holds the platform and an active model is reused (--workdir). Prints a table and appends the run
 to benchmarks/results/export_beauty.json.
 """
@@ -64,6 +65,7 @@ def run_export(workdir: Path, k: int, out: Path, threads: int) -> dict[str, Any]
            "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-c", "from shoprec.cli.main import main; main()", "export-recommendations",
            "-p", PLATFORM, "--k", str(k), "--out", str(out), "--fresh", "--quiet"]
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
@@ -76,7 +78,9 @@ def run_export(workdir: Path, k: int, out: Path, threads: int) -> dict[str, Any]
     result = json.loads(stdout)
     return {"wall_seconds": round(wall, 2), "export_seconds": result["seconds"], "users": result["users"],
             "rows": result["rows"], "users_per_second": round(result["users"] / result["seconds"], 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "bytes": out.stat().st_size}
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "bytes": out.stat().st_size,
+            "load_average_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)]}
 
 
 def main() -> None:
@@ -93,11 +97,13 @@ def main() -> None:
     figures: dict[str, Any] = {"setup": facts}
     for fmt in ("parquet", "csv"):
         figures[fmt] = run_export(args.workdir, args.k, args.workdir / f"top{args.k}.{fmt}", args.threads)
-    print(f"{'format':8} {'users':>7} {'rows':>9} {'export s':>9} {'wall s':>7} {'users/s':>8} {'peak MiB':>9}")
+    print(f"{'format':8} {'users':>7} {'rows':>9} {'export s':>9} {'wall s':>7} {'cpu s':>6} {'users/s':>8} "
+          f"{'peak MiB':>9} {'load':>11}")
     for fmt in ("parquet", "csv"):
         f = figures[fmt]
         print(f"{fmt:8} {f['users']:>7,} {f['rows']:>9,} {f['export_seconds']:>9.1f} {f['wall_seconds']:>7.1f} "
-              f"{f['users_per_second']:>8,.0f} {f['peak_rss_mib']:>9,.0f}")
+              f"{f['cpu_seconds']:>6.1f} {f['users_per_second']:>8,.0f} {f['peak_rss_mib']:>9,.0f} "
+              f"{f['load_average_1min'][0]:>5.1f}->{f['load_average_1min'][1]:<5.1f}")
     append_run(RESULTS, figures, {"k": args.k, "epochs": args.epochs, "threads": args.threads,
                                   "model": "transformer (defaults, epochs overridden)"})
 
