@@ -18,13 +18,13 @@ from shoprec.service.errors import NotFound
 GROUPS, PER_GROUP = 3, 6
 
 
-def _frames(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _frames(seed: int = 0, per_user: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Three groups of users who each use only their group's items (user u is in group u % 3)."""
     rng = np.random.default_rng(seed)
     rows = []
     for u in range(90):
         g = u % GROUPS
-        for t, j in enumerate(rng.permutation(PER_GROUP)[:3]):
+        for t, j in enumerate(rng.permutation(PER_GROUP)[:per_user]):
             rows.append((f"u{u}", f"i{g}{j}", "purchase" if t == 0 else "view", 1_700_000_000 + u * 100 + t))
     events = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp"])
     items = pd.DataFrame({"item_id": [f"i{g}{j}" for g in range(GROUPS) for j in range(PER_GROUP)],
@@ -151,9 +151,12 @@ def test_save_load_round_trip(fitted: shoprec.Recommender, tmp_path: Path) -> No
 
 
 def test_evaluate_returns_the_protocol_metrics(fitted: shoprec.Recommender) -> None:
-    metrics = fitted.evaluate(ks=(5, 10))
+    metrics = fitted.evaluate(ks=(5, 10))  # 3 events per user: loo leaves 1 to train on, no co-occurrence
     assert metrics["n_users_evaluated"] == 90 and 0.0 < metrics["HR@5"] <= metrics["HR@10"] <= 1.0
     assert {"NDCG@5", "NDCG@10", "MRR"} <= set(metrics)
+    events, items = _frames(per_user=5)  # 3 training events per user: the held-out item is in the user's group
+    planted = shoprec.Recommender("itemknn").evaluate(events, items, ks=(5,))
+    assert planted["HR@5"] == 1.0 and planted["n_users_evaluated"] == 90
 
 
 def test_import_shoprec_stays_light() -> None:
