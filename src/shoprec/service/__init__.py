@@ -62,6 +62,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
                    engine: Engine | None = None) -> Services:
     """Wire the services over one engine (migrated to head) and one cache (Redis when settings say so)."""
     from shoprec.privacy.keys import Privacy
+    from shoprec.service.export import check_export
     from shoprec.service.privacy import Hooks, PrivacyService
     from shoprec.storage import create_db
 
@@ -92,6 +93,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
         busy=lambda platform: any(j.kind == "retrain" for j in jobs.list_jobs(platform, ("queued", "running"))),
         limits=settings.limits)
     jobs.register_kind("retrain", check_retrain)
+    jobs.register_kind("export", check_export)  # batch recommendations (shoprec.service.export)
     idempotency = IdempotencyService(engine, platforms, config.idempotency_ttl_s, config.idempotency_wait_s)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
                     privacy, experiments, retraining, idempotency)
