@@ -43,6 +43,7 @@ from shoprec.storage import storage_errors
 from shoprec.storage.lists import ListsRepo
 
 TRENDING_TTL_S = 30.0  # trending counts are reused this long (per worker, platform and window)
+MAX_COUNTS = 64  # (platform, window) counts kept per worker; the oldest is dropped beyond
 WINDOW = re.compile(r"^([1-9][0-9]{0,3})([hd])$")
 MAX_WINDOW_S = 90 * 86400.0
 MAX_CART = 100
@@ -98,6 +99,7 @@ class ListService:
         self.catalogs, self.users, self.models, self.log = (recommend.catalogs, recommend.users, recommend.models,
                                                             recommend.log)
         self._counts: dict[tuple[str, float], _Counts] = {}
+        self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- trending
     def trending(self, platform: str, k: int, window: str = "24h", category: str | None = None,
@@ -135,7 +137,11 @@ class ListService:
         ids = list(found)
         counts = _Counts(now, ids, np.array([found[i][0] for i in ids], dtype=np.float64),
                          np.array([found[i][1] for i in ids], dtype=np.float64))
-        self._counts[key] = counts
+        with self._lock:
+            self._counts.pop(key, None)
+            self._counts[key] = counts  # newest last: a full dict drops its oldest entry
+            while len(self._counts) > MAX_COUNTS:
+                self._counts.pop(next(iter(self._counts)))
         return counts
 
     # ---------------------------------------------------------------- buy it again
