@@ -71,6 +71,19 @@ def test_a_rising_item_trends_and_a_steady_one_does_not(lists: tuple[Services, R
     assert svc.recommend.feedback("shop", answer.recommendation_id, "riser", "click").user_id is None
 
 
+def test_trending_counts_are_reused_then_counted_anew_aside(lists: tuple[Services, ReadyPlatform]) -> None:
+    svc, _ = lists
+    now = time.time()
+    assert "trending" not in _types(svc.lists.trending("shop", k=3, now=now))
+    _events(svc, [(f"fan-{n}", "riser", "view", now - n) for n in range(3)])
+    assert "trending" not in _types(svc.lists.trending("shop", k=3, now=now + 1))  # within the TTL: same counts
+    assert "trending" not in _types(svc.lists.trending("shop", k=3, now=now + 40))  # stale: answered, counted aside
+    deadline = time.monotonic() + 60
+    while svc.lists._refreshing and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _ids(svc.lists.trending("shop", k=3, now=now + 41))[0] == "riser"
+
+
 def test_trending_without_recent_events_is_the_popularity_fallback(lists: tuple[Services, ReadyPlatform]) -> None:
     svc, _ = lists
     answer = svc.lists.trending("shop", k=5, window="6h")

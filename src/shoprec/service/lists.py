@@ -7,7 +7,8 @@ so that feedback works on it, and each level gives its reason (shoprec.explain.r
 - trending: items whose count of people (positive events) in the last `window` is at least `min_count` and
   above the window before, by (recent - previous) / sqrt(previous + 1) (a rise, discounted for items that
   were already busy); then popular in `category`, then popular. Counts are cached per platform and window
-  for TRENDING_TTL_S (one grouped query over the two windows' events).
+  for TRENDING_TTL_S (one grouped query over the two windows' events), then counted anew in the background
+  while requests keep the previous counts (up to TRENDING_STALE_S old), as the catalog's popularity is.
 - buy again: the person's purchased items of repurchasable categories (`serving.repurchasable`, as
   RecommendService treats them), by times bought + 1 / (1 + days since the newest purchase); then popular.
 - frequently bought together: items bought by people who bought a cart item (a person's purchases are one
@@ -21,6 +22,7 @@ so that feedback works on it, and each level gives its reason (shoprec.explain.r
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -34,6 +36,7 @@ from shoprec.errors import DataError
 from shoprec.explain import Reason, fallback_reason
 from shoprec.explain.reasons import bought_together_reason, buy_again_reason, new_arrival_reason, trending_reason
 from shoprec.service.answers import Recommendation, log_entry, page
+from shoprec.service.background import lower_priority
 from shoprec.service.catalog import CatalogView
 from shoprec.service.chain import Level, Ranked, popular_levels, rank_chain
 from shoprec.service.errors import NotFound
@@ -42,7 +45,9 @@ from shoprec.service.state import POSITIVE_TYPES, UserState
 from shoprec.storage import storage_errors
 from shoprec.storage.lists import ListsRepo
 
+log = logging.getLogger(__name__)
 TRENDING_TTL_S = 30.0  # trending counts are reused this long (per worker, platform and window)
+TRENDING_STALE_S = 300.0  # and answered this long while a background thread counts anew
 MAX_COUNTS = 64  # (platform, window) counts kept per worker; the oldest is dropped beyond
 WINDOW = re.compile(r"^([1-9][0-9]{0,3})([hd])$")
 MAX_WINDOW_S = 90 * 86400.0
@@ -100,6 +105,7 @@ class ListService:
                                                             recommend.log)
         self._counts: dict[tuple[str, float], _Counts] = {}
         self._lock = threading.Lock()
+        self._refreshing: set[tuple[str, float]] = set()
 
     # ---------------------------------------------------------------- trending
     def trending(self, platform: str, k: int, window: str = "24h", category: str | None = None,
@@ -127,16 +133,40 @@ class ListService:
         return self._store(platform, None, None, rank_chain(levels, blocked, k, view), k)
 
     def _trending_counts(self, platform: str, seconds: float, now: float) -> _Counts:
+        """The counts anchored within TRENDING_TTL_S before `now`; counts up to TRENDING_STALE_S old are answered
+        while a background thread counts anew (a request waits for a count only when there is none to reuse)."""
         key = (platform, seconds)
         cached = self._counts.get(key)
         if cached is not None and 0.0 <= now - cached.anchor < TRENDING_TTL_S:
             return cached
+        if cached is not None and 0.0 <= now - cached.anchor < TRENDING_STALE_S:
+            with self._lock:
+                start = key not in self._refreshing
+                self._refreshing.add(key)
+            if start:
+                threading.Thread(target=self._refresh, args=(platform, seconds, now), daemon=True,
+                                 name="shoprec-trending").start()
+            return cached
+        return self._count(platform, seconds, now)
+
+    def _refresh(self, platform: str, seconds: float, now: float) -> None:
+        lower_priority()
+        try:
+            self._count(platform, seconds, now)
+        except Exception as exc:  # the database is away: keep answering the counts there are
+            log.error("trending counts of platform %s: %s", platform, exc)
+        finally:
+            with self._lock:
+                self._refreshing.discard((platform, seconds))
+
+    def _count(self, platform: str, seconds: float, now: float) -> _Counts:
         with storage_errors(self.engine, "count trending items"), self.engine.connect() as conn:
             found = ListsRepo(conn, self.platforms.platform_id(platform)).window_counts(
                 POSITIVE_TYPES, now - 2 * seconds, now - seconds, now)
         ids = list(found)
         counts = _Counts(now, ids, np.array([found[i][0] for i in ids], dtype=np.float64),
                          np.array([found[i][1] for i in ids], dtype=np.float64))
+        key = (platform, seconds)
         with self._lock:
             self._counts.pop(key, None)
             self._counts[key] = counts  # newest last: a full dict drops its oldest entry
