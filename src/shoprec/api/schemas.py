@@ -181,6 +181,13 @@ class SessionIn(Strict):
     exclude: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
 
 
+class CartIn(Strict):
+    """A cart (POST /v1/lists/frequently-bought-together): its item ids, in any order (repeats count once)."""
+
+    item_ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
+    k: Annotated[int, Field(ge=1, le=100), _INTEGRAL] = 10
+
+
 class FeedbackIn(Strict):
     recommendation_id: Annotated[str, Field(min_length=1, max_length=64)]
     item_id: Id
