@@ -79,6 +79,19 @@ def test_recommendations_explain_session_and_feedback(live: Live) -> None:
         assert fed.event_stored and fed.item_id == top.items[0].item_id
 
 
+def test_list_types(live: Live) -> None:
+    with Client(live.base, live.api_key, retries=FAST) as api:
+        user, cart = live.user_ids[0], live.item_ids[:2]
+        assert len(api.trending(4, window="7d").items) == 4
+        assert len(api.buy_again(user, 3).items) == 3  # a fallback fills what the user's purchases do not
+        together = api.bought_together(cart, 3)
+        assert len(together.items) == 3 and not set(cart) & {i.item_id for i in together.items}
+        assert len(api.new_arrivals(user, 3, days=30).items) == 3
+        with pytest.raises(NotFound) as unknown:
+            api.bought_together(["no-such-item"], 3)
+        assert unknown.value.status == 404 and "no-such-item" in str(unknown.value.body)
+
+
 def test_models_jobs_experiments_retraining(live: Live) -> None:
     with Client(live.base, live.api_key, retries=FAST) as api:
         models = {m.model_id: m for m in api.list_models()}

@@ -48,6 +48,10 @@ ROUTES: dict[str, tuple[str, str]] = {
     "recommend": ("GET", "/v1/users/{user_id}/recommendations"),
     "explain": ("GET", "/v1/users/{user_id}/recommendations/explain"),
     "recommend_session": ("POST", "/v1/sessions/recommendations"),
+    "trending": ("GET", "/v1/lists/trending"),
+    "buy_again": ("GET", "/v1/users/{user_id}/buy-again"),
+    "bought_together": ("POST", "/v1/lists/frequently-bought-together"),
+    "new_arrivals": ("GET", "/v1/users/{user_id}/new-arrivals"),
     "feedback": ("POST", "/v1/feedback"),
     "train": ("POST", "/v1/models/train"),
     "list_jobs": ("GET", "/v1/jobs"),
@@ -159,6 +163,25 @@ def recommend_session(history: Iterable[Any], k: int | None, category: str | Non
     body = _query(history=[plain(e) for e in history], k=k, category=category, min_price=min_price,
                   max_price=max_price, exclude=list(exclude) if exclude is not None else None)
     return _call("recommend_session", RecommendationOut, json=body, safe=True)  # a read: nothing is written
+
+
+def trending(k: int | None, window: str | None, category: str | None,
+             min_count: int | None) -> Call[RecommendationOut]:
+    return _call("trending", RecommendationOut, params=_query(k=k, window=window, category=category,
+                                                              min_count=min_count))
+
+
+def buy_again(user_id: str, k: int | None) -> Call[RecommendationOut]:
+    return _call("buy_again", RecommendationOut, path={"user_id": user_id}, params=_query(k=k))
+
+
+def bought_together(item_ids: Iterable[str], k: int | None) -> Call[RecommendationOut]:
+    body = _query(item_ids=list(item_ids), k=k)
+    return _call("bought_together", RecommendationOut, json=body, safe=True)  # a read: nothing is written
+
+
+def new_arrivals(user_id: str, k: int | None, days: int | None) -> Call[RecommendationOut]:
+    return _call("new_arrivals", RecommendationOut, path={"user_id": user_id}, params=_query(k=k, days=days))
 
 
 def feedback(recommendation_id: str, item_id: str, type: str, idempotency_key: str | None) -> Call[FeedbackOut]:

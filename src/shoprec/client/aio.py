@@ -114,6 +114,23 @@ class AsyncClient:
     async def similar_items(self, item_id: str, k: int | None = None) -> RecommendationOut:
         return await self.send(r.similar_items(item_id, k))
 
+    async def trending(self, k: int | None = None, *, window: str | None = None, category: str | None = None,
+                 min_count: int | None = None) -> RecommendationOut:
+        """Items rising in the last `window` ("24h", "7d"), with the fallbacks' items after them."""
+        return await self.send(r.trending(k, window, category, min_count))
+
+    async def buy_again(self, user_id: str, k: int | None = None) -> RecommendationOut:
+        """Repurchasable items the user bought before."""
+        return await self.send(r.buy_again(user_id, k))
+
+    async def bought_together(self, item_ids: Iterable[str], k: int | None = None) -> RecommendationOut:
+        """Items frequently bought together with a cart's items."""
+        return await self.send(r.bought_together(item_ids, k))
+
+    async def new_arrivals(self, user_id: str, k: int | None = None, *, days: int | None = None) -> RecommendationOut:
+        """Items created in the last `days`, ranked for the user."""
+        return await self.send(r.new_arrivals(user_id, k, days))
+
     async def post_users(self, users: Iterable[Any], *, idempotency_key: str | None = None) -> WriteOut:
         return await self.send(r.post_users(users, idempotency_key))
 

@@ -135,6 +135,23 @@ class Client:
     def similar_items(self, item_id: str, k: int | None = None) -> RecommendationOut:
         return self.send(r.similar_items(item_id, k))
 
+    def trending(self, k: int | None = None, *, window: str | None = None, category: str | None = None,
+                 min_count: int | None = None) -> RecommendationOut:
+        """Items rising in the last `window` ("24h", "7d"), with the fallbacks' items after them."""
+        return self.send(r.trending(k, window, category, min_count))
+
+    def buy_again(self, user_id: str, k: int | None = None) -> RecommendationOut:
+        """Repurchasable items the user bought before."""
+        return self.send(r.buy_again(user_id, k))
+
+    def bought_together(self, item_ids: Iterable[str], k: int | None = None) -> RecommendationOut:
+        """Items frequently bought together with a cart's items."""
+        return self.send(r.bought_together(item_ids, k))
+
+    def new_arrivals(self, user_id: str, k: int | None = None, *, days: int | None = None) -> RecommendationOut:
+        """Items created in the last `days`, ranked for the user."""
+        return self.send(r.new_arrivals(user_id, k, days))
+
     def post_users(self, users: Iterable[Any], *, idempotency_key: str | None = None) -> WriteOut:
         return self.send(r.post_users(users, idempotency_key))
 
