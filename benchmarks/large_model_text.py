@@ -46,7 +46,7 @@ def validation_figures(model: Any, log: list[dict[str, Any]]) -> dict[str, Any]:
     if search:
         out["val_NDCG@10"] = max(search.values())
         out["popularity_correction"] = getattr(model, "popularity_correction", None)
-    members: dict[int, dict[str, float]] = {}
+    members: dict[int, dict[str, Any]] = {}
     for entry in log:
         if "val_NDCG@10" in entry:
             best = members.setdefault(int(entry.get("member", 0)), {"val_NDCG@10": -1.0})
@@ -78,6 +78,19 @@ def run_row(dataset: str, row: str, model_name: str, params: dict[str, Any], see
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
+def imported_row(path: Path, dataset: str, row: str) -> dict[str, Any]:
+    """A row from a `shoprec evaluate --protocol loo --json OUT` document (validation from its training log)."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if doc.get("protocol") != "loo" or not doc.get("settings", {}).get("exclude_seen", True):
+        raise SystemExit(f"{path}: not a strict leave-one-out run")
+    members = validation_figures(None, doc.get("training_log") or [])
+    return {"dataset": dataset, "row": row, "model": doc["model"], "params": doc.get("config", {}),
+            "seed": doc.get("settings", {}).get("seed"), "users": doc["n_users_evaluated"],
+            **{m: doc["metrics"][m] for m in METRICS}, "validation": members,
+            "fit_seconds": doc["fit_seconds"], "eval_seconds": doc["eval_seconds"], "load_average": [None, None],
+            "imported": str(path)}
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     """Markdown table of the newest run of every (dataset, row), datasets in DATASETS order."""
     newest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -91,10 +104,13 @@ def table(runs: list[dict[str, Any]]) -> str:
     for (ds, row), f in sorted(newest.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else 9,
                                                               -kv[1]["NDCG@10"])):
         val = f["validation"].get("val_NDCG@10")
+        if val is None and f["validation"].get("members"):  # imported runs: the mean of the members' best
+            val = sum(m["val_NDCG@10"] for m in f["validation"]["members"]) / len(f["validation"]["members"])
+        load = "?" if f["load_average"][0] is None else f"{f['load_average'][0]:.1f}-{f['load_average'][1]:.1f}"
         lines.append(f"| {ds} | {row} | {f['HR@10']:.4f} | {f['NDCG@10']:.4f} | {f['HR@20']:.4f} | "
                      f"{f['NDCG@20']:.4f} | {'' if val is None else f'{val:.4f}'} | "
                      f"{f['validation'].get('best_epochs', '')} | {f['fit_seconds']:.0f} | "
-                     f"{f['load_average'][0]:.1f}-{f['load_average'][1]:.1f} | {f['_date'][:16]} |")
+                     f"{load} | {f['_date'][:16]} |")
     return "\n".join(lines)
 
 
@@ -108,12 +124,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--table", action="store_true", help="only print the table from the results file")
+    p.add_argument("--import-evaluate", type=Path, default=None, metavar="JSON",
+                   help="record a `shoprec evaluate --json` run as row --label of --datasets (one dataset)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if not args.table:
+    if args.import_evaluate is not None:
+        figures = imported_row(args.import_evaluate, args.datasets, args.label or args.rows)
+        append_run(RESULTS, figures, {"dataset": args.datasets, "row": figures["row"]}, argv=sys.argv)
+    elif not args.table:
         import torch
 
         torch.set_num_threads(args.threads)
