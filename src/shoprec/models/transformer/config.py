@@ -35,6 +35,7 @@ class TransformerConfig:
     use_text: bool = True  # item text vectors (when the catalog has text)
     text_encoder: str = "auto"  # auto | minilm | hashing (shoprec.preprocess.text)
     use_vectors: bool = True  # the shop's own named item vectors (image, LLM...): each name projected into the item
+    text_whiten: bool = False  # ZCA-whiten the catalog's text vectors before the projection (content.whiten)
     id_dropout: float = 0.1  # drop item ids while training so content alone can represent an item
     content_attention: bool = False  # attention scores also from the items' content alone (decoupled, DIF-SR)
     attribute_loss: float = 0.0  # weight of an auxiliary loss: predict the next item's attributes
