@@ -18,6 +18,7 @@ from shoprec.explain.reasons import (
     fallback_reason,
     history_reason,
     history_reasons,
+    pinned_reason,
     popular_in_category_reason,
     similar_text_reason,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "history_reason",
     "history_reasons",
     "leave_one_out",
+    "pinned_reason",
     "popular_in_category_reason",
     "similar_text_reason",
 ]

@@ -24,6 +24,7 @@ from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
 from shoprec.service.recommend import Filters, RecommendService
 from shoprec.service.retraining import RetrainService
+from shoprec.service.rules import RulesService
 from shoprec.service.state import UserStates
 from shoprec.settings import Settings
 from shoprec.storage import Engine
@@ -50,6 +51,7 @@ class Services:
     experiments: ExperimentService  # A/B tests: variants, assignment, attribution, results
     retraining: RetrainService  # continuous retraining: policies, schedule, promotion gate, decisions
     idempotency: IdempotencyService  # answers of writes sent with an Idempotency-Key, replayed to retries
+    rules: RulesService  # each platform's saved default business rules (shoprec.rules)
 
     def close(self) -> None:
         self.jobs.close()
@@ -82,7 +84,9 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
                        on_catalog_changed=catalogs.invalidate, privacy=keys, on_events_stored=experiments.credit_events)
     lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
     reclog = RecommendationLog(engine, lists, platforms)
-    recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
+    rules = RulesService(engine, platforms, catalogs, config.cache_ttl_s)
+    recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments,
+                                 rules=rules)
     jobs = JobService(engine, platforms, store, models, settings.jobs, settings.limits)
     privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,
                                                             catalogs=catalogs), artifacts=artifacts)
@@ -94,7 +98,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     jobs.register_kind("retrain", check_retrain)
     idempotency = IdempotencyService(engine, platforms, config.idempotency_ttl_s, config.idempotency_wait_s)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
-                    privacy, experiments, retraining, idempotency)
+                    privacy, experiments, retraining, idempotency, rules)
 
 
 __all__ = ["Filters", "Services", "ServingConfig", "build_services"]

@@ -428,3 +428,15 @@ auth_failures = sa.Table(
     sa.Index(None, "blocked_until"),
     **TABLE_OPTIONS,
 )
+
+
+# ---------------------------------------------------------------------------- business rules (migration 0012)
+# A platform's saved default rules (shoprec.rules.Rules.to_json: filter, boost, pin, max_per_category,
+# max_per_brand, diversity): combined with each request's rules. One row per platform.
+platform_rules = sa.Table(
+    "platform_rules", metadata,
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), primary_key=True, autoincrement=False),
+    sa.Column("rules", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    **TABLE_OPTIONS,
+)
