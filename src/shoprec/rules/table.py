@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from shoprec.data import ItemCatalog
     from shoprec.rules.expr import Expression
 
 MAX_CACHED_MASKS = 1000
@@ -70,6 +71,15 @@ class ItemTable:
                    popularity=np.zeros(n) if popularity is None else np.asarray(popularity, dtype=np.float64),
                    created_at=numbers(created_at), updated_at=numbers(updated_at),
                    attributes=attributes if attributes is not None else [None] * n, now=now)
+
+    @classmethod
+    def from_catalog(cls, catalog: ItemCatalog, popularity: Any = None) -> ItemTable:
+        """The table of an offline ItemCatalog (its item order: a model's); no timestamps (age fields: unknown)."""
+        catalog.align()
+        return cls.build(catalog.items.externals(range(len(catalog.items))), category=catalog.category,
+                         brand=catalog.brand, price=catalog.price,
+                         available=catalog.available if len(catalog.available) == len(catalog.items) else None,
+                         popularity=popularity, attributes=catalog.attributes)
 
     def __len__(self) -> int:
         return len(self.category_codes)
