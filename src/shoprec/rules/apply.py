@@ -142,6 +142,8 @@ class Plan:
         if not self.rules.reorders:
             return list(range(min(need, len(items)))), [()] * min(need, len(items))
         lam = self.rules.diversity or 0.0
+        if lam == 0:
+            return self._capped_pass(items, need)
         remaining = np.ones(len(items), dtype=bool)
         rel = sim = max_sim = None
         if lam > 0:
@@ -178,6 +180,30 @@ class Plan:
             self._count(int(items[j]))
             if sim is not None and max_sim is not None:
                 max_sim = np.maximum(max_sim, sim[:, j])
+        return chosen, tags
+
+    def _capped_pass(self, items: np.ndarray, need: int) -> tuple[list[int], list[Tags]]:
+        """Caps without diversity: one pass in ranking order, skipping the items a cap blocks (plain Python over
+        the ~200-item pool: cheaper than a numpy step per place)."""
+        cap_cat, cap_brand = self.rules.max_per_category or 0, self.rules.max_per_brand or 0
+        cats, brands = self.table.category_codes[items].tolist(), self.table.brand_codes[items].tolist()
+        counts_cat, counts_brand = self._cat, self._brand
+        chosen: list[int] = []
+        tags: list[Tags] = []
+        t: Tags = ()
+        for j, (c, b) in enumerate(zip(cats, brands, strict=True)):
+            if cap_cat and counts_cat[c] >= cap_cat:
+                t = t if "max_per_category" in t else (*t, "max_per_category")
+                continue
+            if cap_brand and counts_brand[b] >= cap_brand:
+                t = t if "max_per_brand" in t else (*t, "max_per_brand")
+                continue
+            chosen.append(j)
+            tags.append(t)
+            counts_cat[c] += 1
+            counts_brand[b] += 1
+            if len(chosen) == need:
+                break
         return chosen, tags
 
     def _similarity(self, pool: np.ndarray, placed: np.ndarray) -> np.ndarray:
