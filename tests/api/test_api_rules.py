@@ -69,6 +69,10 @@ def test_each_rule_on_the_planted_catalog(planted: tuple[TestClient, TestClient]
     pinned = _list(client, k=5, pin="i11:1,i10:4")
     assert _ids(pinned) == ["i11", "i00", "i01", "i10", "i02"]
     assert pinned[0]["reason"] == {"type": "pinned", "source": "rules", "rules": ["pin"], "level": "pinned"}
+    first = client.get("/v1/users/nobody/recommendations", params={"k": 2, "pin": "i11:1,i10:4"}).json()
+    page = client.get("/v1/users/nobody/recommendations", params={  # the stored list keeps the rules' reasons
+        "k": 2, "offset": 2, "recommendation_id": first["recommendation_id"]}).json()["items"]
+    assert _ids(page) == ["i01", "i10"] and page[1]["reason"]["rules"] == ["pin"]
     capped = _list(client, k=6, max_per_category=2)
     assert _ids(capped) == ["i00", "i01", "i04", "i05", "i08", "i09"]
     assert capped[2]["reason"]["rules"] == ["max_per_category"] and "rules" not in capped[1]["reason"]

@@ -9,6 +9,8 @@ sent as JSON through `Reason.to_json()`:
     {"type": "popular_in_category", "category": ...}
     {"type": "similar_text", "item_id": ...}
     {"type": "fallback_popular"}
+    {"type": "pinned", "source": "rules", "rules": ["pin"]}     a business rule's pin (shoprec.rules)
+Any reason may carry "rules": the business rules that moved the item (boost, bury, max_per_category, ...).
 """
 
 from shoprec.explain.attribution import ATTRIBUTION_HISTORY, Attribution, leave_one_out

@@ -12,7 +12,10 @@ did not place, through the shared `ranking.top_k` with the filtered-out items as
 
 Filters: servable (available, not deleted), category (prefix path), price range, the `exclude`
 list, the user's purchases (unless their category is repurchasable), disliked items and, unless
-`include_seen`, the items of the live history. Each list is stored under a recommendation_id;
+`include_seen`, the items of the live history. Business rules (`Filters.rules`, combined with the platform's
+saved defaults from shoprec.service.rules) are bound to the catalog once per list (shoprec.rules.Plan) and
+rank every level of the chain (filter, boosts, caps, diversity, then pins). Each list is stored under a
+recommendation_id;
 pages are slices of it, so paging never repeats an item.
 
 The ranking chain's mechanics are in shoprec.service.chain, the answers' types and the log entries they are
