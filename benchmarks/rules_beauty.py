@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--part", choices=["all", "diversity", "cost"], default="all",
+                        help="run both parts, or one (a rerun with the same --workdir reuses the data and model)")
     args = parser.parse_args()
 
     from shoprec.config import config_to_dict
@@ -198,7 +201,11 @@ def main() -> None:
         model.save(saved)
     fit_s = time.perf_counter() - t0
     say(f"trained in {fit_s:.0f} s; ranking every user's list under each rule")
-    diversity = diversity_table(model, history, split.test, split.train, catalog)
+    diversity = diversity_table(model, history, split.test, split.train, catalog) if args.part != "cost" else {}
+    if args.part == "diversity":
+        services.close()
+        _report(args, history, diversity, None, fit_s)
+        return
 
     # the same model served by the platform (registered as `shoprec train` would store it)
     model_id = uuid.uuid4().hex
@@ -206,23 +213,31 @@ def main() -> None:
                           config_to_dict(model.config), {}, True)
     cost = latency(services, platform, history.users.to_list(), catalog, args.users, args.seed)
     services.close()
+    _report(args, history, diversity, cost, fit_s)
 
-    print(f"\nDiversity on Beauty (transformer, {args.epochs} epochs; leave-one-out, seen items excluded, "
-          f"{history.n_users:,} users)")
-    print(f"{'list':<22}{'NDCG@10':>9}{'HR@10':>8}{'ILD(cat)@10':>13}{'Diversity@10':>14}{'categories':>12}")
-    for name, m in diversity.items():
-        co = f"{m['Diversity@10']:.4f}" if m["Diversity@10"] is not None else "-"
-        print(f"{name:<22}{m['NDCG@10']:>9.4f}{m['HR@10']:>8.4f}{m['ILD_category@10']:>13.4f}{co:>14}"
-              f"{m['distinct_categories@10']:>12.2f}")
-    print(f"\nRules cost (in-process RecommendService.recommend, k=10, {args.users} users)")
-    print(f"{'list':<10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
-    for name in ("plain", "rules"):
-        m = cost[name]
-        print(f"{name:<10}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['mean_ms']:>9.2f}")
-    print(f"p99 difference: {cost['p99_difference_ms']:+.2f} ms; p50 difference: {cost['p50_difference_ms']:+.2f} ms")
-    append_run(RESULTS, {"diversity": diversity, "rules_cost": cost, "fit_seconds": round(fit_s, 1)},
+
+def _report(args: argparse.Namespace, history: Any, diversity: dict[str, Any], cost: dict[str, Any] | None,
+            fit_s: float) -> None:
+    if diversity:
+        print(f"\nDiversity on Beauty (transformer, {args.epochs} epochs; leave-one-out, seen items excluded, "
+              f"{history.n_users:,} users)")
+        print(f"{'list':<22}{'NDCG@10':>9}{'HR@10':>8}{'ILD(cat)@10':>13}{'Diversity@10':>14}{'categories':>12}")
+        for name, m in diversity.items():
+            co = f"{m['Diversity@10']:.4f}" if m["Diversity@10"] is not None else "-"
+            print(f"{name:<22}{m['NDCG@10']:>9.4f}{m['HR@10']:>8.4f}{m['ILD_category@10']:>13.4f}{co:>14}"
+                  f"{m['distinct_categories@10']:>12.2f}")
+    if cost is not None:
+        print(f"\nRules cost (in-process RecommendService.recommend, k=10, {args.users} users)")
+        print(f"{'list':<10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
+        for name in ("plain", "rules"):
+            m = cost[name]
+            print(f"{name:<10}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['mean_ms']:>9.2f}")
+        print(f"p99 difference: {cost['p99_difference_ms']:+.2f} ms; "
+              f"p50 difference: {cost['p50_difference_ms']:+.2f} ms")
+    append_run(RESULTS, {"diversity": diversity or None, "rules_cost": cost, "fit_seconds": round(fit_s, 1),
+                         "load_average": os.getloadavg()},
                {"epochs": args.epochs, "users": args.users, "seed": args.seed, "model": "transformer",
-                "category": "two most frequent item2attributes ids per item"})
+                "part": args.part, "category": "two most frequent item2attributes ids per item"})
 
 
 if __name__ == "__main__":
