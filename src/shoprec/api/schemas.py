@@ -256,7 +256,10 @@ class UserOut(BaseModel):
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
-    reason: dict[str, Any]
+    reason: dict[str, Any] = Field(description=(
+        "why the item is here (shoprec.explain.Reason.to_json): type, source, level and, as they apply, model_id, "
+        "candidates, because_of, weights, category, item_id, text, and rules (the business rules that moved the "
+        "item: boost, bury, pin, max_per_category, max_per_brand, diversity); docs/serving.md, Explanations"))
 
 
 class RecommendationOut(BaseModel):
