@@ -154,13 +154,48 @@ def latency(services: Any, platform: str, users: list[str], catalog: Any, n_user
     return out
 
 
+def step_cost(services: Any, platform: str, model: Any, history: Any, rules: Any, n_users: int, seed: int,
+              repeats: int = 5) -> dict[str, Any]:
+    """The rules' own cost in the ranking step: service.chain.rank_chain of a 50-item list (the stored list's
+    depth) from the model's scores of a user plus the popularity fallbacks, with and without the rules (the
+    plan bound per list, as a request does), alternating; the model's scoring is done beforehand (the same for
+    both). Short timed sections: less exposed to the other jobs on the cores than a whole request."""
+    from shoprec.evaluation.engine import history_queries
+    from shoprec.explain import Reason
+    from shoprec.service.chain import Level, popular_levels, rank_chain
+
+    view = services.catalogs.get(platform)
+    served = services.models.get(platform)
+    to_catalog = served.index_maps(view)[0]
+    rng = random.Random(seed)
+    users = np.array(sorted(rng.sample(range(history.n_users), n_users)))
+    rows = model.score(history_queries(history, users))
+    times: dict[str, list[float]] = {"plain": [], "rules": []}
+    blocked = ~view.servable
+    for r in range(len(users)):
+        scores = np.full(len(view), -np.inf, dtype=np.float32)
+        scores[to_catalog[to_catalog >= 0]] = rows[r][to_catalog >= 0]
+        for _ in range(repeats):
+            for name in rng.sample(["plain", "rules"], 2):
+                levels = [Level(Reason("history", "transformer"), scores), *popular_levels(view, None)]
+                t0 = time.perf_counter()
+                plan = rules.bind(view.rule_table()) if name == "rules" else None
+                rank_chain(levels, blocked, 50, view, plan)
+                times[name].append((time.perf_counter() - t0) * 1000)
+    out: dict[str, Any] = {"n_users": n_users, "repeats": repeats, "depth": 50}
+    for name, ts in times.items():
+        out[name] = {"p50_ms": round(float(np.percentile(ts, 50)), 3), "p99_ms": round(float(np.percentile(ts, 99)), 3)}
+    out["p99_difference_ms"] = round(out["rules"]["p99_ms"] - out["plain"]["p99_ms"], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--part", choices=["all", "diversity", "cost"], default="all",
+    parser.add_argument("--part", choices=["all", "diversity", "cost", "step"], default="all",
                         help="run both parts, or one (a rerun with the same --workdir reuses the data and model)")
     args = parser.parse_args()
 
@@ -201,6 +236,22 @@ def main() -> None:
         model.save(saved)
     fit_s = time.perf_counter() - t0
     say(f"trained in {fit_s:.0f} s; ranking every user's list under each rule")
+    if args.part == "step":  # the model is the platform's active one already (a run before stored it)
+        paths = Counter(c for c in catalog.category if c)
+        (first, _), (second, _) = paths.most_common(2)
+        from shoprec.rules import Rules
+
+        rules = Rules.parse(filter=f'category != "{first}"', boost=[f'category == "{second}": 0.2'],
+                            pin=f"{catalog.items.external(0)}:3", max_per_category=2)
+        step = step_cost(services, platform, model, history, rules, args.users, args.seed)
+        services.close()
+        print(f"\nRules cost in the ranking step (rank_chain, 50-item list, {args.users} users x {step['repeats']})")
+        for name in ("plain", "rules"):
+            print(f"{name:<10} p50 {step[name]['p50_ms']:.3f} ms  p99 {step[name]['p99_ms']:.3f} ms")
+        print(f"p99 difference: {step['p99_difference_ms']:+.3f} ms")
+        append_run(RESULTS, {"rules_step_cost": step, "load_average": os.getloadavg()},
+                   {"epochs": args.epochs, "users": args.users, "part": "step", "rules": rules.to_json()})
+        return
     diversity = diversity_table(model, history, split.test, split.train, catalog) if args.part != "cost" else {}
     if args.part == "diversity":
         services.close()

@@ -8,8 +8,8 @@ level: `Plan.rank(scores, need, taken)`:
   the level, -1 buries it below them;
 - caps (max_per_category, max_per_brand) and diversity (MMR: relevance (1 - λ) against λ x the highest
   similarity to an item already in the list: cosine of the model's item vectors when it has them, else
-  "same category") pick greedily from a pool of the level's top items (ranking.top_k), widened to every
-  item when the pool runs out;
+  "same category") pick greedily from a pool of the level's top items (ranking.top_k), widened 4x at a time
+  (up to every item of the level) while the caps leave it short;
 - pins are placed last at their positions (1-based; past the list's end: appended), pushing the others down.
 Each placed item carries the tags of the rules that moved it: boost, bury, max_per_category, max_per_brand,
 diversity, pin.
@@ -102,7 +102,7 @@ class Plan:
             chosen, tags = self._select(items, vals_, need)
             if len(chosen) >= need or pool >= free:
                 break
-            pool = free  # the caps left the pool short: consider every item of the level
+            pool = min(pool * POOL_FACTOR, free)  # the caps left the pool short: a wider one (partition, no sort)
         out_items = [int(items[j]) for j in chosen]
         self.placed.extend(out_items)
         return out_items, [float(vals_[j]) for j in chosen], [self._boost_tags(i) + t for i, t in

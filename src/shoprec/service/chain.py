@@ -7,8 +7,9 @@ levels did not place (the filtered-out items are `blocked` from the start).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -102,9 +103,14 @@ def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: Catal
 
 def _apply_tags(out: Ranked, tags: list[tuple[str, ...]], plan: Plan) -> None:
     """The rules' marks on the reasons of the items they moved, then the pinned items at their positions."""
+    marked: dict[tuple[int, tuple[str, ...]], Reason] = {}  # a level's shared reason is copied once per tag set
     for j, t in enumerate(tags):
         if t:
-            out.reasons[j] = replace(out.reasons[j], rules=t)
+            key = (id(out.reasons[j]), t)
+            if key not in marked:
+                marked[key] = copy.copy(out.reasons[j])
+                marked[key].rules = t
+            out.reasons[j] = marked[key]
     pinned = pinned_reason()
     for at, i in plan.with_pins(out.items, out.scores):
         neighbour = out.scores[at] if at < len(out.scores) else (out.scores[-1] if out.scores else 0.0)
