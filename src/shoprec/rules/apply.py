@@ -88,6 +88,8 @@ class Plan:
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
         if self.boost is not None:
             s = self._boosted(s, self.boost[candidates] if candidates is not None else self.boost, excl)
+        if self.rules.reorders and not self.rules.diversity:
+            return self._rank_capped(s, need, excl, candidates)
         free = int((~excl & np.isfinite(s)).sum())
         pool = min(self.pool_size(need), free)
         if pool <= 0:
@@ -107,6 +109,44 @@ class Plan:
         self.placed.extend(out_items)
         return out_items, [float(vals_[j]) for j in chosen], [self._boost_tags(i) + t for i, t in
                                                               zip(out_items, tags, strict=True)]
+
+    def _rank_capped(self, s: np.ndarray, need: int, excl: np.ndarray, candidates: np.ndarray | None
+                     ) -> tuple[list[int], list[float], list[Tags]]:
+        """Caps without diversity, pass by pass: each pass leaves out the categories / brands already full (one
+        mask over the level's items), ranks a pool of the rest (ranking.top_k) and takes it in order under the
+        caps; a pool the caps leave short is followed by the next pool below it. Every item of a pool is taken
+        or skipped, and the items below it score no higher, so the order is the full ranking's."""
+        excl = excl | ~np.isfinite(s)
+        table = self.table
+        cat_codes = table.category_codes[candidates] if candidates is not None else table.category_codes
+        brand_codes = table.brand_codes[candidates] if candidates is not None else table.brand_codes
+        cap_cat, cap_brand = self.rules.max_per_category or 0, self.rules.max_per_brand or 0
+        items_out: list[int] = []
+        vals_out: list[float] = []
+        tags_out: list[Tags] = []
+        carried: Tags = ()
+        while len(items_out) < need:
+            if cap_cat:
+                excl |= (self._cat >= cap_cat)[cat_codes]
+            if cap_brand:
+                excl |= (self._brand >= cap_brand)[brand_codes]
+            left = need - len(items_out)
+            pool = self.pool_size(left)
+            idx, vals = top_k(s, pool, exclude=[np.flatnonzero(excl)])
+            ok = idx[0] >= 0
+            if not ok.any():
+                break
+            local, v = idx[0][ok], vals[0][ok]
+            items = candidates[local] if candidates is not None else local.astype(np.int64)
+            chosen, tags, carried = self._capped_pass(items, left, carried)
+            items_out.extend(int(items[j]) for j in chosen)
+            vals_out.extend(float(v[j]) for j in chosen)
+            tags_out.extend(tags)
+            excl[local] = True
+            if len(local) < pool:
+                break
+        self.placed.extend(items_out)
+        return items_out, vals_out, [self._boost_tags(i) + t for i, t in zip(items_out, tags_out, strict=True)]
 
     def _boosted(self, s: np.ndarray, boost: np.ndarray, excl: np.ndarray) -> np.ndarray:
         rankable = np.isfinite(s) & ~excl
@@ -143,7 +183,7 @@ class Plan:
             return list(range(min(need, len(items)))), [()] * min(need, len(items))
         lam = self.rules.diversity or 0.0
         if lam == 0:
-            return self._capped_pass(items, need)
+            return self._capped_pass(items, need)[:2]
         remaining = np.ones(len(items), dtype=bool)
         rel = sim = max_sim = None
         if lam > 0:
@@ -182,15 +222,15 @@ class Plan:
                 max_sim = np.maximum(max_sim, sim[:, j])
         return chosen, tags
 
-    def _capped_pass(self, items: np.ndarray, need: int) -> tuple[list[int], list[Tags]]:
+    def _capped_pass(self, items: np.ndarray, need: int, t: Tags = ()) -> tuple[list[int], list[Tags], Tags]:
         """Caps without diversity: one pass in ranking order, skipping the items a cap blocks (plain Python over
-        the ~200-item pool: cheaper than a numpy step per place)."""
+        the ~200-item pool: cheaper than a numpy step per place). `t`: the caps that skipped an item before this
+        pool (carried to the next)."""
         cap_cat, cap_brand = self.rules.max_per_category or 0, self.rules.max_per_brand or 0
         cats, brands = self.table.category_codes[items].tolist(), self.table.brand_codes[items].tolist()
         counts_cat, counts_brand = self._cat, self._brand
         chosen: list[int] = []
         tags: list[Tags] = []
-        t: Tags = ()
         for j, (c, b) in enumerate(zip(cats, brands, strict=True)):
             if cap_cat and counts_cat[c] >= cap_cat:
                 t = t if "max_per_category" in t else (*t, "max_per_category")
@@ -204,7 +244,7 @@ class Plan:
             counts_brand[b] += 1
             if len(chosen) == need:
                 break
-        return chosen, tags
+        return chosen, tags, t
 
     def _similarity(self, pool: np.ndarray, placed: np.ndarray) -> np.ndarray:
         """(len(pool), len(pool) + len(placed)) similarities: cosine of item vectors where both items have one,
