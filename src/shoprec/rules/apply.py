@@ -32,6 +32,7 @@ Vectors: TypeAlias = Callable[[np.ndarray], np.ndarray]  # item indices -> (len,
 Tags = tuple[str, ...]
 POOL_FACTOR = 4
 POOL_EXTRA = 50
+CAPPED_POOL_FACTOR = 8  # caps: a deeper first pool (its sort is cheap next to another pass's partition)
 
 
 class Plan:
@@ -131,7 +132,7 @@ class Plan:
             if cap_brand:
                 excl |= (self._brand >= cap_brand)[brand_codes]
             left = need - len(items_out)
-            pool = self.pool_size(left)
+            pool = max(left * CAPPED_POOL_FACTOR, left + POOL_EXTRA)  # a second pass costs a partition of the level
             idx, vals = top_k(s, pool, exclude=[np.flatnonzero(excl)])
             ok = idx[0] >= 0
             if not ok.any():
