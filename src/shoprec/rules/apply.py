@@ -6,10 +6,11 @@ level: `Plan.rank(scores, need, taken)`:
 - boosts: a matching item's score gets weight x the level's score spread (max - min of its rankable scores)
   added, so a weight is comparable across models: 1 lifts a matching item above every non-matching one of
   the level, -1 buries it below them;
-- caps (max_per_category, max_per_brand) and diversity (MMR: relevance (1 - λ) against λ x the highest
-  similarity to an item already in the list: cosine of the model's item vectors when it has them, else
-  "same category") pick greedily from a pool of the level's top items (ranking.top_k), widened 4x at a time
-  (up to every item of the level) while the caps leave it short;
+- caps (max_per_category, max_per_brand) alone: pass by pass, each pass leaving out the full categories /
+  brands and taking a pool of the best of the rest in order (`_rank_capped`);
+- diversity (MMR: relevance (1 - λ) against λ x the highest similarity to an item already in the list: cosine
+  of the model's item vectors when it has them, else "same category"), with or without caps, picks greedily
+  from a pool of the level's top items (ranking.top_k), widened 4x at a time while the caps leave it short;
 - pins are placed last at their positions (1-based; past the list's end: appended), pushing the others down.
 Each placed item carries the tags of the rules that moved it: boost, bury, max_per_category, max_per_brand,
 diversity, pin.
