@@ -47,13 +47,14 @@ def _operations(svc: Services) -> list[object]:
 
 DATA_RULES = frozenset({"bad_timestamp", "future_timestamp", "non_product_code", "non_positive_quantity",
                         "non_positive_price", "min_above_max", "page_too_deep", "bad_model_params",
-                        "bad_event_id"})
+                        "bad_event_id", "bad_expression", "unknown_field", "unknown_item", "bad_pin", "too_many"})
 """Rules no JSON schema of a request states: the ingest's cleaning rules (shoprec.preprocess.clean: a time
 window relative to now, non-product item codes, quantities and prices per event type, an event_id of printable
 characters as Python's str.isprintable() says, which no regex of JSON Schema states) and the rules across
 query parameters (min_price <= max_price, offset + k <= the list depth; OpenAPI has no cross-parameter
-constraint, so they are in the parameters' descriptions) and each model's own parameters (`params`: names and
-caps per model). A schema-valid request may break one; the answer is
+constraint, so they are in the parameters' descriptions), each model's own parameters (`params`: names and
+caps per model) and the business rules' expression language (`filter`, `boost`, `pin`: a grammar and the
+catalog's fields and items, docs/serving.md "Business rules"). A schema-valid request may break one; the answer is
 then a 422 naming the fields and the rule."""
 
 

@@ -26,7 +26,18 @@ from shoprec.api import errors
 from shoprec.api import metrics as metrics_module
 from shoprec.api.auth import AuthFirst, RateLimited, rate_limited_handler
 from shoprec.api.limits import RequestGuard
-from shoprec.api.routes import data, experiments, health, keys, lists, models, privacy, recommend, retraining
+from shoprec.api.routes import (
+    data,
+    experiments,
+    health,
+    keys,
+    lists,
+    models,
+    privacy,
+    recommend,
+    retraining,
+    rules,
+)
 from shoprec.api.validation import check_request
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.retention import start_retention
@@ -78,7 +89,8 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     app.add_middleware(RequestGuard, default_limit=DEFAULT_MAX_BODY_BYTES)  # sizes, unstorable text
     app.add_middleware(AuthFirst)  # outside RequestGuard: the key is checked before the body is read
     install_cors(app, (config or (services.config if services is not None else settings.serving)).cors_origins)
-    for module in (data, recommend, lists, models, experiments, keys, privacy, health, retraining, metrics_module):
+    for module in (data, recommend, lists, rules, models, experiments, keys, privacy, health, retraining,
+                   metrics_module):
         app.include_router(module.router)
     dashboard.install(app)  # /dashboard: the operator pages (admin key)
     errors.declare_responses(app)  # the error answers of each route, in the OpenAPI schema

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shoprec.errors import ConfigError, DataError, StorageError
+from shoprec.rules import RuleError
 from shoprec.service.errors import Conflict, Forbidden, NotFound, QueueFull, RecordErrors, TooLarge
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,10 @@ CODES: dict[str, tuple[int, str]] = {
     "too_large": (413, "the body is over the byte limit, or a batch over its record limit"),
     "unsupported_media_type": (415, "a body without Content-Type: application/json"),
     "invalid_request": (422, "a record, field, query or path parameter is wrong; `errors` names each one"),
+    "bad_expression": (422, "a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, "
+                            "diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, "
+                            "unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the "
+                            "expression"),
     "rate_limited": (429, "too many requests (or failed authentications); Retry-After says when to retry"),
     "queue_full": (429, "the platform has its maximum of jobs queued or running; Retry-After says when"),
     "internal_error": (500, "a bug: logged with the request id"),
@@ -51,6 +56,8 @@ class ErrorDetail(BaseModel):
     field: str | None = Field(description="the field, query parameter or path parameter at fault")
     reason: str = Field(description="a snake_case code, e.g. missing, unknown_parameter, bad_timestamp")
     message: str
+    position: int | None = Field(default=None, description="bad_expression only: the 0-based character offset "
+                                                           "in the expression where it goes wrong")
 
 
 class ErrorOut(BaseModel):
@@ -256,6 +263,15 @@ def _shoprec(status: int, error: str) -> Any:
     return handler
 
 
+def _rule(request: Request, exc: Exception) -> JSONResponse:
+    """422 bad_expression naming the rule's parameter, the reason, the position and the field or item at fault."""
+    assert isinstance(exc, RuleError)
+    detail: dict[str, Any] = {"index": None, "field": exc.param, "reason": exc.reason, "message": str(exc)}
+    if exc.position is not None:
+        detail["position"] = exc.position
+    return error_response(422, "bad_expression", str(exc), [detail])
+
+
 def _queue_full(request: Request, exc: Exception) -> JSONResponse:
     """429 with the reason and Retry-After (whole seconds)."""
     assert isinstance(exc, QueueFull)
@@ -289,5 +305,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(QueueFull, _queue_full)
     app.add_exception_handler(ConfigError, _shoprec(422, "invalid_request"))
     app.add_exception_handler(DataError, _shoprec(422, "invalid_request"))
+    app.add_exception_handler(RuleError, _rule)
     app.add_exception_handler(StorageError, _storage)
     app.add_exception_handler(Exception, _unexpected)

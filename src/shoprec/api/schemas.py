@@ -28,6 +28,8 @@ from shoprec.datasets._common import EVENT_ALIASES
 from shoprec.datasets.events import event_from_row, item_from_row
 from shoprec.datasets.users import user_from_row
 from shoprec.models import MODEL_NAMES
+from shoprec.rules.expr import MAX_EXPRESSION_LENGTH
+from shoprec.rules.rules import MAX_BOOSTS, MAX_PINS
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
 from shoprec.types import EventType
 
@@ -179,6 +181,28 @@ class SessionIn(Strict):
     min_price: float | None = None
     max_price: float | None = None
     exclude: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
+    filter: Annotated[str, Field(max_length=MAX_EXPRESSION_LENGTH)] | None = None
+    boost: Annotated[list[Annotated[str, Field(max_length=MAX_EXPRESSION_LENGTH)]], Field(max_length=MAX_BOOSTS)
+                     ] = Field(default_factory=list)
+    pin: Annotated[list[Annotated[str, Field(max_length=MAX_ID_LENGTH + 10)]], Field(max_length=MAX_PINS)
+                   ] = Field(default_factory=list)
+    max_per_category: Annotated[int, Field(ge=1, le=1000), _INTEGRAL] | None = None
+    max_per_brand: Annotated[int, Field(ge=1, le=1000), _INTEGRAL] | None = None
+    diversity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+
+
+class RulesIn(Strict):
+    """A platform's saved default rules (PUT /v1/rules): the same rules as a request's, in the same syntax
+    (docs/serving.md, Business rules). `pin`: "ITEM_ID:POSITION" strings."""
+
+    filter: Annotated[str, Field(max_length=MAX_EXPRESSION_LENGTH)] | None = None
+    boost: Annotated[list[Annotated[str, Field(max_length=MAX_EXPRESSION_LENGTH)]], Field(max_length=MAX_BOOSTS)
+                     ] = Field(default_factory=list)
+    pin: Annotated[list[Annotated[str, Field(max_length=MAX_ID_LENGTH + 10)]], Field(max_length=MAX_PINS)
+                   ] = Field(default_factory=list)
+    max_per_category: Annotated[int, Field(ge=1, le=1000), _INTEGRAL] | None = None
+    max_per_brand: Annotated[int, Field(ge=1, le=1000), _INTEGRAL] | None = None
+    diversity: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
 
 
 class CartIn(Strict):
@@ -248,7 +272,10 @@ class UserOut(BaseModel):
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
-    reason: dict[str, Any]
+    reason: dict[str, Any] = Field(description=(
+        "why the item is here (shoprec.explain.Reason.to_json): type, source, level and, as they apply, model_id, "
+        "candidates, because_of, weights, category, item_id, text, and rules (the business rules that moved the "
+        "item: boost, bury, pin, max_per_category, max_per_brand, diversity); docs/serving.md, Explanations"))
 
 
 class RecommendationOut(BaseModel):
@@ -258,6 +285,19 @@ class RecommendationOut(BaseModel):
     items: list[RecommendedItem]
     experiment: str | None = None  # the running experiment that chose this list (user lists only)
     variant: str | None = None
+
+
+class RulesOut(BaseModel):
+    """A platform's saved default rules (empty lists and nulls when none; updated_at null: never saved)."""
+
+    platform: str
+    filter: str | None
+    boost: list[str]
+    pin: list[str]
+    max_per_category: int | None
+    max_per_brand: int | None
+    diversity: float | None
+    updated_at: float | None
 
 
 class FeedbackOut(BaseModel):

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
     "shoprec.cli.config",  # config show
     "shoprec.cli.retraining",  # retrain policy / history / run
+    "shoprec.cli.rules",  # rules show / set / clear
     "shoprec.cli.worker",  # worker
     "shoprec.cli.jobs",  # jobs list / show / cancel
     "shoprec.cli.export",  # export-recommendations

@@ -21,6 +21,7 @@ from shoprec.errors import DataError
 from shoprec.evaluation import metrics as M
 from shoprec.models.base import Query, Recommender
 from shoprec.ranking import apply_exclusions, target_ranks, top_k
+from shoprec.rules import ItemTable, Rules, Vectors, apply_rules
 
 # Diversity needs an item-item similarity matrix; above this many (estimated) non-zeros it is skipped.
 MAX_SIMILARITY_NNZ = 50_000_000
@@ -113,11 +114,19 @@ def evaluate_ranking(
     batch_size: int = 1024,
     progress: bool = False,
     fallback: Recommender | None = None,
+    rules: Rules | None = None,
+    items: ItemTable | None = None,
+    vectors: Vectors | None = None,
 ) -> RankingOutcome:
     """Score the task's queries in batches and compute per-user accuracy and beyond-accuracy metrics.
 
     Queries the model cannot score count as misses, or are scored by `fallback` when one is given
-    (`n_unscorable` counts them either way)."""
+    (`n_unscorable` counts them either way). With business `rules` (shoprec.rules; `items`: the model's items
+    as an ItemTable, in the model's index order), each list is built by the rules' Plan, as serving builds it,
+    and a relevant item's rank is its position in that list (beyond it: a miss); `vectors`: item vectors for
+    the diversity rule (model indices -> vectors), else it compares categories."""
+    if rules is not None and items is None:
+        raise DataError("evaluating with rules needs the items (an ItemTable in the model's item order)")
     t0 = time.perf_counter()
     n, kmax = len(task), max(ks)
     topk = np.full((n, kmax), -1, dtype=np.int32)
@@ -129,7 +138,11 @@ def evaluate_ranking(
         sel = rows[start:start + batch_size]
         scores = _score_with_fallback(model, fallback, [task.queries[i] for i in sel], scorable[sel])
         excl = task.exclude[sel] if task.exclude is not None else None
-        topk[sel], first_rank[sel] = rank_batch(scores, task.relevant[sel], excl, kmax, model.name)
+        if rules is not None and items is not None:
+            topk[sel], first_rank[sel] = rank_batch_with_rules(scores, task.relevant[sel], excl, kmax, rules, items,
+                                                                    vectors)
+        else:
+            topk[sel], first_rank[sel] = rank_batch(scores, task.relevant[sel], excl, kmax, model.name)
     n_rel = np.diff(task.relevant.indptr)
     hits = _hits(topk, task.relevant)
     per_user = M.accuracy_metrics(hits, n_rel, first_rank, ks)
@@ -178,6 +191,22 @@ def rank_batch(scores: np.ndarray, relevant: sp.csr_matrix, exclude: sp.csr_matr
     ranks = target_ranks(s, best).astype(np.float64)
     ranks[~np.isfinite(s[np.arange(len(s)), best])] = np.inf  # a -inf item is never recommended
     return lists, ranks
+
+
+def rank_batch_with_rules(scores: np.ndarray, relevant: sp.csr_matrix, exclude: sp.csr_matrix | None, k: int,
+                          rules: Rules, items: ItemTable, vectors: Vectors | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """rank_batch's (top-k lists, 0-based rank of the first relevant item) with the lists built under `rules`
+    (shoprec.rules.apply_rules: the serving path's Plan); a relevant item outside the list ranks inf."""
+    s = np.asarray(scores, dtype=np.float32).copy()
+    if exclude is not None:
+        apply_exclusions(s, exclude)
+        rel_rows, rel_cols = relevant.nonzero()
+        s[rel_rows, rel_cols] = np.asarray(scores, dtype=np.float32)[rel_rows, rel_cols]
+    lists, _, _ = apply_rules(s, rules, items, k, vectors=vectors)
+    hits = _hits(lists, relevant)
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1), np.inf).astype(np.float64)
+    return lists, first
 
 
 def _hits(topk: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:

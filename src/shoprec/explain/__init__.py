@@ -9,6 +9,8 @@ sent as JSON through `Reason.to_json()`:
     {"type": "popular_in_category", "category": ...}
     {"type": "similar_text", "item_id": ...}
     {"type": "fallback_popular"}
+    {"type": "pinned", "source": "rules", "rules": ["pin"]}     a business rule's pin (shoprec.rules)
+Any reason may carry "rules": the business rules that moved the item (boost, bury, max_per_category, ...).
 List types (shoprec.service.lists) add trending, buy_again, bought_together and new_arrival.
 """
 
@@ -19,6 +21,7 @@ from shoprec.explain.reasons import (
     fallback_reason,
     history_reason,
     history_reasons,
+    pinned_reason,
     popular_in_category_reason,
     similar_text_reason,
 )
@@ -32,6 +35,7 @@ __all__ = [
     "history_reason",
     "history_reasons",
     "leave_one_out",
+    "pinned_reason",
     "popular_in_category_reason",
     "similar_text_reason",
 ]

@@ -18,7 +18,9 @@ class Reason:
     `source`: the model name, "popularity" or "content"; `level`: the serving chain's level (personal,
     session, item_to_item, content, popular_category, popular); `model_id` and `candidates` ("ann",
     "filtered") for a model's reasons; `because_of`/`weights` for a history reason; `category` for
-    popular_in_category; `item_id` for similar_text; `text`: the sentence shown to a shopper."""
+    popular_in_category; `item_id` for similar_text; `text`: the sentence shown to a shopper; `rules`: the
+    business rules that moved the item in its list (boost, bury, pin, max_per_category, max_per_brand,
+    diversity; shoprec.rules). A pinned item's own reason has type "pinned", source "rules", level "pinned"."""
 
     type: str
     source: str
@@ -30,6 +32,7 @@ class Reason:
     category: str | None = None
     item_id: str | None = None
     text: str | None = None
+    rules: tuple[str, ...] | None = None  # the business rules that moved the item (shoprec.rules): boost, pin, ...
 
     def at(self, level: str) -> Reason:
         """This reason placed by the chain level `level`."""
@@ -56,6 +59,8 @@ class Reason:
             out["item_id"] = self.item_id
         if self.text is not None:
             out["text"] = self.text
+        if self.rules is not None:
+            out["rules"] = list(self.rules)
         if self.level is not None and late_level:
             out["level"] = self.level
         return out
@@ -68,7 +73,8 @@ class Reason:
                    candidates=data.get("candidates"),
                    because_of=tuple(because) if because is not None else None,
                    weights=tuple(weights) if weights is not None else None,
-                   category=data.get("category"), item_id=data.get("item_id"), text=data.get("text"))
+                   category=data.get("category"), item_id=data.get("item_id"), text=data.get("text"),
+                   rules=tuple(data["rules"]) if data.get("rules") is not None else None)
 
 
 def history_reason(causes: Sequence[tuple[str, float]], source: str, *, titles: dict[str, str] | None = None,
@@ -126,6 +132,11 @@ def popular_in_category_reason(category: str, source: str = "popularity") -> Rea
 
 def similar_text_reason(item_id: str, title: str = "", source: str = "content") -> Reason:
     return Reason("similar_text", source, item_id=item_id, text=f"Similar to {title}" if title else None)
+
+
+def pinned_reason() -> Reason:
+    """The reason of an item a pin rule placed (shoprec.rules): the shop put it there, no model did."""
+    return Reason("pinned", "rules", level="pinned", rules=("pin",))
 
 
 def fallback_reason(source: str = "popularity") -> Reason:

@@ -25,6 +25,7 @@ from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
 from shoprec.service.recommend import Filters, RecommendService
 from shoprec.service.retraining import RetrainService
+from shoprec.service.rules import RulesService
 from shoprec.service.state import UserStates
 from shoprec.settings import Settings
 from shoprec.storage import Engine
@@ -51,6 +52,7 @@ class Services:
     experiments: ExperimentService  # A/B tests: variants, assignment, attribution, results
     retraining: RetrainService  # continuous retraining: policies, schedule, promotion gate, decisions
     idempotency: IdempotencyService  # answers of writes sent with an Idempotency-Key, replayed to retries
+    rules: RulesService  # each platform's saved default business rules (shoprec.rules)
     lists: ListService  # list types: trending, buy it again, frequently bought together, new arrivals
 
     def close(self) -> None:
@@ -85,7 +87,9 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
                        on_catalog_changed=catalogs.invalidate, privacy=keys, on_events_stored=experiments.credit_events)
     lists = cache if cache.shared else LocalCache(config.list_cache_size)  # a bound of their own: lists are big
     reclog = RecommendationLog(engine, lists, platforms)
-    recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments)
+    rules = RulesService(engine, platforms, catalogs, config.cache_ttl_s)
+    recommend = RecommendService(engine, config, platforms, users, catalogs, models, reclog, keys, experiments,
+                                 rules=rules)
     jobs = JobService(engine, platforms, store, models, settings.jobs, settings.limits)
     privacy = PrivacyService(engine, platforms, keys, Hooks(users=users, reclog=reclog, models=models,
                                                             catalogs=catalogs), artifacts=artifacts)
@@ -98,7 +102,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     jobs.register_kind("export", check_export)  # batch recommendations (shoprec.service.export)
     idempotency = IdempotencyService(engine, platforms, config.idempotency_ttl_s, config.idempotency_wait_s)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
-                    privacy, experiments, retraining, idempotency, lists=ListService(recommend))
+                    privacy, experiments, retraining, idempotency, rules, lists=ListService(recommend))
 
 
 __all__ = ["Filters", "Services", "ServingConfig", "build_services"]

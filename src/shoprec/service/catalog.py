@@ -22,10 +22,12 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from shoprec.data import IdMap
+from shoprec.rules import ItemTable
 from shoprec.service.background import lower_priority
 from shoprec.service.platform import PlatformService
 from shoprec.service.state import POSITIVE_TYPES
@@ -73,6 +75,11 @@ class CatalogView:
     category_names: np.ndarray  # str array of the distinct category paths
     category_codes: np.ndarray  # int32: each item's index in category_names
     counts: EventCounts = field(default_factory=lambda: EventCounts({}, 0, time.monotonic(), time.monotonic()))
+    brand: list[str] = field(default_factory=list)  # the rules' columns (shoprec.rules.ItemTable)
+    attributes: list[dict[str, Any] | None] = field(default_factory=list)
+    created_at: np.ndarray | None = None  # float64 unix seconds
+    updated_at: np.ndarray | None = None
+    _table: ItemTable | None = None
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
     _text_vectors: np.ndarray | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,6 +98,18 @@ class CatalogView:
             if len(self._masks) < MAX_CATEGORY_MASKS:
                 self._masks[category] = mask
         return mask
+
+    def rule_table(self) -> ItemTable:
+        """The item columns the business rules read (built on first use; it caches the rules' masks)."""
+        with self._lock:
+            if self._table is None:
+                n = len(self)
+                self._table = ItemTable.build(
+                    self.items.externals(range(n)), category=self.category.tolist(),
+                    brand=self.brand or None, price=self.price, available=self.servable,
+                    popularity=self.popularity, created_at=self.created_at, updated_at=self.updated_at,
+                    attributes=self.attributes or None)
+            return self._table
 
     def text_vectors(self) -> np.ndarray:
         """L2-normalised hashed text vectors of every item (built on first use)."""
@@ -130,7 +149,10 @@ def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = N
         category_names=np.array(list(distinct), dtype=str), category_codes=codes,
         price=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
         servable=np.array([bool(r[8]) and k not in deleted for r, k in zip(rows, keys, strict=True)], dtype=bool),
-        popularity=pop, titles=titles, texts=texts, counts=counts)
+        popularity=pop, titles=titles, texts=texts, counts=counts, brand=[r[5] or "" for r in rows],
+        attributes=[r[9] if isinstance(r[9], dict) else None for r in rows],
+        created_at=np.array([r[10] for r in rows], dtype=np.float64),
+        updated_at=np.array([r[11] for r in rows], dtype=np.float64))
 
 
 class CatalogViews:

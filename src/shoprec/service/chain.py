@@ -7,13 +7,18 @@ levels did not place (the filtered-out items are `blocked` from the start).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shoprec.explain import Reason, fallback_reason, popular_in_category_reason
+from shoprec.explain import Reason, fallback_reason, pinned_reason, popular_in_category_reason
 from shoprec.service.catalog import CatalogView
+
+if TYPE_CHECKING:
+    from shoprec.rules import Plan
 
 Explainer = Callable[[list[int]], list[Reason]]  # catalog indices placed by a level -> their reasons
 
@@ -46,30 +51,40 @@ class Level:
         return np.asarray(scores, dtype=np.float32).reshape(-1), candidates
 
 
-def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: CatalogView) -> Ranked:
+def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: CatalogView, plan: Plan | None = None
+               ) -> Ranked:
     """Fill up to n items level by level with ranking.top_k; `blocked` items never appear. A level with
     candidates ranks only those (the same order rule: higher score first, ties by lower catalog index,
-    as the candidates are in catalog order)."""
+    as the candidates are in catalog order). With a rules `plan` (shoprec.rules), each level is ranked by the
+    plan (filter, boosts, caps, diversity), the pins are placed last, and each moved item's reason names the
+    rules that moved it."""
     from shoprec.ranking import top_k
 
     out = Ranked()
-    taken = blocked.copy()
+    taken = plan.blocked(blocked) if plan is not None else blocked.copy()
     free = int((~taken).sum())
+    depth = n - plan.n_pins if plan is not None else n
+    tags: list[tuple[str, ...]] = []
     for level in levels:
-        need = min(n - len(out.items), free)
+        need = min(depth - len(out.items), free)
         if need <= 0:
             break
         scores, candidates = level.values()
         if candidates is not None and len(candidates) == 0:
             continue  # the level has nothing the filters leave (e.g. only items newer than the model)
-        if candidates is None:
-            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken)])
-            chosen = idx[0]
+        if plan is not None:
+            chosen_list, vals_list, level_tags = plan.rank(scores, need, taken, candidates)
+            tags.extend(level_tags)
         else:
-            idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken[candidates])])
-            chosen = np.where(idx[0] >= 0, candidates[np.maximum(idx[0], 0)], -1)
+            if candidates is None:
+                idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken)])
+                chosen = idx[0]
+            else:
+                idx, vals = top_k(scores, need, exclude=[np.flatnonzero(taken[candidates])])
+                chosen = np.where(idx[0] >= 0, candidates[np.maximum(idx[0], 0)], -1)
+            chosen_list, vals_list = chosen.tolist(), vals[0].tolist()
         placed: list[int] = []
-        for i, v in zip(chosen.tolist(), vals[0].tolist(), strict=True):
+        for i, v in zip(chosen_list, vals_list, strict=True):
             if i < 0:
                 break
             out.items.append(view.items.external(i))
@@ -81,7 +96,27 @@ def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: Catal
             out.reasons.extend(level.explain(placed))
         else:
             out.reasons.extend([level.reason] * len(placed))
+    if plan is not None:
+        _apply_tags(out, tags, plan)
     return out
+
+
+def _apply_tags(out: Ranked, tags: list[tuple[str, ...]], plan: Plan) -> None:
+    """The rules' marks on the reasons of the items they moved, then the pinned items at their positions."""
+    marked: dict[tuple[int, tuple[str, ...]], Reason] = {}  # a level's shared reason is copied once per tag set
+    for j, t in enumerate(tags):
+        if t:
+            key = (id(out.reasons[j]), t)
+            if key not in marked:
+                marked[key] = copy.copy(out.reasons[j])
+                marked[key].rules = t
+            out.reasons[j] = marked[key]
+    pinned = pinned_reason()
+    for at, i in plan.with_pins(out.items, out.scores):
+        neighbour = out.scores[at] if at < len(out.scores) else (out.scores[-1] if out.scores else 0.0)
+        out.items.insert(at, plan.table.ids[i])
+        out.scores.insert(at, neighbour)
+        out.reasons.insert(at, pinned)
 
 
 def popular_levels(view: CatalogView, category: str | None) -> list[Level]:

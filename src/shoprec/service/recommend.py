@@ -12,7 +12,10 @@ did not place, through the shared `ranking.top_k` with the filtered-out items as
 
 Filters: servable (available, not deleted), category (prefix path), price range, the `exclude`
 list, the user's purchases (unless their category is repurchasable), disliked items and, unless
-`include_seen`, the items of the live history. Each list is stored under a recommendation_id;
+`include_seen`, the items of the live history. Business rules (`Filters.rules`, combined with the platform's
+saved defaults from shoprec.service.rules) are bound to the catalog once per list (shoprec.rules.Plan) and
+rank every level of the chain (filter, boosts, caps, diversity, then pins). Each list is stored under a
+recommendation_id;
 pages are slices of it, so paging never repeats an item.
 
 The ranking chain's mechanics are in shoprec.service.chain, the answers' types and the log entries they are
@@ -42,6 +45,7 @@ from shoprec.explain import BECAUSE, Reason, fallback_reason, history_reasons, p
 from shoprec.explain.attribution import LeaveOneOut
 from shoprec.explain.reasons import similar_text_reason
 from shoprec.privacy.keys import Privacy
+from shoprec.rules import Plan, Rules, Vectors
 from shoprec.service.answers import Explanation, FeedbackTarget, Recommendation, log_entry, page
 from shoprec.service.catalog import CatalogView, CatalogViews
 from shoprec.service.chain import Level, Ranked, popular_levels, rank_chain
@@ -50,6 +54,7 @@ from shoprec.service.errors import NotFound
 from shoprec.service.models import ServedModel, ServedModels
 from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
+from shoprec.service.rules import RulesService
 from shoprec.service.state import UserState, UserStates
 from shoprec.storage import Engine, storage_errors
 from shoprec.storage.serving import ServingRepo
@@ -70,6 +75,7 @@ class Filters:
     max_price: float | None = None
     exclude: tuple[str, ...] = ()
     include_seen: bool = False
+    rules: Rules | None = None  # the request's business rules, combined with the platform's saved ones
 
     def __post_init__(self) -> None:
         for name in ("min_price", "max_price"):
@@ -83,8 +89,10 @@ class Filters:
 class RecommendService:
     def __init__(self, engine: Engine, config: ServingConfig, platforms: PlatformService, users: UserStates,
                  catalogs: CatalogViews, models: ServedModels, log: RecommendationLog,
-                 privacy: Privacy | None = None, experiments: ExperimentService | None = None) -> None:
+                 privacy: Privacy | None = None, experiments: ExperimentService | None = None,
+                 rules: RulesService | None = None) -> None:
         self.engine, self.config = engine, config
+        self.rules = rules
         self.platforms, self.users, self.catalogs, self.models, self.log = platforms, users, catalogs, models, log
         self.privacy = privacy or Privacy()
         self.experiments = experiments
@@ -100,12 +108,14 @@ class RecommendService:
         state = self.users.get(platform, user)
         view = self.catalogs.get(platform)
         served, assignment = self._served_for(platform, user)
+        plan = self._plan(platform, view, served, filters.rules)
         blocked = self._blocked(view, filters, state)
         n = min(self.config.list_depth, max(offset + k, self.config.page_depth))
-        levels = self._levels(view, served, state.history, filters.category, user_id=user, blocked=blocked, n=n,
+        levels = self._levels(view, served, state.history, filters.category, user_id=user,
+                              blocked=_searched(blocked, plan), n=plan.pool_size(n) if plan else n,
                               verbs=dict(zip(state.history, state.history_types, strict=True)),
                               hctx=_history_context(state.history_types, state.history_times))
-        ranked = rank_chain(levels, blocked, n, view)
+        ranked = rank_chain(levels, blocked, n, view, plan)
         answer = self._store(platform, user, served, ranked, k, offset, assignment)
         if assignment is not None and self.experiments is not None:
             self.experiments.record_exposure(platform, assignment, answer.recommendation_id, user, answer.item_ids)
@@ -154,11 +164,13 @@ class RecommendService:
         filters = filters or Filters()
         view = self.catalogs.get(platform)
         served = self.models.get(platform)
+        plan = self._plan(platform, view, served, filters.rules)
         state = UserState(history=tuple(history))
         blocked = self._blocked(view, filters, state)
-        levels = self._levels(view, served, state.history, filters.category, user_id=None, blocked=blocked, n=k,
+        levels = self._levels(view, served, state.history, filters.category, user_id=None,
+                              blocked=_searched(blocked, plan), n=plan.pool_size(k) if plan else k,
                               hctx=_history_context(types, None) if types is not None else None)
-        ranked = rank_chain(levels, blocked, k, view)
+        ranked = rank_chain(levels, blocked, k, view, plan)
         return self._store(platform, None, served, ranked, k, 0)
 
     def similar(self, platform: str, item_id: str, k: int) -> Recommendation:
@@ -197,6 +209,18 @@ class RecommendService:
         return FeedbackTarget(log["user_external_id"], now)
 
     # ---------------------------------------------------------------- pieces
+    def _plan(self, platform: str, view: CatalogView, served: ServedModel | None, request: Rules | None
+              ) -> Plan | None:
+        """The list's rules: the platform's saved defaults combined with the request's (whose pins must name
+        known items), bound to the catalog; None when there are none (the plain path, no cost)."""
+        saved = self.rules.get(platform).rules if self.rules is not None else Rules()
+        if request is not None and request.pins:
+            request.check_items(view.rule_table())
+        rules = saved.combined(request or Rules())
+        if rules.empty:
+            return None
+        return rules.bind(view.rule_table(), _item_vectors(view, served) if rules.diversity else None)
+
     def _check_page(self, k: int, offset: int) -> None:
         if not 1 <= k <= self.config.max_k:
             raise DataError(f"k must be between 1 and {self.config.max_k}, got {k}")
@@ -377,6 +401,34 @@ class RecommendService:
         if log["user_external_id"] != user:
             raise NotFound(f"recommendation {rec_id!r} was not made for user {user!r}")
         return page(log, k, offset)
+
+
+def _searched(blocked: np.ndarray, plan: Plan | None) -> np.ndarray:
+    """What a model level's candidate search (ANN, scan, narrow filters) leaves out: `blocked` and the items the
+    rules' filter rejects."""
+    if plan is None or plan.allowed is None:
+        return blocked
+    return blocked | ~plan.allowed
+
+
+def _item_vectors(view: CatalogView, served: ServedModel | None) -> Vectors | None:
+    """Catalog indices -> the served model's item vectors (a zero row for an item it does not know), for the
+    diversity rule's similarity; None when the model has no item vectors (then: same category)."""
+    from shoprec.models.vectors import vector_scorer
+
+    found = vector_scorer(served.model) if served is not None else None
+    if found is None or served is None:
+        return None
+    item_vectors = found[1]
+    to_model = served.index_maps(view)[1]
+
+    def vectors(idx: np.ndarray) -> np.ndarray:
+        m = to_model[idx]
+        out = item_vectors[np.maximum(m, 0)].copy()
+        out[m < 0] = 0.0
+        return out
+
+    return vectors
 
 
 # ------------------------------------------------------------------ history context for the model's query

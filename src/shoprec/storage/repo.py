@@ -402,9 +402,9 @@ class PlatformRepo(ScopedRepo):
         return [int(r[0]) for r in rows], [str(r[1]) for r in rows]
 
     def item_rows(self) -> list[Any]:
-        """Every item (key, external id, content columns...), by key."""
+        """Every item (key, external id, content columns (ITEM_FIELDS)..., created_at, updated_at), by key."""
         i = T.items
-        cols = [i.c.id, i.c.external_id, *(i.c[f] for f in self.ITEM_FIELDS)]
+        cols = [i.c.id, i.c.external_id, *(i.c[f] for f in self.ITEM_FIELDS), i.c.created_at, i.c.updated_at]
         return list(self.conn.execute(self._scope(i, *cols).order_by(i.c.id)).all())
 
     def event_rows(self, event_types: Collection[str] | None = None, chunk: int = 100_000) -> Iterator[list[Any]]:

@@ -432,6 +432,17 @@ auth_failures = sa.Table(
 )
 
 
+# ---------------------------------------------------------------------------- business rules (migration 0012)
+# A platform's saved default rules (shoprec.rules.Rules.to_json: filter, boost, pin, max_per_category,
+# max_per_brand, diversity): combined with each request's rules. One row per platform.
+platform_rules = sa.Table(
+    "platform_rules", metadata,
+    sa.Column("platform_id", sa.Integer, sa.ForeignKey("platforms.id"), primary_key=True, autoincrement=False),
+    sa.Column("rules", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    **TABLE_OPTIONS,
+)
+
 # ---------------------------------------------------------------------------- item vectors (migration 0013)
 # The shop's own item vectors (image, LLM, search embeddings...), named per platform. A name's dimension is fixed
 # by its first vector (item_vector_spaces: one row per platform and name); a vector is stored as little-endian

@@ -12,6 +12,9 @@ from shoprec.api.auth import PlatformDep, ServicesDep
 from shoprec.api.idempotency import IdempotencyKeyDep, idempotent
 from shoprec.api.schemas import ExplanationOut, FeedbackIn, FeedbackOut, RecommendationOut, SessionIn
 from shoprec.data.records import EventRecord
+from shoprec.rules import Rules
+from shoprec.rules.expr import MAX_EXPRESSION_LENGTH
+from shoprec.rules.rules import MAX_BOOSTS
 from shoprec.service import Filters
 from shoprec.service.answers import Recommendation
 from shoprec.service.cache import dumps
@@ -22,6 +25,18 @@ from shoprec.types import EventType
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 IdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00]*$")]
 K = Annotated[int, Query(ge=1, le=100)]
+FilterParam = Annotated[str | None, Query(max_length=MAX_EXPRESSION_LENGTH, description=(
+    'business rule: only items matching this expression, e.g. category in ["Makeup", "Nails"] and price <= 30 '
+    "(docs/serving.md, Business rules); 422 bad_expression naming the position and the field"))]
+BoostParam = Annotated[list[str] | None, Query(max_length=MAX_BOOSTS, description=(
+    'business rule, repeatable: "EXPRESSION: WEIGHT" adds WEIGHT x the score spread to matching items '
+    '(negative: buries them), e.g. brand == "Acme": 0.3'))]
+PinParam = Annotated[str | None, Query(max_length=100_000, description=(
+    "business rule: comma-separated ITEM_ID:POSITION (1-based) pins, e.g. sku-1:1,sku-7:4; an unknown item is 422"))]
+CapParam = Annotated[int | None, Query(ge=1, le=1000, description="business rule: at most this many items per "
+                                                                  "category (brand) in the list")]
+DiversityParam = Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False, description=(
+    "business rule: MMR diversity weight from 0 (off) to 1"))]
 
 
 class FastJSONResponse(JSONResponse):
@@ -58,6 +73,8 @@ async def recommendations(
     exclude: Annotated[str | None, Query(max_length=100_000, description="comma-separated item ids")] = None,
     include_seen: bool = False,
     recommendation_id: Annotated[str | None, Query(max_length=64, description="page through this list")] = None,
+    filter: FilterParam = None, boost: BoostParam = None, pin: PinParam = None,
+    max_per_category: CapParam = None, max_per_brand: CapParam = None, diversity: DiversityParam = None,
 ) -> Response:
     """Top-k items for a user (a new user gets a cold-start list); filters never let an excluded item through.
     offset + k may not exceed the list depth (100 by default): 422 naming offset."""
@@ -67,8 +84,9 @@ async def recommendations(
         message = f"offset + k must be at most {depth}, got offset {offset} and k {k}"
         raise RecordErrors([RecordError(None, name, "page_too_deep", message) for name in ("offset", "k")])
     excluded = tuple(x.strip() for x in (exclude or "").split(",") if x.strip())
+    rules = Rules.parse(filter, boost, pin, max_per_category, max_per_brand, diversity)
     filters = Filters(category=category or None, min_price=min_price, max_price=max_price, exclude=excluded,
-                      include_seen=include_seen)
+                      include_seen=include_seen, rules=rules)
     answer = services.recommend.recommend(platform, user_id, k, offset, filters, recommendation_id)
     return _count(request, platform, answer)
 
@@ -92,8 +110,10 @@ def similar(item_id: IdPath, platform: PlatformDep, services: ServicesDep, reque
 def session(body: SessionIn, platform: PlatformDep, services: ServicesDep, request: Request) -> Response:
     """Recommendations for an anonymous visitor from the session's items."""
     check_prices(body.min_price, body.max_price)
+    rules = Rules.parse(body.filter, body.boost, body.pin, body.max_per_category, body.max_per_brand,
+                        body.diversity)
     filters = Filters(category=body.category or None, min_price=body.min_price, max_price=body.max_price,
-                      exclude=tuple(body.exclude))
+                      exclude=tuple(body.exclude), rules=rules)
     events = [e for e in body.history if e.type not in (EventType.DISLIKE, EventType.IMPRESSION)]
     return _count(request, platform, services.recommend.session(
         platform, [e.item_id for e in events], body.k, filters, types=[EventType(e.type).value for e in events]))
