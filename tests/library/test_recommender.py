@@ -99,11 +99,26 @@ def test_unknown_ids_are_named(fitted: shoprec.Recommender) -> None:
         fitted.explain("u0", "x9")
 
 
-def test_rules_go_to_one_place_and_unknown_arguments_are_named(fitted: shoprec.Recommender) -> None:
+def test_business_rules_as_the_api_applies_them(fitted: shoprec.Recommender) -> None:
+    from shoprec.rules import RuleError
+
+    plain = fitted.recommend("u0", k=3)
+    assert {i[1] for i in plain.item_ids} == {"0"}  # u0's own group only
+    capped = fitted.recommend("u0", k=3, max_per_category=1)
+    assert sorted(i[1] for i in capped.item_ids) == ["0", "1", "2"]  # one per category
+    assert any("max_per_category" in (r.reason.rules or ()) for r in capped)  # the reason names the rule
+    pinned = fitted.recommend("u0", k=3, pin="i25:1")
+    assert pinned.item_ids[0] == "i25" and pinned[0].reason.type == "pinned"
+    cheap = fitted.recommend("u0", k=3, filter="price < 12")
+    assert cheap.item_ids and all(int(i[-1]) <= 1 for i in cheap.item_ids)
+    visitor = fitted.recommend_for_history(["i00"], k=3, filter='category in ["Cat 1"]')
+    assert visitor.item_ids and all(i.startswith("i1") for i in visitor.item_ids)
     with pytest.raises(ConfigError, match="unknown argument 'colour'"):
         fitted.recommend("u0", colour="red")
-    with pytest.raises(ConfigError, match="rule 'max_per_category'"):
-        fitted.recommend("u0", max_per_category=1)
+    with pytest.raises(RuleError, match="colour"):
+        fitted.recommend("u0", filter='colour == "red"')
+    with pytest.raises(RuleError, match="ghost"):
+        fitted.recommend("u0", pin="ghost:1")
 
 
 def test_bad_frames_name_the_row_and_field() -> None:

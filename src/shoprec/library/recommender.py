@@ -12,9 +12,9 @@ save / load, in the manner of `implicit`), over the same parts as the server.
   events and catalog (safetensors + JSON), written to a temporary directory and renamed: no pickle, nothing
   half-written.
 
-Business rules (`filter`, `boost`, `pin`, `max_per_category`, `max_per_brand`) are keyword arguments of
-`recommend` that go, untouched, to one place (`_rules`), which hands them to the serving path once it takes
-them; until then a rule is refused by name.
+Business rules (`filter`, `boost`, `pin`, `max_per_category`, `max_per_brand`, `diversity`) are keyword
+arguments of `recommend` / `recommend_for_history`, parsed in one place (`_rules`) by shoprec.rules into the
+Filters the serving path takes: the same rules, errors and reasons as the API.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.library.frames import event_records, item_records
 from shoprec.library.results import Explained, Recommendations
+from shoprec.rules import Rules
 from shoprec.service.config import ServingConfig
 from shoprec.service.errors import NotFound
 from shoprec.service.local import LocalRecommend, states_from_events, view_from_catalog
@@ -109,17 +110,18 @@ class Recommender:
         `min_price`/`max_price` and `exclude` filter; each item with its score and reason."""
         service = self._require().service
         user_id = self._known_user(user_id)
-        filters = Filters(category, min_price, max_price, tuple(exclude), include_seen)
-        return Recommendations.of(service.recommend(PLATFORM, user_id, k, filters=filters, **_rules(rules)))
+        filters = Filters(category, min_price, max_price, tuple(exclude), include_seen, _rules(rules))
+        return Recommendations.of(service.recommend(PLATFORM, user_id, k, filters=filters))
 
     def recommend_for_history(self, item_ids: Sequence[str], k: int = 10, *, category: str | None = None,
                               min_price: float | None = None, max_price: float | None = None,
-                              exclude: Iterable[str] = (), include_seen: bool = False) -> Recommendations:
+                              exclude: Iterable[str] = (), include_seen: bool = False,
+                              **rules: Any) -> Recommendations:
         """Top-k items for an anonymous visitor who interacted with `item_ids` (oldest first), as
-        POST /v1/recommendations/session answers."""
+        POST /v1/sessions/recommendations answers; the same filters and business rules as `recommend`."""
         service = self._require().service
         history = [self._known_item(item) for item in item_ids]
-        filters = Filters(category, min_price, max_price, tuple(exclude), include_seen)
+        filters = Filters(category, min_price, max_price, tuple(exclude), include_seen, _rules(rules))
         return Recommendations.of(service.session(PLATFORM, history, k, filters))
 
     def similar_items(self, item_id: str, k: int = 10) -> Recommendations:
@@ -212,17 +214,16 @@ class Recommender:
         return iid
 
 
-RULES = ("filter", "boost", "pin", "max_per_category", "max_per_brand")
+RULES = ("filter", "boost", "pin", "max_per_category", "max_per_brand", "diversity")
 
 
-def _rules(rules: Mapping[str, Any]) -> dict[str, Any]:
-    """The business-rule keywords of `recommend`, as RecommendService.recommend takes them. The one place where
-    they are handed over: the serving path's rules are wired in here (until then a rule is refused by name)."""
+def _rules(rules: Mapping[str, Any]) -> Rules | None:
+    """The business-rule keywords of `recommend` as the serving path's Rules (shoprec.rules: the same parser,
+    checks and errors as the API's query parameters); None without any."""
     for name in rules:
         if name not in RULES:
             raise ConfigError(f"recommend() got an unknown argument {name!r} (rules: {', '.join(RULES)})")
-        raise ConfigError(f"rule {name!r} is not available in this version of shoprec")
-    return {}
+    return Rules.parse(**rules) if rules else None
 
 
 def _dataset(events: Any, items: Any, cleaning: Mapping[str, Any]) -> tuple[Interactions, ItemCatalog]:
