@@ -17,6 +17,7 @@ from shoprec.client import (
     Conflict,
     ConnectionFailed,
     Forbidden,
+    InvalidRequest,
     NotFound,
     Retries,
     Unauthorized,
@@ -77,6 +78,20 @@ def test_recommendations_explain_session_and_feedback(live: Live) -> None:
         assert len(session.items) == 4
         fed = api.feedback(top.recommendation_id, top.items[0].item_id, "click")
         assert fed.event_stored and fed.item_id == top.items[0].item_id
+
+
+def test_business_rules(live: Live) -> None:
+    with Client(live.base, live.api_key, retries=FAST) as api:
+        user, pinned = live.user_ids[0], live.item_ids[3]
+        top = api.recommend(user, k=4, pin=f"{pinned}:1", boost="price < 1000000: 0.1")
+        assert top.items[0].item_id == pinned and top.items[0].reason["type"] == "pinned"
+        saved = api.set_rules({"max_per_category": 2, "pin": [f"{pinned}:2"]})
+        assert saved.max_per_category == 2 and api.rules().pin == [f"{pinned}:2"]
+        assert api.recommend(user, k=4).items[1].item_id == pinned  # the saved default applies
+        assert api.clear_rules().pin == []
+        with pytest.raises(InvalidRequest) as bad:
+            api.recommend(user, k=4, filter='colour == "red"')
+        assert bad.value.code == "bad_expression" and bad.value.errors[0].field == "filter"
 
 
 def test_list_types(live: Live) -> None:

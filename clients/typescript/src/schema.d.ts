@@ -378,6 +378,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/lists/frequently-bought-together": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Bought Together
+         * @description Items bought by the people who bought the cart's items; then the model's list for the cart, then popular
+         *     items. An unknown cart item is a 404 naming it (field item_ids, its index).
+         */
+        post: operations["bought_together_v1_lists_frequently_bought_together_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/lists/trending": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Trending
+         * @description Items rising in the last `window` (at least `min_count` people, more than the window before), optionally
+         *     within a category; then popular items (in the category).
+         */
+        get: operations["trending_v1_lists_trending_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models": {
         parameters: {
             query?: never;
@@ -529,6 +571,35 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Rules
+         * @description The platform's saved default rules (all empty when none are saved).
+         */
+        get: operations["get_rules_v1_rules_get"];
+        /**
+         * Put Rules
+         * @description Replace the platform's default rules; 422 bad_expression naming the rule, position and field (an unknown
+         *     pinned item, an attribute no item has): nothing is saved then.
+         */
+        put: operations["put_rules_v1_rules_put"];
+        post?: never;
+        /**
+         * Clear Rules
+         * @description Forget the platform's default rules: lists follow each request's rules alone.
+         */
+        delete: operations["clear_rules_v1_rules_delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions/recommendations": {
         parameters: {
             query?: never;
@@ -594,6 +665,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/users/{user_id}/buy-again": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Buy Again
+         * @description Items of repurchasable categories (serving.repurchasable) the user bought before; then popular items.
+         */
+        get: operations["buy_again_v1_users__user_id__buy_again_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/users/{user_id}/export": {
         parameters: {
             query?: never;
@@ -607,6 +698,26 @@ export interface paths {
          *     holding them, served lists and feedback.
          */
         get: operations["export_user_v1_users__user_id__export_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/users/{user_id}/new-arrivals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * New Arrivals
+         * @description Items created in the last `days`, ranked for the user; then popular items when fewer are servable.
+         */
+        get: operations["new_arrivals_v1_users__user_id__new_arrivals_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -676,6 +787,19 @@ export interface components {
             /** Subject */
             subject: string | null;
         };
+        /**
+         * CartIn
+         * @description A cart (POST /v1/lists/frequently-bought-together): its item ids, in any order (repeats count once).
+         */
+        CartIn: {
+            /** Item Ids */
+            item_ids: string[];
+            /**
+             * K
+             * @default 10
+             */
+            k: number;
+        };
         /** DecisionOut */
         DecisionOut: {
             /** Active Metrics */
@@ -741,6 +865,12 @@ export interface components {
             /** Message */
             message: string;
             /**
+             * Position
+             * @description bad_expression only: the 0-based character offset in the expression where it goes wrong
+             * @default null
+             */
+            position: number | null;
+            /**
              * Reason
              * @description a snake_case code, e.g. missing, unknown_parameter, bad_timestamp
              */
@@ -753,7 +883,7 @@ export interface components {
         ErrorOut: {
             /**
              * Error
-             * @description one of: malformed_json, unauthorized, forbidden, not_found, method_not_allowed, conflict, too_large, unsupported_media_type, invalid_request, rate_limited, queue_full, internal_error, storage_unavailable
+             * @description one of: malformed_json, unauthorized, forbidden, not_found, method_not_allowed, conflict, too_large, unsupported_media_type, invalid_request, bad_expression, rate_limited, queue_full, internal_error, storage_unavailable
              */
             error: string;
             /** Errors */
@@ -954,6 +1084,13 @@ export interface components {
              * @default
              */
             title: string;
+            /**
+             * Vectors
+             * @description the shop's own named item vectors, e.g. {"image": [0.12, ...], "llm": [...]}: each name's dimension is fixed per platform by its first vector; null removes the item's vector of that name
+             */
+            vectors?: {
+                [key: string]: number[] | null;
+            } | null;
         } & {
             [key: string]: components["schemas"]["JsonValue"];
         };
@@ -983,6 +1120,13 @@ export interface components {
             title: string;
             /** Updated At */
             updated_at: number;
+            /**
+             * Vectors
+             * @description the item's named vectors
+             */
+            vectors?: {
+                [key: string]: number[];
+            };
         };
         /**
          * JobOut
@@ -1150,7 +1294,10 @@ export interface components {
         RecommendedItem: {
             /** Item Id */
             item_id: string;
-            /** Reason */
+            /**
+             * Reason
+             * @description why the item is here (shoprec.explain.Reason.to_json): type, source, level and, as they apply, model_id, candidates, because_of, weights, category, item_id, text, and rules (the business rules that moved the item: boost, bury, pin, max_per_category, max_per_brand, diversity); docs/serving.md, Explanations
+             */
             reason: {
                 [key: string]: unknown;
             };
@@ -1218,6 +1365,47 @@ export interface components {
             /** Queued */
             queued: boolean;
         };
+        /**
+         * RulesIn
+         * @description A platform's saved default rules (PUT /v1/rules): the same rules as a request's, in the same syntax
+         *     (docs/serving.md, Business rules). `pin`: "ITEM_ID:POSITION" strings.
+         */
+        RulesIn: {
+            /** Boost */
+            boost?: string[];
+            /** Diversity */
+            diversity?: number | null;
+            /** Filter */
+            filter?: string | null;
+            /** Max Per Brand */
+            max_per_brand?: number | null;
+            /** Max Per Category */
+            max_per_category?: number | null;
+            /** Pin */
+            pin?: string[];
+        };
+        /**
+         * RulesOut
+         * @description A platform's saved default rules (empty lists and nulls when none; updated_at null: never saved).
+         */
+        RulesOut: {
+            /** Boost */
+            boost: string[];
+            /** Diversity */
+            diversity: number | null;
+            /** Filter */
+            filter: string | null;
+            /** Max Per Brand */
+            max_per_brand: number | null;
+            /** Max Per Category */
+            max_per_category: number | null;
+            /** Pin */
+            pin: string[];
+            /** Platform */
+            platform: string;
+            /** Updated At */
+            updated_at: number | null;
+        };
         /** SessionEvent */
         SessionEvent: {
             /** Item Id */
@@ -1227,10 +1415,16 @@ export interface components {
         };
         /** SessionIn */
         SessionIn: {
+            /** Boost */
+            boost?: string[];
             /** Category */
             category?: string | null;
+            /** Diversity */
+            diversity?: number | null;
             /** Exclude */
             exclude?: string[];
+            /** Filter */
+            filter?: string | null;
             /** History */
             history: components["schemas"]["SessionEvent"][];
             /**
@@ -1238,10 +1432,16 @@ export interface components {
              * @default 10
              */
             k: number;
+            /** Max Per Brand */
+            max_per_brand?: number | null;
+            /** Max Per Category */
+            max_per_category?: number | null;
             /** Max Price */
             max_price?: number | null;
             /** Min Price */
             min_price?: number | null;
+            /** Pin */
+            pin?: string[];
         };
         /** TrainIn */
         TrainIn: {
@@ -1394,7 +1594,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1504,7 +1704,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1590,7 +1790,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1707,7 +1907,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1795,7 +1995,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1883,7 +2083,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1971,7 +2171,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2081,7 +2281,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2130,7 +2330,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2168,7 +2368,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2269,7 +2469,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2348,7 +2548,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2425,7 +2625,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2506,7 +2706,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2596,7 +2796,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2684,7 +2884,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2772,7 +2972,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2849,7 +3049,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2957,7 +3157,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3034,7 +3234,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3113,7 +3313,199 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate_limited: too many requests (or failed authentications); Retry-After says when to retry; queue_full: the platform has its maximum of jobs queued or running; Retry-After says when */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description storage_unavailable: the database could not complete the request; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    bought_together_v1_lists_frequently_bought_together_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-platform"?: string | null;
+                "x-api-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CartIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecommendationOut"];
+                };
+            };
+            /** @description malformed_json: the body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description unauthorized: no API key, or one that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden: the key may not do this: another platform, or a scope it lacks */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not_found: no such platform, item, user, model, job, experiment, recommendation or route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description too_large: the body is over the byte limit, or a batch over its record limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description unsupported_media_type: a body without Content-Type: application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate_limited: too many requests (or failed authentications); Retry-After says when to retry; queue_full: the platform has its maximum of jobs queued or running; Retry-After says when */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description storage_unavailable: the database could not complete the request; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    trending_v1_lists_trending_get: {
+        parameters: {
+            query?: {
+                k?: number;
+                /** @description the recent window: 1h..2160h or 1d..90d; it is compared with the window before it */
+                window?: string;
+                category?: string | null;
+                /** @description people in the window */
+                min_count?: number;
+            };
+            header?: {
+                "x-platform"?: string | null;
+                "x-api-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecommendationOut"];
+                };
+            };
+            /** @description unauthorized: no API key, or one that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden: the key may not do this: another platform, or a scope it lacks */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not_found: no such platform, item, user, model, job, experiment, recommendation or route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3199,7 +3591,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3316,7 +3708,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3404,7 +3796,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3520,7 +3912,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3599,7 +3991,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3676,7 +4068,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3784,7 +4176,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3861,7 +4253,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3938,7 +4330,269 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate_limited: too many requests (or failed authentications); Retry-After says when to retry; queue_full: the platform has its maximum of jobs queued or running; Retry-After says when */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description storage_unavailable: the database could not complete the request; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    get_rules_v1_rules_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-platform"?: string | null;
+                "x-api-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RulesOut"];
+                };
+            };
+            /** @description unauthorized: no API key, or one that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden: the key may not do this: another platform, or a scope it lacks */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not_found: no such platform, item, user, model, job, experiment, recommendation or route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate_limited: too many requests (or failed authentications); Retry-After says when to retry; queue_full: the platform has its maximum of jobs queued or running; Retry-After says when */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description storage_unavailable: the database could not complete the request; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    put_rules_v1_rules_put: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-platform"?: string | null;
+                "x-api-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RulesIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RulesOut"];
+                };
+            };
+            /** @description malformed_json: the body is not valid JSON */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description unauthorized: no API key, or one that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden: the key may not do this: another platform, or a scope it lacks */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not_found: no such platform, item, user, model, job, experiment, recommendation or route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description too_large: the body is over the byte limit, or a batch over its record limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description unsupported_media_type: a body without Content-Type: application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate_limited: too many requests (or failed authentications); Retry-After says when to retry; queue_full: the platform has its maximum of jobs queued or running; Retry-After says when */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description storage_unavailable: the database could not complete the request; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    clear_rules_v1_rules_delete: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-platform"?: string | null;
+                "x-api-key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RulesOut"];
+                };
+            };
+            /** @description unauthorized: no API key, or one that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden: the key may not do this: another platform, or a scope it lacks */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not_found: no such platform, item, user, model, job, experiment, recommendation or route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4046,7 +4700,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4156,7 +4810,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4235,7 +4889,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4312,7 +4966,88 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate_limited: too many requests (or failed authentications); Retry-After says when to retry; queue_full: the platform has its maximum of jobs queued or running; Retry-After says when */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description storage_unavailable: the database could not complete the request; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    buy_again_v1_users__user_id__buy_again_get: {
+        parameters: {
+            query?: {
+                k?: number;
+            };
+            header?: {
+                "x-platform"?: string | null;
+                "x-api-key"?: string | null;
+            };
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecommendationOut"];
+                };
+            };
+            /** @description unauthorized: no API key, or one that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden: the key may not do this: another platform, or a scope it lacks */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not_found: no such platform, item, user, model, job, experiment, recommendation or route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4393,7 +5128,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4422,20 +5157,12 @@ export interface operations {
             };
         };
     };
-    recommendations_v1_users__user_id__recommendations_get: {
+    new_arrivals_v1_users__user_id__new_arrivals_get: {
         parameters: {
             query?: {
                 k?: number;
-                /** @description offset + k <= the list depth (100 by default) */
-                offset?: number;
-                category?: string | null;
-                min_price?: number | null;
-                max_price?: number | null;
-                /** @description comma-separated item ids */
-                exclude?: string | null;
-                include_seen?: boolean;
-                /** @description page through this list */
-                recommendation_id?: string | null;
+                /** @description items created in the last days */
+                days?: number;
             };
             header?: {
                 "x-platform"?: string | null;
@@ -4484,7 +5211,110 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description rate_limited: too many requests (or failed authentications); Retry-After says when to retry; queue_full: the platform has its maximum of jobs queued or running; Retry-After says when */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description storage_unavailable: the database could not complete the request; retry later */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+        };
+    };
+    recommendations_v1_users__user_id__recommendations_get: {
+        parameters: {
+            query?: {
+                k?: number;
+                /** @description offset + k <= the list depth (100 by default) */
+                offset?: number;
+                category?: string | null;
+                min_price?: number | null;
+                max_price?: number | null;
+                /** @description comma-separated item ids */
+                exclude?: string | null;
+                include_seen?: boolean;
+                /** @description page through this list */
+                recommendation_id?: string | null;
+                /** @description business rule: only items matching this expression, e.g. category in ["Makeup", "Nails"] and price <= 30 (docs/serving.md, Business rules); 422 bad_expression naming the position and the field */
+                filter?: string | null;
+                /** @description business rule, repeatable: "EXPRESSION: WEIGHT" adds WEIGHT x the score spread to matching items (negative: buries them), e.g. brand == "Acme": 0.3 */
+                boost?: string[] | null;
+                /** @description business rule: comma-separated ITEM_ID:POSITION (1-based) pins, e.g. sku-1:1,sku-7:4; an unknown item is 422 */
+                pin?: string | null;
+                /** @description business rule: at most this many items per category (brand) in the list */
+                max_per_category?: number | null;
+                /** @description business rule: at most this many items per category (brand) in the list */
+                max_per_brand?: number | null;
+                /** @description business rule: MMR diversity weight from 0 (off) to 1 */
+                diversity?: number | null;
+            };
+            header?: {
+                "x-platform"?: string | null;
+                "x-api-key"?: string | null;
+            };
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RecommendationOut"];
+                };
+            };
+            /** @description unauthorized: no API key, or one that is unknown, revoked or expired */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description forbidden: the key may not do this: another platform, or a scope it lacks */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description not_found: no such platform, item, user, model, job, experiment, recommendation or route */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorOut"];
+                };
+            };
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4565,7 +5395,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorOut"];
                 };
             };
-            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one */
+            /** @description invalid_request: a record, field, query or path parameter is wrong; `errors` names each one; bad_expression: a business rule is wrong (filter, boost, pin, max_per_category, max_per_brand, diversity): `errors` names the parameter, the reason (bad_expression, unknown_field, unknown_item, bad_pin, bad_cap, out_of_range, too_many) and the position in the expression */
             422: {
                 headers: {
                     [name: string]: unknown;

@@ -28,6 +28,7 @@ from shoprec.client.models import (
     RecommendationOut,
     RetrainPolicyOut,
     RetrainRunOut,
+    RulesOut,
     UserOut,
     WriteOut,
 )
@@ -72,6 +73,9 @@ ROUTES: dict[str, tuple[str, str]] = {
     "retraining_policy": ("GET", "/v1/retraining/policy"),
     "set_retraining_policy": ("PUT", "/v1/retraining/policy"),
     "reset_retraining_policy": ("DELETE", "/v1/retraining/policy"),
+    "rules": ("GET", "/v1/rules"),
+    "set_rules": ("PUT", "/v1/rules"),
+    "clear_rules": ("DELETE", "/v1/rules"),
     "retraining_decisions": ("GET", "/v1/retraining/decisions"),
     "retrain_now": ("POST", "/v1/retraining/run"),
 }
@@ -146,12 +150,23 @@ def post_events(events: Iterable[Any], idempotency_key: str | None) -> Call[Writ
 
 def recommend(user_id: str, k: int | None, offset: int | None, category: str | None, min_price: float | None,
               max_price: float | None, exclude: Iterable[str] | None, include_seen: bool | None,
-              recommendation_id: str | None, params: Mapping[str, Any] | None) -> Call[RecommendationOut]:
+              recommendation_id: str | None, params: Mapping[str, Any] | None,
+              rules: Mapping[str, Any] | None = None) -> Call[RecommendationOut]:
     query = _query(k=k, offset=offset, category=category, min_price=min_price, max_price=max_price,
                    exclude=",".join(exclude) if exclude else None,
                    include_seen=None if include_seen is None else str(include_seen).lower(),
-                   recommendation_id=recommendation_id)
+                   recommendation_id=recommendation_id, **_rule_params(rules or {}))
     return _call("recommend", RecommendationOut, path={"user_id": user_id}, params={**query, **(params or {})})
+
+
+def _rule_params(rules: Mapping[str, Any]) -> dict[str, Any]:
+    """Business rules as the API's query parameters: `boost` repeated (a list), `pin` as "ID:POS,ID:POS"."""
+    out = {k: v for k, v in rules.items() if v is not None}
+    if isinstance(out.get("boost"), str):
+        out["boost"] = [out["boost"]]
+    if isinstance(out.get("pin"), list | tuple):
+        out["pin"] = ",".join(p if isinstance(p, str) else f"{p[0]}:{p[1]}" for p in out["pin"])
+    return out
 
 
 def explain(user_id: str, item_id: str) -> Call[ExplanationOut]:
@@ -268,6 +283,18 @@ def set_retraining_policy(policy: Any) -> Call[RetrainPolicyOut]:
 
 def reset_retraining_policy() -> Call[RetrainPolicyOut]:
     return _call("reset_retraining_policy", RetrainPolicyOut)
+
+
+def rules() -> Call[RulesOut]:
+    return _call("rules", RulesOut)
+
+
+def set_rules(rules: Any) -> Call[RulesOut]:
+    return _call("set_rules", RulesOut, json=plain(rules), safe=True)  # a replacement: the same on every try
+
+
+def clear_rules() -> Call[RulesOut]:
+    return _call("clear_rules", RulesOut, safe=True)
 
 
 def retraining_decisions(limit: int | None) -> Call[list[DecisionOut]]:

@@ -33,6 +33,7 @@ from shoprec.client.models import (
     RecommendationOut,
     RetrainPolicyOut,
     RetrainRunOut,
+    RulesOut,
     UserOut,
     WriteOut,
 )
@@ -150,10 +151,16 @@ class AsyncClient:
     async def recommend(self, user_id: str, k: int | None = None, *, offset: int | None = None,
                   category: str | None = None, min_price: float | None = None, max_price: float | None = None,
                   exclude: Iterable[str] | None = None, include_seen: bool | None = None,
-                  recommendation_id: str | None = None, params: Mapping[str, Any] | None = None
+                  recommendation_id: str | None = None, params: Mapping[str, Any] | None = None,
+                  filter: str | None = None, boost: str | Iterable[str] | None = None,
+                  pin: str | Iterable[str] | None = None, max_per_category: int | None = None,
+                  max_per_brand: int | None = None, diversity: float | None = None
                   ) -> RecommendationOut:
+        """Top-k items for a user, with filters and business rules as Client.recommend takes them."""
+        rules = {"filter": filter, "boost": boost, "pin": pin, "max_per_category": max_per_category,
+                 "max_per_brand": max_per_brand, "diversity": diversity}
         return await self.send(r.recommend(user_id, k, offset, category, min_price, max_price, exclude, include_seen,
-                                     recommendation_id, params))
+                                           recommendation_id, params, rules))
 
     async def explain(self, user_id: str, item_id: str) -> ExplanationOut:
         return await self.send(r.explain(user_id, item_id))
@@ -229,6 +236,18 @@ class AsyncClient:
 
     async def reset_retraining_policy(self) -> RetrainPolicyOut:
         return await self.send(r.reset_retraining_policy())
+
+    # ------------------------------------------------------------------ business rules
+    async def rules(self) -> RulesOut:
+        """The platform's saved default business rules."""
+        return await self.send(r.rules())
+
+    async def set_rules(self, rules: Any) -> RulesOut:
+        """Replace the platform's default rules (a mapping or models.RulesIn; a key with the `train` scope)."""
+        return await self.send(r.set_rules(rules))
+
+    async def clear_rules(self) -> RulesOut:
+        return await self.send(r.clear_rules())
 
     async def retraining_decisions(self, limit: int | None = None) -> list[DecisionOut]:
         return await self.send(r.retraining_decisions(limit))

@@ -51,6 +51,20 @@ class Available1(RootModel[str]):
     ] = True
 
 
+class BoostItem(RootModel[str]):
+    root: Annotated[str, Field(max_length=2000)]
+
+
+class CartIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    item_ids: Annotated[
+        list[ItemId], Field(max_length=100, min_length=1, title="Item Ids")
+    ]
+    k: Annotated[int | None, Field(ge=1, le=100, title="K")] = 10
+
+
 class Category(RootModel[str]):
     root: Annotated[
         str,
@@ -105,6 +119,10 @@ class DecisionOut(BaseModel):
     created_at: Annotated[float, Field(title="Created At")]
 
 
+class Diversity(RootModel[float]):
+    root: Annotated[float, Field(ge=0.0, le=1.0, title="Diversity")]
+
+
 class EmailIdentity(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -144,13 +162,20 @@ class ErrorDetail(BaseModel):
         ),
     ]
     message: Annotated[str, Field(title="Message")]
+    position: Annotated[
+        int | None,
+        Field(
+            description="bad_expression only: the 0-based character offset in the expression where it goes wrong",
+            title="Position",
+        ),
+    ] = None
 
 
 class ErrorOut(BaseModel):
     error: Annotated[
         str,
         Field(
-            description="one of: malformed_json, unauthorized, forbidden, not_found, method_not_allowed, conflict, too_large, unsupported_media_type, invalid_request, rate_limited, queue_full, internal_error, storage_unavailable",
+            description="one of: malformed_json, unauthorized, forbidden, not_found, method_not_allowed, conflict, too_large, unsupported_media_type, invalid_request, bad_expression, rate_limited, queue_full, internal_error, storage_unavailable",
             title="Error",
         ),
     ]
@@ -172,7 +197,7 @@ class EventIn1(BaseModel):
         ],
     }
     user_id: Annotated[UserId | UserId1, Field(title="User Id")]
-    item_id: Annotated[ItemId | ItemId1, Field(title="Item Id")]
+    item_id: Annotated[ItemId1 | ItemId2, Field(title="Item Id")]
     event_type: Annotated[
         str,
         Field(
@@ -210,7 +235,7 @@ class EventIn2(BaseModel):
         ],
     }
     user_id: Annotated[UserId2 | UserId3, Field(title="User Id")]
-    item_id: Annotated[ItemId2 | ItemId3, Field(title="Item Id")]
+    item_id: Annotated[ItemId3 | ItemId4, Field(title="Item Id")]
     event_type: Annotated[
         str | None,
         Field(
@@ -350,6 +375,10 @@ class FeedbackOut(BaseModel):
     event_stored: Annotated[bool, Field(title="Event Stored")]
 
 
+class Filter(RootModel[str]):
+    root: Annotated[str, Field(max_length=2000, title="Filter")]
+
+
 class HTTPValidationError(BaseModel):
     detail: Annotated[list[ValidationError] | None, Field(title="Detail")] = None
 
@@ -361,20 +390,11 @@ class HoldoutFraction(RootModel[float]):
 class ItemId(RootModel[str]):
     root: Annotated[
         str,
-        Field(
-            max_length=256,
-            min_length=1,
-            pattern="^[^\\x00]*[^\\x00\\s][^\\x00]*$",
-            title="Item Id",
-        ),
+        Field(max_length=256, min_length=1, pattern="^[^\\x00]*[^\\x00\\s][^\\x00]*$"),
     ]
 
 
-class ItemId1(RootModel[int]):
-    root: Annotated[int, Field(ge=0, lt=1000000000000000000, title="Item Id")]
-
-
-class ItemId2(RootModel[str]):
+class ItemId1(RootModel[str]):
     root: Annotated[
         str,
         Field(
@@ -386,11 +406,11 @@ class ItemId2(RootModel[str]):
     ]
 
 
-class ItemId3(RootModel[int]):
+class ItemId2(RootModel[int]):
     root: Annotated[int, Field(ge=0, lt=1000000000000000000, title="Item Id")]
 
 
-class ItemId4(RootModel[str]):
+class ItemId3(RootModel[str]):
     root: Annotated[
         str,
         Field(
@@ -402,7 +422,23 @@ class ItemId4(RootModel[str]):
     ]
 
 
-class ItemId5(RootModel[int]):
+class ItemId4(RootModel[int]):
+    root: Annotated[int, Field(ge=0, lt=1000000000000000000, title="Item Id")]
+
+
+class ItemId5(RootModel[str]):
+    root: Annotated[
+        str,
+        Field(
+            max_length=256,
+            min_length=1,
+            pattern="^[^\\x00]*[^\\x00\\s][^\\x00]*$",
+            title="Item Id",
+        ),
+    ]
+
+
+class ItemId6(RootModel[int]):
     root: Annotated[int, Field(ge=0, lt=1000000000000000000, title="Item Id")]
 
 
@@ -415,7 +451,7 @@ class ItemIn(BaseModel):
             Annotated[str, StringConstraints(max_length=1000)], Optional["JsonValue"]
         ],
     }
-    item_id: Annotated[ItemId4 | ItemId5, Field(title="Item Id")]
+    item_id: Annotated[ItemId5 | ItemId6, Field(title="Item Id")]
     title: Annotated[str | None, Field(max_length=100000, title="Title")] = ""
     description: Annotated[
         str | None, Field(max_length=100000, title="Description")
@@ -443,6 +479,13 @@ class ItemIn(BaseModel):
         dict[Annotated[str, StringConstraints(max_length=1000)], JsonValue | None] | None,
         Field(title="Attributes"),
     ] = None
+    vectors: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$", max_length=32)], Vectors | None] | None,
+        Field(
+            description='the shop\'s own named item vectors, e.g. {"image": [0.12, ...], "llm": [...]}: each name\'s dimension is fixed per platform by its first vector; null removes the item\'s vector of that name',
+            title="Vectors",
+        ),
+    ] = None
 
 
 class ItemOut(BaseModel):
@@ -457,6 +500,10 @@ class ItemOut(BaseModel):
     attributes: Annotated[dict[str, Any], Field(title="Attributes")]
     created_at: Annotated[float, Field(title="Created At")]
     updated_at: Annotated[float, Field(title="Updated At")]
+    vectors: Annotated[
+        dict[str, list[float]] | None,
+        Field(description="the item's named vectors", title="Vectors"),
+    ] = None
 
 
 class JobOut(BaseModel):
@@ -526,6 +573,14 @@ class Margin(RootModel[float]):
     root: Annotated[float, Field(ge=0.0, lt=1.0, title="Margin")]
 
 
+class MaxPerBrand(RootModel[int]):
+    root: Annotated[int, Field(ge=1, le=1000, title="Max Per Brand")]
+
+
+class MaxPerCategory(RootModel[int]):
+    root: Annotated[int, Field(ge=1, le=1000, title="Max Per Category")]
+
+
 class Metric(RootModel[str]):
     root: Annotated[
         str,
@@ -591,6 +646,10 @@ class PhoneIdentity(BaseModel):
     ]
 
 
+class PinItem(RootModel[str]):
+    root: Annotated[str, Field(max_length=266)]
+
+
 class PlatformIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -627,7 +686,13 @@ class RecommendationOut(BaseModel):
 class RecommendedItem(BaseModel):
     item_id: Annotated[str, Field(title="Item Id")]
     score: Annotated[float, Field(title="Score")]
-    reason: Annotated[dict[str, Any], Field(title="Reason")]
+    reason: Annotated[
+        dict[str, Any],
+        Field(
+            description="why the item is here (shoprec.explain.Reason.to_json): type, source, level and, as they apply, model_id, candidates, because_of, weights, category, item_id, text, and rules (the business rules that moved the item: boost, bury, pin, max_per_category, max_per_brand, diversity); docs/serving.md, Explanations",
+            title="Reason",
+        ),
+    ]
 
 
 class RetrainPolicyIn(BaseModel):
@@ -666,6 +731,31 @@ class RetrainRunOut(BaseModel):
     platform: Annotated[str, Field(title="Platform")]
     queued: Annotated[bool, Field(title="Queued")]
     job: Annotated[dict[str, Any] | None, Field(title="Job")]
+
+
+class RulesIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    filter: Annotated[Filter | None, Field(title="Filter")] = None
+    boost: Annotated[list[BoostItem] | None, Field(max_length=20, title="Boost")] = None
+    pin: Annotated[list[PinItem] | None, Field(max_length=100, title="Pin")] = None
+    max_per_category: Annotated[
+        MaxPerCategory | None, Field(title="Max Per Category")
+    ] = None
+    max_per_brand: Annotated[MaxPerBrand | None, Field(title="Max Per Brand")] = None
+    diversity: Annotated[Diversity | None, Field(title="Diversity")] = None
+
+
+class RulesOut(BaseModel):
+    platform: Annotated[str, Field(title="Platform")]
+    filter: Annotated[str | None, Field(title="Filter")]
+    boost: Annotated[list[str], Field(title="Boost")]
+    pin: Annotated[list[str], Field(title="Pin")]
+    max_per_category: Annotated[int | None, Field(title="Max Per Category")]
+    max_per_brand: Annotated[int | None, Field(title="Max Per Brand")]
+    diversity: Annotated[float | None, Field(title="Diversity")]
+    updated_at: Annotated[float | None, Field(title="Updated At")]
 
 
 class Scope(StrEnum):
@@ -716,6 +806,14 @@ class SessionIn(BaseModel):
     exclude: Annotated[
         list[ExcludeItem] | None, Field(max_length=1000, title="Exclude")
     ] = None
+    filter: Annotated[Filter | None, Field(title="Filter")] = None
+    boost: Annotated[list[BoostItem] | None, Field(max_length=20, title="Boost")] = None
+    pin: Annotated[list[PinItem] | None, Field(max_length=100, title="Pin")] = None
+    max_per_category: Annotated[
+        MaxPerCategory | None, Field(title="Max Per Category")
+    ] = None
+    max_per_brand: Annotated[MaxPerBrand | None, Field(title="Max Per Brand")] = None
+    diversity: Annotated[Diversity | None, Field(title="Diversity")] = None
 
 
 class Text(RootModel[str]):
@@ -850,6 +948,14 @@ class VariantOut(BaseModel):
     name: Annotated[str, Field(title="Name")]
     model_id: Annotated[str, Field(title="Model Id")]
     share: Annotated[float, Field(title="Share")]
+
+
+class Vector(RootModel[float]):
+    root: Annotated[float, Field(ge=-3.4028234663852886e+38, le=3.4028234663852886e+38)]
+
+
+class Vectors(RootModel[list[Vector]]):
+    root: Annotated[list[Vector], Field(max_length=4096, min_length=1)]
 
 
 class WriteOut(BaseModel):

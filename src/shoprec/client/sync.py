@@ -33,6 +33,7 @@ from shoprec.client.models import (
     RecommendationOut,
     RetrainPolicyOut,
     RetrainRunOut,
+    RulesOut,
     UserOut,
     WriteOut,
 )
@@ -174,11 +175,18 @@ class Client:
     def recommend(self, user_id: str, k: int | None = None, *, offset: int | None = None,
                   category: str | None = None, min_price: float | None = None, max_price: float | None = None,
                   exclude: Iterable[str] | None = None, include_seen: bool | None = None,
-                  recommendation_id: str | None = None, params: Mapping[str, Any] | None = None
+                  recommendation_id: str | None = None, params: Mapping[str, Any] | None = None,
+                  filter: str | None = None, boost: str | Iterable[str] | None = None,
+                  pin: str | Iterable[str] | None = None, max_per_category: int | None = None,
+                  max_per_brand: int | None = None, diversity: float | None = None
                   ) -> RecommendationOut:
-        """Top-k items for a user. `params`: more query parameters, as the API names them."""
+        """Top-k items for a user. Business rules (`filter`, `boost` "EXPR: WEIGHT" one or several, `pin`
+        "ID:POS" one or several, caps, `diversity`) as docs/serving.md describes; `params`: more query parameters,
+        as the API names them."""
+        rules = {"filter": filter, "boost": boost, "pin": pin, "max_per_category": max_per_category,
+                 "max_per_brand": max_per_brand, "diversity": diversity}
         return self.send(r.recommend(user_id, k, offset, category, min_price, max_price, exclude, include_seen,
-                                     recommendation_id, params))
+                                     recommendation_id, params, rules))
 
     def explain(self, user_id: str, item_id: str) -> ExplanationOut:
         return self.send(r.explain(user_id, item_id))
@@ -256,6 +264,18 @@ class Client:
 
     def reset_retraining_policy(self) -> RetrainPolicyOut:
         return self.send(r.reset_retraining_policy())
+
+    # ------------------------------------------------------------------ business rules
+    def rules(self) -> RulesOut:
+        """The platform's saved default business rules."""
+        return self.send(r.rules())
+
+    def set_rules(self, rules: Any) -> RulesOut:
+        """Replace the platform's default rules (a mapping or models.RulesIn; a key with the `train` scope)."""
+        return self.send(r.set_rules(rules))
+
+    def clear_rules(self) -> RulesOut:
+        return self.send(r.clear_rules())
 
     def retraining_decisions(self, limit: int | None = None) -> list[DecisionOut]:
         return self.send(r.retraining_decisions(limit))
