@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from shoprec.privacy.keys import Privacy
 
-__all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "check_record", "ingest", "validate"]
+__all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "Row", "check_record", "drive", "ingest", "validate"]
 
 DEFAULT_BATCH_SIZE = 5000
 SOURCE_ERRORS = (ShoprecError, OSError, EOFError, UnicodeError, csv.Error, zlib.error)
@@ -80,13 +80,23 @@ def ingest(
     StorageError when the database fails (batches committed before stay; the failed batch is rolled back)
     and DataError for a bad platform name.
     """
+    return drive(engine, platform, lambda report, t: _rows(records if validated else validate(records, cleaning, t),
+                                                           report),
+                 batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy)
+
+
+def drive(engine: Engine, platform: str, make_rows: Callable[[ImportReport, float], Iterator[Row | Domain]], *,
+          batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None, now: float | None = None,
+          source: str | None = None, fmt: str | None = None, privacy: Privacy | None = None) -> ImportReport:
+    """The writing half of `ingest`, shared with the columnar fast path (shoprec.ingest.columnar):
+    `make_rows(report, now)` yields the checked Rows (Notes go to the report); they are batched and written."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     now = time.time() if now is None else now
     report = ImportReport(platform=platform, source=source, format=fmt)
     started = time.perf_counter()
     run = _Run(engine, platform, report, now, batch_size, progress, privacy)
-    rows = _rows(records if validated else validate(records, cleaning, now), report)
+    rows = make_rows(report, now)
     while True:
         try:
             item = next(rows)

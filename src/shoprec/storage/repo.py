@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 
 from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.errors import DataError
+from shoprec.storage import bulk
 from shoprec.storage import tables as T
+from shoprec.storage.engine import json_text
 
 Executor = Connection | Session
 CHUNK = 2000  # ids per IN (...) list: below every driver's parameter limit
@@ -32,6 +34,11 @@ CHUNK = 2000  # ids per IN (...) list: below every driver's parameter limit
 def _dialect(conn: Executor) -> str:
     bind = conn.get_bind() if isinstance(conn, Session) else conn
     return bind.dialect.name
+
+
+def _connection(conn: Executor) -> Connection:
+    """The Connection of a Session (its transaction), for shoprec.storage.bulk's driver-level statements."""
+    return conn.connection() if isinstance(conn, Session) else conn
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -311,9 +318,11 @@ class PlatformRepo(ScopedRepo):
         duplicates, which are not inserted: an event whose client `event_id` is already stored (or given
         earlier in `events`), or an exact duplicate (same dedupe key: already stored, or earlier in `events`).
         The INSERT also skips rows that collide on either unique key itself, so a concurrent import of the
-        same rows is harmless."""
+        same rows is harmless. Rows go through shoprec.storage.bulk (COPY on PostgreSQL)."""
         keys = [dedupe_key(e) for e in events]
-        stored_ids = self.existing_event_ids([e.event_id for e in events if e.event_id is not None])
+        given_ids = [e.event_id for e in events if e.event_id is not None]
+        conn = _connection(self.conn)
+        stored_ids = bulk.existing(conn, self.platform_id, "event_id", given_ids) if given_ids else set()
         first: dict[str, int] = {}
         seen_ids: set[str] = set()
         duplicates: list[int] = []
@@ -325,14 +334,17 @@ class PlatformRepo(ScopedRepo):
                 first[key] = pos
                 if event_id is not None:
                     seen_ids.add(event_id)
-        stored = self.existing_event_keys(list(first))
+        copy = _dialect(self.conn) == "postgresql"  # COPY: the INSERT itself says which rows were stored
+        stored = set() if copy else bulk.existing(conn, self.platform_id, "dedupe_key", list(first))
         fresh = [pos for key, pos in first.items() if key not in stored]
         duplicates.extend(pos for key, pos in first.items() if key in stored)
         if fresh:
             users = self.ensure_users((events[p].user_id for p in fresh), now)
             items = self.ensure_items((events[p].item_id for p in fresh), now)
             rows = [self._event_row(events[p], keys[p], users, items) for p in fresh]
-            self.conn.execute(_insert_ignore(self.conn, T.events, None), rows)
+            inserted = bulk.insert_events(conn, rows)
+            if inserted is not None:
+                duplicates.extend(p for p in fresh if keys[p] not in inserted)
         return sorted(duplicates)
 
     def refresh_statistics(self) -> None:
@@ -344,11 +356,13 @@ class PlatformRepo(ScopedRepo):
             for table in (T.users, T.items, T.events):
                 self.conn.execute(sa.text(f"ANALYZE {table.name}"))
 
-    def _event_row(self, e: EventRecord, key: str, users: dict[str, int], items: dict[str, int]) -> dict[str, Any]:
-        return {"platform_id": self.platform_id, "user_id": users[e.user_id], "item_id": items[e.item_id],
-                "event_type": str(e.event_type), "value": e.value, "timestamp": e.timestamp,
-                "session_id": e.session_id, "context": e.context or None, "text": e.text, "dedupe_key": key,
-                "event_id": e.event_id}
+    def _event_row(self, e: EventRecord, key: str, users: dict[str, int], items: dict[str, int]) -> bulk.EventRow:
+        try:
+            context = json_text(e.context) if e.context else None
+        except (TypeError, ValueError) as exc:  # reported like SQLAlchemy's own bind errors (storage_errors)
+            raise sa.exc.StatementError(str(exc), "INSERT INTO events", None, exc) from exc
+        return (self.platform_id, users[e.user_id], items[e.item_id], str(e.event_type), e.value, e.timestamp,
+                e.session_id, context, e.text, key, e.event_id)
 
     # ---------------------------------------------------------------- reads
     def _count(self, table: sa.Table) -> int:

@@ -1,0 +1,121 @@
+"""The bulk write path of imports: event rows straight to the driver, COPY on PostgreSQL.
+
+Why not SQLAlchemy Core's `insert(...).values(dicts)`: per row it builds a dict, runs bind processors and
+(for JSON) a serializer call, which cost more than the database's own work (profile in docs/benchmarks.md,
+"Scale: bulk import"). Here rows are plain tuples in EVENT_COLUMNS order, already serialised:
+
+- SQLite and MariaDB: one `executemany` of `INSERT ... ON CONFLICT DO NOTHING` (`ON DUPLICATE KEY UPDATE
+  id = id`); PyMySQL turns it into multi-row INSERTs, sqlite3 reuses one prepared statement.
+- PostgreSQL: `COPY` into a temporary staging table (psycopg 3 `cursor.copy`), then ONE `INSERT ... SELECT
+  ... ORDER BY pos ON CONFLICT DO NOTHING RETURNING dedupe_key`: rows colliding with a stored event (same
+  dedupe key or event_id) are skipped by the database itself and the keys returned say which were stored.
+
+Everything runs on the caller's connection, inside its transaction: a failed batch rolls back whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from shoprec.storage import tables as T
+
+EVENT_COLUMNS = ("platform_id", "user_id", "item_id", "event_type", "value", "timestamp", "session_id", "context",
+                 "text", "dedupe_key", "event_id")
+"""The order of the values in an event row given to `insert_events` (context: JSON text or None)."""
+EventRow = tuple[Any, ...]
+STAGE = "shoprec_stage_events"
+CHUNK = 2000  # values per IN (...) list: below every driver's parameter limit
+SQLITE_CACHE_KIB = 131_072  # page cache of a bulk-loading SQLite connection (the default 2 MiB thrashes on
+# the events' unique indexes once they outgrow it; 128 MiB bounds memory and keeps index pages in memory)
+
+
+def dialect(conn: Connection) -> str:
+    return conn.dialect.name
+
+
+def _names(conn: Connection, names: Sequence[str]) -> str:
+    """Column names quoted for the dialect (`timestamp` and `text` are keywords in some)."""
+    quote = conn.dialect.identifier_preparer.quote
+    return ", ".join(quote(n) for n in names)
+
+
+def _marks(conn: Connection, n: int) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
+
+
+def prepare(conn: Connection) -> None:
+    """Settings of a bulk-loading connection: a larger SQLite page cache (memory only; durability settings
+    are left as they are, so a killed import loses no committed batch)."""
+    if dialect(conn) == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+
+
+def existing(conn: Connection, platform_id: int, column: str, values: Collection[str]) -> set[str]:
+    """Which of `values` of events.`column` (dedupe_key or event_id) are stored for the platform."""
+    found: set[str] = set()
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), CHUNK):
+        part = ordered[start:start + CHUNK]
+        sql = (f"SELECT {_names(conn, [column])} FROM {T.events.name} WHERE platform_id = {_marks(conn, 1)} "
+               f"AND {_names(conn, [column])} IN ({_marks(conn, len(part))})")
+        found.update(str(v) for (v,) in conn.exec_driver_sql(sql, (platform_id, *part)))
+    return found
+
+
+def insert_events(conn: Connection, rows: Sequence[EventRow]) -> set[str] | None:
+    """Insert event rows (EVENT_COLUMNS order) skipping those that collide with a stored event; on PostgreSQL
+    returns the dedupe keys of the rows stored (None elsewhere: the caller checked for stored keys before)."""
+    if not rows:
+        return set() if dialect(conn) == "postgresql" else None
+    if dialect(conn) == "postgresql":
+        return _copy_events(conn, rows)
+    cols = _names(conn, EVENT_COLUMNS)
+    values = _marks(conn, len(EVENT_COLUMNS))
+    if dialect(conn) == "sqlite":
+        sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    else:
+        sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON DUPLICATE KEY UPDATE id = id"
+    conn.exec_driver_sql(sql, list(rows))
+    return None
+
+
+def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
+    """COPY into the session's staging table, then one INSERT ... SELECT that skips collisions."""
+    cols = _names(conn, EVENT_COLUMNS)
+    types = ("integer", "integer", "integer", "text", "double precision", "double precision", "text", "text",
+             "text", "text", "text")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (pos integer, "
+        + ", ".join(f'"{c}" {t}' for c, t in zip(EVENT_COLUMNS, types, strict=True)) + ") ON COMMIT DELETE ROWS")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    statement = f"COPY {STAGE} (pos, {cols}) FROM STDIN"
+    try:
+        with cursor.copy(statement) as copy:
+            for pos, row in enumerate(rows):
+                copy.write_row((pos, *row))
+    except Exception as exc:  # a driver error: the same wrapping as SQLAlchemy's own statements
+        if not _is_driver_error(exc):
+            raise
+        raise sa.exc.DBAPIError(statement, None, exc) from exc
+    finally:
+        cursor.close()
+    select = ", ".join('"context"::json' if c == "context" else f'"{c}"' for c in EVENT_COLUMNS)
+    result = conn.exec_driver_sql(
+        f"INSERT INTO {T.events.name} ({cols}) SELECT {select} FROM {STAGE} ORDER BY pos "
+        "ON CONFLICT DO NOTHING RETURNING dedupe_key")
+    stored = {str(k) for (k,) in result}
+    conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # the next batch of this transaction starts empty
+    return stored
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL URLs need psycopg
+        return False
+    return isinstance(exc, psycopg.Error)
