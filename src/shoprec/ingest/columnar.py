@@ -68,9 +68,10 @@ def ingest_file(engine: Engine, platform: str, fmt: str, path: Path, records: It
 
         records = read_records(fmt, path) if records is None else records
         return ingest(engine, platform, records, cleaning=cleaning, batch_size=batch_size,
-                      progress=progress, now=now, source=source, fmt=fmt, privacy=privacy)
+                      progress=progress, now=now, source=source, fmt=fmt, privacy=privacy, bulk_load=True)
     return drive(engine, platform, lambda report, t: _csv_rows(path, header, cleaning, t),
-                 batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy)
+                 batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy,
+                 bulk_load=True)
 
 
 def _fast_header(fmt: str, path: Path) -> list[str] | None:

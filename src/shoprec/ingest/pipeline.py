@@ -29,6 +29,7 @@ from shoprec.ingest.checks import STORED_TYPES, Stored, check_record
 from shoprec.ingest.report import DUPLICATE, ImportReport
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
+from shoprec.storage.bulk import prepare as prepare_bulk_load
 from shoprec.storage.privacy import PrivacyRepo
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def ingest(
     fmt: str | None = None,
     privacy: Privacy | None = None,
     validated: bool = False,
+    bulk_load: bool = False,
 ) -> ImportReport:
     """Clean `records` and write them into `platform`; returns the ImportReport.
 
@@ -78,24 +80,28 @@ def ingest(
     secret, or without `privacy`, is a ConfigError). `validated`: `records` are already `validate`'s output
     (a caller that refuses a whole batch before writing any of it); they are not checked again. Raises
     StorageError when the database fails (batches committed before stay; the failed batch is rolled back)
-    and DataError for a bad platform name.
+    and DataError for a bad platform name. `bulk_load`: see `drive`.
     """
     return drive(engine, platform, lambda report, t: _rows(records if validated else validate(records, cleaning, t),
                                                            report),
-                 batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy)
+                 batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy,
+                 bulk_load=bulk_load)
 
 
 def drive(engine: Engine, platform: str, make_rows: Callable[[ImportReport, float], Iterator[Row | Domain]], *,
           batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None, now: float | None = None,
-          source: str | None = None, fmt: str | None = None, privacy: Privacy | None = None) -> ImportReport:
+          source: str | None = None, fmt: str | None = None, privacy: Privacy | None = None,
+          bulk_load: bool = False) -> ImportReport:
     """The writing half of `ingest`, shared with the columnar fast path (shoprec.ingest.columnar):
-    `make_rows(report, now)` yields the checked Rows (Notes go to the report); they are batched and written."""
+    `make_rows(report, now)` yields the checked Rows (Notes go to the report); they are batched and written.
+    `bulk_load`: the connection gets bulk-load settings (shoprec.storage.bulk.prepare: memory, not durability)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     now = time.time() if now is None else now
     report = ImportReport(platform=platform, source=source, format=fmt)
     started = time.perf_counter()
     run = _Run(engine, platform, report, now, batch_size, progress, privacy)
+    run.bulk_load = bulk_load
     rows = make_rows(report, now)
     while True:
         try:
@@ -230,6 +236,7 @@ class _Run:
         self.batch: list[Row] = []
         self.writer: _Writer | None = None
         self.platform = platform
+        self.bulk_load = False
 
     def feed(self, item: Row | Domain) -> None:
         if isinstance(item, Domain):
@@ -251,6 +258,7 @@ class _Run:
             return
         if self.writer is None:
             self.writer = _Writer(self.engine, self.platform, self.now, self.privacy)
+            self.writer.bulk_load = self.bulk_load
         duplicate = self.writer.write(self.batch, self.report)
         for row, dup in zip(self.batch, duplicate, strict=True):
             if not row.counted:
@@ -274,6 +282,7 @@ class _Writer:
         with storage_errors(engine, f"create platform {platform!r}"), engine.begin() as conn:
             self.cache = KeyCache(get_or_create_platform(conn, platform, now))
         self.batches = 0
+        self.bulk_load = False
 
     def write(self, rows: list[Row], report: ImportReport) -> list[bool]:
         """Write the batch in one transaction; per row, True when all its events were duplicates."""
@@ -291,6 +300,8 @@ class _Writer:
         try:
             with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"), \
                     self.engine.begin() as conn:
+                if self.bulk_load:
+                    prepare_bulk_load(conn)
                 repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
                 # keys in order of first appearance (as the in-memory loaders number ids); the bare rows inserted
                 # here are what the import created, whether a record or only an event names the id. Without
