@@ -15,7 +15,7 @@ Everything runs on the caller's connection, inside its transaction: a failed bat
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -119,3 +119,42 @@ def _is_driver_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - PostgreSQL URLs need psycopg
         return False
     return isinstance(exc, psycopg.Error)
+
+
+def event_chunks(conn: Connection, platform_id: int, event_types: Collection[str] | None = None,
+                 chunk: int = 200_000) -> Iterator[list[tuple[Any, ...]]]:
+    """(user key, item key, event type, value, timestamp) of the platform's events in insertion order, in
+    lists of at most `chunk` plain driver tuples: the snapshot's read (no per-row Result objects; streamed
+    from the server through a server-side cursor where the driver has one, so memory holds one chunk)."""
+    cols = _names(conn, ["user_id", "item_id", "event_type", "value", "timestamp"])
+    # SQLite: `+platform_id` keeps the planner off the (platform_id, dedupe_key) index, so it reads the table
+    # in id order instead of sorting every row by id afterwards
+    scope = "+platform_id" if dialect(conn) == "sqlite" else "platform_id"
+    sql = f"SELECT {cols} FROM {T.events.name} WHERE {scope} = {_marks(conn, 1)}"
+    params: list[Any] = [platform_id]
+    if event_types is not None:
+        types = sorted(event_types)
+        if not types:
+            return
+        sql += f" AND event_type IN ({_marks(conn, len(types))})"
+        params += types
+    sql += " ORDER BY id"
+    raw = conn.connection.driver_connection
+    name = dialect(conn)
+    if name == "postgresql":
+        cursor = raw.cursor(name="shoprec_snapshot")  # type: ignore[union-attr]
+    elif name in ("mysql", "mariadb"):
+        import pymysql.cursors
+
+        cursor = raw.cursor(pymysql.cursors.SSCursor)  # type: ignore[union-attr]
+    else:
+        cursor = raw.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(chunk)
+            if not rows:
+                return
+            yield rows
+    finally:
+        cursor.close()

@@ -13,10 +13,12 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy.engine import Engine
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import DataError
+from shoprec.storage.bulk import event_chunks
 from shoprec.storage.engine import storage_errors
 from shoprec.storage.repo import PlatformRepo, find_platform, list_platforms
 from shoprec.types import EVENT_CODES, EventType
@@ -43,7 +45,7 @@ def load_interactions(
         repo = PlatformRepo(conn, key)
         user_keys, user_ids = repo.user_id_column()
         item_rows = repo.item_rows()
-        columns = _merge([_columns(rows) for rows in repo.event_rows(types)])
+        columns = _merge([_columns(rows) for rows in event_chunks(conn, key, types)])
     catalog = _catalog(item_rows)
     item_keys = np.fromiter((r[0] for r in item_rows), dtype=np.int64, count=len(item_rows))
     users = IdMap.from_list(user_ids)
@@ -62,14 +64,14 @@ def _columns(rows: list[Any]) -> dict[str, np.ndarray]:
     """One chunk of event rows (user key, item key, type name, value, timestamp) as numpy columns."""
     n = len(rows)
     user, item, etype, value, ts = zip(*rows, strict=True) if n else ((), (), (), (), ())
-    names = sorted(set(etype))
-    codes = {name: _event_type(name, "stored event").code for name in names}
+    index, names = pd.factorize(np.array(etype, dtype=object)) if n else (np.zeros(0, np.int64), [])
+    codes = np.array([_event_type(str(name), "stored event").code for name in names], dtype=np.int8)
     return {
-        "user_key": np.fromiter(user, dtype=np.int64, count=n),
-        "item_key": np.fromiter(item, dtype=np.int64, count=n),
-        "event_type": np.fromiter((codes[t] for t in etype), dtype=np.int8, count=n),
+        "user_key": np.array(user, dtype=np.int64),
+        "item_key": np.array(item, dtype=np.int64),
+        "event_type": codes[index] if n else np.zeros(0, np.int8),
         "value": np.array(value, dtype=np.float64).astype(np.float32) if n else np.zeros(0, np.float32),
-        "timestamp": np.floor(np.fromiter(ts, dtype=np.float64, count=n)).astype(np.int64),
+        "timestamp": np.floor(np.array(ts, dtype=np.float64)).astype(np.int64),
     }
 
 
