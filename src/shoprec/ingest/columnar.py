@@ -37,9 +37,19 @@ from shoprec.datasets.events import (
     event_from_row,
 )
 from shoprec.ingest.checks import STORED_TYPES
-from shoprec.ingest.pipeline import DEFAULT_BATCH_SIZE, ImportReport, Progress, Row, drive, validate
+from shoprec.ingest.pipeline import (
+    DEFAULT_BATCH_SIZE,
+    SOURCE_ERRORS,
+    Block,
+    ImportReport,
+    Progress,
+    Row,
+    drive,
+    validate,
+)
 from shoprec.preprocess.clean import EVENT_RULES, CleaningConfig, EventColumns, NonProductMatcher, event_reasons
 from shoprec.preprocess.clean import _rejected as rule_rejection
+from shoprec.storage.bulk import EventBatch
 from shoprec.storage.tables import MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH
 from shoprec.types import EVENT_TYPES, EventType
 
@@ -85,7 +95,7 @@ def _fast_header(fmt: str, path: Path) -> list[str] | None:
 
 
 def _csv_rows(path: Path, header: list[str], cleaning: CleaningConfig | Literal[False] | None,
-              now: float) -> Iterator[Row]:
+              now: float) -> Iterator[Row | Block]:
     """Rows of the file in order: blocks of lines checked column-wise, the lines that fail through the
     record path."""
     checker = _BlockChecker(header, path.name, cleaning, now)
@@ -97,24 +107,24 @@ def _csv_rows(path: Path, header: list[str], cleaning: CleaningConfig | Literal[
         fields: list[list[str]] = []
         while True:
             try:
-                row = next(reader)
-            except StopIteration:
+                for row in reader:
+                    start, line = line + 1, reader.line_num
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    lines.append(start)
+                    fields.append(row)
+                    if len(fields) >= BLOCK:
+                        yield from checker.check(lines, fields)
+                        lines, fields = [], []
                 break
-            except csv.Error as exc:
-                yield from checker.check(lines, fields)
+            except SOURCE_ERRORS as exc:
+                yield from checker.check(lines, fields)  # the lines before count (the file may fail: truncated...)
                 lines, fields = [], []
+                if not isinstance(exc, csv.Error):
+                    raise
                 yield Row(Source(path.name, line + 1), rejected=Rejected(Source(path.name, line + 1), "bad_row",
                                                                          None, f"unreadable CSV: {exc}"))
                 line = reader.line_num
-                continue
-            start, line = line + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            lines.append(start)
-            fields.append(row)
-            if len(fields) >= BLOCK:
-                yield from checker.check(lines, fields)
-                lines, fields = [], []
         yield from checker.check(lines, fields)
 
 
@@ -129,7 +139,7 @@ class _BlockChecker:
         self.col = {name: k for k, name in enumerate(header)}
         self.types: dict[str, int] = {}  # spelling -> EventType code (-1: not a type)
 
-    def check(self, lines: list[int], fields: list[list[str]]) -> Iterator[Row]:
+    def check(self, lines: list[int], fields: list[list[str]]) -> Iterator[Row | Block]:
         if not fields:
             return
         n, width = len(fields), len(self.header)
@@ -154,17 +164,48 @@ class _BlockChecker:
         codes = etype.tolist()
         tslist, vlist, rlist, oklist = ts.tolist(), value.tolist(), reasons.tolist(), ok.tolist()
         hv = has_value.tolist()
+        names = [t.value for t in EVENT_TYPES]
+        if all(oklist) and not reasons.any():  # the common case: every line passed the fast checks
+            value_col = vlist if has_value.all() else [v if h else None for v, h in zip(vlist, hv, strict=True)]
+            yield Block(self.file, lines, EventBatch(user, item, [names[c] for c in codes], tslist, value_col,
+                                                     session, [None] * n, [None] * n, event_id))
+            return
+        block = Block(self.file, [], EventBatch())
+        ev = block.events
         for r in range(n):
+            if oklist[r] and not rlist[r]:
+                block.lines.append(lines[r])
+                ev.user_id.append(user[r])
+                ev.item_id.append(item[r])
+                ev.event_type.append(names[codes[r]])
+                ev.timestamp.append(tslist[r])
+                ev.value.append(vlist[r] if hv[r] else None)
+                ev.session_id.append(session[r])
+                ev.event_id.append(event_id[r])
+                continue
             src = Source(self.file, lines[r])
-            if not oklist[r]:
-                yield self._slow(fields[r], src)
-            elif rlist[r]:
+            if oklist[r]:
                 rule = EVENT_RULES[rlist[r] - 1]
                 yield Row(src, rejected=rule_rejection(rule, self._cols, r, src, self.now))
-            else:
-                rec = EventRecord(user[r], item[r], EVENT_TYPES[codes[r]], tslist[r],
-                                  vlist[r] if hv[r] else None, session[r], None, None, src, event_id[r])
-                yield Row(src, [rec])
+                continue
+            row = self._slow(fields[r], src)
+            if row.rejected is not None or not row.records:
+                yield row
+                continue
+            rec = row.records[0]  # one event per line: stored in line order with the block's others
+            assert isinstance(rec, EventRecord) and rec.context is None and rec.text is None
+            block.lines.append(lines[r])
+            ev.user_id.append(rec.user_id)
+            ev.item_id.append(rec.item_id)
+            ev.event_type.append(str(rec.event_type))
+            ev.timestamp.append(rec.timestamp)
+            ev.value.append(rec.value)
+            ev.session_id.append(rec.session_id)
+            ev.event_id.append(rec.event_id)
+        n_events = len(block.lines)
+        ev.context, ev.text = [None] * n_events, [None] * n_events
+        if n_events:
+            yield block
 
     # ------------------------------------------------------------------ columns
     @staticmethod

@@ -16,6 +16,7 @@ Everything runs on the caller's connection, inside its transaction: a failed bat
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +32,35 @@ STAGE = "shoprec_stage_events"
 CHUNK = 2000  # values per IN (...) list: below every driver's parameter limit
 SQLITE_CACHE_KIB = 131_072  # page cache of a bulk-loading SQLite connection (the default 2 MiB thrashes on
 # the events' unique indexes once they outgrow it; 128 MiB bounds memory and keeps index pages in memory)
+
+
+@dataclass
+class EventBatch:
+    """Events as columns (what `PlatformRepo.add_event_batch` writes): the columnar import builds one without
+    a record per event; `from_records` turns records into one, so both paths share one writer."""
+
+    user_id: list[str] = field(default_factory=list)
+    item_id: list[str] = field(default_factory=list)
+    event_type: list[str] = field(default_factory=list)
+    timestamp: list[float] = field(default_factory=list)
+    value: list[float | None] = field(default_factory=list)
+    session_id: list[str | None] = field(default_factory=list)
+    context: list[dict[str, Any] | None] = field(default_factory=list)
+    text: list[str | None] = field(default_factory=list)
+    event_id: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def from_records(cls, events: Sequence[Any]) -> EventBatch:
+        """From EventRecords (shoprec.data.records)."""
+        return cls([e.user_id for e in events], [e.item_id for e in events], [str(e.event_type) for e in events],
+                   [e.timestamp for e in events], [e.value for e in events], [e.session_id for e in events],
+                   [e.context for e in events], [e.text for e in events], [e.event_id for e in events])
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    def part(self, start: int, stop: int) -> EventBatch:
+        return EventBatch(*(getattr(self, f)[start:stop] for f in self.__dataclass_fields__))
 
 
 def dialect(conn: Connection) -> str:
