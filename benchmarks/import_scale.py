@@ -98,6 +98,51 @@ def worker(backend: str, fmt: str, path: Path, reimport: bool) -> dict[str, Any]
     return out
 
 
+SQL_EVENTS = {
+    # n events of users n/20 and items n/100 + 1000 written by the database itself (the import is measured above;
+    # this only builds a platform of n events to time the snapshot at sizes an import here would take too long for)
+    "sqlite": ("WITH RECURSIVE k(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM k WHERE x < :n - 1) "
+               "INSERT INTO events (platform_id, user_id, item_id, event_type, value, timestamp, dedupe_key) "
+               "SELECT :p, :u0 + (x * 7919) % :nu, :i0 + (x * 104729) % :ni, "
+               "CASE x % 8 WHEN 6 THEN 'cart' WHEN 7 THEN 'purchase' ELSE 'view' END, "
+               "CASE WHEN x % 8 >= 6 THEN 1.0 END, 1600000000 + x, printf('%032x', x) FROM k"),
+    "postgresql": ("INSERT INTO events (platform_id, user_id, item_id, event_type, value, timestamp, dedupe_key) "
+                   "SELECT :p, :u0 + (x * 7919) % :nu, :i0 + (x * 104729) % :ni, "
+                   "CASE x % 8 WHEN 6 THEN 'cart' WHEN 7 THEN 'purchase' ELSE 'view' END, "
+                   "CASE WHEN x % 8 >= 6 THEN 1.0 END, 1600000000 + x, lpad(to_hex(x), 32, '0') "
+                   "FROM generate_series(0, :n - 1) AS x"),
+}
+
+
+def snapshot_worker(backend: str, n: int) -> dict[str, Any]:
+    """Time `load_interactions` on a platform of n events written by SQL (see SQL_EVENTS)."""
+    import sqlalchemy as sa
+
+    from shoprec.storage import PlatformRepo, create_db, get_or_create_platform, load_interactions
+    from shoprec.storage.testing import scratch_database
+
+    out: dict[str, Any] = {"backend": backend, "snapshot_events": n, "load_before": os.getloadavg()[0]}
+    with scratch_database(backend) as url:
+        engine = create_db(url)
+        wall = time.perf_counter()
+        with engine.begin() as conn:
+            key = get_or_create_platform(conn, "p")
+            repo = PlatformRepo(conn, key)
+            nu, ni = max(1, n // 20), n // 100 + 1000
+            users = repo.ensure_users([f"u{k}" for k in range(nu)])
+            items = repo.ensure_items([f"i{k}" for k in range(ni)])
+            conn.execute(sa.text(SQL_EVENTS[backend]), {"n": n, "p": key, "u0": min(users.values()), "nu": nu,
+                                                        "i0": min(items.values()), "ni": ni})
+        out["build_s"] = time.perf_counter() - wall
+        wall, cpu = time.perf_counter(), time.process_time()
+        inter, _catalog = load_interactions(engine, "p")
+        out.update(snapshot_s=time.perf_counter() - wall, snapshot_cpu_s=time.process_time() - cpu,
+                   events=len(inter), users=inter.n_users, items=inter.n_items, peak_rss_mb=_rss_mb())
+        engine.dispose()
+    out["load_after"] = os.getloadavg()[0]
+    return out
+
+
 def run_one(backend: str, fmt: str, path: Path, args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(args.code))
     cmd = [sys.executable, __file__, "--worker", backend, "--format", fmt, "--path", str(path)]
@@ -108,6 +153,8 @@ def run_one(backend: str, fmt: str, path: Path, args: argparse.Namespace) -> dic
         print(f"{backend} {path.name}: {message}", file=sys.stderr)
         return {"backend": backend, "input": path.name, "error": message}
     result: dict[str, Any] = json.loads(proc.stdout)
+    if fmt == "snapshot":
+        return result
     result["events_per_s"] = result["events"] / result["import_s"]
     result["events_per_cpu_s"] = result["events"] / result["import_cpu_s"]
     print(json.dumps(result), file=sys.stderr)
@@ -138,12 +185,29 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=ROOT / "src", help="The src directory to benchmark.")
     parser.add_argument("--label", default="", help="Stored with the run (e.g. before / after).")
     parser.add_argument("--reimport", action="store_true", help="Import twice; the second must add nothing.")
+    parser.add_argument("--snapshot-events", default="",
+                        help="Only the snapshot: platforms of N events written by SQL, comma-separated (sqlite, "
+                             "postgresql).")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--format", default="events-csv", help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.format, args.path, args.reimport)))
+        if args.format == "snapshot":
+            print(json.dumps(snapshot_worker(args.worker, int(str(args.path)))))
+        else:
+            print(json.dumps(worker(args.worker, args.format, args.path, args.reimport)))
+        return
+    if args.snapshot_events:
+        snapshots = [run_one(b.strip(), "snapshot", Path(n.strip()), args) for n in args.snapshot_events.split(",")
+                     for b in args.backends.split(",")]
+        for r in snapshots:
+            print(f"snapshot {r.get('snapshot_events', '?'):>12,} events {r['backend']:<10} "
+                  + (f"{r['snapshot_s']:8.1f} s wall {r['snapshot_cpu_s']:8.1f} s CPU {r['peak_rss_mb']:7.0f} MB "
+                     f"load {r['load_before']:.1f}" if "error" not in r else r["error"]))
+        append_run(RESULTS, {"snapshots": snapshots, "snapshot_target_s_10m": SNAPSHOT_TARGET_S_10M},
+                   {"label": args.label, "code": str(args.code), "backends": args.backends,
+                    "snapshot_events": args.snapshot_events})
         return
     inputs: list[tuple[str, Path]] = []
     args.workdir.mkdir(parents=True, exist_ok=True)
