@@ -22,7 +22,7 @@ from shoprec.errors import DataError
 from shoprec.ingest.columnar import ingest_file
 from shoprec.ingest.pipeline import ingest
 from shoprec.storage import create_db
-from shoprec.storage.bulk import STAGE
+from shoprec.storage.bulk import COPY_MIN_ROWS, STAGE
 
 NOW = 1_700_000_000.0
 HEADER = "user_id,item_id,event_type,timestamp,value,session_id,event_id"
@@ -124,9 +124,12 @@ def test_other_columns_take_the_record_path(engine: sa.Engine, platform: str, tm
     assert (json.loads(context) if isinstance(context, str) else context) == {"price": 2.5}
 
 
-def test_postgresql_writes_through_copy(engine: sa.Engine, platform: str, messy: Path) -> None:
+def test_postgresql_writes_through_copy(engine: sa.Engine, platform: str, tmp_path: Path) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("COPY is the PostgreSQL path")
+    path = tmp_path / "big.csv"  # batches large enough for COPY, with every rejection reason among them
+    clean = [f"v{k % 37},j{k % 53},view,{1600000100 + k},,," for k in range(COPY_MIN_ROWS * 2)]
+    path.write_text("\n".join([HEADER, *LINES, *clean, *LINES]) + "\n", encoding="utf-8")
     statements: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -134,12 +137,15 @@ def test_postgresql_writes_through_copy(engine: sa.Engine, platform: str, messy:
 
     sa.event.listen(engine, "before_cursor_execute", seen)
     try:
-        report = ingest_file(engine, platform, "events-csv", messy, now=NOW)
+        fast = ingest_file(engine, platform + "-f", "events-csv", path, now=NOW)
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
-    assert report.stored_total("events") == 14
     copied = [s for s in statements if s.startswith("INSERT INTO events") and f"FROM {STAGE}" in s]
     assert copied, "the events were not written through the COPY staging table"
+    slow = ingest(engine, platform + "-r", read_records("events-csv", path), now=NOW)
+    assert report_of(fast) == report_of(slow)
+    assert fast.rejected["duplicate"] == 18  # the second copy of LINES: its 14 events; and 2 within each copy
+    assert stored(engine, platform + "-f") == stored(engine, platform + "-r")
 
 
 def test_a_truncated_file_keeps_the_lines_before(engine: sa.Engine, platform: str, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ Why not SQLAlchemy Core's `insert(...).values(dicts)`: per row it builds a dict,
 
 - SQLite and MariaDB: one `executemany` of `INSERT ... ON CONFLICT DO NOTHING` (`ON DUPLICATE KEY UPDATE
   id = id`); PyMySQL turns it into multi-row INSERTs, sqlite3 reuses one prepared statement.
-- PostgreSQL: `COPY` into a temporary staging table (psycopg 3 `cursor.copy`), then ONE `INSERT ... SELECT
+- PostgreSQL (batches of COPY_MIN_ROWS events or more; smaller ones as above): `COPY` into a temporary
+  staging table (psycopg 3 `cursor.copy`), then ONE `INSERT ... SELECT
   ... ORDER BY pos ON CONFLICT DO NOTHING RETURNING dedupe_key`: rows colliding with a stored event (same
   dedupe key or event_id) are skipped by the database itself and the keys returned say which were stored.
 
@@ -29,6 +30,7 @@ EVENT_COLUMNS = ("platform_id", "user_id", "item_id", "event_type", "value", "ti
 """The order of the values in an event row given to `insert_events` (context: JSON text or None)."""
 EventRow = tuple[Any, ...]
 STAGE = "shoprec_stage_events"
+COPY_MIN_ROWS = 1000
 CHUNK = 2000  # values per IN (...) list: below every driver's parameter limit
 SQLITE_CACHE_KIB = 131_072  # page cache of a bulk-loading SQLite connection (the default 2 MiB thrashes on
 # the events' unique indexes once they outgrow it; 128 MiB bounds memory and keeps index pages in memory)
@@ -97,16 +99,23 @@ def existing(conn: Connection, platform_id: int, column: str, values: Collection
     return found
 
 
-def insert_events(conn: Connection, rows: Sequence[EventRow]) -> set[str] | None:
-    """Insert event rows (EVENT_COLUMNS order) skipping those that collide with a stored event; on PostgreSQL
-    returns the dedupe keys of the rows stored (None elsewhere: the caller checked for stored keys before)."""
+def uses_copy(conn: Connection, n_rows: int) -> bool:
+    """Whether `insert_events` of `n_rows` rows goes through COPY (PostgreSQL, from COPY_MIN_ROWS rows: a REST
+    request of a few events keeps the plain INSERT, without a staging table)."""
+    return dialect(conn) == "postgresql" and n_rows >= COPY_MIN_ROWS
+
+
+def insert_events(conn: Connection, rows: Sequence[EventRow], copy: bool = False) -> set[str] | None:
+    """Insert event rows (EVENT_COLUMNS order) skipping those that collide with a stored event. `copy` (see
+    `uses_copy`): through COPY, returning the dedupe keys of the rows stored; otherwise None (the caller checked
+    for stored keys before)."""
+    if copy:
+        return _copy_events(conn, rows) if rows else set()
     if not rows:
-        return set() if dialect(conn) == "postgresql" else None
-    if dialect(conn) == "postgresql":
-        return _copy_events(conn, rows)
+        return None
     cols = _names(conn, EVENT_COLUMNS)
     values = _marks(conn, len(EVENT_COLUMNS))
-    if dialect(conn) == "sqlite":
+    if dialect(conn) in ("sqlite", "postgresql"):
         sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON CONFLICT DO NOTHING"
     else:
         sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON DUPLICATE KEY UPDATE id = id"

@@ -345,14 +345,14 @@ class PlatformRepo(ScopedRepo):
                 first[key] = pos
                 if event_id is not None:
                     seen_ids.add(event_id)
-        copy = _dialect(self.conn) == "postgresql"  # COPY: the INSERT itself says which rows were stored
+        copy = bulk.uses_copy(conn, len(first))  # COPY: the INSERT itself says which rows were stored
         stored = set() if copy else bulk.existing(conn, self.platform_id, "dedupe_key", list(first))
         fresh = [pos for key, pos in first.items() if key not in stored]
         duplicates.extend(pos for key, pos in first.items() if key in stored)
         if fresh:
             self.ensure_items((batch.item_id[p] for p in fresh), now)  # known from the cache after the first time
             self.ensure_users((batch.user_id[p] for p in fresh), now)
-            inserted = bulk.insert_events(conn, self._event_rows(batch, fresh, keys))
+            inserted = bulk.insert_events(conn, self._event_rows(batch, fresh, keys), copy)
             if inserted is not None:
                 duplicates.extend(p for p in fresh if keys[p] not in inserted)
         return sorted(duplicates)
