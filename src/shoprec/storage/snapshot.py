@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import DataError
-from shoprec.storage.bulk import event_chunks
+from shoprec.storage.bulk import copy_event_arrays, event_chunks
 from shoprec.storage.engine import storage_errors
 from shoprec.storage.repo import PlatformRepo, find_platform, list_platforms
 from shoprec.types import EVENT_CODES, EventType
@@ -45,12 +45,23 @@ def load_interactions(
         repo = PlatformRepo(conn, key)
         user_keys, user_ids = repo.user_id_column()
         item_rows = repo.item_rows()
-        columns = _merge([_columns(rows) for rows in event_chunks(conn, key, types)])
+        columns = _merge(_event_columns(conn, key, types))
     catalog = _catalog(item_rows)
     item_keys = np.fromiter((r[0] for r in item_rows), dtype=np.int64, count=len(item_rows))
     users = IdMap.from_list(user_ids)
     return _interactions(columns, users, np.asarray(user_keys, dtype=np.int64), catalog.items, item_keys,
                          weights), catalog
+
+
+def _event_columns(conn: Connection, platform_id: int, types: set[str] | None) -> list[dict[str, np.ndarray]]:
+    """The events as numpy column chunks: PostgreSQL through binary COPY (no Python object per row), the others
+    (and a PostgreSQL platform with a stored type this version does not know: the error names it) by rows."""
+    if conn.dialect.name == "postgresql":
+        codes = {t.value: t.code for t in EventType}
+        chunks = list(copy_event_arrays(conn, platform_id, codes, types))
+        if all((c["event_type"] >= 0).all() for c in chunks):
+            return chunks
+    return [_columns(rows) for rows in event_chunks(conn, platform_id, types)]
 
 
 def _event_type(value: EventType | str, what: str) -> EventType:
