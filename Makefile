@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build on these machines; set TORCH= to keep a torch you installed yourself (e.g. CUDA).
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench clean clients
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# Regenerate what the OpenAPI schema generates (clients/openapi.json, the Python client's models, the TypeScript
+# client's types); tests/client/test_generated.py fails while any of them is stale.
+clients: install
+	cd clients/typescript && npm ci --no-audit --no-fund --silent
+	$(BIN)/python -m shoprec.api.openapi_dump
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

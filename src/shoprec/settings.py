@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import tomllib
 import types
 import typing
@@ -114,6 +115,8 @@ class ServingConfig:
     # (a retry with the same key and body gets it again, the work is not redone; shoprec.service.idempotency)
     idempotency_wait_s: float = 10.0  # a retry that arrives while the first request with its key is still
     # working waits up to this long for that answer, then gets 409 conflict with Retry-After
+    cors_origins: tuple[str, ...] = ()  # web origins (https://shop.example) whose pages may call the API from a
+    # browser (the tracker); "*" allows any; empty: no CORS headers at all (docs/clients.md "CORS")
 
     def __post_init__(self) -> None:
         if self.unknown_items not in ("create", "reject"):
@@ -136,6 +139,10 @@ class ServingConfig:
         _at_least("serving", self, ("auth_failure_window_s", "auth_block_s"), 0.1)
         _at_least("serving", self, ("idempotency_ttl_s",), 1.0)
         _at_least("serving", self, ("idempotency_wait_s",), 0.0)
+        for origin in self.cors_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ConfigError(f"serving setting cors_origins: {origin!r} is not an origin (scheme://host[:port], "
+                                  "no path, or *)")
         if not self.attribution_window_s >= 0:
             raise ConfigError(f"serving setting attribution_window_s must be >= 0, got {self.attribution_window_s}")
 

@@ -25,7 +25,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from shoprec.api import create_app
-from shoprec.errors import ConfigError, StorageError
+from shoprec.errors import ConfigError
 from shoprec.service import Services
 from shoprec.service.cache import RedisCache
 from shoprec.service.testing import TEST_ADMIN_KEY, ReadyPlatform, local_services
@@ -44,18 +44,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    prefix = f"shoprec-test-{uuid.uuid4().hex[:8]}:"
-    try:
-        probe = RedisCache(REDIS_URL, prefix)
-    except StorageError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} unavailable: {exc}")
-    yield prefix
-    probe.clear_prefix()
-    probe.close()
 
 
 @pytest.fixture

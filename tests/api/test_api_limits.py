@@ -4,7 +4,6 @@ as seen by a second worker (in-process caches: within AUTH_TTL_S; Redis: at once
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from shoprec.api import create_app
 from shoprec.api.limits import _has_bad_escape
-from shoprec.errors import ConfigError, StorageError
+from shoprec.errors import ConfigError
 from shoprec.service import Services
 from shoprec.service import platform as platform_module
 from shoprec.service.cache import RedisCache
@@ -28,18 +27,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 def _client(services: Services, key: str) -> TestClient:
     app = create_app(services.settings, services.config, services=services)
     return TestClient(app, headers={"X-API-Key": key}, raise_server_exceptions=False)
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    prefix = f"shoprec-test-{uuid.uuid4().hex[:8]}:"
-    try:
-        probe = RedisCache(REDIS_URL, prefix)
-    except StorageError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} unavailable: {exc}")
-    yield prefix
-    probe.clear_prefix()
-    probe.close()
 
 
 @pytest.mark.parametrize(("text", "expected"), [("100/s", (100, 1.0)), ("6000/min", (6000, 60.0)),

@@ -58,11 +58,12 @@ then a 422 naming the fields and the rule."""
 
 
 CROSS_RULES = frozenset({("duplicate", "variants"), ("unknown_model", "variants"), ("invalid", "variants"),
-                         ("invalid", "end"), ("overlap", "start"), ("invalid", "params")})
+                         ("invalid", "end"), ("overlap", "start"), ("invalid", "params"),
+                         ("bad_vector_dim", "vectors")})
 """(reason, field) of rules across fields or against stored state, which no schema states either: an
 experiment's variant names unique, shares summing to 1, models that exist, a time window after now and not
 overlapping another; a retraining policy's params only with a model; an Idempotency-Key used before with
-another body."""
+another body; an item vector's dimension, fixed per platform and name by the first one stored."""
 
 
 def _known_rule(error: dict[str, object]) -> bool:

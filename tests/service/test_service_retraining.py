@@ -20,7 +20,8 @@ from shoprec.evaluation.stored import Reindexed
 from shoprec.models.base import Query, create_model
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.errors import RecordErrors
-from shoprec.service.retraining import MIN_HOLDOUT_EVENTS, TRIGGER_GRACE_S, holdout_cutoff, judge, metric_key
+from shoprec.service.promotion import MIN_HOLDOUT_EVENTS, holdout_cutoff, judge, metric_key
+from shoprec.service.retraining import TRIGGER_GRACE_S
 from shoprec.service.testing import TEST_ADMIN_KEY, ReadyPlatform, synthetic_platform
 from shoprec.settings import Settings
 from shoprec.storage import tables as T

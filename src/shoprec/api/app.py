@@ -12,10 +12,12 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
@@ -24,7 +26,7 @@ from shoprec.api import errors
 from shoprec.api import metrics as metrics_module
 from shoprec.api.auth import AuthFirst, RateLimited, rate_limited_handler
 from shoprec.api.limits import RequestGuard
-from shoprec.api.routes import data, experiments, health, keys, models, privacy, recommend, retraining
+from shoprec.api.routes import data, experiments, health, keys, lists, models, privacy, recommend, retraining
 from shoprec.api.validation import check_request
 from shoprec.service import Services, ServingConfig, build_services
 from shoprec.service.retention import start_retention
@@ -67,6 +69,7 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
                      description="Personalised recommendations for e-commerce: send items and events, get lists.",
                      docs_url=None, redoc_url=None, dependencies=[Depends(check_request)])
     install_docs(app)
+    app.mount(TRACKER_ASSETS, StaticFiles(directory=TRACKER_DIR), name="tracker")  # the browser tracker
     app.state.services = services
     app.state.freeze_gc = False
     app.state.metrics = metrics_module.Metrics()
@@ -74,7 +77,8 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
     app.add_exception_handler(RateLimited, rate_limited_handler)
     app.add_middleware(RequestGuard, default_limit=DEFAULT_MAX_BODY_BYTES)  # sizes, unstorable text
     app.add_middleware(AuthFirst)  # outside RequestGuard: the key is checked before the body is read
-    for module in (data, recommend, models, experiments, keys, privacy, health, retraining, metrics_module):
+    install_cors(app, (config or (services.config if services is not None else settings.serving)).cors_origins)
+    for module in (data, recommend, lists, models, experiments, keys, privacy, health, retraining, metrics_module):
         app.include_router(module.router)
     dashboard.install(app)  # /dashboard: the operator pages (admin key)
     errors.declare_responses(app)  # the error answers of each route, in the OpenAPI schema
@@ -82,6 +86,22 @@ def create_app(settings: Settings, config: ServingConfig | None = None, *, servi
 
 
 DOCS_ASSETS = "/docs/assets"
+TRACKER_ASSETS = "/static"  # /static/shoprec-tracker.js: the storefront tracker (docs/clients.md)
+TRACKER_DIR = Path(__file__).parent / "static"
+CORS_HEADERS = ["X-API-Key", "X-Platform", "Idempotency-Key", "Content-Type", "X-Request-ID"]
+CORS_EXPOSED = ["Idempotent-Replayed", "Retry-After", "X-Request-ID"]
+
+
+def install_cors(app: FastAPI, origins: tuple[str, ...]) -> None:
+    """CORS for the pages of `origins` ([serving] cors_origins; none: no CORS headers, browsers refuse every
+    cross-origin call). Starlette's CORSMiddleware, added outside AuthFirst: a preflight carries no key and is
+    answered here, and the error answers (a 401 too) carry the CORS headers so a page can read them. No
+    credentials (cookies): the API authenticates by the X-API-Key header only."""
+    if not origins:
+        return
+    app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_methods=["GET", "POST", "PUT", "DELETE"],
+                       allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, allow_credentials=False,
+                       max_age=600)
 
 
 def install_docs(app: FastAPI) -> None:

@@ -7,7 +7,9 @@ Scopes are enforced here, centrally, by `get_principal` (which every authenticat
 through PlatformDep, PrincipalDep, AdminDep or PlatformAdminDep), so a new route is covered without doing
 anything: GET and HEAD need `read`, other methods need `write`, a route that depends on
 PlatformAdminDep or AdminDep needs `admin` instead, and one that depends on TrainPlatformDep (training, job
-cancellation) needs `train` (a `write` key cannot start training unless it also holds `train`). The per-key
+cancellation) needs `train` (a `write` key cannot start training unless it also holds `train`); POST /v1/events
+(EVENTS_ROUTES) needs `events`, which a `write` key holds too: a key with only `events` may send events and
+do nothing else (the key a storefront page shows for the browser tracker, docs/clients.md). The per-key
 rate limit (SHOPREC_RATE_LIMIT) is taken here too: 429 with Retry-After when a key's bucket is empty.
 
 Before any of that, AuthFirst (an ASGI middleware, outermost but for the request observer) checks the key's
@@ -37,7 +39,7 @@ from shoprec.errors import DataError, StorageError
 from shoprec.logs import bind_context
 from shoprec.service import Services
 from shoprec.service.config import parse_rate_limit
-from shoprec.service.platform import Principal
+from shoprec.service.platform import EVENTS_SCOPE, Principal
 from shoprec.service.ratelimit import (
     FailedAuthLimiter,
     LocalRateLimiter,
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 READ_METHODS = frozenset({"GET", "HEAD"})
 PRINCIPAL_STATE = "shoprec_principal"  # request.state: the principal AuthFirst found
 UNAUTHORIZED = "missing, unknown or revoked API key (header X-API-Key)"
+EVENTS_ROUTES = frozenset({("POST", "/v1/events")})  # what a key with only the `events` scope may do
 
 
 class RateLimited(Exception):
@@ -87,8 +90,10 @@ def required_scope(request: Request) -> str:
 
 def route_scope(route: APIRoute | None, method: str) -> str:
     """admin for admin routes, train for training and job control (routes that depend on TrainPlatformDep),
-    else read (GET/HEAD) or write."""
+    events for sending events (EVENTS_ROUTES), else read (GET/HEAD) or write."""
     if route is not None:
+        if (method, route.path) in EVENTS_ROUTES:
+            return EVENTS_SCOPE
         calls = _route_calls(route)
         if calls & {require_admin, get_admin_platform}:
             return "admin"
@@ -135,7 +140,8 @@ async def get_principal(request: Request, services: ServicesDep,
     scope = required_scope(request)
     if not principal.allows(scope):
         held = ", ".join(sorted(principal.scopes)) or "none"
-        raise HTTPException(403, f"API key {principal.key_id} lacks the {scope!r} scope (it has: {held})")
+        hint = " (or 'write')" if scope == EVENTS_SCOPE else ""
+        raise HTTPException(403, f"API key {principal.key_id} lacks the {scope!r} scope{hint} (it has: {held})")
     return principal
 
 

@@ -23,6 +23,7 @@ from typing_extensions import TypeAliasType
 
 from shoprec.api.errors import ErrorDetail, ErrorOut
 from shoprec.data.records import Record, Source
+from shoprec.data.vectors import FLOAT32_MAX, MAX_VECTOR_DIM, MAX_VECTOR_NAME_LENGTH, MAX_VECTOR_NAMES, VECTOR_NAME
 from shoprec.datasets._common import EVENT_ALIASES
 from shoprec.datasets.events import event_from_row, item_from_row
 from shoprec.datasets.users import user_from_row
@@ -54,6 +55,10 @@ Key = Annotated[str, Field(max_length=1000, pattern=STORABLE)]
 JsonValue = TypeAliasType(  # any JSON a database here can store: no NUL in a string or a key, finite numbers
     "JsonValue", "bool | int | Number | Text | list[JsonValue] | dict[Key, JsonValue] | None")
 JsonObject = dict[Key, JsonValue]
+VectorName = Annotated[str, Field(pattern=VECTOR_NAME.pattern, max_length=MAX_VECTOR_NAME_LENGTH)]
+Vector = Annotated[list[Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]],
+                   Field(min_length=1, max_length=MAX_VECTOR_DIM)]
+NamedVectors = Annotated[dict[VectorName, Vector | None], Field(max_length=MAX_VECTOR_NAMES)]
 NumberText = Annotated[str, Field(max_length=32, pattern=r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,2})?\s*$",
                                   description="a number written as a string, as in a CSV file")]
 
@@ -90,6 +95,9 @@ class ItemIn(RecordIn):
     available: bool | Literal[0, 1] | Annotated[str, Field(pattern=r"(?i)^\s*(true|false|yes|no|y|n|t|f|1|0)?\s*$")] \
         | None = Field(True, description="true/false; also 1/0, or yes/no, y/n, t/f, 1/0 as strings (any case)")
     attributes: JsonObject = Field(default_factory=dict)
+    vectors: NamedVectors | None = Field(None, description=(
+        'the shop\'s own named item vectors, e.g. {"image": [0.12, ...], "llm": [...]}: each name\'s dimension '
+        "is fixed per platform by its first vector; null removes the item's vector of that name"))
 
     def to_record(self, index: int = 0) -> Record:
         return item_from_row(self.row(), Source("api", index))
@@ -173,6 +181,13 @@ class SessionIn(Strict):
     exclude: Annotated[list[Id], Field(max_length=1000)] = Field(default_factory=list)
 
 
+class CartIn(Strict):
+    """A cart (POST /v1/lists/frequently-bought-together): its item ids, in any order (repeats count once)."""
+
+    item_ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
+    k: Annotated[int, Field(ge=1, le=100), _INTEGRAL] = 10
+
+
 class FeedbackIn(Strict):
     recommendation_id: Annotated[str, Field(min_length=1, max_length=64)]
     item_id: Id
@@ -213,6 +228,7 @@ class ItemOut(BaseModel):
     attributes: dict[str, Any]
     created_at: float
     updated_at: float
+    vectors: dict[str, list[float]] = Field(default_factory=dict, description="the item's named vectors")
 
 
 class EventOut(BaseModel):

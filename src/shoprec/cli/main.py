@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "shoprec.cli.retraining",  # retrain policy / history / run
     "shoprec.cli.worker",  # worker
     "shoprec.cli.jobs",  # jobs list / show / cancel
+    "shoprec.cli.export",  # export-recommendations
 )
 
 

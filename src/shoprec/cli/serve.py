@@ -136,7 +136,7 @@ def _platform_service(settings: Settings) -> PlatformService:
 @platform_option(help="The (existing) platform the key acts on.")
 @click.option("--scopes", default="read,write,admin", show_default=True,
               help="Comma-separated scopes: read (GET), write (other methods), train (training jobs, retraining), "
-                   "admin (keys, audit log).")
+                   "admin (keys, audit log), events (POST /v1/events only: the browser tracker's key).")
 @click.option("--name", default=None, help="A label to recognise the key by (at most 64 characters).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new key as JSON on stdout.")
 @click.pass_obj

@@ -17,6 +17,8 @@ class ItemCatalog:
 
     `category` is a path joined with " > " (e.g. "Beauty > Skin Care"); `attribute_ids` holds
     integer attribute ids per item (e.g. S3-Rec's item2attributes) for models that embed them.
+    `vectors` holds the shop's own named item vectors (name -> (n_items, dim) float32, zero rows where an item
+    has none) and `vector_mask` which items have one (name -> (n_items,) bool).
     """
 
     items: IdMap
@@ -28,6 +30,8 @@ class ItemCatalog:
     available: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     attributes: list[dict[str, Any]] = field(default_factory=list)
     attribute_ids: list[np.ndarray] = field(default_factory=list)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    vector_mask: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.align()
@@ -49,6 +53,19 @@ class ItemCatalog:
         if len(self.available) < n:
             self.available = np.concatenate([np.asarray(self.available, dtype=bool),
                                              np.ones(n - len(self.available), dtype=bool)])
+        self._align_vectors(n)
+
+    def _align_vectors(self, n: int) -> None:
+        """Named vectors padded with zero rows (and False in the mask) to n items."""
+        for name, matrix in list(self.vectors.items()):
+            mask = self.vector_mask.get(name)
+            if mask is None or len(mask) != len(matrix):
+                mask = np.abs(matrix).sum(axis=1) > 0
+            if len(matrix) < n:
+                matrix = np.vstack([matrix, np.zeros((n - len(matrix), matrix.shape[1]), dtype=np.float32)])
+                mask = np.concatenate([mask, np.zeros(n - len(mask), dtype=bool)])
+            self.vectors[name] = np.asarray(matrix, dtype=np.float32)
+            self.vector_mask[name] = np.asarray(mask, dtype=bool)
 
     @classmethod
     def empty(cls, items: IdMap) -> ItemCatalog:

@@ -50,6 +50,8 @@ class ItemRecord:
     available: bool = True
     attributes: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None
+    # the shop's own named vectors {"image": [...]} (shoprec.data.vectors; None: none given, the stored ones stay)
+    vectors: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

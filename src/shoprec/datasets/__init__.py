@@ -29,6 +29,7 @@ from shoprec.datasets.events import (
     read_events_parquet,
     read_items_csv,
     read_items_jsonl,
+    read_items_parquet,
 )
 from shoprec.datasets.movielens import add_folds, read_movielens
 from shoprec.datasets.movielens import fast_table as _movielens_fast
@@ -68,6 +69,7 @@ _SPECS: dict[str, FormatSpec] = {s.name: s for s in (
     FormatSpec("items-csv", read_items_csv,
                "CSV: item_id[,title,description,category,brand,price,currency,available]"),
     FormatSpec("items-jsonl", read_items_jsonl, "JSON Lines with the items-csv fields"),
+    FormatSpec("items-parquet", read_items_parquet, "Parquet with the items-csv columns (vectors: a struct of lists)"),
     FormatSpec("users-jsonl", read_users_jsonl,
                'JSON Lines: user_id[, attributes][, identity {"type": "email"|"phone"|"loyalty", "value"}]'),
     FormatSpec("online-retail", read_online_retail, "UCI Online Retail transactions CSV (.csv or .csv.gz)",

@@ -23,6 +23,7 @@ from shoprec.data.catalog import ItemCatalog
 from shoprec.data.idmap import IdMap
 from shoprec.data.interactions import Interactions
 from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, UserRecord
+from shoprec.data.vectors import record_vectors
 from shoprec.preprocess.clean import (
     CleaningConfig,
     EventColumns,
@@ -143,6 +144,7 @@ def item_catalog(items: IdMap, records: dict[int, ItemRecord]) -> ItemCatalog:
         if isinstance(ids, list):
             cat.attribute_ids[idx] = np.asarray(ids, dtype=np.int32)
     cat.price, cat.available = price, available
+    cat.vectors, cat.vector_mask = record_vectors(n, {i: r.vectors for i, r in records.items() if r.vectors})
     return cat
 
 
@@ -284,4 +286,6 @@ def subset_catalog(catalog: ItemCatalog, items: IdMap, old_index: np.ndarray) ->
         category=[catalog.category[i] for i in idx], brand=[catalog.brand[i] for i in idx],
         price=catalog.price[old_index], available=catalog.available[old_index],
         attributes=[catalog.attributes[i] for i in idx], attribute_ids=[catalog.attribute_ids[i] for i in idx],
+        vectors={n: v[old_index] for n, v in catalog.vectors.items()},
+        vector_mask={n: m[old_index] for n, m in catalog.vector_mask.items()},
     )

@@ -1,4 +1,5 @@
-"""The canonical import formats: events-csv / events-jsonl / events-parquet and items-csv / items-jsonl.
+"""The canonical import formats: events-csv / events-jsonl / events-parquet and items-csv / items-jsonl /
+items-parquet.
 
 These row parsers (`event_from_row`, `item_from_row`, and shoprec.datasets.users.user_from_row) are THE
 definition of an event, an item and a user: the REST API (shoprec.api.schemas) parses each record of a
@@ -15,7 +16,9 @@ event whose event_id is already stored, e.g. sent earlier over REST, is a duplic
 Items: `item_id[,title][,description][,category][,brand][,price][,currency][,available]`; category is a path
 whose ONE separator is ">" ("Beauty > Skin Care"; "/" is part of a name, e.g. "Tops/T-shirts"); JSON may give
 a list instead. available is true/false/1/0/yes/no (empty = true). Other columns go to the item's attributes
-(JSON: an "attributes" object is merged in).
+(JSON: an "attributes" object is merged in). `vectors` holds the shop's own named item vectors: an object
+{"image": [0.1, ...], ...} in JSON and Parquet (a struct or map of float lists), a JSON string in CSV; it is
+checked by the pipeline (shoprec.data.vectors.parse_vectors), whatever the source.
 
 A line that cannot be parsed becomes a Rejected naming file, line (the data row number for Parquet) and field;
 a missing file or a header without a required column raises DataError. Files may be gzip-compressed (.gz).
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from shoprec.data.records import EventRecord, ItemRecord, Record, Rejected, Source
+from shoprec.data.vectors import VectorError, decode_vectors
 from shoprec.datasets._common import (
     bad_encoding,
     check_file,
@@ -46,7 +50,7 @@ from shoprec.errors import DataError
 EVENT_COLUMNS = ("user_id", "item_id", "event_type", "type", "timestamp", "value", "session_id", "context", "event_id")
 EVENT_HEADER_ALIASES = {"type": "event_type"}  # a CSV / Parquet header may name the type column `type`
 REQUIRED_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "timestamp")
-ITEM_COLUMNS = ("item_id", "title", "description", "category", "brand", "price", "currency", "available")
+ITEM_COLUMNS = ("item_id", "title", "description", "category", "brand", "price", "currency", "available", "vectors")
 REQUIRED_ITEM_COLUMNS = ("item_id",)
 
 RowParser = Callable[[Mapping[str, Any], Source], "Record"]
@@ -109,7 +113,10 @@ def item_from_row(row: Mapping[str, Any], source: Source) -> Record:
         item_id = _field(row, "item_id", parse_id)
         price = _field(row, "price", parse_float)
         available = _field(row, "available", parse_bool)
+        vectors = decode_vectors(row.get("vectors"))
     except _FieldError as err:
+        return Rejected(source, err.reason, err.field, err.detail)
+    except VectorError as err:
         return Rejected(source, err.reason, err.field, err.detail)
     attributes = {k: v for k, v in row.items() if k not in ITEM_COLUMNS and k != "attributes" and v not in (None, "")}
     extra = row.get("attributes")
@@ -119,7 +126,7 @@ def item_from_row(row: Mapping[str, Any], source: Source) -> Record:
     return ItemRecord(item_id=item_id, title=_text(row.get("title")), description=_text(row.get("description")),
                       category=normalise_category(row.get("category")), brand=_text(row.get("brand")),
                       price=price, currency=_text(row.get("currency")) or None, available=available,
-                      attributes=attributes, source=source)
+                      attributes=attributes, source=source, vectors=vectors)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -247,3 +254,7 @@ def read_items_csv(path: Path) -> Iterator[Record]:
 
 def read_items_jsonl(path: Path) -> Iterator[Record]:
     return read_jsonl_rows(path, item_from_row)
+
+
+def read_items_parquet(path: Path) -> Iterator[Record]:
+    return read_parquet_rows(path, REQUIRED_ITEM_COLUMNS, item_from_row)

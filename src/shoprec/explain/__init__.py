@@ -9,6 +9,7 @@ sent as JSON through `Reason.to_json()`:
     {"type": "popular_in_category", "category": ...}
     {"type": "similar_text", "item_id": ...}
     {"type": "fallback_popular"}
+List types (shoprec.service.lists) add trending, buy_again, bought_together and new_arrival.
 """
 
 from shoprec.explain.attribution import ATTRIBUTION_HISTORY, Attribution, leave_one_out

@@ -130,3 +130,33 @@ def similar_text_reason(item_id: str, title: str = "", source: str = "content") 
 
 def fallback_reason(source: str = "popularity") -> Reason:
     return Reason("fallback_popular", source, text="Popular right now")
+
+
+# ------------------------------------------------------------------ list types (shoprec.service.lists)
+def trending_reason(recent: int, previous: int, window: str, category: str | None = None) -> Reason:
+    """A trending item: `recent` people acted on it in the last `window` ("24h"), `previous` in the window before."""
+    return Reason("trending", "events", category=category, weights=(float(recent), float(previous)),
+                  text=f"Trending: {recent} people in the last {window} (up from {previous})")
+
+
+def buy_again_reason(item_id: str, title: str, times: int) -> Reason:
+    """An item of a repurchasable category the person bought `times` times before."""
+    name = title or "this"
+    text = f"Buy again: you bought {name}" + (f" {times} times" if times > 1 else "")
+    return Reason("buy_again", "purchases", item_id=item_id, weights=(float(times),), text=text)
+
+
+def bought_together_reason(item_id: str, title: str, people: int) -> Reason:
+    """An item `people` other shoppers bought along with the cart item `item_id` (its strongest partner)."""
+    with_ = f" with {title}" if title else ""
+    return Reason("bought_together", "purchases", item_id=item_id, weights=(float(people),),
+                  text=f"Frequently bought together{with_}")
+
+
+def new_arrival_reason(placed_by: Reason | None = None, source: str = "catalog") -> Reason:
+    """A recently added item. `placed_by`: the reason of the level that ranked it for the person (a model's
+    history reason, a content or popular-in-category reason), kept with type new_arrival; None: newest first."""
+    if placed_by is None:
+        return Reason("new_arrival", source, text="New arrival")
+    text = f"New arrival. {placed_by.text}" if placed_by.text else "New arrival"
+    return replace(placed_by, type="new_arrival", text=text)

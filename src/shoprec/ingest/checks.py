@@ -1,8 +1,9 @@
 """The pipeline's own record checks, applied whatever cleaning runs: what the database needs.
 
 Ids present (stripped of surrounding spaces) and at most MAX_ID_LENGTH characters, event types known,
-times and numbers finite, JSON fields objects, an event's event_id printable text of at most
-MAX_EVENT_ID_LENGTH characters (empty: none). A failing record becomes a `Rejected` naming the field;
+times and numbers finite, JSON fields objects, an item's named vectors finite numbers (shoprec.data.vectors),
+an event's event_id printable text of at most MAX_EVENT_ID_LENGTH characters (empty: none). A failing record
+becomes a `Rejected` naming the field;
 the fast paths keep the per-record cost low for well-formed input (most of every import).
 """
 
@@ -12,6 +13,7 @@ import math
 from typing import Any
 
 from shoprec.data.records import EventRecord, ItemRecord, Rejected, Source, UserRecord
+from shoprec.data.vectors import VectorError, parse_vectors
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH
 from shoprec.types import EventType
 
@@ -117,6 +119,11 @@ def _check_item(rec: ItemRecord, src: Source) -> ItemRecord | Rejected:
         return Rejected(src, "bad_available", "available", f"must be true or false, got {rec.available!r}")
     if type(rec.attributes) is not dict:
         return Rejected(src, "bad_attributes", "attributes", f"must be an object, got {rec.attributes!r}")
+    if rec.vectors is not None:
+        try:
+            rec.vectors = parse_vectors(rec.vectors) or None
+        except VectorError as err:
+            return Rejected(src, err.reason, err.field, err.detail)
     rec.item_id = item
     return rec
 

@@ -27,6 +27,7 @@ from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, 
 from shoprec.errors import ConfigError, DataError, ShoprecError
 from shoprec.ingest.checks import STORED_TYPES, Stored, check_record
 from shoprec.ingest.report import DUPLICATE, ImportReport
+from shoprec.ingest.vectors import fixed_dims, store_vectors
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
 from shoprec.storage.bulk import EventBatch
@@ -93,8 +94,9 @@ def ingest(
     StorageError when the database fails (batches committed before stay; the failed batch is rolled back)
     and DataError for a bad platform name. `bulk_load`: see `drive`.
     """
-    return drive(engine, platform, lambda report, t: _rows(records if validated else validate(records, cleaning, t),
-                                                           report),
+    return drive(engine, platform,
+                 lambda report, t: _rows(fixed_dims(records if validated else validate(records, cleaning, t), engine,
+                                                    platform), report),
                  batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy,
                  bulk_load=bulk_load)
 
@@ -348,6 +350,7 @@ class _Writer:
                     elif records:
                         repo.created[kind].update(repo.unknown_ids(kind, (getattr(r, attr) for r in records)))
                 n_items = repo.upsert_items(items, self.now)
+                store_vectors(conn, repo, items, self.now)  # the items' named vectors (shoprec.ingest.vectors)
                 n_users = repo.upsert_users(users, self.now)
                 if identities:
                     PrivacyRepo(conn, self.cache.platform_id).set_identities(identities, self.now)

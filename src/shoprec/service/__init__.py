@@ -19,6 +19,7 @@ from shoprec.service.data import DataService
 from shoprec.service.experiments import ExperimentService
 from shoprec.service.idempotency import IdempotencyService
 from shoprec.service.jobs import JobService, check_retrain
+from shoprec.service.lists import ListService
 from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
@@ -50,6 +51,7 @@ class Services:
     experiments: ExperimentService  # A/B tests: variants, assignment, attribution, results
     retraining: RetrainService  # continuous retraining: policies, schedule, promotion gate, decisions
     idempotency: IdempotencyService  # answers of writes sent with an Idempotency-Key, replayed to retries
+    lists: ListService  # list types: trending, buy it again, frequently bought together, new arrivals
 
     def close(self) -> None:
         self.jobs.close()
@@ -62,6 +64,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
                    engine: Engine | None = None) -> Services:
     """Wire the services over one engine (migrated to head) and one cache (Redis when settings say so)."""
     from shoprec.privacy.keys import Privacy
+    from shoprec.service.export import check_export
     from shoprec.service.privacy import Hooks, PrivacyService
     from shoprec.storage import create_db
 
@@ -92,9 +95,10 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
         busy=lambda platform: any(j.kind == "retrain" for j in jobs.list_jobs(platform, ("queued", "running"))),
         limits=settings.limits)
     jobs.register_kind("retrain", check_retrain)
+    jobs.register_kind("export", check_export)  # batch recommendations (shoprec.service.export)
     idempotency = IdempotencyService(engine, platforms, config.idempotency_ttl_s, config.idempotency_wait_s)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
-                    privacy, experiments, retraining, idempotency)
+                    privacy, experiments, retraining, idempotency, lists=ListService(recommend))
 
 
 __all__ = ["Filters", "Services", "ServingConfig", "build_services"]

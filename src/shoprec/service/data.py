@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shoprec.data.records import EventRecord, ItemRecord, Record, Rejected, Source, UserRecord
 from shoprec.errors import ConfigError, DataError
 from shoprec.ingest.pipeline import ingest, validate
+from shoprec.ingest.vectors import fixed_dims
 from shoprec.privacy.keys import Privacy, normalise_identity
 from shoprec.service.config import ServingConfig
 from shoprec.service.errors import NotFound, RecordError, RecordErrors, TooLarge
 from shoprec.service.platform import PlatformService
 from shoprec.storage import Engine, PlatformRepo, storage_errors
 from shoprec.storage.serving import ServingRepo
+from shoprec.storage.vectors import VectorRepo
 
 SOURCE = "request"
 Stored = EventRecord | ItemRecord | UserRecord
@@ -60,6 +62,7 @@ class ItemView:
     attributes: dict[str, Any]
     created_at: float
     updated_at: float
+    vectors: dict[str, list[float]] = field(default_factory=dict)  # the item's named vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ class DataService:
         now = time.time()
         for i, rec in enumerate(records):
             rec.source = Source(SOURCE, i)  # errors and the report name the request index
-        validated: list[Record] = list(validate(records, now=now))
+        validated: list[Record] = list(fixed_dims(validate(records, now=now), self.engine, platform))
         errors = [_error(r) for r in validated if isinstance(r, Rejected)] + self._identity_errors(records)
         if errors:
             raise RecordErrors(sorted(errors, key=lambda e: (e.index if e.index is not None else -1)))
@@ -170,7 +173,9 @@ class DataService:
 
     def delete_item(self, platform: str, item_id: str) -> None:
         with storage_errors(self.engine, f"delete item {item_id!r}"), self.engine.begin() as conn:
-            found = ServingRepo(conn, self.platforms.platform_id(platform)).delete_item(item_id, time.time())
+            key = self.platforms.platform_id(platform)
+            found = ServingRepo(conn, key).delete_item(item_id, time.time())
+            VectorRepo(conn, key).delete_item(item_id)  # its vectors are deleted with it (a PUT may send new ones)
         if not found:
             raise NotFound(f"no item {item_id!r} on platform {platform!r}")
         self.on_catalog_changed(platform)
@@ -181,12 +186,13 @@ class DataService:
             key = self.platforms.platform_id(platform)
             row = PlatformRepo(conn, key).get_item(item_id)
             deleted = row is not None and ServingRepo(conn, key).is_deleted(item_id)
+            vectors = VectorRepo(conn, key).of_item(item_id) if row is not None and not deleted else {}
         if row is None or deleted:
             raise NotFound(f"no item {item_id!r} on platform {platform!r}")
         return ItemView(item_id=row["external_id"], title=row["title"], description=row["description"],
                         category=row["category"], brand=row["brand"], price=row["price"], currency=row["currency"],
                         available=row["available"], attributes=row.get("attributes") or {},
-                        created_at=row["created_at"], updated_at=row["updated_at"])
+                        created_at=row["created_at"], updated_at=row["updated_at"], vectors=vectors)
 
     def get_user(self, platform: str, user_id: str, history: int = 20) -> UserView:
         stored = self.privacy.user_id(platform, user_id)

@@ -5,8 +5,10 @@ A key is 32 random bytes (url-safe text, prefixed "sk_"); only its SHA-256 diges
 database dump reveals no key. Each key also has a public id ("key_" + 16 hex digits) to list and revoke
 it by, and a set of scopes: `read` (GET), `write` (every other method), `admin` (key management), `train`
 (enqueue training jobs and cancel jobs: training costs the deployment's CPU or GPU hours, so a `write` key
-cannot train unless it also holds `train`). `platform create` makes a key with every scope; migration 0009 gave
-`train` to the platforms' full keys of before (see its docstring).
+cannot train unless it also holds `train`), `events` (POST /v1/events and nothing else: the key a storefront
+page may show to every visitor for the browser tracker; `write` includes it). `platform create` makes a key
+with every scope; migration 0009 gave `train` to the platforms' full keys of before (see its
+docstring).
 The admin key (SHOPREC_ADMIN_KEY) acts on any platform it names, with every scope.
 Key creation and revocation and platform creation are written to the audit log in the same transaction.
 
@@ -39,7 +41,8 @@ KEY_PREFIX = "sk_"
 KEY_ID_PREFIX = "key_"
 AUTH_TTL_S = 30.0  # how long a key's lookup is cached (a revocation is seen sooner: REVOCATION_CHECK_S)
 REVOCATION_CHECK_S = 0.5  # how often a worker asks the database whether any key was revoked (or deleted)
-SCOPES = ("read", "write", "admin", "train")
+SCOPES = ("read", "write", "admin", "train", "events")
+EVENTS_SCOPE = "events"  # POST /v1/events only (shoprec.api.auth.EVENTS_ROUTES); a `write` key holds it too
 DEFAULT_KEY_SCOPES = ("read", "write", "admin")  # a new key's scopes when none are named: `train` is asked for
 ADMIN_ACTOR = "admin"
 
@@ -77,7 +80,8 @@ class Principal:
     scopes: frozenset[str] = frozenset()
 
     def allows(self, scope: str) -> bool:
-        return self.admin or scope in self.scopes
+        """Whether the key holds `scope` (`write` includes `events`)."""
+        return self.admin or scope in self.scopes or (scope == EVENTS_SCOPE and "write" in self.scopes)
 
     @property
     def actor(self) -> str:

@@ -22,38 +22,25 @@ records its decision (or `busy(platform)` says no retrain job is queued or runni
 claim; without `busy`, until `trigger_timeout_s`). A failed retrain records a "failed" decision and moves the
 mark too, so the next attempt needs a new condition rather than looping.
 
-Gate (`gate`). The holdout is the newest `holdout_fraction` of the platform's events by timestamp (the
-temporal protocol of shoprec.evaluation, cut at a whole second). The candidate's side of the comparison is a
-shadow fit of its configuration on the events before the cut-off (the stored candidate was fitted on
-everything, the holdout included: scoring it would flatter it); the active model is scored as stored, seen
-through the evaluated data's id maps (evaluation.stored.Reindexed). Both are scored by the same ranking path
-on the same users and targets: full ranking, seen items excluded. When the newest fraction reaches back before
-the active model was trained and at least MIN_HOLDOUT_EVENTS events are newer than that model, the cut-off
-moves to the active model's training time (a smaller holdout), so neither side has seen it and both were
-trained on the same events (unless older events were imported since); otherwise the decision says how many
-holdout events the active model may have been trained on (its score is then optimistic: a retrain of the same
-configuration on the same events tends to be kept). The candidate is promoted
-unless its metric is more than `margin` (relative) below the active model's; with action "experiment" a
-passing candidate starts an A/B experiment against the active model instead. No active model: promoted.
+Gate (`gate`): the candidate against the active model on a time-based holdout, measured by
+shoprec.service.promotion; promoted, kept inactive, or put into an A/B experiment (the policy's action).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
-
-import numpy as np
 
 from shoprec.errors import DataError, ShoprecError
 from shoprec.service.errors import NotFound, RecordError, RecordErrors
 from shoprec.service.experiments import ExperimentService
 from shoprec.service.models import ModelStore
 from shoprec.service.platform import PlatformService
+from shoprec.service.promotion import compare_on_holdout, judge, metric_key, params_of
 from shoprec.settings import RetrainSettings
 from shoprec.storage import Engine, list_platforms, storage_errors
 from shoprec.storage.retraining import RetrainRepo, platforms_with_policy
@@ -66,24 +53,9 @@ Busy = Callable[[str], bool]  # platform -> whether a retrain job of it is queue
 
 ACTIONS = ("promote", "experiment")
 DECISIONS = ("promote", "keep", "experiment", "failed")
-METRIC_NAMES = {"hr": "HR", "recall": "Recall", "ndcg": "NDCG", "map": "MAP", "precision": "Precision"}
-METRIC_RE = re.compile(r"^(hr|recall|ndcg|map|precision)@([1-9][0-9]{0,2})$|^mrr$")
 TRIGGER_GRACE_S = 60.0  # with `busy`: a claim this old whose job is neither queued nor running may fire again
 TRIGGER_TIMEOUT_S = 6 * 3600.0  # without `busy`: a claim is released after this long (its job was lost)
-MIN_HOLDOUT_EVENTS = 50  # the cut-off moves to the active model's training time when this many events are newer
 MAX_HISTORY = 1000
-CONFIG_ONLY_KEYS = ("features", "transfer")  # stored with a model's config, not model parameters
-
-
-def metric_key(metric: str) -> tuple[str, int]:
-    """The evaluation's metric name and cut-off for a policy metric ("ndcg@10" -> ("NDCG@10", 10))."""
-    text = metric.strip().lower()
-    match = METRIC_RE.match(text)
-    if match is None:
-        raise _field("metric", f"unknown metric {metric!r} (valid: hr@K, recall@K, ndcg@K, map@K, precision@K, mrr)")
-    if text == "mrr":
-        return "MRR", 10
-    return f"{METRIC_NAMES[match.group(1)]}@{match.group(2)}", int(match.group(2))
 
 
 def _field(name: str, message: str) -> RecordErrors:
@@ -405,7 +377,7 @@ class RetrainService:
             raise DataError(f"platform {platform!r} has no active model to retrain and its retraining policy "
                             "names no model (set one: shoprec retrain policy -p PLATFORM --model NAME)")
         row = self.store.get_model(platform, active[0]) or {}
-        params, features = _params_of(row.get("config"))
+        params, features = params_of(row.get("config"))
         return str(row.get("name", active[1])), params, features
 
     def _active_id(self, platform: str) -> str | None:
@@ -433,7 +405,8 @@ class RetrainService:
         if active[0] == candidate_model_id:
             raise DataError(f"model {candidate_model_id!r} is already the active model of platform {platform!r}")
         active_row = self.store.get_model(platform, active[0]) or {}
-        comparison = self._compare(platform, candidate, active_row, policy)
+        comparison = compare_on_holdout(self.engine, self.store, platform, candidate, active_row,
+                                        policy.metric, policy.holdout_fraction)
         key = metric_key(policy.metric)[0]
         c, a = comparison["candidate"].get(key), comparison["active"].get(key)
         passed, reason = judge(c, a, policy.metric, policy.margin)
@@ -455,42 +428,6 @@ class RetrainService:
             **base, "active_model_id": active[0], "decision": decision, "reason": reason,
             "candidate_metrics": comparison["candidate"], "active_metrics": comparison["active"],
             "holdout": comparison["holdout"], "experiment_id": experiment_id})
-
-    def _compare(self, platform: str, candidate: Mapping[str, Any], active: Mapping[str, Any],
-                 policy: Policy) -> dict[str, Any]:
-        """Both models' metrics on the same time-based holdout, and the holdout's facts."""
-        from shoprec.evaluation import EvalConfig
-        from shoprec.evaluation.protocols import evaluate_temporal, score_temporal
-        from shoprec.evaluation.stored import Reindexed
-        from shoprec.models.factory import ModelFactory
-        from shoprec.preprocess.weights import apply_event_weights
-        from shoprec.storage import load_interactions
-
-        raw, catalog = load_interactions(self.engine, platform)
-        data = apply_event_weights(raw, drop_zero=True)
-        if len(data) < 2:
-            raise DataError(f"platform {platform!r} has too few events for a holdout comparison")
-        active_at = float(active.get("created_at") or 0.0)
-        cutoff, holdout = holdout_cutoff(data.timestamp, policy.holdout_fraction, active_at)
-        _, k = metric_key(policy.metric)
-        cfg = EvalConfig(protocol="temporal", cutoff=str(cutoff), ks=tuple(sorted({k, 10})), validation=False)
-        params, features = _params_of(candidate.get("config"))
-        shadow = evaluate_temporal(data, catalog, ModelFactory(str(candidate["name"]), params, features=features), cfg)
-        stored = self.store.load(platform, str(active["model_id"]))  # through the artifact store, hash-verified
-        view = Reindexed(stored, data.users, data.items)
-        scored = score_temporal(view, data, cfg)
-        train_events = int((data.timestamp < cutoff).sum())
-        holdout.update({
-            "users": shadow.n_users_evaluated, "train_events": train_events,
-            "candidate_saw": f"a shadow fit of {candidate['name']} with the candidate's config on the "
-                             f"{train_events} events before the cut-off (the stored candidate was fitted on all "
-                             "events)" + (" without the transfer data it was trained with"
-                                          if (candidate.get("config") or {}).get("transfer") else ""),
-            "active_saw": f"the events stored before it was trained ({_iso(active_at)}); it knows "
-                          f"{view.known_items} of the {data.n_items} items",
-            "protocol": "temporal holdout, full ranking, seen items excluded (strict)"})
-        return {"candidate": _metrics(shadow.metrics, shadow.n_users_evaluated, shadow.notes),
-                "active": _metrics(scored.metrics, scored.n_users_evaluated, scored.notes), "holdout": holdout}
 
     def _record(self, platform_id: int, platform: str, values: dict[str, Any],
                 state: dict[str, Any] | None = None) -> Decision:
@@ -522,74 +459,8 @@ class RetrainService:
 
 
 # ---------------------------------------------------------------- helpers
-def judge(candidate: float | None, active: float | None, metric: str, margin: float) -> tuple[bool, str]:
-    """(passes, why): the candidate passes unless its metric is more than `margin` (relative) below the
-    active model's."""
-    if candidate is None or not math.isfinite(candidate):
-        return False, f"the candidate's {metric} could not be measured"
-    if active is None or not math.isfinite(active):
-        return True, f"the active model's {metric} could not be measured (candidate {candidate:.4f})"
-    floor = active * (1.0 - margin)
-    change = f" ({(candidate - active) / active:+.1%})" if active > 0 else ""
-    head = f"candidate {metric} {candidate:.4f} vs active {active:.4f}{change}"
-    if candidate >= floor:
-        return True, f"{head}: not worse than the active model by more than the margin of {margin:.1%}"
-    return False, f"{head}: worse than the active model by more than the margin of {margin:.1%}"
-
-
-def holdout_cutoff(timestamps: np.ndarray, fraction: float, active_at: float) -> tuple[int, dict[str, Any]]:
-    """The cut-off (whole unix seconds) of the newest `fraction` of the events, moved to the active model's
-    training time when that leaves enough newer events (see the module doc), and the holdout's facts."""
-    ts = np.sort(np.asarray(timestamps, dtype=np.float64))
-    n = len(ts)
-    wanted = min(max(1, round(n * fraction)), n - 1)
-    cutoff = math.floor(ts[n - wanted])
-    if cutoff <= ts[0]:  # every event at the same second: nothing before the cut-off
-        raise DataError("the events span too little time for a time-based holdout (all in the newest second)")
-    after_active = math.ceil(active_at) if active_at else None
-    facts: dict[str, Any] = {"fraction": fraction}
-    if after_active is not None and cutoff < after_active:
-        newer = int((ts >= after_active).sum())
-        if MIN_HOLDOUT_EVENTS <= newer < n:
-            cutoff = after_active
-            facts["cutoff_rule"] = (f"moved to the active model's training time: the {newer} events since then "
-                                    "(neither model was trained on them)")
-        else:
-            seen = int(((ts >= cutoff) & (ts < active_at)).sum())
-            facts["cutoff_rule"] = (f"the newest {fraction:.0%} of the events; the active model was trained after "
-                                    f"the cut-off and may have seen {seen} of the holdout events (its score is "
-                                    "optimistic)")
-            facts["active_saw_holdout_events"] = seen
-    else:
-        facts["cutoff_rule"] = f"the newest {fraction:.0%} of the events, all after the active model was trained"
-    facts.update({"cutoff": cutoff, "cutoff_iso": _iso(cutoff), "events": int((ts >= cutoff).sum())})
-    return cutoff, facts
-
-
-def _params_of(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(model parameters, feature hooks) from a model's stored config."""
-    config = dict(config or {})
-    features = dict(config.get("features") or {})
-    return {k: v for k, v in config.items() if k not in CONFIG_ONLY_KEYS}, features
-
-
-def _metrics(metrics: Mapping[str, float], users: int, notes: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
-    out["users_evaluated"] = int(users)
-    unscorable = next((n for n in notes if "could not be scored" in n), None)
-    if unscorable:
-        out["note"] = unscorable
-    return out
-
-
 def _decision(platform: str, row: Mapping[str, Any]) -> Decision:
     return Decision(int(row["id"]), platform, row["candidate_model_id"], row["active_model_id"], row["decision"],
                     row["reason"], row["metric"], float(row["margin"]), row["candidate_metrics"],
                     row["active_metrics"], row["holdout"], row["experiment_id"], row["cause"],
                     float(row["created_at"]))
-
-
-def _iso(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -3,7 +3,8 @@
 Column-wise: one query per table, converted to numpy arrays without per-event objects beyond the
 driver's row tuples. Index order: users and items in the order they were first stored (by key), so
 the same database gives the same indices whatever `event_types` selects; events in insertion order.
-Users and items without (selected) events are kept (items can still be recommended by content).
+Users and items without (selected) events are kept (items can still be recommended by content). The items'
+named vectors (shoprec.storage.vectors) become ItemCatalog.vectors / vector_mask.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shoprec.errors import DataError
 from shoprec.storage.bulk import copy_event_arrays, event_chunks
 from shoprec.storage.engine import storage_errors
 from shoprec.storage.repo import PlatformRepo, find_platform, list_platforms
+from shoprec.storage.vectors import VectorRepo, vector_matrices
 from shoprec.types import EVENT_CODES, EventType
 
 
@@ -46,8 +48,10 @@ def load_interactions(
         user_keys, user_ids = repo.user_id_column()
         item_rows = repo.item_rows()
         columns = _merge(_event_columns(conn, key, types))
+        item_keys = np.fromiter((r[0] for r in item_rows), dtype=np.int64, count=len(item_rows))
+        vectors, vector_mask = vector_matrices(VectorRepo(conn, key).rows(), item_keys)
     catalog = _catalog(item_rows)
-    item_keys = np.fromiter((r[0] for r in item_rows), dtype=np.int64, count=len(item_rows))
+    catalog.vectors, catalog.vector_mask = vectors, vector_mask
     users = IdMap.from_list(user_ids)
     return _interactions(columns, users, np.asarray(user_keys, dtype=np.int64), catalog.items, item_keys,
                          weights), catalog

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import SchemaItem
 
+from shoprec.data.vectors import MAX_VECTOR_NAME_LENGTH
+
 MAX_ID_LENGTH = 256
 MAX_PLATFORM_LENGTH = 128
 MAX_EVENT_TYPE_LENGTH = 32
@@ -427,4 +429,31 @@ auth_failures = sa.Table(
     sa.Column("blocked_until", sa.Double, nullable=True),
     sa.Index(None, "blocked_until"),
     **TABLE_OPTIONS,
+)
+
+
+# ---------------------------------------------------------------------------- item vectors (migration 0013)
+# The shop's own item vectors (image, LLM, search embeddings...), named per platform. A name's dimension is fixed
+# by its first vector (item_vector_spaces: one row per platform and name); a vector is stored as little-endian
+# float32 bytes (4 * dim), one row per item and name. Deleting an item deletes its vectors.
+# MAX_VECTOR_NAME_LENGTH (32) and MAX_VECTOR_DIM (4096: 16 KiB of float32, fits a MySQL BLOB): shoprec.data.vectors
+
+item_vector_spaces = platform_table(
+    "item_vector_spaces",
+    sa.Column("name", sa.String(MAX_VECTOR_NAME_LENGTH), nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("platform_id", "name"),
+)
+
+item_vectors = platform_table(
+    "item_vectors",
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("name", sa.String(MAX_VECTOR_NAME_LENGTH), nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("platform_id", "item_id", "name"),
+    sa.Index(None, "item_id"),
+    key=BIG_KEY,
 )

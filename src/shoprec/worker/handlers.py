@@ -54,6 +54,25 @@ def retrain(services: Services, platform: str, params: dict[str, Any], progress:
     return services.retraining.run_job(platform, params, progress)
 
 
+def export(services: Services, platform: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Batch recommendations ({k, format, name, users?}; shoprec.service.export): every (or the listed) user's
+    top-k written to <model_dir>/exports/<platform>/<name>.<format>; a retried job continues its parts."""
+    import time
+
+    from shoprec.service.export import export_path, export_recommendations
+
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= 2.0 or done == total:  # a progress line at most every 2 s
+            last[0] = time.monotonic()
+            progress(f"exported {done:,} of {total:,} users")
+
+    out = export_path(services, platform, params)
+    result = export_recommendations(services, platform, params["k"], out, users=params.get("users"), progress=report)
+    return result.to_json()
+
+
 def retraining_schedule(services: Services) -> None:
     """The worker's periodic task: queue a retrain job for every platform whose policy says it is due."""
     services.retraining.schedule()

@@ -16,7 +16,7 @@ from shoprec.storage.tables import KEY_ID_LENGTH, MAX_KEY_NAME_LENGTH
 
 router = APIRouter(prefix="/v1", tags=["keys"])
 KeyId = Annotated[str, Path(min_length=1, max_length=KEY_ID_LENGTH)]
-Scope = Literal["read", "write", "admin", "train"]
+Scope = Literal["read", "write", "admin", "train", "events"]
 
 
 class KeyIn(Strict):

@@ -14,7 +14,7 @@ N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
 POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
 # parameters that fix the network's weights and their shapes: a fine-tuned model inherits them from its source
 NETWORK_PARAMS = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "positions", "use_attributes",
-                  "use_text", "text_encoder", "content_attention", "use_event_types", "use_time_gaps")
+                  "use_text", "text_encoder", "content_attention", "use_event_types", "use_time_gaps", "use_vectors")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class TransformerConfig:
     use_attributes: bool = True  # attribute ids, brand and category tokens
     use_text: bool = True  # item text vectors (when the catalog has text)
     text_encoder: str = "auto"  # auto | minilm | hashing (shoprec.preprocess.text)
+    use_vectors: bool = True  # the shop's own named item vectors (image, LLM...): each name projected into the item
     id_dropout: float = 0.1  # drop item ids while training so content alone can represent an item
     content_attention: bool = False  # attention scores also from the items' content alone (decoupled, DIF-SR)
     attribute_loss: float = 0.0  # weight of an auxiliary loss: predict the next item's attributes

@@ -1,16 +1,20 @@
-"""Item content aligned with the model's items: attribute bags (ids, brand, category-path tokens) and text
-vectors (shoprec.preprocess.text, cached per item). Row 0 is padding."""
+"""Item content aligned with the model's items: attribute bags (ids, brand, category-path tokens), text
+vectors (shoprec.preprocess.text, cached per item) and the shop's own named vectors. Row 0 is padding."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from shoprec.data import IdMap, ItemCatalog
 from shoprec.models.training import TrainOptions
 from shoprec.models.transformer.config import TransformerConfig
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -23,13 +27,14 @@ class ItemContent:
     text: np.ndarray  # (n_items + 1, text_dim) float32, or (n_items + 1, 0)
     text_encoder: str = ""
     vocabulary: tuple[str, ...] = ()  # the attribute tokens, index 1 first
+    named: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_items + 1, dim) float32 shop vectors
 
     @property
     def has_content(self) -> np.ndarray:
         """(n_items + 1,) bool: the item has at least one attribute or a text vector."""
         has_attr = np.diff(np.append(self.attr_offsets, len(self.attr_flat))) > 0
         has_text = np.abs(self.text).sum(axis=1) > 0 if self.text.shape[1] else np.zeros(len(has_attr), bool)
-        return has_attr | has_text
+        return has_attr | has_text | has_named(self.named, len(has_attr))
 
 
 def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerConfig,
@@ -58,7 +63,42 @@ def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerCon
     lengths = np.array([0] + [len(b) for b in ids], dtype=np.int64)
     flat = np.array([i for b in ids for i in b], dtype=np.int64)
     return ItemContent(attr_flat=flat, attr_offsets=np.cumsum(lengths) - lengths,
-                       n_attributes=len(vocab), text=text, text_encoder=encoder, vocabulary=tuple(vocab))
+                       n_attributes=len(vocab), text=text, text_encoder=encoder, vocabulary=tuple(vocab),
+                       named=named_vectors(catalog, items) if cfg.use_vectors else {})
+
+
+def named_vectors(catalog: ItemCatalog | None, items: IdMap) -> dict[str, np.ndarray]:
+    """The catalog's named vectors aligned with `items`, row 0 = padding, each row L2-normalised (shops' vectors
+    come at any scale: CLIP's are unit length, others are not) and zero where an item has none."""
+    if catalog is None or not catalog.vectors:
+        return {}
+    rows = np.arange(len(items)) if catalog.items == items else catalog.items.lookup(items.to_list())
+    out = {}
+    for name in sorted(catalog.vectors):
+        matrix, mask = catalog.vectors[name], catalog.vector_mask.get(name)
+        table = np.zeros((len(items) + 1, matrix.shape[1]), dtype=np.float32)
+        known = rows >= 0
+        table[1:][known] = matrix[rows[known]]
+        if mask is not None:
+            table[1:][known] *= mask[rows[known]][:, None]
+        norms = np.linalg.norm(table, axis=1, keepdims=True)
+        out[name] = np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
+    return {name: table for name, table in out.items() if np.abs(table).sum() > 0}
+
+
+def has_named(named: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
+    """(n_rows,) bool: the item has at least one named vector."""
+    out = np.zeros(n_rows, dtype=bool)
+    for table in named.values():
+        out |= np.abs(table).sum(axis=1) > 0
+    return out
+
+
+def named_from_state(arrays: Mapping[str, T]) -> dict[str, T]:
+    """The named vector tables of a saved network's state ("named_vectors.<name>.vectors")."""
+    prefix, suffix = "named_vectors.", ".vectors"
+    return {key[len(prefix):-len(suffix)]: value for key, value in arrays.items()
+            if key.startswith(prefix) and key.endswith(suffix)}
 
 
 def _attribute_tokens(catalog: ItemCatalog, row: int) -> list[str]:

@@ -38,7 +38,7 @@ from shoprec.models.training import (
     train,
 )
 from shoprec.models.transformer.config import POPULARITY_GRID, TransformerConfig
-from shoprec.models.transformer.content import ItemContent, build_content
+from shoprec.models.transformer.content import ItemContent, build_content, named_from_state
 from shoprec.models.transformer.data import (
     Sequences,
     build_sequences,
@@ -309,6 +309,7 @@ class Transformer(Recommender):
                 "best_epoch": self.best_epoch, "best_epochs": self.best_epochs, "default_event": self.default_event,
                 "n_members": len(fitted.members), "attribute_vocabulary": list(net.attribute_vocabulary),
                 "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
+                "vector_spaces": {n: int(t.shape[1]) for n, t in named_from_state(dict(net.named_buffers())).items()},
                 **({"initialised_from": self.initialised_from} if self.initialised_from else {})}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -328,7 +329,7 @@ class Transformer(Recommender):
                     if name.startswith(prefix) and (k or not name.startswith("member")) and name != "log_counts"}
             content = ItemContent(attr_flat=mine["attr_flat"], attr_offsets=mine["attr_offsets"],
                                   n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"],
-                                  vocabulary=vocabulary)
+                                  vocabulary=vocabulary, named=named_from_state(mine))
             net = SeqNet(self.config, self.n_items, content, trained=mine["trained_mask"][:, 0] > 0)
             net.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in mine.items()})
             members.append(Member.of(net))

@@ -3,6 +3,7 @@ softmax over the (tied) item table. Shapes: B batch, L positions, d embedding si
 (row 0 = padding), N real (non-padding) positions of a batch.
 
     item(i)  = id(i) * trained(i) * keep(i) + mean(attribute embeddings of i) + W_text @ text(i)   (V, d)
+               + sum over the shop's vector names n of W_n @ vector_n(i)                           (V, d)
     x        = item(items) * sqrt(d) + position + event type + gap bucket                         (B, L, d)
     x        = x + attn(ln1(x)); x = x + ffn(ln2(x))        per block                              (B, L, d)
     h        = ln_out(x)[real positions]                                                           (N, d)
@@ -148,6 +149,8 @@ class SeqNet(nn.Module):
         self.attributes = nn.EmbeddingBag(content.n_attributes + 1, d, mode="mean") if content.n_attributes else None
         self.text = nn.Linear(content.text.shape[1], d, bias=False) if content.text.shape[1] else None
         self.has_content = self.attributes is not None or self.text is not None
+        self.named_vectors = named_spaces(content.named, d)  # the shop's own vectors, one projection per name
+        self.has_content = self.has_content or len(self.named_vectors) > 0
         self.attribute_vocabulary = content.vocabulary  # what the attribute rows mean (for transfer_weights)
         self.position = nn.Embedding(cfg.max_len, d) if cfg.positions == "reverse" else None
         self.event = nn.Embedding(N_EVENT_TYPES, d) if cfg.use_event_types else None
@@ -177,6 +180,7 @@ class SeqNet(nn.Module):
             parts.append(self.attributes(self.attr_flat, self.attr_offsets))
         if self.text is not None:
             parts.append(self.text(self.text_vectors))
+        parts += [cast(VectorSpace, space).project() for space in self.named_vectors.values()]
         return sum(parts[1:], parts[0]) if parts else None
 
     def item_table(self, keep_ids: Tensor | None = None, content: Tensor | None = None) -> Tensor:
@@ -256,6 +260,25 @@ class SeqNet(nn.Module):
         cols = self.attr_flat[first + torch.arange(len(rows), device=h.device)]
         picked = logp[rows, cols] / counts[rows]
         return -picked.sum() / (counts > 0).sum().clamp(min=1)
+
+
+class VectorSpace(nn.Module):
+    """One named space of the shop's own item vectors: its (V, dim) table (a buffer, the platform's content)
+    and the projection W_n (dim -> d) added into the item table exactly as the text vector is."""
+
+    def __init__(self, vectors: np.ndarray, d: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(vectors.shape[1], d, bias=False)
+        self.vectors: Tensor
+        self.register_buffer("vectors", torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)))
+
+    def project(self) -> Tensor:
+        return _linear(self.proj, self.vectors)  # (V, d)
+
+
+def named_spaces(named: dict[str, np.ndarray], d: int) -> nn.ModuleDict:
+    """A VectorSpace per name (sorted; names are identifiers: shoprec.data.vectors.VECTOR_NAME)."""
+    return nn.ModuleDict({name: VectorSpace(named[name], d) for name in sorted(named)})
 
 
 def transfer_weights(src: SeqNet, dst: SeqNet) -> list[str]:
