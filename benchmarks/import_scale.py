@@ -110,7 +110,7 @@ SQL_EVENTS = {
                    "SELECT :p, :u0 + (x * 7919) % :nu, :i0 + (x * 104729) % :ni, "
                    "CASE x % 8 WHEN 6 THEN 'cart' WHEN 7 THEN 'purchase' ELSE 'view' END, "
                    "CASE WHEN x % 8 >= 6 THEN 1.0 END, 1600000000 + x, lpad(to_hex(x), 32, '0') "
-                   "FROM generate_series(0, :n - 1) AS x"),
+                   "FROM generate_series(0::bigint, :n - 1) AS x"),
 }
 
 
@@ -202,7 +202,7 @@ def main() -> None:
         snapshots = [run_one(b.strip(), "snapshot", Path(n.strip()), args) for n in args.snapshot_events.split(",")
                      for b in args.backends.split(",")]
         for r in snapshots:
-            print(f"snapshot {r.get('snapshot_events', '?'):>12,} events {r['backend']:<10} "
+            print(f"snapshot {int(r.get('snapshot_events', 0)):>12,} events {r['backend']:<10} "
                   + (f"{r['snapshot_s']:8.1f} s wall {r['snapshot_cpu_s']:8.1f} s CPU {r['peak_rss_mb']:7.0f} MB "
                      f"load {r['load_before']:.1f}" if "error" not in r else r["error"]))
         append_run(RESULTS, {"snapshots": snapshots, "snapshot_target_s_10m": SNAPSHOT_TARGET_S_10M},
