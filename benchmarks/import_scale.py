@@ -4,7 +4,7 @@ Inputs: synthetic events-csv files of N events (`--events 1000000,3000000`; writ
 deterministic: seed 0, users N/20, items N/100 + 1,000, 75% views, timestamps increasing) and/or the real
 Online Retail file (`--online-retail`, the record path: that format builds items from the lines). Each
 (input, backend) runs in a fresh worker process (its own peak RSS) on a scratch database, through
-`shoprec.ingest.columnar.ingest_file`, the function `shoprec import` calls; `--code DIR` runs another
+`shoprec.service.file_import.ingest_file`, the function `shoprec import` calls; `--code DIR` runs another
 checkout's src (e.g. the code before this change: there `ingest(read_records(...))`, what its CLI called).
 
     python benchmarks/import_scale.py --events 1000000 --online-retail --backends sqlite,postgresql,mysql \
@@ -65,7 +65,7 @@ def worker(backend: str, fmt: str, path: Path, reimport: bool) -> dict[str, Any]
     from shoprec.storage.testing import scratch_database
 
     try:
-        from shoprec.ingest.columnar import ingest_file
+        from shoprec.service.file_import import ingest_file
 
         def run(engine: Any) -> Any:
             return ingest_file(engine, "p", fmt, path)

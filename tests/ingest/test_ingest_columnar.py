@@ -1,4 +1,4 @@
-"""The columnar fast path of `shoprec import` (shoprec.ingest.columnar): the same report and the same stored rows as
+"""The columnar fast path of `shoprec import` (shoprec.service.file_import): the same report and the same stored rows as
 the record path on every database, for a file with every rejection reason; idempotent; COPY on PostgreSQL; a
 killed import loses no committed batch."""
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from shoprec.datasets import read_records
 from shoprec.errors import DataError
-from shoprec.ingest.columnar import ingest_file
 from shoprec.ingest.pipeline import ingest
+from shoprec.service.file_import import ingest_file
 from shoprec.storage import create_db
 from shoprec.storage.bulk import COPY_MIN_ROWS, STAGE
 
@@ -161,7 +161,7 @@ def test_a_truncated_file_keeps_the_lines_before(engine: sa.Engine, platform: st
 KILLED_IMPORT = """
 import sys
 from pathlib import Path
-from shoprec.ingest.columnar import ingest_file
+from shoprec.service.file_import import ingest_file
 from shoprec.storage import create_db
 ingest_file(create_db(sys.argv[1]), "shop", "events-csv", Path(sys.argv[2]), batch_size=500)
 """

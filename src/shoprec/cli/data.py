@@ -28,9 +28,9 @@ from rich.table import Table
 from shoprec.cli._common import emit_json, json_options, platform_option
 from shoprec.datasets import FORMATS, read_records
 from shoprec.errors import DataError
-from shoprec.ingest.columnar import ingest_file
 from shoprec.ingest.pipeline import DEFAULT_BATCH_SIZE, SOURCE_ERRORS
 from shoprec.ingest.report import ImportReport
+from shoprec.service.file_import import ingest_file
 from shoprec.settings import Settings
 from shoprec.storage import PlatformRepo, create_db, find_platform, list_platforms, storage_errors
 

@@ -60,7 +60,7 @@ class Row:
 @dataclass
 class Block:
     """Accepted events of lines of one file, one event per line, as columns (the columnar fast path's rows:
-    shoprec.ingest.columnar); written in slices of batch_size, each in one transaction, like Rows."""
+    shoprec.service.file_import); written in slices of batch_size, each in one transaction, like Rows."""
 
     file: str
     lines: list[int]
@@ -105,7 +105,7 @@ def drive(engine: Engine, platform: str, make_rows: Callable[[ImportReport, floa
           batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None, now: float | None = None,
           source: str | None = None, fmt: str | None = None, privacy: Privacy | None = None,
           bulk_load: bool = False) -> ImportReport:
-    """The writing half of `ingest`, shared with the columnar fast path (shoprec.ingest.columnar):
+    """The writing half of `ingest`, shared with the columnar fast path (shoprec.service.file_import):
     `make_rows(report, now)` yields the checked Rows (Notes go to the report); they are batched and written.
     `bulk_load`: the connection gets bulk-load settings (shoprec.storage.bulk.prepare: memory, not durability)."""
     if batch_size < 1:

@@ -13,7 +13,8 @@ type, a time that is not unix seconds...) goes through the record path itself (`
 `validate`), so its rejection, field and message are exactly the ones the record path gives. Accepted lines
 become Rows for the pipeline's one writer (shoprec.ingest.pipeline): same batches and transactions, same
 duplicate detection, same report. Files with other columns (context, price, text...) and other formats use
-the record path whole.
+the record path whole. It lives in the service layer because it joins a reader (shoprec.datasets) to the
+pipeline (shoprec.ingest), two layers that do not import each other.
 """
 
 from __future__ import annotations
