@@ -28,8 +28,9 @@ from rich.table import Table
 from shoprec.cli._common import emit_json, json_options, platform_option
 from shoprec.datasets import FORMATS, read_records
 from shoprec.errors import DataError
-from shoprec.ingest.pipeline import DEFAULT_BATCH_SIZE, SOURCE_ERRORS, ingest
+from shoprec.ingest.pipeline import DEFAULT_BATCH_SIZE, SOURCE_ERRORS
 from shoprec.ingest.report import ImportReport
+from shoprec.service.file_import import ingest_file
 from shoprec.settings import Settings
 from shoprec.storage import PlatformRepo, create_db, find_platform, list_platforms, storage_errors
 
@@ -116,9 +117,10 @@ def import_command(settings: Settings, path: Path, fmt: str, platform: str, as_j
         except SOURCE_ERRORS as exc:
             raise DataError(f"{path}: cannot read it as {fmt}: {exc}") from None
         with _progress(f"importing {path.name}", total, enabled=not quiet) as update:
-            report = ingest(engine, platform, records, cleaning=False if no_clean else None, batch_size=batch_size,
-                            progress=update, source=str(path), fmt=fmt,
-                            privacy=Privacy.from_settings(settings))  # pseudonymised ids, identity hashes
+            # the columnar fast path where the format allows it, the record path otherwise (same report and rows)
+            report = ingest_file(engine, platform, fmt, path, records, cleaning=False if no_clean else None,
+                                 batch_size=batch_size, progress=update, source=str(path),
+                                 privacy=Privacy.from_settings(settings))  # pseudonymised ids, identity hashes
     finally:
         engine.dispose()
     click.echo(report.render(), err=True)

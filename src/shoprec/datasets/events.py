@@ -138,7 +138,7 @@ def read_csv_rows(path: Path, required: tuple[str, ...], parse: RowParser,
     The file and its header are checked before this returns (DataError), the rows are read lazily."""
     path = check_file(path)
     with open_text(path) as f:
-        _csv_header(csv.reader(f), path, required, aliases)
+        csv_header(csv.reader(f), path, required, aliases)
     return _csv_rows(path, required, parse, aliases)
 
 
@@ -146,7 +146,7 @@ def _csv_rows(path: Path, required: tuple[str, ...], parse: RowParser,
               aliases: Mapping[str, str] | None) -> Iterator[Record]:
     with open_text(path) as f:
         reader = csv.reader(f)
-        header = _csv_header(reader, path, required, aliases)
+        header = csv_header(reader, path, required, aliases)
         line = reader.line_num
         while True:
             try:
@@ -160,10 +160,10 @@ def _csv_rows(path: Path, required: tuple[str, ...], parse: RowParser,
             start, line = line + 1, reader.line_num
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
-            yield _csv_record(header, fields, Source(path.name, start), parse)
+            yield csv_record(header, fields, Source(path.name, start), parse)
 
 
-def _csv_record(header: list[str], fields: list[str], source: Source, parse: RowParser) -> Record:
+def csv_record(header: list[str], fields: list[str], source: Source, parse: RowParser) -> Record:
     if len(fields) != len(header):
         return Rejected(source, "bad_row", None, f"expected {len(header)} fields, got {len(fields)}")
     bad = next((h for h, v in zip(header, fields, strict=True) if bad_encoding(v)), None)
@@ -179,7 +179,7 @@ def _renamed(names: list[str], aliases: Mapping[str, str] | None) -> list[str]:
     return [aliases[n] if n in aliases and aliases[n] not in names else n for n in names]
 
 
-def _csv_header(reader: Any, path: Path, required: tuple[str, ...], aliases: Mapping[str, str] | None = None
+def csv_header(reader: Any, path: Path, required: tuple[str, ...], aliases: Mapping[str, str] | None = None
                 ) -> list[str]:
     try:
         header = _renamed([h.strip().lower() for h in next(reader)], aliases)

@@ -30,6 +30,8 @@ from shoprec.ingest.report import DUPLICATE, ImportReport
 from shoprec.ingest.vectors import fixed_dims, store_vectors
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
+from shoprec.storage.bulk import EventBatch
+from shoprec.storage.bulk import prepare as prepare_bulk_load
 from shoprec.storage.privacy import PrivacyRepo
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 
     from shoprec.privacy.keys import Privacy
 
-__all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "check_record", "ingest", "validate"]
+__all__ = ["DEFAULT_BATCH_SIZE", "SOURCE_ERRORS", "ImportReport", "Row", "check_record", "drive", "ingest", "validate"]
 
 DEFAULT_BATCH_SIZE = 5000
 SOURCE_ERRORS = (ShoprecError, OSError, EOFError, UnicodeError, csv.Error, zlib.error)
@@ -55,6 +57,16 @@ class Row:
     counted: bool = True  # False for derived records (no source line): stored, not counted as a row
 
 
+@dataclass
+class Block:
+    """Accepted events of lines of one file, one event per line, as columns (the columnar fast path's rows:
+    shoprec.service.file_import); written in slices of batch_size, each in one transaction, like Rows."""
+
+    file: str
+    lines: list[int]
+    events: EventBatch
+
+
 # ---------------------------------------------------------------------------- public entry point
 def ingest(
     engine: Engine,
@@ -69,6 +81,7 @@ def ingest(
     fmt: str | None = None,
     privacy: Privacy | None = None,
     validated: bool = False,
+    bulk_load: bool = False,
 ) -> ImportReport:
     """Clean `records` and write them into `platform`; returns the ImportReport.
 
@@ -79,15 +92,30 @@ def ingest(
     secret, or without `privacy`, is a ConfigError). `validated`: `records` are already `validate`'s output
     (a caller that refuses a whole batch before writing any of it); they are not checked again. Raises
     StorageError when the database fails (batches committed before stay; the failed batch is rolled back)
-    and DataError for a bad platform name.
+    and DataError for a bad platform name. `bulk_load`: see `drive`.
     """
+    return drive(engine, platform,
+                 lambda report, t: _rows(fixed_dims(records if validated else validate(records, cleaning, t), engine,
+                                                    platform), report),
+                 batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy,
+                 bulk_load=bulk_load)
+
+
+def drive(engine: Engine, platform: str, make_rows: Callable[[ImportReport, float], Iterator[Row | Domain | Block]], *,
+          batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None, now: float | None = None,
+          source: str | None = None, fmt: str | None = None, privacy: Privacy | None = None,
+          bulk_load: bool = False) -> ImportReport:
+    """The writing half of `ingest`, shared with the columnar fast path (shoprec.service.file_import):
+    `make_rows(report, now)` yields the checked Rows (Notes go to the report); they are batched and written.
+    `bulk_load`: the connection gets bulk-load settings (shoprec.storage.bulk.prepare: memory, not durability)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     now = time.time() if now is None else now
     report = ImportReport(platform=platform, source=source, format=fmt)
     started = time.perf_counter()
     run = _Run(engine, platform, report, now, batch_size, progress, privacy)
-    rows = _rows(fixed_dims(records if validated else validate(records, cleaning, now), engine, platform), report)
+    run.bulk_load = bulk_load
+    rows = make_rows(report, now)
     while True:
         try:
             item = next(rows)
@@ -210,6 +238,9 @@ class _Grouper:
 
 
 # ---------------------------------------------------------------------------- writing
+DUPLICATE_DETAIL = ("an event with the same event_id, or an equal event (user, item, type, timestamp, value, "
+                    "session), is already stored")
+
 class _Run:
     """Batches rows and writes each batch in one transaction into the current platform."""
 
@@ -221,8 +252,13 @@ class _Run:
         self.batch: list[Row] = []
         self.writer: _Writer | None = None
         self.platform = platform
+        self.bulk_load = False
 
-    def feed(self, item: Row | Domain) -> None:
+    def feed(self, item: Row | Domain | Block) -> None:
+        if isinstance(item, Block):
+            self.flush()
+            self._write_block(item)
+            return
         if isinstance(item, Domain):
             self.flush()
             self.platform = f"{self.base}-{item.name}"
@@ -237,24 +273,41 @@ class _Run:
             if len(self.batch) >= self.batch_size:
                 self.flush()
 
+    def _writer(self) -> _Writer:
+        if self.writer is None:
+            self.writer = _Writer(self.engine, self.platform, self.now, self.privacy)
+            self.writer.bulk_load = self.bulk_load
+        return self.writer
+
     def flush(self) -> None:
         if not self.batch:
             return
-        if self.writer is None:
-            self.writer = _Writer(self.engine, self.platform, self.now, self.privacy)
-        duplicate = self.writer.write(self.batch, self.report)
+        duplicate = self._writer().write(self.batch, self.report)
         for row, dup in zip(self.batch, duplicate, strict=True):
             if not row.counted:
                 continue
             if dup:
-                detail = ("an event with the same event_id, or an equal event (user, item, type, timestamp, value, "
-                          "session), is already stored")
-                self.report.reject(Rejected(row.source, DUPLICATE, None, detail))
+                self.report.reject(Rejected(row.source, DUPLICATE, None, DUPLICATE_DETAIL))
             elif row.rejected is None:
                 self.report.accepted += 1
         self.batch = []
         if self.progress is not None:
             self.progress(self.report.read)
+
+    def _write_block(self, block: Block) -> None:
+        """A Block's lines are counted as read (and accepted unless duplicates) slice by slice as written."""
+        n = len(block.events)
+        for start in range(0, n, self.batch_size):
+            stop = min(n, start + self.batch_size)
+            first, last = Source(block.file, block.lines[start]), Source(block.file, block.lines[stop - 1])
+            duplicates = self._writer().write_events(block.events.part(start, stop), self.report, first, last)
+            self.report.read += stop - start
+            self.report.accepted += stop - start - len(duplicates)
+            for pos in duplicates:
+                source = Source(block.file, block.lines[start + pos])
+                self.report.reject(Rejected(source, DUPLICATE, None, DUPLICATE_DETAIL))
+            if self.progress is not None:
+                self.progress(self.report.read)
 
 
 class _Writer:
@@ -265,6 +318,7 @@ class _Writer:
         with storage_errors(engine, f"create platform {platform!r}"), engine.begin() as conn:
             self.cache = KeyCache(get_or_create_platform(conn, platform, now))
         self.batches = 0
+        self.bulk_load = False
 
     def write(self, rows: list[Row], report: ImportReport) -> list[bool]:
         """Write the batch in one transaction; per row, True when all its events were duplicates."""
@@ -282,6 +336,8 @@ class _Writer:
         try:
             with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"), \
                     self.engine.begin() as conn:
+                if self.bulk_load:
+                    prepare_bulk_load(conn)
                 repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
                 # keys in order of first appearance (as the in-memory loaders number ids); the bare rows inserted
                 # here are what the import created, whether a record or only an event names the id. Without
@@ -302,11 +358,7 @@ class _Writer:
         except BaseException:
             self.cache.rollback()
             raise
-        self.cache.commit()
-        self.batches += 1
-        if self.batches & (self.batches - 1) == 0:  # after batch 1, 2, 4, 8...: tables grew a lot
-            with storage_errors(self.engine, "refresh table statistics"), self.engine.begin() as conn:
-                PlatformRepo(conn, self.cache.platform_id).refresh_statistics()
+        self._committed()
         report.events_read += len(events)
         report.add_stored(self.platform, "events", len(events) - len(duplicates))
         for kind, written, ids in (("items", n_items, {r.item_id for r in items}),
@@ -316,6 +368,40 @@ class _Writer:
             report.add_stored(self.platform, kind, written + len(created - ids), created=len(created),
                               updated=written - len(created & ids))
         return _duplicate_rows(rows, owner, duplicates)
+
+    def write_events(self, events: EventBatch, report: ImportReport, first: Source, last: Source) -> list[int]:
+        """Write events given as columns in one transaction (the columnar path's `write`); returns the positions
+        of the duplicates. The same statements and counts as `write` for rows of one event each."""
+        privacy = self.privacy
+        if privacy is not None and privacy.pseudonymize:
+            pseudonyms = {u: privacy.user_id(self.platform, u) for u in dict.fromkeys(events.user_id)}
+            events.user_id = [pseudonyms[u] for u in events.user_id]
+        try:
+            with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"), \
+                    self.engine.begin() as conn:
+                if self.bulk_load:
+                    prepare_bulk_load(conn)
+                repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
+                repo.ensure_items(list(dict.fromkeys(events.item_id)), self.now)
+                repo.ensure_users(list(dict.fromkeys(events.user_id)), self.now)
+                duplicates = repo.add_event_batch(events, self.now)
+        except BaseException:
+            self.cache.rollback()
+            raise
+        self._committed()
+        report.events_read += len(events)
+        report.add_stored(self.platform, "events", len(events) - len(duplicates))
+        for kind in ("items", "users"):
+            created = repo.created[kind]
+            report.add_stored(self.platform, kind, len(created), created=len(created), updated=0)
+        return duplicates
+
+    def _committed(self) -> None:
+        self.cache.commit()
+        self.batches += 1
+        if self.batches & (self.batches - 1) == 0:  # after batch 1, 2, 4, 8...: tables grew a lot
+            with storage_errors(self.engine, "refresh table statistics"), self.engine.begin() as conn:
+                PlatformRepo(conn, self.cache.platform_id).refresh_statistics()
 
     def _private(self, rows: list[Row]) -> list[tuple[str, str, str]]:
         """Pseudonymise the batch's user ids (when the settings say so; the rows get copies of the records,

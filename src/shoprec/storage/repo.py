@@ -9,6 +9,7 @@ filled here). Writes use dialect-specific bulk statements (ON CONFLICT / ON DUPL
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -22,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from shoprec.data.records import EventRecord, ItemRecord, UserRecord
 from shoprec.errors import DataError
+from shoprec.storage import bulk
 from shoprec.storage import tables as T
+from shoprec.storage.engine import json_text
 
 Executor = Connection | Session
 CHUNK = 2000  # ids per IN (...) list: below every driver's parameter limit
@@ -32,6 +35,11 @@ CHUNK = 2000  # ids per IN (...) list: below every driver's parameter limit
 def _dialect(conn: Executor) -> str:
     bind = conn.get_bind() if isinstance(conn, Session) else conn
     return bind.dialect.name
+
+
+def _connection(conn: Executor) -> Connection:
+    """The Connection of a Session (its transaction), for shoprec.storage.bulk's driver-level statements."""
+    return conn.connection() if isinstance(conn, Session) else conn
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -80,9 +88,13 @@ def check_id(value: str, what: str) -> str:
 
 def dedupe_key(event: EventRecord) -> str:
     """Hash of (user, item, type, timestamp, value, session): equal for exact duplicate events."""
-    value = "" if event.value is None else repr(float(event.value))
-    parts = (event.user_id, event.item_id, str(event.event_type), repr(float(event.timestamp)), value,
-             event.session_id or "")
+    return _dedupe(event.user_id, event.item_id, str(event.event_type), event.timestamp, event.value,
+                   event.session_id)
+
+
+def _dedupe(user: str, item: str, event_type: str, timestamp: float, value: float | None, session: str | None) -> str:
+    parts = (user, item, event_type, repr(float(timestamp)), "" if value is None else repr(float(value)),
+             session or "")
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
 
@@ -311,28 +323,38 @@ class PlatformRepo(ScopedRepo):
         duplicates, which are not inserted: an event whose client `event_id` is already stored (or given
         earlier in `events`), or an exact duplicate (same dedupe key: already stored, or earlier in `events`).
         The INSERT also skips rows that collide on either unique key itself, so a concurrent import of the
-        same rows is harmless."""
-        keys = [dedupe_key(e) for e in events]
-        stored_ids = self.existing_event_ids([e.event_id for e in events if e.event_id is not None])
+        same rows is harmless. Rows go through shoprec.storage.bulk (COPY on PostgreSQL)."""
+        return self.add_event_batch(bulk.EventBatch.from_records(events), now)
+
+    def add_event_batch(self, batch: bulk.EventBatch, now: float | None = None) -> list[int]:
+        """`add_events` for events given as columns."""
+        keys = list(map(_dedupe, batch.user_id, batch.item_id, batch.event_type, batch.timestamp, batch.value,
+                        batch.session_id))
+        event_ids = batch.event_id
+        given_ids = [e for e in event_ids if e is not None]
+        conn = _connection(self.conn)
+        stored_ids = bulk.existing(conn, self.platform_id, "event_id", given_ids) if given_ids else set()
         first: dict[str, int] = {}
-        seen_ids: set[str] = set()
         duplicates: list[int] = []
+        seen_ids: set[str] = set()
         for pos, key in enumerate(keys):
-            event_id = events[pos].event_id
+            event_id = event_ids[pos]
             if key in first or (event_id is not None and (event_id in stored_ids or event_id in seen_ids)):
                 duplicates.append(pos)
             else:
                 first[key] = pos
                 if event_id is not None:
                     seen_ids.add(event_id)
-        stored = self.existing_event_keys(list(first))
+        copy = bulk.uses_copy(conn, len(first))  # COPY: the INSERT itself says which rows were stored
+        stored = set() if copy else bulk.existing(conn, self.platform_id, "dedupe_key", list(first))
         fresh = [pos for key, pos in first.items() if key not in stored]
         duplicates.extend(pos for key, pos in first.items() if key in stored)
         if fresh:
-            users = self.ensure_users((events[p].user_id for p in fresh), now)
-            items = self.ensure_items((events[p].item_id for p in fresh), now)
-            rows = [self._event_row(events[p], keys[p], users, items) for p in fresh]
-            self.conn.execute(_insert_ignore(self.conn, T.events, None), rows)
+            self.ensure_items((batch.item_id[p] for p in fresh), now)  # known from the cache after the first time
+            self.ensure_users((batch.user_id[p] for p in fresh), now)
+            inserted = bulk.insert_events(conn, self._event_rows(batch, fresh, keys), copy)
+            if inserted is not None:
+                duplicates.extend(p for p in fresh if keys[p] not in inserted)
         return sorted(duplicates)
 
     def refresh_statistics(self) -> None:
@@ -344,11 +366,19 @@ class PlatformRepo(ScopedRepo):
             for table in (T.users, T.items, T.events):
                 self.conn.execute(sa.text(f"ANALYZE {table.name}"))
 
-    def _event_row(self, e: EventRecord, key: str, users: dict[str, int], items: dict[str, int]) -> dict[str, Any]:
-        return {"platform_id": self.platform_id, "user_id": users[e.user_id], "item_id": items[e.item_id],
-                "event_type": str(e.event_type), "value": e.value, "timestamp": e.timestamp,
-                "session_id": e.session_id, "context": e.context or None, "text": e.text, "dedupe_key": key,
-                "event_id": e.event_id}
+    def _event_rows(self, b: bulk.EventBatch, fresh: list[int], keys: list[str]) -> list[bulk.EventRow]:
+        """The driver rows of the events at positions `fresh` (ascending), keys from the key cache."""
+        def pick(column: list[Any]) -> list[Any]:
+            return column if len(fresh) == len(column) else [column[p] for p in fresh]
+
+        try:
+            contexts = [json_text(c) if c else None for c in pick(b.context)]
+        except (TypeError, ValueError) as exc:  # reported like SQLAlchemy's own bind errors (storage_errors)
+            raise sa.exc.StatementError(str(exc), "INSERT INTO events", None, exc) from exc
+        users = [self.cache.lookup("users", u) for u in pick(b.user_id)]
+        items = [self.cache.lookup("items", i) for i in pick(b.item_id)]
+        return list(zip(itertools.repeat(self.platform_id), users, items, pick(b.event_type), pick(b.value),
+                        pick(b.timestamp), pick(b.session_id), contexts, pick(b.text), pick(keys), pick(b.event_id)))
 
     # ---------------------------------------------------------------- reads
     def _count(self, table: sa.Table) -> int:

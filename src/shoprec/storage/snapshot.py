@@ -14,10 +14,12 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
-from sqlalchemy.engine import Engine
+import pandas as pd
+from sqlalchemy.engine import Connection, Engine
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import DataError
+from shoprec.storage.bulk import copy_event_arrays, event_chunks
 from shoprec.storage.engine import storage_errors
 from shoprec.storage.repo import PlatformRepo, find_platform, list_platforms
 from shoprec.storage.vectors import VectorRepo, vector_matrices
@@ -45,7 +47,7 @@ def load_interactions(
         repo = PlatformRepo(conn, key)
         user_keys, user_ids = repo.user_id_column()
         item_rows = repo.item_rows()
-        columns = _merge([_columns(rows) for rows in repo.event_rows(types)])
+        columns = _merge(_event_columns(conn, key, types))
         item_keys = np.fromiter((r[0] for r in item_rows), dtype=np.int64, count=len(item_rows))
         vectors, vector_mask = vector_matrices(VectorRepo(conn, key).rows(), item_keys)
     catalog = _catalog(item_rows)
@@ -53,6 +55,17 @@ def load_interactions(
     users = IdMap.from_list(user_ids)
     return _interactions(columns, users, np.asarray(user_keys, dtype=np.int64), catalog.items, item_keys,
                          weights), catalog
+
+
+def _event_columns(conn: Connection, platform_id: int, types: set[str] | None) -> list[dict[str, np.ndarray]]:
+    """The events as numpy column chunks: PostgreSQL through binary COPY (no Python object per row), the others
+    (and a PostgreSQL platform with a stored type this version does not know: the error names it) by rows."""
+    if conn.dialect.name == "postgresql":
+        codes = {t.value: t.code for t in EventType}
+        chunks = list(copy_event_arrays(conn, platform_id, codes, types))
+        if all((c["event_type"] >= 0).all() for c in chunks):
+            return chunks
+    return [_columns(rows) for rows in event_chunks(conn, platform_id, types)]
 
 
 def _event_type(value: EventType | str, what: str) -> EventType:
@@ -66,14 +79,14 @@ def _columns(rows: list[Any]) -> dict[str, np.ndarray]:
     """One chunk of event rows (user key, item key, type name, value, timestamp) as numpy columns."""
     n = len(rows)
     user, item, etype, value, ts = zip(*rows, strict=True) if n else ((), (), (), (), ())
-    names = sorted(set(etype))
-    codes = {name: _event_type(name, "stored event").code for name in names}
+    index, names = pd.factorize(np.array(etype, dtype=object)) if n else (np.zeros(0, np.int64), [])
+    codes = np.array([_event_type(str(name), "stored event").code for name in names], dtype=np.int8)
     return {
-        "user_key": np.fromiter(user, dtype=np.int64, count=n),
-        "item_key": np.fromiter(item, dtype=np.int64, count=n),
-        "event_type": np.fromiter((codes[t] for t in etype), dtype=np.int8, count=n),
+        "user_key": np.array(user, dtype=np.int64),
+        "item_key": np.array(item, dtype=np.int64),
+        "event_type": codes[index] if n else np.zeros(0, np.int8),
         "value": np.array(value, dtype=np.float64).astype(np.float32) if n else np.zeros(0, np.float32),
-        "timestamp": np.floor(np.fromiter(ts, dtype=np.float64, count=n)).astype(np.int64),
+        "timestamp": np.floor(np.array(ts, dtype=np.float64)).astype(np.int64),
     }
 
 

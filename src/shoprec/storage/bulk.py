@@ -1,0 +1,250 @@
+"""The bulk write path of imports: event rows straight to the driver, COPY on PostgreSQL.
+
+Why not SQLAlchemy Core's `insert(...).values(dicts)`: per row it builds a dict, runs bind processors and
+(for JSON) a serializer call, which cost more than the database's own work (profile in docs/benchmarks.md,
+"Scale: bulk import"). Here rows are plain tuples in EVENT_COLUMNS order, already serialised:
+
+- SQLite and MariaDB: one `executemany` of `INSERT ... ON CONFLICT DO NOTHING` (`ON DUPLICATE KEY UPDATE
+  id = id`); PyMySQL turns it into multi-row INSERTs, sqlite3 reuses one prepared statement.
+- PostgreSQL (batches of COPY_MIN_ROWS events or more; smaller ones as above): `COPY` into a temporary
+  staging table (psycopg 3 `cursor.copy`), then ONE `INSERT ... SELECT
+  ... ORDER BY pos ON CONFLICT DO NOTHING RETURNING dedupe_key`: rows colliding with a stored event (same
+  dedupe key or event_id) are skipped by the database itself and the keys returned say which were stored.
+
+Everything runs on the caller's connection, inside its transaction: a failed batch rolls back whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from shoprec.storage import tables as T
+
+EVENT_COLUMNS = ("platform_id", "user_id", "item_id", "event_type", "value", "timestamp", "session_id", "context",
+                 "text", "dedupe_key", "event_id")
+"""The order of the values in an event row given to `insert_events` (context: JSON text or None)."""
+EventRow = tuple[Any, ...]
+STAGE = "shoprec_stage_events"
+COPY_MIN_ROWS = 1000
+CHUNK = 2000  # values per IN (...) list: below every driver's parameter limit
+SQLITE_CACHE_KIB = 131_072  # page cache of a bulk-loading SQLite connection (the default 2 MiB thrashes on
+# the events' unique indexes once they outgrow it; 128 MiB bounds memory and keeps index pages in memory)
+
+
+@dataclass
+class EventBatch:
+    """Events as columns (what `PlatformRepo.add_event_batch` writes): the columnar import builds one without
+    a record per event; `from_records` turns records into one, so both paths share one writer."""
+
+    user_id: list[str] = field(default_factory=list)
+    item_id: list[str] = field(default_factory=list)
+    event_type: list[str] = field(default_factory=list)
+    timestamp: list[float] = field(default_factory=list)
+    value: list[float | None] = field(default_factory=list)
+    session_id: list[str | None] = field(default_factory=list)
+    context: list[dict[str, Any] | None] = field(default_factory=list)
+    text: list[str | None] = field(default_factory=list)
+    event_id: list[str | None] = field(default_factory=list)
+
+    @classmethod
+    def from_records(cls, events: Sequence[Any]) -> EventBatch:
+        """From EventRecords (shoprec.data.records)."""
+        return cls([e.user_id for e in events], [e.item_id for e in events], [str(e.event_type) for e in events],
+                   [e.timestamp for e in events], [e.value for e in events], [e.session_id for e in events],
+                   [e.context for e in events], [e.text for e in events], [e.event_id for e in events])
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    def part(self, start: int, stop: int) -> EventBatch:
+        return EventBatch(*(getattr(self, f)[start:stop] for f in self.__dataclass_fields__))
+
+
+def dialect(conn: Connection) -> str:
+    return conn.dialect.name
+
+
+def _names(conn: Connection, names: Sequence[str]) -> str:
+    """Column names quoted for the dialect (`timestamp` and `text` are keywords in some)."""
+    quote = conn.dialect.identifier_preparer.quote
+    return ", ".join(quote(n) for n in names)
+
+
+def _marks(conn: Connection, n: int) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
+
+
+def prepare(conn: Connection) -> None:
+    """Settings of a bulk-loading connection: a larger SQLite page cache (memory only; durability settings
+    are left as they are, so a killed import loses no committed batch)."""
+    if dialect(conn) == "sqlite":
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+
+
+def existing(conn: Connection, platform_id: int, column: str, values: Collection[str]) -> set[str]:
+    """Which of `values` of events.`column` (dedupe_key or event_id) are stored for the platform."""
+    found: set[str] = set()
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), CHUNK):
+        part = ordered[start:start + CHUNK]
+        sql = (f"SELECT {_names(conn, [column])} FROM {T.events.name} WHERE platform_id = {_marks(conn, 1)} "
+               f"AND {_names(conn, [column])} IN ({_marks(conn, len(part))})")
+        found.update(str(v) for (v,) in conn.exec_driver_sql(sql, (platform_id, *part)))
+    return found
+
+
+def uses_copy(conn: Connection, n_rows: int) -> bool:
+    """Whether `insert_events` of `n_rows` rows goes through COPY (PostgreSQL, from COPY_MIN_ROWS rows: a REST
+    request of a few events keeps the plain INSERT, without a staging table)."""
+    return dialect(conn) == "postgresql" and n_rows >= COPY_MIN_ROWS
+
+
+def insert_events(conn: Connection, rows: Sequence[EventRow], copy: bool = False) -> set[str] | None:
+    """Insert event rows (EVENT_COLUMNS order) skipping those that collide with a stored event. `copy` (see
+    `uses_copy`): through COPY, returning the dedupe keys of the rows stored; otherwise None (the caller checked
+    for stored keys before)."""
+    if copy:
+        return _copy_events(conn, rows) if rows else set()
+    if not rows:
+        return None
+    cols = _names(conn, EVENT_COLUMNS)
+    values = _marks(conn, len(EVENT_COLUMNS))
+    if dialect(conn) in ("sqlite", "postgresql"):
+        sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON CONFLICT DO NOTHING"
+    else:
+        sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON DUPLICATE KEY UPDATE id = id"
+    conn.exec_driver_sql(sql, list(rows))
+    return None
+
+
+def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
+    """COPY into the session's staging table, then one INSERT ... SELECT that skips collisions."""
+    cols = _names(conn, EVENT_COLUMNS)
+    types = ("integer", "integer", "integer", "text", "double precision", "double precision", "text", "text",
+             "text", "text", "text")
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (pos integer, "
+        + ", ".join(f'"{c}" {t}' for c, t in zip(EVENT_COLUMNS, types, strict=True)) + ") ON COMMIT DELETE ROWS")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    statement = f"COPY {STAGE} (pos, {cols}) FROM STDIN"
+    try:
+        with cursor.copy(statement) as copy:
+            for pos, row in enumerate(rows):
+                copy.write_row((pos, *row))
+    except Exception as exc:  # a driver error: the same wrapping as SQLAlchemy's own statements
+        if not _is_driver_error(exc):
+            raise
+        raise sa.exc.DBAPIError(statement, None, exc) from exc
+    finally:
+        cursor.close()
+    select = ", ".join('"context"::json' if c == "context" else f'"{c}"' for c in EVENT_COLUMNS)
+    result = conn.exec_driver_sql(
+        f"INSERT INTO {T.events.name} ({cols}) SELECT {select} FROM {STAGE} ORDER BY pos "
+        "ON CONFLICT DO NOTHING RETURNING dedupe_key")
+    stored = {str(k) for (k,) in result}
+    conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # the next batch of this transaction starts empty
+    return stored
+
+
+def _is_driver_error(exc: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL URLs need psycopg
+        return False
+    return isinstance(exc, psycopg.Error)
+
+
+def event_chunks(conn: Connection, platform_id: int, event_types: Collection[str] | None = None,
+                 chunk: int = 200_000) -> Iterator[list[tuple[Any, ...]]]:
+    """(user key, item key, event type, value, timestamp) of the platform's events in insertion order, in
+    lists of at most `chunk` plain driver tuples: the snapshot's read (no per-row Result objects; streamed
+    from the server through a server-side cursor where the driver has one, so memory holds one chunk)."""
+    cols = _names(conn, ["user_id", "item_id", "event_type", "value", "timestamp"])
+    # SQLite: `+platform_id` keeps the planner off the (platform_id, dedupe_key) index, so it reads the table
+    # in id order instead of sorting every row by id afterwards
+    scope = "+platform_id" if dialect(conn) == "sqlite" else "platform_id"
+    sql = f"SELECT {cols} FROM {T.events.name} WHERE {scope} = {_marks(conn, 1)}"
+    params: list[Any] = [platform_id]
+    if event_types is not None:
+        types = sorted(event_types)
+        if not types:
+            return
+        sql += f" AND event_type IN ({_marks(conn, len(types))})"
+        params += types
+    sql += " ORDER BY id"
+    raw = conn.connection.driver_connection
+    name = dialect(conn)
+    if name == "postgresql":
+        cursor = raw.cursor(name="shoprec_snapshot")  # type: ignore[union-attr]
+    elif name in ("mysql", "mariadb"):
+        import pymysql.cursors
+
+        cursor = raw.cursor(pymysql.cursors.SSCursor)  # type: ignore[union-attr]
+    else:
+        cursor = raw.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(chunk)
+            if not rows:
+                return
+            yield rows
+    finally:
+        cursor.close()
+
+
+PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+PG_ROW = np.dtype([("n", ">i2"), ("lu", ">i4"), ("user", ">i4"), ("li", ">i4"), ("item", ">i4"), ("lt", ">i4"),
+                   ("type", ">i2"), ("lv", ">i4"), ("value", ">f8"), ("ls", ">i4"), ("ts", ">f8")])
+
+
+def copy_event_arrays(conn: Connection, platform_id: int, codes: dict[str, int],
+                      event_types: Collection[str] | None = None,
+                      chunk: int = 1_000_000) -> Iterator[dict[str, np.ndarray]]:
+    """PostgreSQL: the snapshot's event columns through `COPY ... TO STDOUT (FORMAT binary)` of fixed-width fields
+    (int4 keys, the type as its int2 code, value NaN when NULL, float8 time), parsed by numpy without a Python
+    object per row. Yields chunks of {user_key, item_key, event_type, value, timestamp}; a stored type missing
+    from `codes` comes back as -1 (the caller then takes the row path, which names it)."""
+    cases = " ".join(f"WHEN '{name}' THEN {code}" for name, code in codes.items())
+    where = f"platform_id = {int(platform_id)}"
+    if event_types is not None:
+        where += " AND event_type IN (" + ", ".join(f"'{t}'" for t in sorted(event_types) if t in codes) + ")" \
+            if any(t in codes for t in event_types) else " AND false"
+    query = (f"SELECT user_id, item_id, (CASE event_type {cases} ELSE -1 END)::int2, "
+             f"coalesce(value, 'NaN'::float8), {_names(conn, ['timestamp'])} FROM {T.events.name} "
+             f"WHERE {where} ORDER BY id")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    buffer = bytearray()
+    header = True
+    try:
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:
+            for data in copy:
+                buffer += data
+                if header and len(buffer) >= 19:
+                    if bytes(buffer[:11]) != PG_SIGNATURE:  # pragma: no cover - the server's format
+                        raise ValueError("unexpected COPY binary header")
+                    skip = 19 + int.from_bytes(buffer[15:19], "big")
+                    del buffer[:skip]
+                    header = False
+                if not header and len(buffer) >= chunk * PG_ROW.itemsize:
+                    yield _pg_rows(buffer, len(buffer) // PG_ROW.itemsize)
+        if len(buffer) >= PG_ROW.itemsize:
+            yield _pg_rows(buffer, len(buffer) // PG_ROW.itemsize)
+    finally:
+        cursor.close()
+
+
+def _pg_rows(buffer: bytearray, n: int) -> dict[str, np.ndarray]:
+    """Parse (and remove) the first n fixed-width binary COPY tuples of `buffer`."""
+    rows = np.frombuffer(bytes(buffer[:n * PG_ROW.itemsize]), dtype=PG_ROW, count=n)
+    del buffer[:n * PG_ROW.itemsize]
+    return {"user_key": rows["user"].astype(np.int64), "item_key": rows["item"].astype(np.int64),
+            "event_type": rows["type"].astype(np.int8), "value": rows["value"].astype(np.float32),
+            "timestamp": np.floor(rows["ts"]).astype(np.int64)}
