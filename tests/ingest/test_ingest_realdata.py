@@ -1,10 +1,10 @@
-"""The full UCI Online Retail file through `ingest` into SQLite, then the snapshot (slow: minutes under load)."""
+"""The full UCI Online Retail file through `ingest` into SQLite, then the snapshot (slow: minutes under load).
+How fast: benchmarks/import_benchmark.py and import_scale.py (speed is measured by benchmarks, never asserted)."""
 
 from __future__ import annotations
 
 import csv
 import gzip
-import time
 from pathlib import Path
 
 import pytest
@@ -25,9 +25,7 @@ def test_full_online_retail_import_and_snapshot(shared_data: Path, tmp_path: Pat
     assert report.read == lines
     assert report.read == report.accepted + report.rejected_total
     assert {"missing_user", "duplicate", "non_product_code"} <= set(report.rejected)
-    started = time.perf_counter()
-    inter, catalog = load_interactions(engine, "retail")
-    assert time.perf_counter() - started <= 10.0
+    inter, catalog = load_interactions(engine, "retail")  # its speed: benchmarks/import_scale.py, not a test
     assert len(inter) == report.stored_total("events") == report.accepted
     assert all(catalog.title) and len(catalog) == inter.n_items
     again = ingest(engine, "retail", read_records("online-retail", path))
