@@ -35,6 +35,7 @@ class TransformerConfig:
     use_text: bool = True  # item text vectors (when the catalog has text)
     text_encoder: str = "auto"  # auto | minilm | hashing (shoprec.preprocess.text)
     id_dropout: float = 0.1  # drop item ids while training so content alone can represent an item
+    item_ids: bool = True  # False: items are their content alone (pre-training across shops: ids are per shop)
     content_attention: bool = False  # attention scores also from the items' content alone (decoupled, DIF-SR)
     attribute_loss: float = 0.0  # weight of an auxiliary loss: predict the next item's attributes
     use_event_types: bool = True
