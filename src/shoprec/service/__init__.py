@@ -21,6 +21,7 @@ from shoprec.service.idempotency import IdempotencyService
 from shoprec.service.jobs import JobService, check_retrain
 from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
+from shoprec.service.pretrain import check_pretrain
 from shoprec.service.reclog import RecommendationLog
 from shoprec.service.recommend import Filters, RecommendService
 from shoprec.service.retraining import RetrainService
@@ -92,6 +93,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
         busy=lambda platform: any(j.kind == "retrain" for j in jobs.list_jobs(platform, ("queued", "running"))),
         limits=settings.limits)
     jobs.register_kind("retrain", check_retrain)
+    jobs.register_kind("pretrain", check_pretrain)
     idempotency = IdempotencyService(engine, platforms, config.idempotency_ttl_s, config.idempotency_wait_s)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
                     privacy, experiments, retraining, idempotency)

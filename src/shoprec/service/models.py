@@ -188,6 +188,18 @@ class ModelStore:
                             features=features or None, transfer=transfer or None,
                             privacy=getattr(model, "privacy", None) or None)  # privacy: the DP-SGD budget
 
+    def register(self, platform: str, model: Recommender, config_extra: Mapping[str, Any], *,
+                 metrics: Mapping[str, Any] | None = None, activate: bool = False) -> str:
+        """Store and register a model fitted elsewhere (e.g. pre-trained across platforms: shoprec.service.pretrain)
+        with its config plus `config_extra`; returns its id."""
+        from shoprec.config import config_to_dict
+
+        model_id = uuid.uuid4().hex
+        config = {**config_to_dict(model.config), **config_extra}
+        self._store(platform, self.platforms.platform_id(platform), model_id, model, model.name, config,
+                    dict(metrics or {}), activate)
+        return model_id
+
     def _store(self, platform: str, platform_id: int, model_id: str, model: Recommender, name: str,
                config: dict[str, Any], metrics: dict[str, Any], activate: bool) -> ArtifactRef:
         """Write the artifact to a staging directory, put it in the artifact store and register it, all or

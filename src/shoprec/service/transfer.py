@@ -202,6 +202,12 @@ def init_source(engine: Engine, platform: str, model_id: str,
     if row["name"] != "transformer":
         raise DataError(f"--init-from: model {model_id!r} of platform {name!r} is a {row['name']!r} model; "
                         "fine-tuning starts from a 'transformer' model")
+    pretrained_on = [str(p) for p in ((row.get("config") or {}).get("pretrain") or {}).get("platforms") or []]
+    missing = [p for p in pretrained_on if p != platform and p not in linked]
+    if missing:  # a model pre-trained across platforms (job "pretrain") carries what each of them taught it
+        raise DataError(f"--init-from: model {model_id!r} was pre-trained on platform(s) {', '.join(missing)}, not "
+                        f"linked with {platform!r} by both sides' consent (shoprec platform link {platform} OTHER, "
+                        f"and OTHER {platform})")
     ref = ArtifactRef(str(row["path"]), row.get("sha256"))
     model = load(name, model_id, ref) if load is not None else load_model(ref.uri)
     assert isinstance(model, Transformer)

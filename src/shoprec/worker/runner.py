@@ -36,7 +36,8 @@ from shoprec.worker.child import die_with_parent, job_main
 log = logging.getLogger(__name__)
 Handler = Callable[[Services, str, dict[str, Any], Callable[[str], None]], dict[str, Any]]
 Periodic = Callable[[Services], None]
-DEFAULT_HANDLERS: dict[str, Handler] = {"train": default_handlers.train, "retrain": default_handlers.retrain}
+DEFAULT_HANDLERS: dict[str, Handler] = {"train": default_handlers.train, "retrain": default_handlers.retrain,
+                                        "pretrain": default_handlers.pretrain}
 DEFAULT_PERIODIC: tuple[Periodic, ...] = (default_handlers.retraining_schedule,)
 STOP_GRACE_S = 5.0  # a terminated child gets this long to exit before it is killed
 
