@@ -20,6 +20,8 @@ from typing import Any
 
 from shoprec.data.records import Record
 from shoprec.datasets._common import check_dir, check_file
+from shoprec.datasets.amazon_json import fast_table as _amazon_json_fast
+from shoprec.datasets.amazon_json import read_amazon_json
 from shoprec.datasets.cdrib import fast_table as _cdrib_fast
 from shoprec.datasets.cdrib import read_cdrib
 from shoprec.datasets.dataset import Dataset, DomainSplit, EventTable, Fold, Irregular, RecordCollector, finish
@@ -74,8 +76,13 @@ _SPECS: dict[str, FormatSpec] = {s.name: s for s in (
                fast=_retail_fast),
     FormatSpec("movielens-100k", read_movielens, "MovieLens 100K directory (u.data, u.item, u.user, u1..u5)",
                directory=True, fast=_movielens_fast),
-    FormatSpec("s3rec", read_s3rec, "S3-Rec sequences 'user item1 item2 ...' (+ *_item2attributes.json)",
+    FormatSpec("s3rec", read_s3rec,
+               "S3-Rec sequences 'user item1 item2 ...' (+ *_item2attributes.json, *_item_text.tsv)",
                fast=_s3rec_fast, synthetic_timestamps=True),
+    FormatSpec("amazon-json", read_amazon_json,
+               "directory with NAME.inter.json {user: [items, oldest first]} + NAME.item.json "
+               "{item: {title, description, brand, categories}}",
+               directory=True, fast=_amazon_json_fast, synthetic_timestamps=True),
     FormatSpec("otto", read_otto, "OTTO sessions, JSON Lines"),
     FormatSpec("cdrib", read_cdrib, "CDRIB cross-domain pair directory (X_Y/ and Y_X/ with train/valid/test.txt)",
                directory=True, fast=_cdrib_fast, synthetic_timestamps=True),

@@ -4,11 +4,16 @@ Events are implicit `purchase` events. The files have no times: the n-th item of
 synthetic time 2000-01-01 + n hours, which keeps each user's order (a Note says so). Item attributes come from
 `<stem>_item2attributes.json` beside the file (or the only `*_item2attributes.json` there) when present:
 `{"item": [attribute ids]}` -> ItemRecord.attributes["attribute_ids"] (and ItemCatalog.attribute_ids). Item
-records follow the events, so the item map lists items in order of first appearance in the sequences.
+text comes from `<stem>_item_text.tsv` beside the file (or the only `*_item_text.tsv` there) when present: a
+tab-separated file with a header naming `item_id` and `title` (other columns, e.g. `asin`, become item
+attributes) -> ItemRecord.title, which the models embed as the item's text. One ItemRecord per item carries
+both. Item records follow the events, so the item map lists items in order of first appearance in the
+sequences.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Iterator
@@ -28,13 +33,23 @@ NOTE = ("s3rec: the file has no timestamps; synthetic ones (2000-01-01 + 1 hour 
         "sequence) keep each user's order and mean nothing across users")
 
 
-def attributes_file(path: Path) -> Path | None:
-    """The item-attribute JSON that belongs to sequence file `path`, if any."""
-    own = path.with_name(f"{path.stem}_item2attributes.json")
+def _companion(path: Path, suffix: str) -> Path | None:
+    """`<stem><suffix>` beside sequence file `path`, else the only `*<suffix>` there, else None."""
+    own = path.with_name(f"{path.stem}{suffix}")
     if own.is_file():
         return own
-    found = sorted(path.parent.glob("*_item2attributes.json"))
+    found = sorted(path.parent.glob(f"*{suffix}"))
     return found[0] if len(found) == 1 else None
+
+
+def attributes_file(path: Path) -> Path | None:
+    """The item-attribute JSON that belongs to sequence file `path`, if any."""
+    return _companion(path, "_item2attributes.json")
+
+
+def text_file(path: Path) -> Path | None:
+    """The item-text TSV that belongs to sequence file `path`, if any."""
+    return _companion(path, "_item_text.tsv")
 
 
 def read_attributes(path: Path | None) -> tuple[dict[str, list[int]], list[Rejected]]:
@@ -57,6 +72,62 @@ def read_attributes(path: Path | None) -> tuple[dict[str, list[int]], list[Rejec
     return out, bad
 
 
+def read_item_text(path: Path | None) -> tuple[dict[str, tuple[int, dict[str, str]]], list[Rejected]]:
+    """{item id: (line, {column: value})} from an item-text TSV (header naming item_id and title), and a
+    Rejected per unusable line (a missing header names line 1; a row with the wrong field count its line)."""
+    if path is None:
+        return {}, []
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        return {}, [Rejected(Source(path.name, 1), "bad_encoding", None, f"unreadable item-text file: {exc}")]
+    rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+    header = [h.strip() for h in rows[0]] if rows else []
+    if "item_id" not in header or "title" not in header:
+        return {}, [Rejected(Source(path.name, 1), "bad_row", None,
+                             "expected a tab-separated header naming item_id and title")]
+    out: dict[str, tuple[int, dict[str, str]]] = {}
+    bad = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not "".join(row).strip():
+            continue
+        if len(row) != len(header):
+            bad.append(Rejected(Source(path.name, n), "bad_row", None,
+                                f"expected {len(header)} tab-separated fields, found {len(row)}"))
+            continue
+        fields = {h: v.strip() for h, v in zip(header, row, strict=True)}
+        item = fields.pop("item_id")
+        if not item:
+            bad.append(Rejected(Source(path.name, n), "missing_item", "item_id", "the line has no item id"))
+            continue
+        out[item] = (n, fields)
+    return out, bad
+
+
+def item_records(path: Path) -> list[ItemRecord | Rejected]:
+    """One ItemRecord per item named by the attribute JSON or the text TSV beside sequence file `path`, with
+    the Rejected lines of both files: the attribute file's first (its items cite its line 1), then the text
+    file's records and rejections in line order (an item with text cites its text line)."""
+    attr_path, text_path = attributes_file(path), text_file(path)
+    attrs, bad = read_attributes(attr_path)
+    texts, bad_text = read_item_text(text_path)
+    records: dict[str, ItemRecord] = {item: ItemRecord(item_id=item, attributes={"attribute_ids": ids})
+                                      for item, ids in attrs.items()}
+    for item, (line, fields) in texts.items():
+        rec = records.setdefault(item, ItemRecord(item_id=item))
+        rec.title = fields.pop("title")
+        rec.attributes.update({k: v for k, v in fields.items() if v})
+        rec.source = Source(text_path.name if text_path else path.name, line)
+    attr_only: list[ItemRecord | Rejected] = []
+    for rec in records.values():
+        if rec.source is None:
+            rec.source = Source(attr_path.name if attr_path else path.name, 1)
+            attr_only.append(rec)
+    with_text: list[ItemRecord | Rejected] = [r for r in records.values() if r.item_id in texts]
+    by_line = sorted([*with_text, *bad_text], key=lambda r: r.source.line if r.source else 0)
+    return [*bad, *attr_only, *by_line]
+
+
 def read_s3rec(path: str | Path) -> Iterator[Record]:
     """Records of a sequence file (see the module docstring)."""
     return _records(check_file(path, "sequence file"))
@@ -77,12 +148,7 @@ def _records(path: Path) -> Iterator[Record]:
                 yield Rejected(source, "missing_item", "items", f"user {tokens[0]!r} has no items")
             else:
                 yield from _events(tokens, positions, source)
-    attr_path = attributes_file(path)
-    attrs, bad = read_attributes(attr_path)
-    yield from bad
-    for item, ids in attrs.items():
-        yield ItemRecord(item_id=item, attributes={"attribute_ids": ids},
-                         source=Source(attr_path.name if attr_path else path.name, 1))
+    yield from item_records(path)
 
 
 def _events(tokens: list[str], positions: dict[str, int], source: Source) -> Iterator[EventRecord]:
@@ -108,11 +174,9 @@ def fast_table(path: Path, config: CleaningConfig, now: float, report: CleaningR
     cols, lines = _columns(split)
     keep = clean_columns(cols, lines, path.name, config=config, now=now, report=report)
     collector = RecordCollector(report)
-    attrs, bad = read_attributes(attributes_file(path))
     user = add_ids(collector.users, cols.user_id[keep])
     item = add_ids(collector.items, cols.item_id[keep])
-    collector.add_all(RecordCleaner(config, now=now)(
-        [*bad, *(ItemRecord(item_id=i, attributes={"attribute_ids": a}) for i, a in attrs.items())]))
+    collector.add_all(RecordCleaner(config, now=now)(item_records(path)))
     return collector.table().set_events(user, item, cols.event_type[keep], cols.timestamp[keep], cols.value[keep])
 
 

@@ -34,6 +34,7 @@ class TransformerConfig:
     use_attributes: bool = True  # attribute ids, brand and category tokens
     use_text: bool = True  # item text vectors (when the catalog has text)
     text_encoder: str = "auto"  # auto | minilm | hashing (shoprec.preprocess.text)
+    text_whiten: bool = False  # ZCA-whiten the catalog's text vectors before the projection (content.whiten)
     id_dropout: float = 0.1  # drop item ids while training so content alone can represent an item
     item_ids: bool = True  # False: items are their content alone (pre-training across shops: ids are per shop)
     content_attention: bool = False  # attention scores also from the items' content alone (decoupled, DIF-SR)
