@@ -168,6 +168,7 @@ class ModelStore:
             metrics = {k: float(v) for k, v in result.metrics.items()}
             metrics["n_users_evaluated"] = result.n_users_evaluated
             metrics["protocol"] = "loo, strict (seen items excluded), full ranking"
+        model: Recommender
         if zero_shot:  # the start model carried over to the catalog's items, no training
             say(f"carrying the start model over to {len(data.items):,} items")
             model = cast("Transformer", make()).carry_over(data.items, catalog)
