@@ -117,7 +117,7 @@ def test_the_pretrain_job_registers_a_model_other_linked_platforms_start_from(se
     model_id = done.result["model_id"]
     assert done.result["pretrain"]["platforms"] == ["shop-a", "shop-b"]
     _link(services, "shop-c", "shop-a")
-    with pytest.raises(DataError, match="pre-trained on platform.*shop-b"):
+    with pytest.raises(DataError, match=r"pre-trained on platform.*shop-b"):
         services.store.train("shop-c", "transformer", {"text_cache_dir": str(tmp_path / "text")},
                              init_from=model_id, zero_shot=True)
     _link(services, "shop-c", "shop-b")
