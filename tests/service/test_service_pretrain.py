@@ -95,6 +95,17 @@ def test_a_new_platform_gets_personalised_session_lists_from_the_pretrained_mode
     other = services.recommend.session("shop-c", ["C00020", "C00031"], k=5)
     assert [i.item_id for i in other.items] != [i.item_id for i in answer.items]  # personal, not one list
 
+    from fastapi.testclient import TestClient
+
+    from shoprec.api import create_app
+
+    app = create_app(services.settings, services.config, services=services)
+    with TestClient(app, headers={"X-API-Key": services.platforms.create_key("shop-c").key}) as client:
+        body = client.post("/v1/sessions/recommendations", json={"history": [{"item_id": h} for h in history],
+                                                                 "k": 5}).json()
+    assert [i["item_id"] for i in body["items"]] == [i.item_id for i in answer.items]
+    assert all(i["reason"]["level"] == "session" and i["reason"]["because_of"] for i in body["items"])
+
 
 def test_zero_shot_needs_a_start(services: Services, settings: Settings) -> None:
     refused = CliRunner().invoke(train_cli.train_command, ["-p", "shop-c", "-m", "transformer", "--zero-shot"],
