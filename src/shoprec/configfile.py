@@ -15,7 +15,11 @@ def read_document(value: str | Path, what: str) -> Any:
     """The parsed document: the file `value` names (TOML for .toml, else JSON), or `value` as inline JSON.
     `what` names the option in error messages (e.g. "--config", "search space")."""
     path = Path(value)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # inline JSON longer than a file name may be (ENAMETOOLONG)
+        is_file = False
+    if is_file:
         text = path.read_text(encoding="utf-8")
         try:
             return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)

@@ -89,10 +89,16 @@ def with_dp_epsilon(model_name: str, params: dict[str, Any], epsilon: float | No
 @click.option("--plot", "plot_dir", default=None, type=click.Path(file_okay=False), help="Write PNG plots here.")
 @click.option("--dp-epsilon", "dp_epsilon", type=float, default=None,
               help="Train with DP-SGD (Opacus) to this epsilon per rating (mf, ncf); the JSON reports what was spent.")
+@click.option("--init-from", "init_from", default=None, metavar="DIR",
+              help="transformer: start from this pre-trained model directory (shoprec pretrain) and fine-tune on "
+                   "the data; its network parameters are the defaults.")
+@click.option("--zero-shot", "zero_shot", is_flag=True,
+              help="With --init-from: train nothing on the data; its items are scored through their text (and the "
+                   "attributes the pre-trained model knows).")
 def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | None, k_arg: str, keep_seen: bool,
              seed: int, cutoff: str | None, folds: int, valid_fraction: float, no_validation: bool, batch_size: int,
              target: str | None, cdr_training: str, eval_split: str, json_arg: str | None, output: Path | None,
-             plot_dir: str | None, dp_epsilon: float | None) -> None:
+             plot_dir: str | None, dp_epsilon: float | None, init_from: str | None, zero_shot: bool) -> None:
     """Fit MODEL on a split of the data and report offline metrics: a JSON summary on stdout (the full result
     with --json; --output FILE writes the full result to FILE, for `shoprec compare`)."""
     from shoprec.evaluation.report import render_metrics, summary, write_json
@@ -103,11 +109,24 @@ def evaluate(data_arg: str, protocol: str, model_name: str, config_arg: str | No
                      folds=folds, valid_fraction=valid_fraction, validation=not no_validation, batch_size=batch_size,
                      target=target, training=cdr_training, split=eval_split)
     params = with_dp_epsilon(model_name, parse_config(config_arg), dp_epsilon)
+    start, source = None, None
+    if zero_shot and not init_from:
+        raise ConfigError("--zero-shot scores through a pre-trained model: it needs --init-from DIR")
+    if init_from:
+        from shoprec.service.transfer import check_inherited, pretrained_source
+
+        if model_name != "transformer":
+            raise ConfigError(f"--init-from starts model 'transformer' from a pre-trained one, not {model_name!r}")
+        source = pretrained_source(init_from)
+        params = check_inherited(source, params)
+        start = source.start(zero_shot)
     ModelFactory(model_name, params, seed=seed)  # fail on a bad model or config before loading data
     if protocol in RATING_PROTOCOLS and not callable(getattr(get_model_class(model_name), "predict", None)):
         raise ConfigError(f"model {model_name!r} does not predict ratings; use protocol loo or temporal")
     dataset = load_dataset(fmt, path)
-    doc, _ = run_evaluation(dataset, f"{fmt}:{path}", model_name, params, cfg, progress=True)
+    doc, _ = run_evaluation(dataset, f"{fmt}:{path}", model_name, params, cfg, progress=True, start=start)
+    if source is not None:
+        doc["init_from"] = {**source.facts, "zero_shot": zero_shot}
     click.echo(render_metrics(doc), err=True)
     if plot_dir:
         from shoprec.evaluation.plots import write_plots

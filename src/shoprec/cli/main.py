@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "shoprec.cli.serve",  # serve, platform create / list, platform key
     "shoprec.cli.models",  # models list / show / activate
     "shoprec.cli.train",  # train
+    "shoprec.cli.pretrain",  # pretrain
     "shoprec.cli.privacy",  # platform link / unlink, erase-user, export-user, purge
     "shoprec.cli.config",  # config show
     "shoprec.cli.retraining",  # retrain policy / history / run

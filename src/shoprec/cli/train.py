@@ -31,13 +31,17 @@ def _stderr(message: str) -> None:
               help="Train with DP-SGD (Opacus) to this epsilon per rating (mf, ncf on rated events).")
 @click.option("--from-platform", "from_platform", default=None,
               help="Transfer: also learn from the linked users' events on this platform (a consented link).")
-@click.option("--init-from", "init_from", default=None, metavar="MODEL_ID",
+@click.option("--init-from", "init_from", default=None, metavar="MODEL_ID|DIR",
               help="Fine-tune (transformer): start from the weights of this stored transformer of a platform "
-                   "linked with PLATFORM by both sides' consent; its network parameters are the defaults.")
+                   "linked with PLATFORM by both sides' consent, or of a `shoprec pretrain` directory; its "
+                   "network parameters are the defaults.")
+@click.option("--zero-shot", "zero_shot", is_flag=True,
+              help="With --init-from: no training; the start model carried over to PLATFORM's catalog scores its "
+                   "items through their text (a platform with items and no events yet).")
 @click.pass_obj
 def train_command(settings: Settings, platform: str, model_name: str, config: str | None, activate: bool,
                   no_evaluate: bool, tuned: bool, dp_epsilon: float | None, from_platform: str | None,
-                  init_from: str | None) -> None:
+                  init_from: str | None, zero_shot: bool) -> None:
     """Train MODEL on PLATFORM's data, evaluate it on a leave-one-out split, store it (and activate it).
 
     Prints {"model_id": ..., "model": NAME, "metrics": {...}} on stdout.
@@ -49,6 +53,10 @@ def train_command(settings: Settings, platform: str, model_name: str, config: st
     from shoprec.service.platform import PlatformService
     from shoprec.storage import create_db
 
+    if zero_shot and not init_from:
+        from shoprec.errors import ConfigError
+
+        raise ConfigError("--zero-shot carries a pre-trained model over: it needs --init-from MODEL_ID|DIR")
     params, features = parse_config(config), {}
     if tuned:
         from shoprec.tuning import tuned_record
@@ -62,7 +70,7 @@ def train_command(settings: Settings, platform: str, model_name: str, config: st
         store = ModelStore(engine, PlatformService(engine, LocalCache()), open_artifact_store(settings, engine))
         result = store.train(platform, model_name, params, activate=activate, evaluate=not no_evaluate,
                              progress=_stderr, features=features, from_platform=from_platform,
-                             init_from=init_from)
+                             init_from=init_from, zero_shot=zero_shot)
     finally:
         engine.dispose()
     click.echo(json.dumps(result.to_json(), indent=2))

@@ -11,7 +11,7 @@ from typing import Any
 from shoprec.data import Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.evaluation.protocols import EvalConfig, FoldData, run_protocol
-from shoprec.models.factory import ModelFactory
+from shoprec.models.factory import ModelFactory, Start
 
 
 def load_dataset(fmt: str, path: str) -> Any:
@@ -49,11 +49,13 @@ def data_stats(interactions: Interactions) -> dict[str, int]:
 
 
 def run_evaluation(dataset: Any, dataset_name: str, model_name: str, params: dict[str, Any],
-                   cfg: EvalConfig, *, progress: bool = False) -> tuple[dict[str, Any], Any]:
-    """Evaluate one model on a loaded dataset; returns (the JSON document, the fitted model)."""
+                   cfg: EvalConfig, *, progress: bool = False,
+                   start: Start | None = None) -> tuple[dict[str, Any], Any]:
+    """Evaluate one model on a loaded dataset; returns (the JSON document, the fitted model). `start`: sets
+    each fresh model up before its fit (e.g. a pre-trained start, shoprec.service.transfer)."""
     from shoprec.evaluation.report import result_to_dict
 
-    make_model = ModelFactory(model_name, params, seed=cfg.seed)
+    make_model = ModelFactory(model_name, params, seed=cfg.seed, start=start)
     interactions: Interactions = dataset.interactions
     catalog: ItemCatalog | None = getattr(dataset, "catalog", None)
     folds = dataset_folds(dataset) if cfg.protocol == "official-folds" else None

@@ -22,6 +22,7 @@ from shoprec.service.jobs import JobService, check_retrain
 from shoprec.service.lists import ListService
 from shoprec.service.models import ModelStore, ServedModels
 from shoprec.service.platform import PlatformService
+from shoprec.service.pretrain import check_pretrain
 from shoprec.service.reclog import RecommendationLog
 from shoprec.service.recommend import Filters, RecommendService
 from shoprec.service.retraining import RetrainService
@@ -100,6 +101,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
         limits=settings.limits)
     jobs.register_kind("retrain", check_retrain)
     jobs.register_kind("export", check_export)  # batch recommendations (shoprec.service.export)
+    jobs.register_kind("pretrain", check_pretrain)
     idempotency = IdempotencyService(engine, platforms, config.idempotency_ttl_s, config.idempotency_wait_s)
     return Services(settings, config, engine, cache, platforms, users, catalogs, store, models, data, recommend, jobs,
                     privacy, experiments, retraining, idempotency, rules, lists=ListService(recommend))

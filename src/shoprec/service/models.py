@@ -25,11 +25,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from shoprec.errors import DataError
+from shoprec.errors import ConfigError, DataError
 from shoprec.service import telemetry
 from shoprec.service.artifacts import ArtifactRef, ArtifactStore, DirectoryStore
 from shoprec.service.audit import record_audit
@@ -42,6 +42,7 @@ from shoprec.storage.serving import ServingRepo
 
 if TYPE_CHECKING:
     from shoprec.models.base import Recommender
+    from shoprec.models.transformer import Transformer
     from shoprec.service.ann import AnnIndex
     from shoprec.service.catalog import CatalogView
     from shoprec.service.scan import Int8Scan
@@ -102,7 +103,7 @@ class ModelStore:
     def train(self, platform: str, name: str, params: Mapping[str, Any] | None = None, *, activate: bool = False,
               evaluate: bool = True, progress: Progress | None = None,
               features: Mapping[str, Any] | None = None, from_platform: str | None = None,
-              init_from: str | None = None) -> TrainedModel:
+              init_from: str | None = None, zero_shot: bool = False) -> TrainedModel:
         """Train, evaluate, store and register a model.
 
         `from_platform`: also learn from what this platform's linked users did there (transfer; needs a
@@ -111,7 +112,9 @@ class ModelStore:
 
         `init_from`: fine-tune (model 'transformer' only): start from the weights of this stored transformer
         of the platform or of a platform linked with it by both sides' consent (see
-        shoprec.service.transfer.init_source); its network parameters are the defaults of `params`.
+        shoprec.service.transfer.init_source), or of a `shoprec pretrain` directory; its network parameters
+        are the defaults of `params`. `zero_shot` (with `init_from`): no training; the start model carried
+        over to the platform's catalog (which may have no events yet), scoring items through their text.
 
         `features`: feature-hook values (event-type weights, recency decay, text on/off; see
         shoprec.preprocess.features) applied to the training data of the evaluation and of the final fit, as
@@ -129,15 +132,19 @@ class ModelStore:
         transfer: dict[str, Any] = {}
         source = None
         if init_from:
-            from shoprec.service.transfer import init_source
+            from shoprec.service.transfer import check_inherited, is_directory_source, resolve_source
 
             if name != "transformer":
                 raise DataError(f"--init-from fine-tunes model 'transformer', not {name!r}")
-            source = init_source(self.engine, platform, init_from, load=self.load_ref)
-            params = {**source.params, **(params or {})}
-            make = source.factory(ModelFactory(name, params, features=features))
+            source = resolve_source(self.engine, platform, init_from, load=self.load_ref)
+            params = (check_inherited(source, params or {}) if is_directory_source(init_from)
+                      else {**source.params, **(params or {})})
+            make = source.factory(ModelFactory(name, params, features=features), zero_shot=zero_shot)
             transfer.update(source.facts)
-            say(f"starting from model {init_from} of platform {source.facts['init_platform']!r}")
+            transfer.update({"zero_shot": True} if zero_shot else {})
+            say(f"starting from model {source.label}" + (" (zero-shot: no training)" if zero_shot else ""))
+        elif zero_shot:
+            raise ConfigError("--zero-shot carries a pre-trained model over to the platform: it needs --init-from")
         say(f"reading platform {platform!r} from the database")
         if from_platform:
             from shoprec.service.transfer import linked_training_data
@@ -150,7 +157,9 @@ class ModelStore:
         else:
             raw, catalog = load_interactions(self.engine, platform)
         data = apply_event_weights(raw, drop_zero=True)
-        if len(data) == 0:
+        if zero_shot and len(data) == 0:
+            evaluate = False  # a new platform: nothing to evaluate on yet
+        elif len(data) == 0:
             raise DataError(f"platform {platform!r} has no positive events to train on")
         metrics: dict[str, Any] = {}
         if evaluate:
@@ -159,8 +168,13 @@ class ModelStore:
             metrics = {k: float(v) for k, v in result.metrics.items()}
             metrics["n_users_evaluated"] = result.n_users_evaluated
             metrics["protocol"] = "loo, strict (seen items excluded), full ranking"
-        say(f"fitting {name} on all {len(data):,} events")
-        model = make.fit(data, catalog)
+        model: Recommender
+        if zero_shot:  # the start model carried over to the catalog's items, no training
+            say(f"carrying the start model over to {len(data.items):,} items")
+            model = cast("Transformer", make()).carry_over(data.items, catalog)
+        else:
+            say(f"fitting {name} on all {len(data):,} events")
+            model = make.fit(data, catalog)
         model_id = uuid.uuid4().hex
         config = config_to_dict(model.config)
         if features:
@@ -174,6 +188,18 @@ class ModelStore:
         return TrainedModel(model_id, name, metrics, activate, round(model.fit_seconds, 3), ref.uri,
                             features=features or None, transfer=transfer or None,
                             privacy=getattr(model, "privacy", None) or None)  # privacy: the DP-SGD budget
+
+    def register(self, platform: str, model: Recommender, config_extra: Mapping[str, Any], *,
+                 metrics: Mapping[str, Any] | None = None, activate: bool = False) -> str:
+        """Store and register a model fitted elsewhere (e.g. pre-trained across platforms: shoprec.service.pretrain)
+        with its config plus `config_extra`; returns its id."""
+        from shoprec.config import config_to_dict
+
+        model_id = uuid.uuid4().hex
+        config = {**config_to_dict(model.config), **config_extra}
+        self._store(platform, self.platforms.platform_id(platform), model_id, model, model.name, config,
+                    dict(metrics or {}), activate)
+        return model_id
 
     def _store(self, platform: str, platform_id: int, model_id: str, model: Recommender, name: str,
                config: dict[str, Any], metrics: dict[str, Any], activate: bool) -> ArtifactRef:

@@ -12,11 +12,17 @@ Fine-tuning (`shoprec train --platform NEW --model transformer --init-from MODEL
 (`init_source`) gives NEW's transformer its starting weights (shoprec.models.transformer.transfer_weights:
 everything but the item ids; item text is the space both platforms share), then it trains on NEW's events
 alone. The same rule holds: OLD must be linked with NEW by both sides' consent (or be NEW itself).
+
+Pre-trained across shops (`--init-from DIR`, a directory of `shoprec pretrain`; shoprec.service.pretrain):
+the same start from a multi-shop model; with `--zero-shot` nothing is trained: the model is carried over to
+the platform's catalog and scores its items through their text (Transformer.carry_over), so a platform with
+items and no events gets personalised session lists. A directory pre-trained from platforms names them:
+each must be NEW or linked with NEW by both sides' consent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -99,13 +105,74 @@ class InitSource:
     params: dict[str, Any]
     facts: dict[str, Any]
 
-    def factory(self, make: ModelFactory) -> ModelFactory:
-        """`make`'s configuration, each fresh transformer set to start from this model."""
-        label = f"{self.facts['init_platform']}/{self.facts['init_from']}"
+    @property
+    def label(self) -> str:
+        """How the model records its start: "<platform>/<model id>" or "pretrained:<directory>"."""
+        if "init_platform" in self.facts:
+            return f"{self.facts['init_platform']}/{self.facts['init_from']}"
+        return f"pretrained:{self.facts['init_from']}"
+
+    def start(self, zero_shot: bool = False) -> Callable[[Recommender], Recommender]:
+        """What sets a fresh transformer to start from this model (`zero_shot`: carried over to its training
+        data's items without training)."""
+        label = self.label
 
         def start(model: Recommender) -> Recommender:
-            return cast("Transformer", model).start_from(self.model, label)
-        return make.starting_with(start)
+            return cast("Transformer", model).start_from(self.model, label, zero_shot=zero_shot)
+        return start
+
+    def factory(self, make: ModelFactory, zero_shot: bool = False) -> ModelFactory:
+        """`make`'s configuration, each fresh transformer set to start from this model (see `start`)."""
+        return make.starting_with(self.start(zero_shot))
+
+
+def is_directory_source(init_from: str) -> bool:
+    """Whether `--init-from` names a directory (a pre-trained model) rather than a stored model id."""
+    from pathlib import Path
+
+    return Path(init_from).expanduser().is_dir() or "/" in init_from or init_from.startswith(".")
+
+
+def pretrained_source(path: str, engine: Engine | None = None, platform: str | None = None) -> InitSource:
+    """The `shoprec pretrain` directory at `path` as a start (shoprec.models.transformer.pretrain.load_pretrained
+    checks it). When it was pre-trained from platforms, `platform` must be one of them or linked with each by
+    both sides' consent (a DataError names the missing link)."""
+    from shoprec.models.transformer.pretrain import load_pretrained, network_params
+
+    model, facts = load_pretrained(path)
+    sources = [str(p) for p in facts.get("platforms") or []]
+    if sources and engine is not None and platform is not None:
+        with storage_errors(engine, "read platform links"), engine.connect() as conn:
+            own = find_platform(conn, platform)
+            linked = set(PrivacyRepo(conn, own).linked_platforms()) if own is not None else set()
+        missing = [p for p in sources if p != platform and p not in linked]
+        if missing:
+            raise DataError(f"--init-from {path}: it was pre-trained on platform(s) {', '.join(missing)}, not linked "
+                            f"with {platform!r} by both sides' consent (shoprec platform link {platform} OTHER, and "
+                            f"OTHER {platform})")
+    shops = [s.get("name") for s in facts.get("shops", [])]
+    return InitSource(model, network_params(model), {"init_from": str(path), "pretrained": True,
+                                                     "pretrained_shops": shops})
+
+
+def resolve_source(engine: Engine, platform: str, init_from: str,
+                   load: Callable[[str, str, ArtifactRef], Recommender] | None = None) -> InitSource:
+    """`--init-from`: a pre-trained directory (pretrained_source) or a stored model id (init_source)."""
+    if is_directory_source(init_from):
+        return pretrained_source(init_from, engine, platform)
+    return init_source(engine, platform, init_from, load)
+
+
+def check_inherited(source: InitSource, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` over the source's network parameters; a ConfigError naming each network parameter that
+    `params` set to another value than the source's (its weights would not fit)."""
+    from shoprec.errors import ConfigError
+
+    wrong = [f"{k} = {params[k]!r} (the start model's: {v!r})" for k, v in source.params.items()
+             if k in params and params[k] != v and k != "text_encoder"]
+    if wrong:
+        raise ConfigError(f"--init-from: the network parameters are the start model's; got {'; '.join(wrong)}")
+    return {**source.params, **params}
 
 
 def init_source(engine: Engine, platform: str, model_id: str,
@@ -135,6 +202,12 @@ def init_source(engine: Engine, platform: str, model_id: str,
     if row["name"] != "transformer":
         raise DataError(f"--init-from: model {model_id!r} of platform {name!r} is a {row['name']!r} model; "
                         "fine-tuning starts from a 'transformer' model")
+    pretrained_on = [str(p) for p in ((row.get("config") or {}).get("pretrain") or {}).get("platforms") or []]
+    missing = [p for p in pretrained_on if p != platform and p not in linked]
+    if missing:  # a model pre-trained across platforms (job "pretrain") carries what each of them taught it
+        raise DataError(f"--init-from: model {model_id!r} was pre-trained on platform(s) {', '.join(missing)}, not "
+                        f"linked with {platform!r} by both sides' consent (shoprec platform link {platform} OTHER, "
+                        f"and OTHER {platform})")
     ref = ArtifactRef(str(row["path"]), row.get("sha256"))
     model = load(name, model_id, ref) if load is not None else load_model(ref.uri)
     assert isinstance(model, Transformer)

@@ -73,6 +73,16 @@ def export(services: Services, platform: str, params: dict[str, Any], progress: 
     return result.to_json()
 
 
+def pretrain(services: Services, platform: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Pre-train one transformer on the platform and the job's other platforms ({platforms, params, seed}; each
+    pair linked by both sides' consent) and register it as an inactive model of the platform
+    (shoprec.service.pretrain.run_pretrain_job); the result names it."""
+    from shoprec.service.pretrain import run_pretrain_job
+
+    model_params = with_time_limit("transformer", params.get("params") or {}, services.settings.limits)
+    return run_pretrain_job(services.engine, services.store, platform, {**params, "params": model_params}, progress)
+
+
 def retraining_schedule(services: Services) -> None:
     """The worker's periodic task: queue a retrain job for every platform whose policy says it is due."""
     services.retraining.schedule()

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Services, str, dict[str, Any], Callable[[str], None]], dict[str, Any]]
 Periodic = Callable[[Services], None]
 DEFAULT_HANDLERS: dict[str, Handler] = {"train": default_handlers.train, "retrain": default_handlers.retrain,
-                                        "export": default_handlers.export}
+                                        "export": default_handlers.export,
+                                        "pretrain": default_handlers.pretrain}
 DEFAULT_PERIODIC: tuple[Periodic, ...] = (default_handlers.retraining_schedule,)
 STOP_GRACE_S = 5.0  # a terminated child gets this long to exit before it is killed
 

@@ -37,6 +37,7 @@ class TransformerConfig:
     use_vectors: bool = True  # the shop's own named item vectors (image, LLM...): each name projected into the item
     text_whiten: bool = False  # ZCA-whiten the catalog's text vectors before the projection (content.whiten)
     id_dropout: float = 0.1  # drop item ids while training so content alone can represent an item
+    item_ids: bool = True  # False: items are their content alone (pre-training across shops: ids are per shop)
     content_attention: bool = False  # attention scores also from the items' content alone (decoupled, DIF-SR)
     attribute_loss: float = 0.0  # weight of an auxiliary loss: predict the next item's attributes
     use_event_types: bool = True

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from shoprec.config import config_to_dict
-from shoprec.data import Interactions, ItemCatalog
+from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import CannotScoreError, ConfigError, DataError
 from shoprec.models.base import Query, RankingValidation, Recommender, register
 from shoprec.models.softmax import release_buffers
@@ -37,6 +37,7 @@ from shoprec.models.training import (
     torch_threads,
     train,
 )
+from shoprec.models.transformer.carry import copy_attribute_rows
 from shoprec.models.transformer.config import POPULARITY_GRID, TransformerConfig
 from shoprec.models.transformer.content import ItemContent, build_content, named_from_state
 from shoprec.models.transformer.data import (
@@ -93,6 +94,7 @@ class Transformer(Recommender):
         self.popularity_search: dict[str, float] = {}  # validation NDCG per candidate correction
         self._device = torch.device("cpu")
         self._source: tuple[Transformer, str] | None = None  # start_from's model and label
+        self._zero_shot = False  # start_from(..., zero_shot=True): fit carries the source over, no training
         self.initialised_from: dict[str, Any] = {}  # where fit started from, and what it copied
 
     @property
@@ -100,13 +102,35 @@ class Transformer(Recommender):
         """The first member's network (None before fit)."""
         return self.fitted.members[0].net if self.fitted is not None else None
 
-    def start_from(self, source: Transformer, label: str = "") -> Self:
+    def start_from(self, source: Transformer, label: str = "", zero_shot: bool = False) -> Self:
         """Fit from `source`'s weights (a fitted transformer, e.g. another platform's; its first member when
         it is an ensemble; `label` names it in the model meta) instead of random ones, then train as usual:
-        see `transfer_weights`."""
+        see `transfer_weights`. `zero_shot`: fit trains nothing; the model is `source` carried over to the
+        training data's items, scored through their content (see `carry_over`)."""
         if not isinstance(source, Transformer) or source.net is None:
             raise ConfigError("model 'transformer' can start only from a fitted transformer model")
-        self._source = (source, label)
+        self._source, self._zero_shot = (source, label), zero_shot
+        return self
+
+    def carry_over(self, items: IdMap, catalog: ItemCatalog | None) -> Self:
+        """Zero-shot: the `start_from` model's networks (every member) for `items`, each item represented by
+        its content alone (text, and the attribute tokens the source knows), without training: a shop with a
+        catalog and no events gets a model (shoprec.models.transformer.carry)."""
+        from shoprec.models.transformer.carry import carry_members
+
+        if self._source is None:
+            raise ConfigError("model 'transformer': zero-shot needs a model to start from (start_from)")
+        source, label = self._source
+        if self.users is None:
+            self.users = IdMap()
+        self.items = items.copy()
+        members, self.initialised_from = carry_members(source, label, self.config, items, catalog, self.options)
+        self._device = torch.device("cpu")
+        self.best_epoch, self.best_epochs = 0, [0] * len(members)
+        self.default_event = source.default_event
+        self.log_counts = np.zeros(len(items), dtype=np.float32)
+        self.popularity_correction, self.popularity_search = 0.0, {}
+        self._publish(members)
         return self
 
     # ---------------------------------------------------------------- fit
@@ -118,6 +142,9 @@ class Transformer(Recommender):
         dist_ = setup_distributed(self._device)
         self.popularity_correction, self.popularity_search = 0.0, {}
         self.fitted, self.initialised_from = None, {}
+        if self._zero_shot:
+            self.carry_over(train.items, catalog)
+            return
         members: list[Member] = []
         self.best_epochs = []
         started = time.perf_counter()
@@ -157,7 +184,7 @@ class Transformer(Recommender):
         counts = np.bincount(seqs.items, minlength=train_data.n_items + 1)
         self.default_event = int(np.bincount(seqs.events).argmax())
         content = build_content(catalog, train_data.items, cfg, opts)
-        net = SeqNet(cfg, train_data.n_items, content, trained=counts > 0)
+        net = SeqNet(cfg, train_data.n_items, content, trained=(counts > 0) & cfg.item_ids)
         if self._source is not None:
             self._init_from_source(net)
         net = net.to(device)
@@ -218,8 +245,10 @@ class Transformer(Recommender):
                               f"{label or ''} ({source.config.embedding_size}) to start from it, "
                               f"got {net.cfg.embedding_size}")
         copied = transfer_weights(source.net, net)
+        rows = copy_attribute_rows(source.net, net)  # the tokens both vocabularies hold (brands, categories)
         fresh = [name for name, _ in net.named_parameters() if name not in copied]
-        self.initialised_from = {"model": label, "copied": copied, "fresh": fresh}
+        self.initialised_from = {"model": label, "copied": copied, "fresh": fresh,
+                                 **({"attribute_rows": rows} if rows else {})}
         log.info("transformer: started from %s (%d weights copied, fresh: %s)", label, len(copied), fresh)
 
     def _epoch(self, run: _Run, epoch: int, state: TrainState) -> float:

@@ -1,0 +1,125 @@
+"""Pre-trained across shops, carried over to a new one (issue 22): a transformer pre-trained on a SOURCE shop
+(`shoprec pretrain`) evaluated on a TARGET shop it never saw, zero-shot (`evaluate --init-from DIR
+--zero-shot`: nothing trained on the target, items scored through their text) and fine-tuned (`--init-from
+DIR`), against the same transformer trained from scratch on the target, with popularity, item-kNN and EASE
+trained on the target beside them. The target keeps 100%, 20% or 5% of its users (sampled with --seed: the
+small-shop case). Protocol: strict leave-one-out of `shoprec evaluate --protocol loo` (last event test,
+second-to-last validation for early stopping, full ranking, seen items excluded).
+
+    python benchmarks/pretrain_transfer.py \
+        --source s3rec:../shared/data/amazon-beauty/Beauty.txt \
+        --target amazon-json:../shared/data/amazon-scientific --fractions 1,0.2,0.05
+
+The pre-trained model is written to --workdir (reused when it is there: --pretrained DIR). Each row is
+printed when done and the rows so far are kept in --workdir/rows.json; the run is appended to
+benchmarks/results/pretrain_transfer.json at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoprec.data import Interactions
+from shoprec.evaluation import EvalConfig, run_protocol
+from shoprec.evaluation.offline import load_dataset
+from shoprec.models.factory import ModelFactory
+from shoprec.models.transformer.pretrain import Shop, save_pretrained, shop_names
+from shoprec.service.pretrain import pretrain_shops
+from shoprec.service.transfer import check_inherited, pretrained_source
+
+from _results import RESULTS_DIR, append_run
+
+RESULTS = RESULTS_DIR / "pretrain_transfer.json"
+# the transformer runs on the target (scratch and fine-tuned alike): one member, validation every epoch so the
+# best epoch is exact; everything else is the default configuration
+TARGET_PARAMS: dict[str, Any] = {"ensemble": 1, "eval_every": 1, "patience": 3, "progress": False}
+BASELINES = ("popular", "itemknn", "ease")
+
+
+def subsample(data: Interactions, fraction: float, seed: int) -> Interactions:
+    """The events of `fraction` of the users (sampled with `seed`); all of them at 1."""
+    if fraction >= 1:
+        return data
+    users = np.unique(data.user)
+    keep = np.random.default_rng(seed).choice(users, max(2, round(len(users) * fraction)), replace=False)
+    return data.subset(np.isin(data.user, keep))
+
+
+def row(name: str, fraction: float, result: Any, started: float) -> dict[str, Any]:
+    model = result.model
+    log = [e for e in result.training_log if not e.get("member")]
+    return {"model": name, "users": fraction, "NDCG@10": round(result.metrics["NDCG@10"], 4),
+            "HR@10": round(result.metrics["HR@10"], 4), "NDCG@20": round(result.metrics["NDCG@20"], 4),
+            "best_epoch": getattr(model, "best_epoch", None), "epochs_run": len(log),
+            "n_users_evaluated": result.n_users_evaluated, "fit_seconds": round(result.fit_seconds, 1),
+            "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def pretrained_dir(args: argparse.Namespace, params: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The pre-trained model: --pretrained DIR as it is, else pre-trained on the sources into --workdir."""
+    if args.pretrained:
+        return Path(args.pretrained), json.loads((Path(args.pretrained) / "pretrain.json").read_text())
+    pairs = [s.split(":", 1) for s in args.source]
+    names = shop_names([p for _, p in pairs])
+    shops = [Shop(n, (d := load_dataset(f, p)).interactions, d.catalog) for n, (f, p) in zip(names, pairs, strict=True)]
+    result = pretrain_shops(shops, params, seed=args.seed, progress=print, sources={"data": args.source})
+    out = Path(args.workdir) / "pretrained"
+    save_pretrained(result.model, out, result.facts)
+    return out, result.facts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", action="append", default=[], help="FORMAT:PATH of a pre-training shop (repeat)")
+    parser.add_argument("--target", required=True, help="FORMAT:PATH of the target shop")
+    parser.add_argument("--fractions", default="1,0.2,0.05", help="shares of the target's users, comma-separated")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default="/tmp/pretrain_transfer")
+    parser.add_argument("--pretrained", default=None, help="a pre-trained directory to reuse (skips pre-training)")
+    parser.add_argument("--pretrain-params", default="{}", help="JSON: pre-training parameters")
+    parser.add_argument("--params", default="{}", help="JSON: overrides of TARGET_PARAMS for the target's runs")
+    parser.add_argument("--models", default="zero-shot,fine-tuned,scratch," + ",".join(BASELINES))
+    args = parser.parse_args()
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    wanted = args.models.split(",")
+    started = time.perf_counter()
+    source_dir, facts = pretrained_dir(args, json.loads(args.pretrain_params))
+    print(f"pre-trained: {facts.get('shops')} best epoch {facts.get('best_epoch')} "
+          f"val NDCG@10 {facts.get('val_NDCG@10')} in {facts.get('fit_seconds')} s", flush=True)
+    source = pretrained_source(str(source_dir))
+    fmt, path = args.target.split(":", 1)
+    target = load_dataset(fmt, path)
+    params = check_inherited(source, {**TARGET_PARAMS, "seed": args.seed, **json.loads(args.params)})
+    makers = {"zero-shot": ModelFactory("transformer", params, start=source.start(zero_shot=True)),
+              "fine-tuned": ModelFactory("transformer", params, start=source.start()),
+              "scratch": ModelFactory("transformer", params),
+              **{b: ModelFactory(b, seed=args.seed) for b in BASELINES}}
+    rows: list[dict[str, Any]] = []
+    print(f"{'users':>6} {'model':<11} {'NDCG@10':>8} {'HR@10':>7} {'best ep':>7} {'epochs':>6} {'fit s':>7}",
+          flush=True)
+    for fraction in [float(f) for f in args.fractions.split(",")]:
+        data = subsample(target.interactions, fraction, args.seed)
+        for name in [m for m in makers if m in wanted]:
+            t0 = time.perf_counter()
+            result = run_protocol(data, target.catalog, makers[name], EvalConfig(protocol="loo", seed=args.seed))
+            rows.append(row(name, fraction, result, t0))
+            r = rows[-1]
+            print(f"{fraction:>6.0%} {name:<11} {r['NDCG@10']:>8.4f} {r['HR@10']:>7.4f} {r['best_epoch'] or '':>7} "
+                  f"{r['epochs_run'] or '':>6} {r['fit_seconds']:>7.1f}", flush=True)
+            (Path(args.workdir) / "rows.json").write_text(json.dumps(rows, indent=1))
+    total = round(time.perf_counter() - started, 1)
+    append_run(RESULTS, {"rows": rows, "pretrain": facts, "total_seconds": total,
+                         "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+               {"benchmark": "pretrain_transfer", "args": vars(args), "target_params": params})
+    print(f"\ntotal {total} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Carrying a transformer over to a shop it was not trained on (zero-shot), and the attribute rows a
+fine-tuned model takes from its start.
+
+Item ids are per shop; what shops share is the space of item text vectors (the same text encoder) and
+attribute tokens that mean the same thing everywhere (brands "b:...", category paths "c:..."). A carried
+model's item table is the content part alone:
+
+    item(i) = mean(embeddings of i's attribute tokens the source knows) + W_text @ text(i)
+
+with the source's attribute embeddings and text projection; its blocks, position, event and gap
+embeddings are the source's too (`transfer_weights`). The id embeddings exist (the network's shape) but
+every item is marked untrained, so they are never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from shoprec.data import IdMap, ItemCatalog
+from shoprec.errors import ConfigError, DataError
+from shoprec.models.training import TrainOptions
+from shoprec.models.transformer.config import NETWORK_PARAMS, TransformerConfig
+from shoprec.models.transformer.content import ItemContent, build_content
+from shoprec.models.transformer.network import SeqNet, transfer_weights
+from shoprec.models.transformer.serving import Member
+
+if TYPE_CHECKING:
+    from shoprec.models.transformer.model import Transformer
+
+SHAPE_PARAMS = tuple(p for p in NETWORK_PARAMS if p != "text_encoder")  # "auto" and "minilm" may name one encoder
+
+
+def check_network(source: TransformerConfig, cfg: TransformerConfig, label: str) -> None:
+    """ConfigError naming every network parameter of `cfg` that differs from the start model's."""
+    wrong = [f"{p} = {getattr(cfg, p)!r} (the start model's: {getattr(source, p)!r})"
+             for p in SHAPE_PARAMS if getattr(cfg, p) != getattr(source, p)]
+    if wrong:
+        raise ConfigError(f"the network parameters must be those of the start model {label or ''} to carry it over; "
+                          f"got {'; '.join(wrong)}")
+
+
+def known_tokens(content: ItemContent, vocabulary: tuple[str, ...]) -> ItemContent:
+    """`content` with each item's attribute bag cut to the tokens of `vocabulary` and indexed as there (row r of
+    the start model's attribute table is token r - 1): unknown tokens would be untrained rows."""
+    index = {t: i + 1 for i, t in enumerate(vocabulary)}
+    own = np.array([0] + [index.get(t, 0) for t in content.vocabulary], dtype=np.int64)  # own index -> theirs
+    bounds = np.append(content.attr_offsets, len(content.attr_flat))
+    bags = [own[content.attr_flat[a:b]] for a, b in itertools.pairwise(bounds)]
+    bags = [bag[bag > 0] for bag in bags]
+    lengths = np.array([len(b) for b in bags], dtype=np.int64)
+    flat = np.concatenate(bags) if bags else np.zeros(0, dtype=np.int64)
+    return dataclasses.replace(content, attr_flat=flat.astype(np.int64), attr_offsets=np.cumsum(lengths) - lengths,
+                               n_attributes=len(vocabulary), vocabulary=tuple(vocabulary))
+
+
+def carried_content(source: SeqNet, content: ItemContent, label: str) -> ItemContent:
+    """The target's content as the source reads it: attribute tokens it knows, text only where it reads text
+    (of the same dimension: the same encoder); a DataError when no item is left with any content."""
+    content = known_tokens(content, source.attribute_vocabulary if source.attributes is not None else ())
+    n = len(content.attr_offsets)
+    if source.text is None:
+        content = dataclasses.replace(content, text=np.zeros((n, 0), dtype=np.float32))
+    elif content.text.shape[1] and content.text.shape[1] != source.text.in_features:
+        raise ConfigError(f"the start model {label or ''} reads {source.text.in_features}-dimensional item text "
+                          "vectors; "
+                          f"this catalog's are {content.text.shape[1]}-dimensional ({content.text_encoder}): "
+                          "use the text encoder it was trained with (parameter text_encoder)")
+    if not content.has_content[1:].any():
+        raise DataError(f"zero-shot: no item of the catalog has text or an attribute the start model {label or ''} "
+                        "knows, so none can be scored")
+    return content
+
+
+def carry_members(source: Transformer, label: str, cfg: TransformerConfig, items: IdMap,
+                  catalog: ItemCatalog | None, options: TrainOptions) -> tuple[list[Member], dict[str, Any]]:
+    """One carried network per member of `source`, for `items` with `catalog`'s content; and the record of
+    what was copied (the model's `initialised_from`)."""
+    assert source.fitted is not None
+    check_network(source.config, cfg, label)
+    content = build_content(catalog, items, cfg, options)
+    members, copied = [], []
+    for member in source.fitted.members:
+        src = member.net
+        mine = carried_content(src, content, label)
+        net = SeqNet(cfg, len(items), mine, trained=np.zeros(len(items) + 1, dtype=bool))
+        copied = transfer_weights(src, net)
+        members.append(Member.of(net))
+    fresh = [name for name, _ in members[0].net.named_parameters() if name not in copied]
+    return members, {"model": label, "zero_shot": True, "copied": copied, "fresh": fresh}
+
+
+def copy_attribute_rows(src: SeqNet, dst: SeqNet) -> int:
+    """Fine-tuning: copy the attribute embedding rows of the tokens both networks know (a brand, a category
+    path) when their vocabularies differ (equal ones are copied whole by `transfer_weights`); the others start
+    fresh (so "attributes.weight" stays among the fresh weights). Returns the number of rows copied."""
+    if src.attributes is None or dst.attributes is None or src.attribute_vocabulary == dst.attribute_vocabulary:
+        return 0
+    theirs = {t: i + 1 for i, t in enumerate(src.attribute_vocabulary)}
+    pairs = [(i + 1, theirs[t]) for i, t in enumerate(dst.attribute_vocabulary) if t in theirs]
+    if not pairs or src.attributes.weight.shape[1] != dst.attributes.weight.shape[1]:
+        return 0
+    rows, their_rows = (torch.tensor(col, dtype=torch.long) for col in zip(*pairs, strict=True))
+    with torch.no_grad():
+        dst.attributes.weight[rows] = src.attributes.weight[their_rows].to(dst.attributes.weight.dtype)
+    return len(pairs)
