@@ -25,6 +25,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from shoprec.api import create_app
+from shoprec.api.auth import UNAUTHORIZED
+from shoprec.api.workers import anonymous_body, guarded_protocol
 from shoprec.errors import ConfigError
 from shoprec.service import Services
 from shoprec.service.cache import RedisCache
@@ -46,12 +48,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(services: Services) -> Iterator[int]:
-    """The app under a real uvicorn server in a thread (raw sockets can then send part of a request)."""
+@pytest.fixture(params=["app", "connection"])
+def server(services: Services, request: pytest.FixtureRequest) -> Iterator[int]:
+    """The app under a real uvicorn server in a thread (raw sockets can then send part of a request): with
+    uvicorn's own protocol (AuthFirst refuses in the app) and with `shoprec serve`'s (shoprec.api.workers:
+    an anonymous body is refused by the connection)."""
     port = _free_port()
     app = create_app(services.settings, services.config, services=services)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    http = guarded_protocol(5.0) if request.param == "connection" else "auto"
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                        http=http))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -88,6 +94,28 @@ def test_an_anonymous_body_is_refused_before_it_is_read(server: int) -> None:
     assert b'"error":"unauthorized"' in answer.replace(b" ", b"")
     assert b"connection: close" in answer.lower()  # the server does not read the rest to reuse the connection
     assert took < 5
+
+
+def test_the_connections_refusal_is_the_apps_401(server: int) -> None:
+    answer, _ = _partial_request(server, "", b"[{},", 1000)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert json.loads(body) == {"error": "unauthorized", "message": UNAUTHORIZED, "errors": []}
+    assert b"x-request-id: " in head.lower() and b"content-type: application/json" in head.lower()
+
+
+@pytest.mark.parametrize(("url", "headers", "refused"), [
+    (b"/v1/events", [(b"content-length", b"12")], True),
+    (b"/v1/events?x=1", [(b"transfer-encoding", b"chunked")], True),
+    (b"/v1%2Fevents", [(b"content-length", b"12")], True),  # the path as the app decodes it
+    (b"/v1/events", [(b"content-length", b"12"), (b"x-api-key", b"sk_any")], False),  # AuthFirst checks it
+    (b"/v1/events", [(b"content-length", b"0")], False),  # no body: the app answers
+    (b"/v1/events", [], False),
+    (b"/v1/health/ready", [(b"content-length", b"12")], False),  # unkeyed routes
+    (b"/dashboard/login", [(b"content-length", b"12")], False),
+])
+def test_which_requests_the_connection_refuses(url: bytes, headers: list[tuple[bytes, bytes]],
+                                               refused: bool) -> None:
+    assert anonymous_body(url, headers) is refused
 
 
 def test_a_wrong_key_is_refused_before_the_body_is_read(server: int) -> None:

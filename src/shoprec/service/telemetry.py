@@ -7,6 +7,7 @@ so that every part records into the same series:
     telemetry.RETRAIN_DECISIONS.labels(platform="shop", decision="promoted").inc()
     telemetry.MODEL_LOADS.labels(platform="shop", outcome="loaded").inc()   # or "failed"
     telemetry.MODEL_LOAD_SECONDS.labels(platform="shop").observe(seconds)
+    telemetry.REFUSED_ANONYMOUS_BODIES.labels(reason="no_key").inc()       # an anonymous body refused early
 
 They live in REGISTRY (not prometheus_client's global one). The API's /metrics shows them with its own.
 Under `shoprec serve` every child process (API workers, the embedded job worker) runs in prometheus_client's
@@ -44,5 +45,9 @@ RETRAIN_DECISIONS = Counter("shoprec_retrain_decisions", "Retraining gate decisi
                             ["platform", "decision"], registry=REGISTRY)
 MODEL_LOADS = Counter("shoprec_model_loads", "Model loads by a server (outcome: loaded, failed)",
                       ["platform", "outcome"], registry=REGISTRY)
+REFUSED_ANONYMOUS_BODIES = Counter(
+    "shoprec_refused_anonymous_bodies", "Requests with a body and no X-API-Key to a keyed route, answered 401 by the "
+    "connection before the app (shoprec.api.workers: not in the per-route request metrics)", ["reason"],
+    registry=REGISTRY)
 MODEL_LOAD_SECONDS = Histogram("shoprec_model_load_seconds", "Time to load a model for serving", ["platform"],
                                buckets=LOAD_SECONDS, registry=REGISTRY)
