@@ -11,8 +11,8 @@ second-to-last validation for early stopping, full ranking, seen items excluded)
         --target amazon-json:../shared/data/amazon-scientific --fractions 1,0.2,0.05
 
 The pre-trained model is written to --workdir (reused when it is there: --pretrained DIR). Each row is
-printed when done and the rows so far are kept in --workdir/rows.json; the run is appended to
-benchmarks/results/pretrain_transfer.json at the end.
+printed when done; the run's entry in benchmarks/results/pretrain_transfer.json is written after every row (so a
+long run keeps what it measured) and marked complete at the end.
 """
 
 from __future__ import annotations
@@ -102,6 +102,16 @@ def main() -> None:
               "scratch": ModelFactory("transformer", params),
               **{b: ModelFactory(b, seed=args.seed) for b in BASELINES}}
     rows: list[dict[str, Any]] = []
+    saved = [False]
+
+    def save(rows: list[dict[str, Any]], partial: bool) -> None:
+        total = round(time.perf_counter() - started, 1)
+        append_run(RESULTS, {"rows": rows, "pretrain": facts, "total_seconds": total, "complete": not partial,
+                             "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+                   {"benchmark": "pretrain_transfer", "args": vars(args), "target_params": params},
+                   replace_last=saved[0])
+        saved[0] = True
+
     print(f"{'users':>6} {'model':<11} {'NDCG@10':>8} {'HR@10':>7} {'best ep':>7} {'epochs':>6} {'fit s':>7}",
           flush=True)
     for fraction in [float(f) for f in args.fractions.split(",")]:
@@ -113,12 +123,9 @@ def main() -> None:
             r = rows[-1]
             print(f"{fraction:>6.0%} {name:<11} {r['NDCG@10']:>8.4f} {r['HR@10']:>7.4f} {r['best_epoch'] or '':>7} "
                   f"{r['epochs_run'] or '':>6} {r['fit_seconds']:>7.1f}", flush=True)
-            (Path(args.workdir) / "rows.json").write_text(json.dumps(rows, indent=1))
-    total = round(time.perf_counter() - started, 1)
-    append_run(RESULTS, {"rows": rows, "pretrain": facts, "total_seconds": total,
-                         "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-               {"benchmark": "pretrain_transfer", "args": vars(args), "target_params": params})
-    print(f"\ntotal {total} s")
+            save(rows, partial=True)  # the rows so far, replaced as each row comes (a long run keeps its part)
+    save(rows, partial=False)
+    print(f"\ntotal {round(time.perf_counter() - started, 1)} s")
 
 
 if __name__ == "__main__":

@@ -191,6 +191,8 @@ def guarded_protocol(header_timeout_s: float) -> Any:
         log.warning("httptools is not installed: no header read timeout")
         return "auto"
     from shoprec.api.auth import UNAUTHORIZED
+    from shoprec.api.metrics import access_log, valid_request_id
+    from shoprec.logs import request_context
     from shoprec.service.telemetry import REFUSED_ANONYMOUS_BODIES
 
     refused = REFUSED_ANONYMOUS_BODIES.labels(reason="no_key")
@@ -233,7 +235,16 @@ def guarded_protocol(header_timeout_s: float) -> Any:
             if anonymous_body(self.url, self.headers):
                 self._refused = True
                 refused.inc()
-                self.transport.write(head + uuid.uuid4().hex.encode() + b"\r\n\r\n" + body)
+                given = next((v.decode("latin-1") for n, v in self.headers if n == b"x-request-id"), None)
+                request_id = given if given is not None and valid_request_id(given) else uuid.uuid4().hex
+                self.transport.write(head + request_id.encode() + b"\r\n\r\n" + body)
+                if access_log.isEnabledFor(logging.INFO):  # the access line the app would have written
+                    method = self.parser.get_method().decode("latin-1")
+                    path = self.url.split(b"?", 1)[0].decode("latin-1")
+                    with request_context(request_id):
+                        access_log.info("%s %s 401 0.0 ms", method, path, extra={
+                            "method": method, "route": path, "status": 401, "duration_ms": 0.0,
+                            "refused_by": "connection"})
                 self.transport.close()
                 return
             super().on_headers_complete()

@@ -258,7 +258,10 @@ class ListService:
         blocked = self.recommend._blocked(view, Filters(), state)
         idx = view.items.lookup([i for i, _ in created])
         age = np.full(len(view), -np.inf, dtype=np.float32)
-        age[idx[idx >= 0]] = [(c - since) / DAY_S for (_, c), i in zip(created, idx, strict=True) if i >= 0]
+        # the newest first: each item's rank by its creation time (exact in float32, where seconds since `since`
+        # would round items created within a quarter of a second of each other to a tie)
+        times = np.array([c for (_, c), i in zip(created, idx, strict=True) if i >= 0], dtype=np.float64)
+        age[idx[idx >= 0]] = np.searchsorted(np.unique(times), times) + 1
         new = np.isfinite(age)
         served = self.models.get(platform)
         model_levels = [level for level in self.recommend._levels(
