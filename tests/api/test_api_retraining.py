@@ -30,7 +30,8 @@ def test_bad_policies_are_422_naming_the_field(client: TestClient) -> None:
     cases = [({"after_events": 0}, "after_events"), ({"every_hours": -1}, "every_hours"),
              ({"margin": 2}, "margin"), ({"metric": "auc"}, "metric"), ({"action": "ship"}, "action"),
              ({"model": "nonsense"}, "model"), ({"params": {"neighbors": 3}}, "params"),
-             ({"after_events": "10"}, "after_events"), ({"colour": "red"}, "colour")]
+             ({"after_events": "10"}, "after_events"), ({"after_events": 2**63}, "after_events"),
+             ({"colour": "red"}, "colour")]
     for body, field in cases:
         r = client.put("/v1/retraining/policy", json=body)
         assert r.status_code == 422, (body, r.text)

@@ -30,6 +30,7 @@ from shoprec.datasets.users import user_from_row
 from shoprec.models import MODEL_NAMES
 from shoprec.rules.expr import MAX_EXPRESSION_LENGTH
 from shoprec.rules.rules import MAX_BOOSTS, MAX_PINS
+from shoprec.service.retraining import MAX_AFTER_EVENTS
 from shoprec.storage.tables import MAX_CURRENCY_LENGTH, MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH, MAX_PLATFORM_LENGTH
 from shoprec.types import EventType
 
@@ -400,7 +401,7 @@ class RetrainPolicyIn(Strict):
     platform; null margin / metric / holdout_fraction / action take the deployment default."""
 
     every_hours: Annotated[float, Field(ge=0.001)] | None = None
-    after_events: Annotated[int, Field(ge=1), _INTEGRAL] | None = None
+    after_events: Annotated[int, Field(ge=1, le=MAX_AFTER_EVENTS), _INTEGRAL] | None = None
     margin: Annotated[float, Field(ge=0, lt=1)] | None = None
     metric: Annotated[str, Field(max_length=32, pattern=METRIC_PATTERN)] | None = None
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None

@@ -24,7 +24,7 @@ class Action(StrEnum):
 
 
 class AfterEvents(RootModel[int]):
-    root: Annotated[int, Field(ge=1, title="After Events")]
+    root: Annotated[int, Field(ge=1, le=1000000000000, title="After Events")]
 
 
 class AuditOut(BaseModel):

@@ -56,6 +56,7 @@ DECISIONS = ("promote", "keep", "experiment", "failed")
 TRIGGER_GRACE_S = 60.0  # with `busy`: a claim this old whose job is neither queued nor running may fire again
 TRIGGER_TIMEOUT_S = 6 * 3600.0  # without `busy`: a claim is released after this long (its job was lost)
 MAX_HISTORY = 1000
+MAX_AFTER_EVENTS = 10**12  # beyond any shop's event count, and inside every database's 64-bit integers
 
 
 def _field(name: str, message: str) -> RecordErrors:
@@ -132,8 +133,9 @@ def check_policy(*, every_hours: float | None, after_events: int | None, margin:
     if hours is not None and hours < 0.001:
         raise _field("every_hours", f"every_hours must be at least 0.001 (3.6 s), got {every_hours!r}")
     if after_events is not None and (isinstance(after_events, bool) or not isinstance(after_events, int)
-                                     or after_events < 1):
-        raise _field("after_events", f"after_events must be a whole number >= 1, got {after_events!r}")
+                                     or not 1 <= after_events <= MAX_AFTER_EVENTS):
+        raise _field("after_events", f"after_events must be a whole number from 1 to {MAX_AFTER_EVENTS:,}, "
+                                     f"got {after_events!r}")
     m = number("margin", margin)
     if m is not None and not 0.0 <= m < 1.0:
         raise _field("margin", f"margin must be in [0, 1) (a relative drop, 0.02 = 2%), got {margin!r}")
