@@ -201,8 +201,9 @@ def test_a_retraining_policy_fires_after_n_events(cluster: dict[str, Any]) -> No
         except AssertionError:
             raise AssertionError(f"no decision; jobs: {api.get('/v1/jobs').json()}\n"
                                  f"worker log:\n{cluster['worker'].tail(60)}") from None
-        jobs = api.get("/v1/jobs").json()
+        # the job records its decision, then finishes: wait for its status rather than race it
+        _wait("the retrain job's success", lambda: any(j["kind"] == "retrain" and j["status"] == "succeeded"
+                                                       for j in api.get("/v1/jobs").json()), 120, every=0.5)
     decision = decisions[0]
     assert decision["decision"] in ("promote", "keep", "experiment"), decision
     assert decision["reason"] and decision["candidate_model_id"]
-    assert any(j["kind"] == "retrain" and j["status"] == "succeeded" for j in jobs)
