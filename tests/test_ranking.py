@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from shoprec.ranking import target_ranks, top_k
+from shoprec.ranking import target_ranks, top_k, top_row
 
 
 def test_top_k_orders_by_score_then_lower_index():
@@ -49,3 +49,22 @@ def test_target_rank_matches_top_k_position_with_ties_and_exclusions():
 def test_target_is_never_excluded():
     s = np.array([[1.0, 5.0, 2.0]], dtype=np.float32)
     assert target_ranks(s, np.array([1]), exclude=[np.array([1])]).tolist() == [0]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_top_row_is_top_k_of_one_row(seed: int) -> None:
+    """The rules' one-row ranking keeps the one ordering rule: ties by lower index, -inf and excluded items out."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    scores = rng.integers(0, 6, n).astype(np.float32)  # many ties
+    scores[rng.random(n) < 0.2] = -np.inf
+    excluded = rng.random(n) < 0.3
+    for k in (1, 3, 10, n, n + 5):
+        idx, vals = top_row(scores, k, excluded)
+        want_idx, want_vals = top_k(scores, k, exclude=[np.flatnonzero(excluded)])
+        ok = want_idx[0] >= 0
+        assert idx.tolist() == want_idx[0][ok].tolist()
+        assert vals.tolist() == want_vals[0][ok].tolist()
+    assert top_row(scores, 0)[0].size == 0
+    with pytest.raises(ValueError, match="NaN"):
+        top_row(np.array([1.0, np.nan, 2.0], dtype=np.float32), 1)

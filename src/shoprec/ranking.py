@@ -78,6 +78,26 @@ def top_k(
     return idx, vals
 
 
+def top_row(scores: np.ndarray, k: int, excluded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of one row without its padding: (indices int64, scores float32) of at most k items, in the
+    module's order, leaving out -inf scores and the `excluded` (bool per item) ones. For a caller that ranks one
+    list a few times (the business rules' passes): no 2-D copies, exclusion pairs or padding."""
+    s = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if np.isnan(s).any():
+        raise ValueError("scores must not contain NaN")
+    keep = s > -np.inf if excluded is None else (s > -np.inf) & ~excluded
+    found = np.flatnonzero(keep)
+    if k <= 0 or len(found) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    vals = s[found]
+    if len(found) > k:  # every item at or above the k-th value; its ties are cut by index below
+        at = np.partition(vals, len(vals) - k)[len(vals) - k]
+        above = vals >= at
+        found, vals = found[above], vals[above]
+    order = np.lexsort((found, -vals))[:k]
+    return found[order], vals[order]
+
+
 def _select_top(s: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-kk per row under the ordering rule, sorted. Vectorised: the kk-th largest value by
     partition, every item at or above it, and in rows with ties at that value the lowest indices."""

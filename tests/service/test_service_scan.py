@@ -3,13 +3,16 @@ lists full scoring gives."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import shoprec.service.scanned as scanned_module
 from shoprec.explain import Reason
+from shoprec.rules import Rules
 from shoprec.service import Filters
 from shoprec.service.answers import RecommendedItem
 from shoprec.service.scan import Int8Scan
@@ -140,6 +143,50 @@ def test_served_lists_through_the_scan_are_the_full_scoring_lists(tmp_path: Path
                 assert [i.item_id for i in a] == [i.item_id for i in b], (user, filters)
                 assert [_reason(i) for i in a] == [_reason(i) for i in b]
                 assert np.allclose([i.score for i in a], [i.score for i in b], atol=1e-5)
+    finally:
+        scanned.close()
+        full.close()
+
+
+def _rules(shop: object) -> dict[str, Rules]:
+    items = shop.data.items  # type: ignore[attr-defined]
+    top = Counter(i.category.split(" > ")[0] for i in items).most_common(3)
+    (first, _), (second, _), (third, _) = top
+    pinned = items[7].item_id
+    return {
+        "cap": Rules.parse(max_per_category=2),
+        "cap-deep": Rules.parse(max_per_category=1, max_per_brand=1),
+        "boost": Rules.parse(boost=[f'category == "{second}": 0.3', f'category == "{third}": -0.5']),
+        "boost-cap": Rules.parse(boost=[f'category == "{second}": 1'], max_per_category=3),
+        "all": Rules.parse(filter=f'category != "{first}"', boost=[f'category == "{second}": 0.2'],
+                           pin=f"{pinned}:3", max_per_category=2),
+        "diversity": Rules.parse(diversity=0.5, max_per_category=3),
+    }
+
+
+@pytest.mark.parametrize("full_share", [4, 10**9], ids=["deepened-to-full", "deepened-by-search"])
+def test_lists_with_rules_through_the_scan_are_the_full_scoring_lists(tmp_path: Path, full_share: int,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Boosts, caps and diversity reorder the model's list beyond its top n: the scan's candidates must still
+    hold every item the rules could place (a short pool is deepened, never filled from popularity instead)."""
+    monkeypatch.setattr(scanned_module, "FULL_SHARE", full_share)
+    config = {"page_depth": 20, "list_depth": 40, "max_k": 20}
+    scanned = local_services(tmp_path / "a", scan_min_items=1, scan="on", **config)
+    full = local_services(tmp_path / "b", scan_min_items=10**9, **config)
+    try:
+        shops = [synthetic_platform(s, "shop", users=120, items=600, model="als",
+                                    params={"embedding_size": 16, "epochs": 5}) for s in (scanned, full)]
+        assert scanned.models.get("shop").scan is not None and full.models.get("shop").scan is None
+        for name, rules in _rules(shops[0]).items():
+            levels: Counter[str | None] = Counter()
+            for user in shops[0].user_ids[:30]:
+                a = scanned.recommend.recommend("shop", user, k=20, filters=Filters(rules=rules)).items
+                b = full.recommend.recommend("shop", user, k=20, filters=Filters(rules=rules)).items
+                assert [i.item_id for i in a] == [i.item_id for i in b], (name, user)
+                assert [_reason(i) for i in a] == [_reason(i) for i in b], (name, user)
+                assert np.allclose([i.score for i in a], [i.score for i in b], atol=1e-5)
+                levels.update(i.reason.level for i in a)
+            assert levels["personal"] > 0, name
     finally:
         scanned.close()
         full.close()

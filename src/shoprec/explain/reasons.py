@@ -38,6 +38,12 @@ class Reason:
         """This reason placed by the chain level `level`."""
         return replace(self, level=level)
 
+    def moved_by(self, rules: tuple[str, ...]) -> Reason:
+        """A copy naming the business rules that moved the item (positional: ~20x cheaper than copy.copy of a
+        slotted dataclass, and a list with rules marks most of its ~50 reasons)."""
+        return Reason(self.type, self.source, self.level, self.model_id, self.candidates, self.because_of,
+                      self.weights, self.category, self.item_id, self.text, rules)
+
     def to_json(self) -> dict[str, Any]:
         """The JSON object, fields that are None left out. Key order (the bytes the API has always sent):
         a model's reasons name their level and model before the rest; the rules' reasons name their level last."""

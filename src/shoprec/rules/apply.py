@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
-from shoprec.ranking import top_k
+from shoprec.ranking import top_k, top_row
 
 if TYPE_CHECKING:
     from shoprec.rules.rules import Rules
@@ -34,6 +34,13 @@ Tags = tuple[str, ...]
 POOL_FACTOR = 4
 POOL_EXTRA = 50
 CAPPED_POOL_FACTOR = 8  # caps: a deeper first pool (its sort is cheap next to another pass's partition)
+CAPPED_SEARCH_FACTOR = 16  # caps: the candidates a search finds per place (Beauty, cap 2: most lists fill from them)
+
+
+def level_spread(rankable: np.ndarray) -> float:
+    """What a boost of weight 1 adds: the max - min of a level's rankable scores (float32), 1.0 when they are
+    all equal."""
+    return float(rankable.max() - rankable.min()) or 1.0
 
 
 class Plan:
@@ -50,8 +57,15 @@ class Plan:
                 mask = b.expression.mask(table, "boost")
                 self.boost[mask] += b.weight
                 self._boost_masks.append((mask, b.weight))
+        self._lifted: np.ndarray | None = None  # items a boost of weight > 0 matches (their tag "boost")
+        self._buried: np.ndarray | None = None  # ... of weight < 0 ("bury")
+        if self._boost_masks:
+            none = np.zeros(len(table), dtype=bool)
+            self._lifted = np.logical_or.reduce([none, *(m for m, w in self._boost_masks if w > 0)])
+            self._buried = np.logical_or.reduce([none, *(m for m, w in self._boost_masks if w < 0)])
         pins = [(table.index_of(p.item_id), p.position - 1) for p in rules.pins]
         self.pins: list[tuple[int, int]] = [(i, pos) for i, pos in pins if i is not None]
+        self.truncated = False  # the last `rank` ranked a level holding only its top (a short list: deepen it)
         self.reset()
 
     def reset(self) -> None:
@@ -76,20 +90,34 @@ class Plan:
     def n_pins(self) -> int:
         return len(self._live_pins)
 
+    def search_depth(self, n: int) -> int:
+        """How many of the model's top items a list of n with these rules asks a candidate search (ANN, the int8
+        scan) for: the ranking pool, deeper with caps (they walk down the model's order past full categories)."""
+        if self.rules.max_per_category or self.rules.max_per_brand:
+            return max(n * CAPPED_SEARCH_FACTOR, n + POOL_EXTRA)
+        return self.pool_size(n)
+
     def pool_size(self, need: int) -> int:
         """How many of a level's top items to consider for `need` places (caps and diversity skip some)."""
         return max(need * POOL_FACTOR, need + POOL_EXTRA) if self.rules.reorders else need
 
     # ---------------------------------------------------------------- one level
-    def rank(self, scores: np.ndarray, need: int, taken: np.ndarray, candidates: np.ndarray | None = None
-             ) -> tuple[list[int], list[float], list[Tags]]:
+    def rank(self, scores: np.ndarray, need: int, taken: np.ndarray, candidates: np.ndarray | None = None, *,
+             spread: float | None = None, floor: float | None = None) -> tuple[list[int], list[float], list[Tags]]:
         """Place up to `need` items of one level: (item indices, their ranking scores, tags per item).
         `scores` covers every item, or with `candidates` (item indices) those items only, aligned with them;
-        `taken` (over every item) marks the items that may not be placed."""
+        `taken` (over every item) marks the items that may not be placed. A level holding only its top items
+        (serving's int8 scan) gives the spread of all its scores (for the boosts) and its `floor`: only the
+        candidates ranking at or above it are known to be the level's top in full: a list left short by them is
+        `truncated` (the caller deepens the level, as the items below the floor are not all there)."""
         excl = taken[candidates] if candidates is not None else taken
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
         if self.boost is not None:
-            s = self._boosted(s, self.boost[candidates] if candidates is not None else self.boost, excl)
+            s = self._boosted(s, self.boost[candidates] if candidates is not None else self.boost, excl, spread)
+        self.truncated = False
+        if floor is not None and floor > -np.inf:  # the level holds only its top
+            self.truncated = True
+            excl = excl | (s < floor)
         if self.rules.reorders and not self.rules.diversity:
             return self._rank_capped(s, need, excl, candidates)
         free = int((~excl & np.isfinite(s)).sum())
@@ -115,7 +143,7 @@ class Plan:
     def _rank_capped(self, s: np.ndarray, need: int, excl: np.ndarray, candidates: np.ndarray | None
                      ) -> tuple[list[int], list[float], list[Tags]]:
         """Caps without diversity, pass by pass: each pass leaves out the categories / brands already full (one
-        mask over the level's items), ranks a pool of the rest (ranking.top_k) and takes it in order under the
+        mask over the level's items), ranks a pool of the rest (ranking.top_row) and takes it in order under the
         caps; a pool the caps leave short is followed by the next pool below it. Every item of a pool is taken
         or skipped, and the items below it score no higher, so the order is the full ranking's."""
         excl = excl | ~np.isfinite(s)
@@ -134,11 +162,9 @@ class Plan:
                 excl |= (self._brand >= cap_brand)[brand_codes]
             left = need - len(items_out)
             pool = max(left * CAPPED_POOL_FACTOR, left + POOL_EXTRA)  # a second pass costs a partition of the level
-            idx, vals = top_k(s, pool, exclude=[np.flatnonzero(excl)])
-            ok = idx[0] >= 0
-            if not ok.any():
+            local, v = top_row(s, pool, excl)
+            if not len(local):
                 break
-            local, v = idx[0][ok], vals[0][ok]
             items = candidates[local] if candidates is not None else local.astype(np.int64)
             chosen, tags, carried = self._capped_pass(items, left, carried)
             items_out.extend(int(items[j]) for j in chosen)
@@ -150,20 +176,28 @@ class Plan:
         self.placed.extend(items_out)
         return items_out, vals_out, [self._boost_tags(i) + t for i, t in zip(items_out, tags_out, strict=True)]
 
-    def _boosted(self, s: np.ndarray, boost: np.ndarray, excl: np.ndarray) -> np.ndarray:
+    def _boosted(self, s: np.ndarray, boost: np.ndarray, excl: np.ndarray, spread: float | None = None
+                 ) -> np.ndarray:
         rankable = np.isfinite(s) & ~excl
         if not rankable.any() or not boost.any():
             return s
-        spread = float(s[rankable].max() - s[rankable].min()) or 1.0
+        if spread is None:
+            spread = level_spread(s[rankable])
         return s + boost * np.float32(spread)
 
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The list's state before a level, to rank the level again (`restore`) from a deeper pool."""
+        return self._cat.copy(), self._brand.copy(), len(self.placed)
+
+    def restore(self, state: tuple[np.ndarray, np.ndarray, int]) -> None:
+        self._cat, self._brand = state[0].copy(), state[1].copy()
+        del self.placed[state[2]:]
+
     def _boost_tags(self, i: int) -> Tags:
-        tags: Tags = ()
-        if any(w > 0 and m[i] for m, w in self._boost_masks):
-            tags += ("boost",)
-        if any(w < 0 and m[i] for m, w in self._boost_masks):
-            tags += ("bury",)
-        return tags
+        if self._lifted is None or self._buried is None:
+            return ()
+        lifted, buried = bool(self._lifted[i]), bool(self._buried[i])
+        return ("boost", "bury") if lifted and buried else ("boost",) if lifted else ("bury",) if buried else ()
 
     def _count(self, i: int) -> None:
         self._cat[self.table.category_codes[i]] += 1

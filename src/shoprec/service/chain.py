@@ -7,7 +7,6 @@ levels did not place (the filtered-out items are `blocked` from the start).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -44,6 +43,11 @@ class Level:
     scores: np.ndarray | Callable[[], np.ndarray]
     explain: Explainer | None = None
     candidates: np.ndarray | Callable[[], np.ndarray] | None = None
+    # a level of the model's top candidates only (the int8 scan): the spread of all its scores (for boosts), the
+    # floor above which its candidates are its exact top in full, and the same level with more of them
+    spread: float | None = None
+    floor: float | None = None
+    deeper: Callable[[], Level] | None = None
 
     def values(self) -> tuple[np.ndarray, np.ndarray | None]:
         scores = self.scores() if callable(self.scores) else self.scores
@@ -73,7 +77,15 @@ def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: Catal
         if candidates is not None and len(candidates) == 0:
             continue  # the level has nothing the filters leave (e.g. only items newer than the model)
         if plan is not None:
-            chosen_list, vals_list, level_tags = plan.rank(scores, need, taken, candidates)
+            before = plan.snapshot()
+            while True:  # rules that reach below a scanned level's floor rank it again from a deeper pool
+                chosen_list, vals_list, level_tags = plan.rank(scores, need, taken, candidates, spread=level.spread,
+                                                               floor=level.floor)
+                if len(chosen_list) >= need or not plan.truncated or level.deeper is None:
+                    break
+                plan.restore(before)
+                level = level.deeper()
+                scores, candidates = level.values()
             tags.extend(level_tags)
         else:
             if candidates is None:
@@ -108,8 +120,7 @@ def _apply_tags(out: Ranked, tags: list[tuple[str, ...]], plan: Plan) -> None:
         if t:
             key = (id(out.reasons[j]), t)
             if key not in marked:
-                marked[key] = copy.copy(out.reasons[j])
-                marked[key].rules = t
+                marked[key] = out.reasons[j].moved_by(t)
             out.reasons[j] = marked[key]
     pinned = pinned_reason()
     for at, i in plan.with_pins(out.items, out.scores):

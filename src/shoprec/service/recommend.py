@@ -55,6 +55,7 @@ from shoprec.service.models import ServedModel, ServedModels
 from shoprec.service.platform import PlatformService
 from shoprec.service.reclog import RecommendationLog
 from shoprec.service.rules import RulesService
+from shoprec.service.scanned import ScannedLevel
 from shoprec.service.state import UserState, UserStates
 from shoprec.storage import Engine, storage_errors
 from shoprec.storage.serving import ServingRepo
@@ -112,9 +113,9 @@ class RecommendService:
         blocked = self._blocked(view, filters, state)
         n = min(self.config.list_depth, max(offset + k, self.config.page_depth))
         levels = self._levels(view, served, state.history, filters.category, user_id=user,
-                              blocked=_searched(blocked, plan), n=plan.pool_size(n) if plan else n,
+                              blocked=_searched(blocked, plan), n=plan.search_depth(n) if plan else n,
                               verbs=dict(zip(state.history, state.history_types, strict=True)),
-                              hctx=_history_context(state.history_types, state.history_times))
+                              hctx=_history_context(state.history_types, state.history_times), plan=plan)
         ranked = rank_chain(levels, blocked, n, view, plan)
         answer = self._store(platform, user, served, ranked, k, offset, assignment)
         if assignment is not None and self.experiments is not None:
@@ -168,8 +169,8 @@ class RecommendService:
         state = UserState(history=tuple(history))
         blocked = self._blocked(view, filters, state)
         levels = self._levels(view, served, state.history, filters.category, user_id=None,
-                              blocked=_searched(blocked, plan), n=plan.pool_size(k) if plan else k,
-                              hctx=_history_context(types, None) if types is not None else None)
+                              blocked=_searched(blocked, plan), n=plan.search_depth(k) if plan else k,
+                              hctx=_history_context(types, None) if types is not None else None, plan=plan)
         ranked = rank_chain(levels, blocked, k, view, plan)
         return self._store(platform, None, served, ranked, k, 0)
 
@@ -252,8 +253,10 @@ class RecommendService:
 
     def _levels(self, view: CatalogView, served: ServedModel | None, history: Sequence[str],
                 category: str | None, user_id: str | None, blocked: np.ndarray, n: int,
-                verbs: dict[str, str] | None = None, hctx: HistoryContext | None = None) -> list[Level]:
-        """`hctx`: event-type codes and timestamps aligned with `history` (what the model saw in training)."""
+                verbs: dict[str, str] | None = None, hctx: HistoryContext | None = None, plan: Plan | None = None
+                ) -> list[Level]:
+        """`hctx`: event-type codes and timestamps aligned with `history` (what the model saw in training);
+        `plan`: the list's rules (a scanned model level then holds every item they could place)."""
         ids = view.items.lookup(history)
         hist, hctx = ids[ids >= 0], _known(hctx, ids >= 0)
         levels: list[Level] = []
@@ -261,11 +264,11 @@ class RecommendService:
         if served is not None and user_id is not None and served.model.users is not None:
             user_index = served.model.users.get(user_id)
         if user_index is not None:
-            level = self._model_level(view, served, user_index, hist, "personal", blocked, n, verbs, hctx)
+            level = self._model_level(view, served, user_index, hist, "personal", blocked, n, verbs, hctx, plan)
             if level is not None:
                 levels.append(level)
         if not levels and len(hist):
-            level = self._model_level(view, served, None, hist, "session", blocked, n, verbs, hctx)
+            level = self._model_level(view, served, None, hist, "session", blocked, n, verbs, hctx, plan)
             if level is not None:
                 levels.append(level)
         context = category or (str(view.category[hist[-1]]) if len(hist) and view.category[hist[-1]] else None)
@@ -274,7 +277,8 @@ class RecommendService:
 
     def _model_level(self, view: CatalogView, served: ServedModel | None, user: int | None,
                      history: Sequence[int] | np.ndarray, level: str, blocked: np.ndarray, n: int,
-                     verbs: dict[str, str] | None = None, context: HistoryContext | None = None) -> Level | None:
+                     verbs: dict[str, str] | None = None, context: HistoryContext | None = None,
+                     plan: Plan | None = None) -> Level | None:
         """The model's scores mapped into the catalog, or None when it cannot answer this query; its
         placed items are explained by leave-one-out attribution (one batched score call).
         With an ANN index, only its candidates are scored (exactly), unless the filters leave fewer than n."""
@@ -291,23 +295,31 @@ class RecommendService:
         loo: LeaveOneOut | None = None
         found = self._ann_scores(served, query, to_catalog, to_model, blocked, n) if served.ann is not None else None
         candidates: np.ndarray | None = None
+        scanned: ScannedLevel | None = None
         if found is not None:  # exact scores of the ANN candidates (or of a narrow filter's items) only
             candidates, scores, via = found
         else:  # the list's scores and its explanations share one encoding of the history (LeaveOneOut)
             loo = LeaveOneOut(served.model, query, self.config.explain_history)
-            scanned = self._scan_scores(served, loo, to_catalog, blocked, n)
-            if scanned is not None:  # the exact top-n candidates and their scores (shoprec.service.scan)
-                candidates, scores = scanned
-            else:
-                model_scores = loo.scores()
-                scores = np.full(len(view), -np.inf, dtype=np.float32)
+            encoded = loo
+
+            def every_score() -> np.ndarray:  # the model's scores of the whole catalog (-inf: items it lacks)
+                out = np.full(len(view), -np.inf, dtype=np.float32)
                 ok = to_catalog >= 0
-                scores[to_catalog[ok]] = np.nan_to_num(model_scores[ok], nan=-np.inf)
+                out[to_catalog[ok]] = np.nan_to_num(encoded.scores()[ok], nan=-np.inf)
+                return out
+
+            scanned = ScannedLevel.search(served, loo, to_catalog, blocked, n, plan, every_score)
+            if scanned is not None:  # the exact top-n candidates and their scores (shoprec.service.scan)
+                candidates, scores = scanned.candidates, scanned.scores
+            else:
+                scores = every_score()
 
         def explain(placed: list[int]) -> list[Reason]:
             return self._attribute(view, served, query, level, placed, verbs, loo, via)[0]
 
         reason = Reason("history", served.name, level=level, model_id=served.model_id, candidates=via)
+        if scanned is not None:
+            return scanned.level(reason, explain)
         return Level(reason, scores, explain, candidates)
 
     def _model_query(self, view: CatalogView, served: ServedModel, user: str | None, hist: np.ndarray,
@@ -341,24 +353,6 @@ class RecommendService:
         reasons = history_reasons(positions, weights, ids, served.name, titles=titles, verbs=verbs, level=level,
                                   model_id=served.model_id, candidates=via)
         return reasons, att.base.tolist()
-
-    @staticmethod
-    def _scan_scores(served: ServedModel, loo: LeaveOneOut, to_catalog: np.ndarray, blocked: np.ndarray, n: int
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(catalog indices in catalog order, exact float32 scores) of the items that can make the model's top n
-        among those `blocked` leaves, from the served model's int8 scan; None without one."""
-        if served.scan is None or loo.query_vectors is None or loo.vectors is None:
-            return None
-        allowed = to_catalog >= 0
-        allowed[allowed] = ~blocked[to_catalog[allowed]]
-        query = loo.query_vectors[0]
-        found = served.scan.candidates(query, allowed, n)
-        if found is None:
-            return None
-        catalog = to_catalog[found]
-        order = np.argsort(catalog, kind="stable")  # catalog order: ties go to the lower index, as in top_k
-        found, catalog = found[order], catalog[order]
-        return catalog, (loo.vectors[1][found] @ query).astype(np.float32)
 
     def _ann_scores(self, served: ServedModel, query: Any, to_catalog: np.ndarray, to_model: np.ndarray,
                     blocked: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, str] | None:
@@ -404,11 +398,13 @@ class RecommendService:
 
 
 def _searched(blocked: np.ndarray, plan: Plan | None) -> np.ndarray:
-    """What a model level's candidate search (ANN, scan, narrow filters) leaves out: `blocked` and the items the
-    rules' filter rejects."""
-    if plan is None or plan.allowed is None:
+    """What a model level's candidate search (ANN, scan, narrow filters) leaves out: `blocked`, the items the
+    rules' filter rejects and the pinned items (placed by the pins, not by a level)."""
+    if plan is None or (plan.allowed is None and not plan.pins):
         return blocked
-    return blocked | ~plan.allowed
+    out = blocked | ~plan.allowed if plan.allowed is not None else blocked.copy()
+    out[[i for i, _ in plan.pins]] = True
+    return out
 
 
 def _item_vectors(view: CatalogView, served: ServedModel | None) -> Vectors | None:

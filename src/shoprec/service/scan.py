@@ -107,17 +107,56 @@ class Int8Scan:
             return None
         if int(np.count_nonzero(allowed)) <= n or top == 0.0:
             return np.flatnonzero(allowed)
+        found = self.bounds(q)
+        assert found is not None
+        return ranked_candidates(*found, allowed, n)[0]
+
+    def bounds(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lower, upper): float64 bounds of every item's exact float32 score q . v_i (one int8 pass); None when
+        the query vector is not finite."""
+        q = np.asarray(query, dtype=np.float32)
+        top = float(np.abs(q).max()) if q.size else 0.0
+        if not np.isfinite(top):
+            return None
+        if top == 0.0:
+            zero = np.zeros(len(self.scale))
+            return zero, zero
         s = top / 127.0
         c = np.clip(np.rint(q / s), -127, 127).astype(np.int8)
         approx = self._sums(c) * self.scale
         approx *= s
         bound = self.err * (s * float(np.abs(c.astype(np.int64)).sum()))
         bound += self.l1 * (s / 2 + top * self.ulps)
-        lower = approx - bound
-        lower[~allowed] = -np.inf
-        threshold = np.partition(lower, len(lower) - n)[len(lower) - n]
-        approx += bound  # the upper bounds
-        return np.flatnonzero((approx >= threshold) & allowed)
+        return approx - bound, approx + bound
+
+
+def ranked_candidates(lower: np.ndarray, upper: np.ndarray, allowed: np.ndarray, n: int,
+                      offset: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(ascending indices of the allowed items that hold every item of the exact top n of score + offset, ties
+    included; the floor): every allowed item left out ranks below the floor, so the candidates ranking at or above
+    it are the level's exact top, in full (at least n of them). -inf: every allowed item is a candidate.
+    `offset` (per item, e.g. a boost x the level's spread, added in float32 by the ranking) widens the bounds by
+    the rounding of that addition."""
+    if int(np.count_nonzero(allowed)) <= n:
+        return np.flatnonzero(allowed), -np.inf
+    lo, hi = lower, upper
+    if offset is not None:
+        o = offset.astype(np.float64)
+        slack = (np.abs(lower) + np.abs(upper) + np.abs(o)) * 2.0 ** -21  # float32 rounding of score + offset
+        lo, hi = lower + o - slack, upper + o + slack
+    lo = np.where(allowed, lo, -np.inf)
+    floor = float(np.partition(lo, len(lo) - n)[len(lo) - n])
+    return np.flatnonzero((hi >= floor) & allowed), floor
+
+
+def extreme_candidates(lower: np.ndarray, upper: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """The allowed items that may hold the largest or the smallest exact score (scored exactly, they give the
+    level's exact spread)."""
+    if not allowed.any():
+        return np.zeros(0, dtype=np.int64)
+    top = float(np.max(lower, where=allowed, initial=-np.inf))
+    bottom = float(np.min(upper, where=allowed, initial=np.inf))
+    return np.flatnonzero(allowed & ((upper >= top) | (lower <= bottom)))
 
 
 def timing(scan: Int8Scan, vectors: np.ndarray, rounds: int = TIMING_ROUNDS, n: int = LIST_DEPTH

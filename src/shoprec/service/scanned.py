@@ -1,0 +1,107 @@
+"""A model level found by the int8 scan (shoprec.service.scan): the exact scores of the model's top candidates only,
+with what the rules need to rank them as they would rank the whole catalog.
+
+Without rules a list of n takes the model's top n, and the scan's candidates hold it. Rules reorder the level:
+a boost lifts items from below the top n, and a cap per category or MMR diversity walks further down the
+model's order than n. So for a list with rules the level is searched in the order the rules rank it:
+- a boost of weight w adds w x the level's spread (max - min of all its scores): the spread comes from the
+  exact scores of the few items that may hold the level's maximum or minimum (`extreme_candidates`), and the
+  candidates are the top n of score + boost x spread (the bounds shifted by each item's boost);
+- the level carries a floor: the candidates ranking at or above it are the level's exact top in full. When the
+  rules' walk reaches below it (the caps left the list short), the chain ranks the level again from a pool 4x as
+  deep (`Level.deeper`), down to every allowed item.
+The list is the one full scoring gives (tests/service/test_service_scan.py), never filled from popularity
+where the model had items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from shoprec.rules.apply import level_spread
+from shoprec.service.chain import Explainer, Level
+from shoprec.service.scan import extreme_candidates, ranked_candidates
+
+if TYPE_CHECKING:
+    from shoprec.explain import Reason
+    from shoprec.explain.attribution import LeaveOneOut
+    from shoprec.rules import Plan
+    from shoprec.service.models import ServedModel
+
+DEEPEN = 4  # a level the rules walked through is searched again this many times as deep
+FULL_SHARE = 4  # ... or scored in full once that would hold a quarter of the allowed items (a gather of many
+# rows costs more than the one full product)
+
+
+@dataclass(frozen=True)
+class ScannedLevel:
+    """The candidates (catalog indices, ascending) of a scanned model level and their exact float32 scores;
+    `spread` (boosted lists) and `floor` (lists with rules) as Level takes them; `search` gives a deeper one."""
+
+    candidates: np.ndarray
+    scores: np.ndarray
+    depth: int
+    spread: float | None = None
+    floor: float | None = None
+    search_deeper: Callable[[int], ScannedLevel] | None = None
+    full: bool = False  # `scores` cover the whole catalog (a deepening that scored every item)
+
+    @classmethod
+    def search(cls, served: ServedModel, loo: LeaveOneOut, to_catalog: np.ndarray, blocked: np.ndarray, n: int,
+               plan: Plan | None = None, every_score: Callable[[], np.ndarray] | None = None
+               ) -> ScannedLevel | None:
+        """The items that can make the model's top n among those `blocked` leaves (ranked as `plan`'s boosts
+        rank them), from the served model's int8 scan; None without one. `every_score`: the level's scores of
+        the whole catalog, which a deepening takes instead once it would hold a quarter of the allowed items."""
+        if served.scan is None or loo.query_vectors is None or loo.vectors is None:
+            return None
+        query = loo.query_vectors[0]
+        bounds = served.scan.bounds(query)
+        if bounds is None:
+            return None
+        lower, upper = bounds
+        item_vectors = loo.vectors[1]
+        allowed = to_catalog >= 0
+        allowed[allowed] = ~blocked[to_catalog[allowed]]
+
+        def exact(found: np.ndarray) -> np.ndarray:
+            return np.asarray(item_vectors[found] @ query, dtype=np.float32)
+
+        spread: float | None = None
+        offset: np.ndarray | None = None
+        if plan is not None and plan.boost is not None:
+            boost = np.zeros(len(to_catalog), dtype=np.float32)
+            mapped = to_catalog >= 0
+            boost[mapped] = plan.boost[to_catalog[mapped]]
+            extremes = extreme_candidates(lower, upper, allowed)
+            if len(extremes) and boost.any():
+                spread = level_spread(exact(extremes))
+                offset = boost * np.float32(spread)
+
+        n_allowed = int(np.count_nonzero(allowed))
+
+        def at(depth: int) -> ScannedLevel:
+            if every_score is not None and depth > n and depth * FULL_SHARE >= n_allowed:
+                return cls(np.zeros(0, dtype=np.int64), every_score(), depth, full=True)
+            found, floor = ranked_candidates(lower, upper, allowed, depth, offset)
+            catalog = to_catalog[found]
+            order = np.argsort(catalog, kind="stable")  # catalog order: ties go to the lower index, as in top_k
+            found, catalog = found[order], catalog[order]
+            deeper = at if plan is not None and floor > -np.inf else None
+            return cls(catalog, exact(found), depth, spread, floor if plan is not None else None, deeper)
+
+        return at(n)
+
+    def level(self, reason: Reason, explain: Explainer | None) -> Level:
+        """The chain's Level of these candidates (its `deeper`: the same level searched DEEPEN times as deep, or
+        scored in full); a full level is the one full scoring gives (no candidates, spread or floor)."""
+        if self.full:
+            return Level(reason, self.scores, explain)
+        search = self.search_deeper
+        deeper = (lambda: search(self.depth * DEEPEN).level(reason, explain)) if search is not None else None
+        return Level(reason, self.scores, explain, self.candidates, spread=self.spread, floor=self.floor,
+                     deeper=deeper)
