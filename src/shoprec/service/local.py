@@ -9,7 +9,7 @@ exposure.
 
 `rank_users` is the batch form: many users' model scores in one `model.score` call per batch, then each
 user's list filled by the same `rank_chain` (model level, popular in category, popular) and filters
-(`_blocked`: unservable, purchased, disliked and, unless `include_seen`, seen items). Its model reasons are
+(`blocked`: unservable, purchased, disliked and, unless `include_seen`, seen items). Its model reasons are
 the level's reason (personal / session), without the per-list leave-one-out attribution the online path
 computes for the items it shows (that costs one batched score per user).
 
@@ -34,7 +34,7 @@ from shoprec.service.catalog import CatalogView, CatalogViews, EventCounts
 from shoprec.service.chain import Level, Ranked, popular_levels, rank_chain
 from shoprec.service.config import ServingConfig
 from shoprec.service.models import ServedModel, ServedModels
-from shoprec.service.recommend import Filters, RecommendService, _history_context, _query
+from shoprec.service.recommend import Filters, RecommendService, history_context, known_context, make_query
 from shoprec.service.state import MAX_EVENTS_READ, POSITIVE_TYPES, UserState, UserStates
 from shoprec.types import EventType
 
@@ -115,7 +115,7 @@ class LocalRecommend(RecommendService):
             rows = self._model_rows(view, served, users, states, hists)
         lists = []
         for r, (state, (hist, _)) in enumerate(zip(states, hists, strict=True)):
-            blocked = self._blocked(view, filters, state)
+            blocked = self.blocked(view, filters, state)
             levels: list[Level] = []
             if r in rows:
                 levels.append(Level(rows[r][1], rows[r][0]))
@@ -128,7 +128,7 @@ class LocalRecommend(RecommendService):
     def _model_rows(self, view: CatalogView, served: ServedModel, users: Sequence[str], states: list[UserState],
                     hists: list[tuple[np.ndarray, Any]]) -> dict[int, tuple[np.ndarray, Reason]]:
         """Row -> (catalog-wide scores, reason) for the users the model can answer: personal (a user it knows),
-        else session (from the known history), as `_levels` decides; one `model.score` call for all."""
+        else session (from the known history), as `chain_levels` decides; one `model.score` call for all."""
         to_catalog, to_model = served.index_maps(view)
         model_users = served.model.users
         queries, rows, levels = [], [], []
@@ -138,7 +138,7 @@ class LocalRecommend(RecommendService):
             for level, who in (("personal", index), ("session", None)):
                 if level == "personal" and who is None:
                     continue
-                query = _query(who, hist_model, hctx)
+                query = make_query(who, hist_model, hctx)
                 if served.model.can_score(query):
                     queries.append(query)
                     rows.append(r)
@@ -157,12 +157,10 @@ class LocalRecommend(RecommendService):
 
 def _known_history(view: CatalogView, state: UserState) -> tuple[np.ndarray, Any]:
     """The user's history items the catalog knows (catalog indices) and their aligned event context."""
-    from shoprec.service.recommend import _known
-
     ids = view.items.lookup(state.history)
-    hctx = _history_context(state.history_types, state.history_times)
+    hctx = history_context(state.history_types, state.history_times)
     keep = ids >= 0
-    return ids[keep], _known(hctx, keep)
+    return ids[keep], known_context(hctx, keep)
 
 
 # ---------------------------------------------------------------------- snapshot parts

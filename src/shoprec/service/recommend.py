@@ -65,7 +65,8 @@ if TYPE_CHECKING:
     from shoprec.service.experiments import Assignment, ExperimentService
 
 NARROW_FILTER_ITEMS = 100_000  # large catalogs: filters leaving at most this many items are scored exactly
-__all__ = ["Filters", "RecommendService"]
+__all__ = ["Filters", "HistoryContext", "RecommendService", "history_context", "known_context",
+           "make_query"]
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,12 @@ class RecommendService:
         view = self.catalogs.get(platform)
         served, assignment = self._served_for(platform, user)
         plan = self._plan(platform, view, served, filters.rules)
-        blocked = self._blocked(view, filters, state)
+        blocked = self.blocked(view, filters, state)
         n = min(self.config.list_depth, max(offset + k, self.config.page_depth))
-        levels = self._levels(view, served, state.history, filters.category, user_id=user,
-                              blocked=_searched(blocked, plan), n=plan.pool_size(n) if plan else n,
-                              verbs=dict(zip(state.history, state.history_types, strict=True)),
-                              hctx=_history_context(state.history_types, state.history_times))
+        levels = self.chain_levels(view, served, state.history, filters.category, user_id=user,
+                                   blocked=_searched(blocked, plan), n=plan.pool_size(n) if plan else n,
+                                   verbs=dict(zip(state.history, state.history_types, strict=True)),
+                                   hctx=history_context(state.history_types, state.history_times))
         ranked = rank_chain(levels, blocked, n, view, plan)
         answer = self._store(platform, user, served, ranked, k, offset, assignment)
         if assignment is not None and self.experiments is not None:
@@ -133,7 +134,8 @@ class RecommendService:
         state = self.users.get(platform, stored_user)
         served, assignment = self._served_for(platform, stored_user)
         ids = view.items.lookup(state.history)
-        hist, hctx = ids[ids >= 0], _known(_history_context(state.history_types, state.history_times), ids >= 0)
+        hist = ids[ids >= 0]
+        hctx = known_context(history_context(state.history_types, state.history_times), ids >= 0)
         model = served.name if served is not None else None
         experiment, variant = (assignment.experiment_id, assignment.variant) if assignment is not None else (None, None)
         found = self._model_query(view, served, stored_user, hist, hctx) if served is not None else None
@@ -166,10 +168,10 @@ class RecommendService:
         served = self.models.get(platform)
         plan = self._plan(platform, view, served, filters.rules)
         state = UserState(history=tuple(history))
-        blocked = self._blocked(view, filters, state)
-        levels = self._levels(view, served, state.history, filters.category, user_id=None,
-                              blocked=_searched(blocked, plan), n=plan.pool_size(k) if plan else k,
-                              hctx=_history_context(types, None) if types is not None else None)
+        blocked = self.blocked(view, filters, state)
+        levels = self.chain_levels(view, served, state.history, filters.category, user_id=None,
+                                   blocked=_searched(blocked, plan), n=plan.pool_size(k) if plan else k,
+                                   hctx=history_context(types, None) if types is not None else None)
         ranked = rank_chain(levels, blocked, k, view, plan)
         return self._store(platform, None, served, ranked, k, 0)
 
@@ -227,7 +229,11 @@ class RecommendService:
         if offset < 0 or offset + k > self.config.list_depth:
             raise DataError(f"offset + k must be at most {self.config.list_depth}, got offset {offset} and k {k}")
 
-    def _blocked(self, view: CatalogView, f: Filters, state: UserState) -> np.ndarray:
+    def blocked(self, view: CatalogView, f: Filters, state: UserState) -> np.ndarray:
+        """The items (a bool mask in catalog order) no level of a list may place, under filters `f` for a user in
+        `state`: unservable, outside `f.category` or the price range, `f.exclude`, disliked, purchased (unless
+        `repurchasable`) and, unless `f.include_seen`, the history's items. The list types
+        (shoprec.service.lists) and the in-process service (shoprec.service.local) filter through it too."""
         blocked = ~view.servable
         if f.category:
             blocked |= ~view.category_mask(f.category)
@@ -236,26 +242,33 @@ class RecommendService:
         if f.max_price is not None:
             blocked |= ~(view.price <= f.max_price)
         never = set(f.exclude) | set(state.disliked)
-        never |= {i for i in state.purchased if not self._repurchasable(view, i)}
+        never |= {i for i in state.purchased if not self.repurchasable(view, i)}
         if not f.include_seen:
             never |= set(state.history)
         idx = view.items.lookup(never)
         blocked[idx[idx >= 0]] = True
         return blocked
 
-    def _repurchasable(self, view: CatalogView, item: str) -> bool:
+    def repurchasable(self, view: CatalogView, item: str) -> bool:
+        """Whether `item` is in a repurchasable category (`serving.repurchasable`: one of them or below it),
+        whose purchases stay recommendable; False for an item the view does not know."""
         i = view.items.get(item)
         if i is None or not self.config.repurchasable:
             return False
         cat = str(view.category[i])
         return any(cat == c or cat.startswith(c + " > ") for c in self.config.repurchasable)
 
-    def _levels(self, view: CatalogView, served: ServedModel | None, history: Sequence[str],
-                category: str | None, user_id: str | None, blocked: np.ndarray, n: int,
-                verbs: dict[str, str] | None = None, hctx: HistoryContext | None = None) -> list[Level]:
-        """`hctx`: event-type codes and timestamps aligned with `history` (what the model saw in training)."""
+    def chain_levels(self, view: CatalogView, served: ServedModel | None, history: Sequence[str],
+                     category: str | None, user_id: str | None, blocked: np.ndarray, n: int,
+                     verbs: dict[str, str] | None = None, hctx: HistoryContext | None = None) -> list[Level]:
+        """The fallback chain of a history (item ids, oldest first): the model's personal level when it knows
+        `user_id`, else its session level from the history, then popular in `category` (else in the newest history
+        item's category), then popular. `blocked` and `n`: what the model's candidate search leaves out and how
+        many items it must find; `verbs`: each history item's event type (for the reasons); `hctx`: event-type
+        codes and timestamps aligned with `history` (what the model saw in training). The list types
+        (shoprec.service.lists) build their chains on it."""
         ids = view.items.lookup(history)
-        hist, hctx = ids[ids >= 0], _known(hctx, ids >= 0)
+        hist, hctx = ids[ids >= 0], known_context(hctx, ids >= 0)
         levels: list[Level] = []
         user_index = None
         if served is not None and user_id is not None and served.model.users is not None:
@@ -284,7 +297,7 @@ class RecommendService:
         to_catalog, to_model = served.index_maps(view)
         hist_catalog = np.asarray(history, dtype=np.int64)
         hist_model = to_model[hist_catalog] if len(hist_catalog) else np.zeros(0, dtype=np.int64)
-        query = _query(user, hist_model, context)
+        query = make_query(user, hist_model, context)
         if not served.model.can_score(query):
             return None
         via: str | None = None  # "ann" / "filtered": the model scored only these candidates
@@ -317,10 +330,10 @@ class RecommendService:
         hist_model = to_model[hist] if len(hist) else np.zeros(0, dtype=np.int64)
         users = served.model.users
         user_index = users.get(user) if user is not None and users is not None else None
-        personal = _query(user_index, hist_model, context)
+        personal = make_query(user_index, hist_model, context)
         if user_index is not None and served.model.can_score(personal):
             return personal, "personal"
-        session = _query(None, hist_model, context)
+        session = make_query(None, hist_model, context)
         if len(hist) and served.model.can_score(session):
             return session, "session"
         return None
@@ -432,10 +445,11 @@ def _item_vectors(view: CatalogView, served: ServedModel | None) -> Vectors | No
 
 
 # ------------------------------------------------------------------ history context for the model's query
+# (also the batch path's: shoprec.service.local)
 HistoryContext = tuple[np.ndarray | None, np.ndarray | None]  # (event-type codes, unix timestamps), aligned
 
 
-def _history_context(types: Sequence[str] | None, times: Sequence[float] | None) -> HistoryContext:
+def history_context(types: Sequence[str] | None, times: Sequence[float] | None) -> HistoryContext:
     """Event-type codes and timestamps of a history, as the models saw them in training (None: unknown).
     Offline evaluation gives sequence models the same columns (evaluation.engine), so online and offline
     queries agree."""
@@ -446,7 +460,7 @@ def _history_context(types: Sequence[str] | None, times: Sequence[float] | None)
     return codes, stamps
 
 
-def _known(context: HistoryContext | None, keep: np.ndarray) -> HistoryContext | None:
+def known_context(context: HistoryContext | None, keep: np.ndarray) -> HistoryContext | None:
     """The context of the history items that `keep` marks (the items the catalog knows)."""
     if context is None:
         return None
@@ -455,11 +469,11 @@ def _known(context: HistoryContext | None, keep: np.ndarray) -> HistoryContext |
             stamps[keep] if stamps is not None and len(stamps) == len(keep) else None)
 
 
-def _query(user: int | None, hist_model: np.ndarray, context: HistoryContext | None) -> Query:
+def make_query(user: int | None, hist_model: np.ndarray, context: HistoryContext | None) -> Query:
     """The model's query: the history items the model knows (oldest first) with their aligned context."""
     from shoprec.models.base import Query
 
     keep = hist_model >= 0
-    known = _known(context, keep)
+    known = known_context(context, keep)
     codes, stamps = known if known is not None else (None, None)
     return Query(user=user, history=hist_model[keep].astype(np.int32), event_types=codes, timestamps=stamps)
