@@ -100,9 +100,9 @@ class ListService:
 
     def __init__(self, recommend: RecommendService) -> None:
         self.recommend = recommend
-        self.engine, self.config, self.platforms = recommend.engine, recommend.config, recommend.platforms
-        self.catalogs, self.users, self.models, self.log = (recommend.catalogs, recommend.users, recommend.models,
-                                                            recommend.log)
+        self.engine, self.platforms, self.log = recommend.list_store()  # lists are logged: feedback works on them
+        self.config, self.catalogs, self.users, self.models = (recommend.config, recommend.catalogs, recommend.users,
+                                                               recommend.models)
         self._counts: dict[tuple[str, float], _Counts] = {}
         self._lock = threading.Lock()
         self._refreshing: set[tuple[str, float]] = set()

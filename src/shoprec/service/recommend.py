@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from shoprec.service.experiments import Assignment, ExperimentService
 
 NARROW_FILTER_ITEMS = 100_000  # large catalogs: filters leaving at most this many items are scored exactly
-__all__ = ["Filters", "HistoryContext", "RecommendService", "history_context", "known_context",
+__all__ = ["Filters", "HistoryContext", "ListStore", "RecommendService", "history_context", "known_context",
            "make_query"]
 
 
@@ -87,9 +87,24 @@ class Filters:
             raise DataError(f"min_price ({self.min_price}) is above max_price ({self.max_price})")
 
 
+class ListStore(NamedTuple):
+    """Where a RecommendService keeps its lists (`log`) and their feedback (`engine`, `platforms`)."""
+
+    engine: Engine
+    platforms: PlatformService
+    log: RecommendationLog
+
+
 class RecommendService:
-    def __init__(self, engine: Engine, config: ServingConfig, platforms: PlatformService, users: UserStates,
-                 catalogs: CatalogViews, models: ServedModels, log: RecommendationLog,
+    """Lists over a platform's user states, catalog view and served model (see the module doc).
+
+    `engine`, `platforms` and `log` keep the served lists and their feedback (paging by recommendation_id,
+    `feedback`, the list types of shoprec.service.lists: `list_store`). An in-process service that keeps nothing
+    (shoprec.service.local.LocalRecommend, which overrides `_store`) passes None for the three; there, paging
+    and feedback raise NotFound."""
+
+    def __init__(self, engine: Engine | None, config: ServingConfig, platforms: PlatformService | None,
+                 users: UserStates, catalogs: CatalogViews, models: ServedModels, log: RecommendationLog | None,
                  privacy: Privacy | None = None, experiments: ExperimentService | None = None,
                  rules: RulesService | None = None) -> None:
         self.engine, self.config = engine, config
@@ -205,8 +220,9 @@ class RecommendService:
         if item_id not in {row[0] for row in log["items"]}:
             raise DataError(f"item {item_id!r} was not part of recommendation {recommendation_id!r} (field item_id)")
         now = time.time()
-        with storage_errors(self.engine, "record feedback"), self.engine.begin() as conn:
-            ServingRepo(conn, self.platforms.platform_id(platform)).add_feedback(
+        store = self.list_store()
+        with storage_errors(store.engine, "record feedback"), store.engine.begin() as conn:
+            ServingRepo(conn, store.platforms.platform_id(platform)).add_feedback(
                 recommendation_id, item_id, feedback_type, now)
         return FeedbackTarget(log["user_external_id"], now)
 
@@ -400,14 +416,22 @@ class RecommendService:
         return cat[order], (item_vectors[cand[order]] @ q[0]).astype(np.float32), "ann"
 
     # ---------------------------------------------------------------- the list store
+    def list_store(self) -> ListStore:
+        """The parts that keep lists and their feedback; NotFound in a service that keeps none (an in-process
+        one: shoprec.service.local)."""
+        if self.engine is None or self.platforms is None or self.log is None:
+            raise NotFound("this recommender keeps no lists (an in-process one): there is no recommendation_id "
+                           "to page or give feedback on")
+        return ListStore(self.engine, self.platforms, self.log)
+
     def _store(self, platform: str, user: str | None, served: ServedModel | None, ranked: Ranked, k: int,
                offset: int, assignment: Assignment | None = None) -> Recommendation:
         entry = log_entry(uuid.uuid4().hex, user, served.name if served is not None else None, ranked, assignment)
-        self.log.add(platform, entry)
+        self.list_store().log.add(platform, entry)
         return page(entry, k, offset, ranked.reasons)
 
     def _log(self, platform: str, rec_id: str) -> dict[str, Any]:
-        return self.log.get(platform, rec_id)
+        return self.list_store().log.get(platform, rec_id)
 
     def _page(self, platform: str, rec_id: str, k: int, offset: int, user: str) -> Recommendation:
         log = self._log(platform, rec_id)
