@@ -58,7 +58,7 @@ class Services:
 
     def close(self) -> None:
         self.jobs.close()
-        self.recommend.log.close()
+        self.recommend.list_store().log.close()
         self.cache.close()
         self.engine.dispose()
 

@@ -135,24 +135,36 @@ def load_view(engine: Engine, platform_id: int, previous: CatalogView | None = N
         else:
             counts = previous.counts
     keys = [int(r[0]) for r in rows]
-    pop = np.array([counts.by_item.get(k, 0) for k in keys], dtype=np.float32)
-    pop = pop / max(float(pop.max()) if len(pop) else 0.0, 1.0)
-    titles = [r[2] or "" for r in rows]
-    texts = [" | ".join(p for p in (r[2], r[5], r[4], r[3]) if p) for r in rows]
-    categories = [r[4] or "" for r in rows]
+    return build_view(
+        version, IdMap.from_list([str(r[1]) for r in rows]), [r[4] or "" for r in rows],
+        price=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
+        servable=np.array([bool(r[8]) and k not in deleted for r, k in zip(rows, keys, strict=True)], dtype=bool),
+        positive_events=np.array([counts.by_item.get(k, 0) for k in keys], dtype=np.float32),
+        titles=[r[2] or "" for r in rows], texts=[" | ".join(p for p in (r[2], r[5], r[4], r[3]) if p) for r in rows],
+        counts=counts, brand=[r[5] or "" for r in rows],
+        attributes=[r[9] if isinstance(r[9], dict) else None for r in rows],
+        created_at=np.array([r[10] for r in rows], dtype=np.float64),
+        updated_at=np.array([r[11] for r in rows], dtype=np.float64))
+
+
+def build_view(version: tuple[float, int, float], items: IdMap, categories: list[str], *, price: np.ndarray,
+               servable: np.ndarray, positive_events: np.ndarray, titles: list[str], texts: list[str],
+               counts: EventCounts, brand: list[str] | None = None,
+               attributes: list[dict[str, Any] | None] | None = None, created_at: np.ndarray | None = None,
+               updated_at: np.ndarray | None = None) -> CatalogView:
+    """The view of items in catalog order (`categories`: each item's path, "" when none): popularity is
+    `positive_events` (float32, positive events per item) scaled to [0, 1] by the largest count, and the distinct
+    category paths are indexed once (`category_mask`). `load_view` builds the database's view here, the
+    in-process path (shoprec.service.local.view_from_catalog) an in-memory catalog's."""
+    pop = positive_events / max(float(positive_events.max()) if len(positive_events) else 0.0, 1.0)
     distinct: dict[str, int] = {}
     codes = np.fromiter((distinct.setdefault(c, len(distinct)) for c in categories), dtype=np.int32,
                         count=len(categories))
     return CatalogView(
-        version=version, items=IdMap.from_list([str(r[1]) for r in rows]),
-        category=np.array(categories, dtype=object),
-        category_names=np.array(list(distinct), dtype=str), category_codes=codes,
-        price=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
-        servable=np.array([bool(r[8]) and k not in deleted for r, k in zip(rows, keys, strict=True)], dtype=bool),
-        popularity=pop, titles=titles, texts=texts, counts=counts, brand=[r[5] or "" for r in rows],
-        attributes=[r[9] if isinstance(r[9], dict) else None for r in rows],
-        created_at=np.array([r[10] for r in rows], dtype=np.float64),
-        updated_at=np.array([r[11] for r in rows], dtype=np.float64))
+        version=version, items=items, category=np.array(categories, dtype=object),
+        category_names=np.array(list(distinct), dtype=str), category_codes=codes, price=price, servable=servable,
+        popularity=pop, titles=titles, texts=texts, counts=counts, brand=brand or [], attributes=attributes or [],
+        created_at=created_at, updated_at=updated_at)
 
 
 class CatalogViews:

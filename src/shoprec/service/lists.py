@@ -100,9 +100,9 @@ class ListService:
 
     def __init__(self, recommend: RecommendService) -> None:
         self.recommend = recommend
-        self.engine, self.config, self.platforms = recommend.engine, recommend.config, recommend.platforms
-        self.catalogs, self.users, self.models, self.log = (recommend.catalogs, recommend.users, recommend.models,
-                                                            recommend.log)
+        self.engine, self.platforms, self.log = recommend.list_store()  # lists are logged: feedback works on them
+        self.config, self.catalogs, self.users, self.models = (recommend.config, recommend.catalogs, recommend.users,
+                                                               recommend.models)
         self._counts: dict[tuple[str, float], _Counts] = {}
         self._lock = threading.Lock()
         self._refreshing: set[tuple[str, float]] = set()
@@ -127,7 +127,7 @@ class ListService:
         def explain(placed: list[int]) -> list[Reason]:
             return [trending_reason(*by_item[i], window, category).at("trending") for i in placed]
 
-        blocked = self.recommend._blocked(view, Filters(category=category or None), UserState())
+        blocked = self.recommend.blocked(view, Filters(category=category or None), UserState())
         levels = [Level(trending_reason(0, 0, window).at("trending"), scores, explain),
                   *popular_levels(view, category or None)]
         return self._store(platform, None, None, rank_chain(levels, blocked, k, view), k)
@@ -184,12 +184,12 @@ class ListService:
             bought = ListsRepo(conn, self.platforms.platform_id(platform)).user_purchases(stored)
         view = self.catalogs.get(platform)
         state = self.users.get(platform, stored)
-        blocked = self.recommend._blocked(view, Filters(include_seen=True), state)
+        blocked = self.recommend.blocked(view, Filters(include_seen=True), state)
         scores = np.full(len(view), -np.inf, dtype=np.float32)
         times: dict[int, int] = {}
         for item, n, ts in bought:
             i = view.items.get(item)
-            if i is not None and self.recommend._repurchasable(view, item):
+            if i is not None and self.recommend.repurchasable(view, item):
                 scores[i] = n + 1.0 / (1.0 + max(now - ts, 0.0) / DAY_S)
                 times[i] = n
 
@@ -234,8 +234,8 @@ class ListService:
         blocked = ~view.servable
         blocked[view.items.lookup(cart)] = True
         served = self.models.get(platform)
-        chain = self.recommend._levels(view, served, cart, None, user_id=None, blocked=blocked, n=k,
-                                       verbs=dict.fromkeys(cart, "cart"))
+        chain = self.recommend.chain_levels(view, served, cart, None, user_id=None, blocked=blocked, n=k,
+                                            verbs=dict.fromkeys(cart, "cart"))
         levels = [Level(fallback_reason(), scores, explain), *chain]
         return self._store(platform, None, served.name if served is not None else None,
                            rank_chain(levels, blocked, k, view), k)
@@ -255,7 +255,7 @@ class ListService:
         view = self.catalogs.get(platform)
         stored = self.recommend.privacy.user_id(platform, user)
         state = self.users.get(platform, stored)
-        blocked = self.recommend._blocked(view, Filters(), state)
+        blocked = self.recommend.blocked(view, Filters(), state)
         idx = view.items.lookup([i for i, _ in created])
         age = np.full(len(view), -np.inf, dtype=np.float32)
         # the newest first: each item's rank by its creation time (exact in float32, where seconds since `since`
@@ -264,7 +264,7 @@ class ListService:
         age[idx[idx >= 0]] = np.searchsorted(np.unique(times), times) + 1
         new = np.isfinite(age)
         served = self.models.get(platform)
-        model_levels = [level for level in self.recommend._levels(
+        model_levels = [level for level in self.recommend.chain_levels(
             view, served, state.history, None, user_id=stored, blocked=blocked | ~new, n=k,
             verbs=dict(zip(state.history, state.history_types, strict=True)))
             if level.reason.level in ("personal", "session")]

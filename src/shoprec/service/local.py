@@ -3,19 +3,20 @@
 `LocalRecommend` IS RecommendService (the same `recommend` / `session` / `similar` / `explain`, the same
 filters, fallback chain, `ranking.top_k` and reasons) with its database-backed parts replaced by fixed ones:
 one catalog view, one served model (or none: the popularity levels answer) and user states read from a
-snapshot of events instead of per-request queries. Its lists are never logged: `_store` builds the page
-without writing the recommendation log, and no experiment is consulted, so nothing is recorded as an
-exposure.
+snapshot of events instead of per-request queries. It keeps no lists (RecommendService's `engine`, `platforms`
+and `log` are None: paging by recommendation_id and feedback raise NotFound): `_store` builds the page without
+writing a recommendation log, and no experiment is consulted, so nothing is recorded as an exposure.
 
 `rank_users` is the batch form: many users' model scores in one `model.score` call per batch, then each
 user's list filled by the same `rank_chain` (model level, popular in category, popular) and filters
-(`_blocked`: unservable, purchased, disliked and, unless `include_seen`, seen items). Its model reasons are
+(`blocked`: unservable, purchased, disliked and, unless `include_seen`, seen items). Its model reasons are
 the level's reason (personal / session), without the per-list leave-one-out attribution the online path
 computes for the items it shows (that costs one batched score per user).
 
-`states_from_events` and `view_from_catalog` build the snapshot parts with the rules `UserStates` and
-`load_view` apply to the database (positive history of the newest `history_length` events, purchases,
-the last like/dislike per item; popularity = positive events per item, scaled to [0, 1]).
+`states_from_events` and `view_from_catalog` build the snapshot parts with the functions the database path
+builds its own with: shoprec.service.state.state_from_events (as UserStates: positive history of the newest
+`history_length` events, purchases, the last like/dislike per item) and shoprec.service.catalog.build_view (as
+load_view: popularity = positive events per item, scaled to [0, 1]; the category index).
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from shoprec.data import IdMap, Interactions, ItemCatalog
+from shoprec.data import Interactions, ItemCatalog
 from shoprec.explain import Reason
 from shoprec.privacy.keys import Privacy
 from shoprec.service.answers import Recommendation, log_entry, page
-from shoprec.service.catalog import CatalogView, CatalogViews, EventCounts
+from shoprec.service.catalog import CatalogView, CatalogViews, EventCounts, build_view
 from shoprec.service.chain import Level, Ranked, popular_levels, rank_chain
 from shoprec.service.config import ServingConfig
-from shoprec.service.models import ServedModel, ServedModels
-from shoprec.service.recommend import Filters, RecommendService, _history_context, _query
-from shoprec.service.state import MAX_EVENTS_READ, POSITIVE_TYPES, UserState, UserStates
+from shoprec.service.recommend import Filters, RecommendService, history_context, known_context, make_query
+from shoprec.service.served import ServedModel, ServedModels
+from shoprec.service.state import MAX_EVENTS_READ, POSITIVE_TYPES, UserState, UserStates, state_from_events
 from shoprec.types import EventType
 
 __all__ = ["LocalRecommend", "states_from_events", "view_from_catalog"]
@@ -75,10 +76,11 @@ class LocalRecommend(RecommendService):
 
     def __init__(self, config: ServingConfig, view: CatalogView, served: ServedModel | None,
                  states: Mapping[str, UserState]) -> None:
-        # RecommendService's own constructor (so attributes it gains are set here too), without a database, a
-        # platform registry or a recommendation log (never used: `_store` below does not log); ids as given
-        super().__init__(None, config, None,  # type: ignore[arg-type]
-                         _States(states), _Views(view), _Models(served), None, Privacy(), None)  # type: ignore[arg-type]
+        # RecommendService's own constructor (so attributes it gains are set here too), with no list store (no
+        # database, platform registry or recommendation log: `_store` below keeps nothing), ids as given
+        # (Privacy() pseudonymises nothing) and no experiments
+        super().__init__(None, config, None, _States(states), _Views(view), _Models(served), None,
+                         privacy=Privacy(), experiments=None)
 
     @property
     def view(self) -> CatalogView:
@@ -115,7 +117,7 @@ class LocalRecommend(RecommendService):
             rows = self._model_rows(view, served, users, states, hists)
         lists = []
         for r, (state, (hist, _)) in enumerate(zip(states, hists, strict=True)):
-            blocked = self._blocked(view, filters, state)
+            blocked = self.blocked(view, filters, state)
             levels: list[Level] = []
             if r in rows:
                 levels.append(Level(rows[r][1], rows[r][0]))
@@ -128,7 +130,7 @@ class LocalRecommend(RecommendService):
     def _model_rows(self, view: CatalogView, served: ServedModel, users: Sequence[str], states: list[UserState],
                     hists: list[tuple[np.ndarray, Any]]) -> dict[int, tuple[np.ndarray, Reason]]:
         """Row -> (catalog-wide scores, reason) for the users the model can answer: personal (a user it knows),
-        else session (from the known history), as `_levels` decides; one `model.score` call for all."""
+        else session (from the known history), as `chain_levels` decides; one `model.score` call for all."""
         to_catalog, to_model = served.index_maps(view)
         model_users = served.model.users
         queries, rows, levels = [], [], []
@@ -138,7 +140,7 @@ class LocalRecommend(RecommendService):
             for level, who in (("personal", index), ("session", None)):
                 if level == "personal" and who is None:
                     continue
-                query = _query(who, hist_model, hctx)
+                query = make_query(who, hist_model, hctx)
                 if served.model.can_score(query):
                     queries.append(query)
                     rows.append(r)
@@ -157,27 +159,25 @@ class LocalRecommend(RecommendService):
 
 def _known_history(view: CatalogView, state: UserState) -> tuple[np.ndarray, Any]:
     """The user's history items the catalog knows (catalog indices) and their aligned event context."""
-    from shoprec.service.recommend import _known
-
     ids = view.items.lookup(state.history)
-    hctx = _history_context(state.history_types, state.history_times)
+    hctx = history_context(state.history_types, state.history_times)
     keep = ids >= 0
-    return ids[keep], _known(hctx, keep)
+    return ids[keep], known_context(hctx, keep)
 
 
 # ---------------------------------------------------------------------- snapshot parts
 def states_from_events(events: Interactions, history_length: int, users: Sequence[str] | None = None
                        ) -> dict[str, UserState]:
-    """Each user's UserState from a snapshot of raw events (every type; ids as stored), by UserStates' rules.
-    `users`: only these (ids as stored); default every user with events."""
+    """Each user's UserState from a snapshot of raw events (every type; ids as stored), by UserStates' rules
+    (`state_from_events` over the user's newest MAX_EVENTS_READ events). `users`: only these (ids as stored);
+    default every user with events."""
     order = np.lexsort((np.arange(len(events)), events.timestamp, events.user))  # per user, oldest first
     user, item = events.user[order], events.item[order]
-    etype, stamp = events.event_type[order].astype(np.int64), events.timestamp[order]
+    etype, stamp = events.event_type[order].astype(np.int64), events.timestamp[order].astype(np.float64)
     bounds = np.flatnonzero(np.diff(user)) + 1
     starts = np.concatenate([[0], bounds]) if len(user) else np.zeros(0, dtype=np.int64)
     stops = np.concatenate([bounds, [len(user)]]) if len(user) else np.zeros(0, dtype=np.int64)
-    names = [EventType.from_code(c).value for c in range(len(EventType))]
-    positive = np.array([n in POSITIVE_TYPES for n in names], dtype=bool)
+    names = _type_names()
     wanted = None if users is None else set(users)
     items = events.items
     out: dict[str, UserState] = {}
@@ -186,41 +186,26 @@ def states_from_events(events: Interactions, history_length: int, users: Sequenc
         if wanted is not None and uid not in wanted:
             continue
         a = max(a, b - MAX_EVENTS_READ)
-        out[uid] = _state(items, item[a:b], etype[a:b], stamp[a:b], names, positive, history_length)
+        rows = zip(items.externals(item[a:b].tolist()), [names[t] for t in etype[a:b].tolist()],
+                   stamp[a:b].tolist(), strict=True)
+        out[uid] = state_from_events(list(rows), history_length)
     return out
-
-
-def _state(items: IdMap, item: np.ndarray, etype: np.ndarray, stamp: np.ndarray, names: list[str],
-           positive: np.ndarray, history_length: int) -> UserState:
-    pos = np.flatnonzero(positive[etype])[-history_length:]
-    opinion: dict[str, str] = {}
-    for i, t in zip(item.tolist(), etype.tolist(), strict=True):
-        if names[t] in ("like", "dislike"):
-            opinion[items.external(i)] = names[t]
-    purchase = EventType.parse("purchase").code
-    return UserState(
-        history=tuple(items.externals(item[pos].tolist())), history_types=tuple(names[t] for t in etype[pos]),
-        history_times=tuple(float(s) for s in stamp[pos]),
-        purchased=frozenset(items.externals(item[etype == purchase].tolist())),
-        disliked=frozenset(i for i, o in opinion.items() if o == "dislike"))
 
 
 def view_from_catalog(catalog: ItemCatalog, events: Interactions) -> CatalogView:
     """The CatalogView of an in-memory catalog (items available = servable), popularity from `events`' positive
     events per item, as load_view counts them."""
     n = len(catalog)
-    names = [EventType.from_code(c).value for c in range(len(EventType))]
-    positive = np.array([x in POSITIVE_TYPES for x in names], dtype=bool)[events.event_type.astype(np.int64)]
+    positive = np.array([x in POSITIVE_TYPES for x in _type_names()], dtype=bool)[events.event_type.astype(np.int64)]
     lookup = catalog.items.lookup(events.items.externals(events.item[positive].tolist()))
-    pop = np.bincount(lookup[lookup >= 0], minlength=n).astype(np.float32)
-    pop = pop / max(float(pop.max()) if n else 0.0, 1.0)
-    categories = list(catalog.category)
-    distinct: dict[str, int] = {}
-    codes = np.fromiter((distinct.setdefault(c, len(distinct)) for c in categories), dtype=np.int32, count=n)
     now = time.monotonic()
-    return CatalogView(
-        version=(0.0, n, 0.0), items=catalog.items.copy(), category=np.array(categories, dtype=object),
+    return build_view(
+        (0.0, n, 0.0), catalog.items.copy(), list(catalog.category),
         price=np.asarray(catalog.price, dtype=np.float64), servable=np.asarray(catalog.available, dtype=bool).copy(),
-        popularity=pop, titles=list(catalog.title), texts=catalog.texts(),
-        category_names=np.array(list(distinct), dtype=str), category_codes=codes,
-        counts=EventCounts({}, 0, now, now))
+        positive_events=np.bincount(lookup[lookup >= 0], minlength=n).astype(np.float32),
+        titles=list(catalog.title), texts=catalog.texts(), counts=EventCounts({}, 0, now, now))
+
+
+def _type_names() -> list[str]:
+    """Event type names by code (Interactions.event_type)."""
+    return [EventType.from_code(c).value for c in range(len(EventType))]

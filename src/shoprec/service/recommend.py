@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -66,7 +66,8 @@ if TYPE_CHECKING:
     from shoprec.service.experiments import Assignment, ExperimentService
 
 NARROW_FILTER_ITEMS = 100_000  # large catalogs: filters leaving at most this many items are scored exactly
-__all__ = ["Filters", "RecommendService"]
+__all__ = ["Filters", "HistoryContext", "ListStore", "RecommendService", "history_context", "known_context",
+           "make_query"]
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,24 @@ class Filters:
             raise DataError(f"min_price ({self.min_price}) is above max_price ({self.max_price})")
 
 
+class ListStore(NamedTuple):
+    """Where a RecommendService keeps its lists (`log`) and their feedback (`engine`, `platforms`)."""
+
+    engine: Engine
+    platforms: PlatformService
+    log: RecommendationLog
+
+
 class RecommendService:
-    def __init__(self, engine: Engine, config: ServingConfig, platforms: PlatformService, users: UserStates,
-                 catalogs: CatalogViews, models: ServedModels, log: RecommendationLog,
+    """Lists over a platform's user states, catalog view and served model (see the module doc).
+
+    `engine`, `platforms` and `log` keep the served lists and their feedback (paging by recommendation_id,
+    `feedback`, the list types of shoprec.service.lists: `list_store`). An in-process service that keeps nothing
+    (shoprec.service.local.LocalRecommend, which overrides `_store`) passes None for the three; there, paging
+    and feedback raise NotFound."""
+
+    def __init__(self, engine: Engine | None, config: ServingConfig, platforms: PlatformService | None,
+                 users: UserStates, catalogs: CatalogViews, models: ServedModels, log: RecommendationLog | None,
                  privacy: Privacy | None = None, experiments: ExperimentService | None = None,
                  rules: RulesService | None = None) -> None:
         self.engine, self.config = engine, config
@@ -110,12 +126,12 @@ class RecommendService:
         view = self.catalogs.get(platform)
         served, assignment = self._served_for(platform, user)
         plan = self._plan(platform, view, served, filters.rules)
-        blocked = self._blocked(view, filters, state)
+        blocked = self.blocked(view, filters, state)
         n = min(self.config.list_depth, max(offset + k, self.config.page_depth))
-        levels = self._levels(view, served, state.history, filters.category, user_id=user,
-                              blocked=_searched(blocked, plan), n=plan.search_depth(n) if plan else n,
-                              verbs=dict(zip(state.history, state.history_types, strict=True)),
-                              hctx=_history_context(state.history_types, state.history_times), plan=plan)
+        levels = self.chain_levels(view, served, state.history, filters.category, user_id=user,
+                                   blocked=_searched(blocked, plan), n=plan.search_depth(n) if plan else n,
+                                   verbs=dict(zip(state.history, state.history_types, strict=True)),
+                                   hctx=history_context(state.history_types, state.history_times), plan=plan)
         ranked = rank_chain(levels, blocked, n, view, plan)
         answer = self._store(platform, user, served, ranked, k, offset, assignment)
         if assignment is not None and self.experiments is not None:
@@ -134,7 +150,8 @@ class RecommendService:
         state = self.users.get(platform, stored_user)
         served, assignment = self._served_for(platform, stored_user)
         ids = view.items.lookup(state.history)
-        hist, hctx = ids[ids >= 0], _known(_history_context(state.history_types, state.history_times), ids >= 0)
+        hist = ids[ids >= 0]
+        hctx = known_context(history_context(state.history_types, state.history_times), ids >= 0)
         model = served.name if served is not None else None
         experiment, variant = (assignment.experiment_id, assignment.variant) if assignment is not None else (None, None)
         found = self._model_query(view, served, stored_user, hist, hctx) if served is not None else None
@@ -167,10 +184,10 @@ class RecommendService:
         served = self.models.get(platform)
         plan = self._plan(platform, view, served, filters.rules)
         state = UserState(history=tuple(history))
-        blocked = self._blocked(view, filters, state)
-        levels = self._levels(view, served, state.history, filters.category, user_id=None,
-                              blocked=_searched(blocked, plan), n=plan.search_depth(k) if plan else k,
-                              hctx=_history_context(types, None) if types is not None else None, plan=plan)
+        blocked = self.blocked(view, filters, state)
+        levels = self.chain_levels(view, served, state.history, filters.category, user_id=None,
+                                   blocked=_searched(blocked, plan), n=plan.search_depth(k) if plan else k,
+                                   hctx=history_context(types, None) if types is not None else None, plan=plan)
         ranked = rank_chain(levels, blocked, k, view, plan)
         return self._store(platform, None, served, ranked, k, 0)
 
@@ -204,8 +221,9 @@ class RecommendService:
         if item_id not in {row[0] for row in log["items"]}:
             raise DataError(f"item {item_id!r} was not part of recommendation {recommendation_id!r} (field item_id)")
         now = time.time()
-        with storage_errors(self.engine, "record feedback"), self.engine.begin() as conn:
-            ServingRepo(conn, self.platforms.platform_id(platform)).add_feedback(
+        store = self.list_store()
+        with storage_errors(store.engine, "record feedback"), store.engine.begin() as conn:
+            ServingRepo(conn, store.platforms.platform_id(platform)).add_feedback(
                 recommendation_id, item_id, feedback_type, now)
         return FeedbackTarget(log["user_external_id"], now)
 
@@ -228,7 +246,11 @@ class RecommendService:
         if offset < 0 or offset + k > self.config.list_depth:
             raise DataError(f"offset + k must be at most {self.config.list_depth}, got offset {offset} and k {k}")
 
-    def _blocked(self, view: CatalogView, f: Filters, state: UserState) -> np.ndarray:
+    def blocked(self, view: CatalogView, f: Filters, state: UserState) -> np.ndarray:
+        """The items (a bool mask in catalog order) no level of a list may place, under filters `f` for a user in
+        `state`: unservable, outside `f.category` or the price range, `f.exclude`, disliked, purchased (unless
+        `repurchasable`) and, unless `f.include_seen`, the history's items. The list types
+        (shoprec.service.lists) and the in-process service (shoprec.service.local) filter through it too."""
         blocked = ~view.servable
         if f.category:
             blocked |= ~view.category_mask(f.category)
@@ -237,28 +259,35 @@ class RecommendService:
         if f.max_price is not None:
             blocked |= ~(view.price <= f.max_price)
         never = set(f.exclude) | set(state.disliked)
-        never |= {i for i in state.purchased if not self._repurchasable(view, i)}
+        never |= {i for i in state.purchased if not self.repurchasable(view, i)}
         if not f.include_seen:
             never |= set(state.history)
         idx = view.items.lookup(never)
         blocked[idx[idx >= 0]] = True
         return blocked
 
-    def _repurchasable(self, view: CatalogView, item: str) -> bool:
+    def repurchasable(self, view: CatalogView, item: str) -> bool:
+        """Whether `item` is in a repurchasable category (`serving.repurchasable`: one of them or below it),
+        whose purchases stay recommendable; False for an item the view does not know."""
         i = view.items.get(item)
         if i is None or not self.config.repurchasable:
             return False
         cat = str(view.category[i])
         return any(cat == c or cat.startswith(c + " > ") for c in self.config.repurchasable)
 
-    def _levels(self, view: CatalogView, served: ServedModel | None, history: Sequence[str],
-                category: str | None, user_id: str | None, blocked: np.ndarray, n: int,
-                verbs: dict[str, str] | None = None, hctx: HistoryContext | None = None, plan: Plan | None = None
-                ) -> list[Level]:
-        """`hctx`: event-type codes and timestamps aligned with `history` (what the model saw in training);
-        `plan`: the list's rules (a scanned model level then holds every item they could place)."""
+    def chain_levels(self, view: CatalogView, served: ServedModel | None, history: Sequence[str],
+                     category: str | None, user_id: str | None, blocked: np.ndarray, n: int,
+                     verbs: dict[str, str] | None = None, hctx: HistoryContext | None = None,
+                     plan: Plan | None = None) -> list[Level]:
+        """The fallback chain of a history (item ids, oldest first): the model's personal level when it knows
+        `user_id`, else its session level from the history, then popular in `category` (else in the newest history
+        item's category), then popular. `blocked` and `n`: what the model's candidate search leaves out and how
+        many items it must find; `verbs`: each history item's event type (for the reasons); `hctx`: event-type
+        codes and timestamps aligned with `history` (what the model saw in training); `plan`: the list's rules
+        (a scanned model level then holds every item they could place). The list types (shoprec.service.lists)
+        build their chains on it."""
         ids = view.items.lookup(history)
-        hist, hctx = ids[ids >= 0], _known(hctx, ids >= 0)
+        hist, hctx = ids[ids >= 0], known_context(hctx, ids >= 0)
         levels: list[Level] = []
         user_index = None
         if served is not None and user_id is not None and served.model.users is not None:
@@ -288,7 +317,7 @@ class RecommendService:
         to_catalog, to_model = served.index_maps(view)
         hist_catalog = np.asarray(history, dtype=np.int64)
         hist_model = to_model[hist_catalog] if len(hist_catalog) else np.zeros(0, dtype=np.int64)
-        query = _query(user, hist_model, context)
+        query = make_query(user, hist_model, context)
         if not served.model.can_score(query):
             return None
         via: str | None = None  # "ann" / "filtered": the model scored only these candidates
@@ -329,10 +358,10 @@ class RecommendService:
         hist_model = to_model[hist] if len(hist) else np.zeros(0, dtype=np.int64)
         users = served.model.users
         user_index = users.get(user) if user is not None and users is not None else None
-        personal = _query(user_index, hist_model, context)
+        personal = make_query(user_index, hist_model, context)
         if user_index is not None and served.model.can_score(personal):
             return personal, "personal"
-        session = _query(None, hist_model, context)
+        session = make_query(None, hist_model, context)
         if len(hist) and served.model.can_score(session):
             return session, "session"
         return None
@@ -381,14 +410,22 @@ class RecommendService:
         return cat[order], (item_vectors[cand[order]] @ q[0]).astype(np.float32), "ann"
 
     # ---------------------------------------------------------------- the list store
+    def list_store(self) -> ListStore:
+        """The parts that keep lists and their feedback; NotFound in a service that keeps none (an in-process
+        one: shoprec.service.local)."""
+        if self.engine is None or self.platforms is None or self.log is None:
+            raise NotFound("this recommender keeps no lists (an in-process one): there is no recommendation_id "
+                           "to page or give feedback on")
+        return ListStore(self.engine, self.platforms, self.log)
+
     def _store(self, platform: str, user: str | None, served: ServedModel | None, ranked: Ranked, k: int,
                offset: int, assignment: Assignment | None = None) -> Recommendation:
         entry = log_entry(uuid.uuid4().hex, user, served.name if served is not None else None, ranked, assignment)
-        self.log.add(platform, entry)
+        self.list_store().log.add(platform, entry)
         return page(entry, k, offset, ranked.reasons)
 
     def _log(self, platform: str, rec_id: str) -> dict[str, Any]:
-        return self.log.get(platform, rec_id)
+        return self.list_store().log.get(platform, rec_id)
 
     def _page(self, platform: str, rec_id: str, k: int, offset: int, user: str) -> Recommendation:
         log = self._log(platform, rec_id)
@@ -428,10 +465,11 @@ def _item_vectors(view: CatalogView, served: ServedModel | None) -> Vectors | No
 
 
 # ------------------------------------------------------------------ history context for the model's query
+# (also the batch path's: shoprec.service.local)
 HistoryContext = tuple[np.ndarray | None, np.ndarray | None]  # (event-type codes, unix timestamps), aligned
 
 
-def _history_context(types: Sequence[str] | None, times: Sequence[float] | None) -> HistoryContext:
+def history_context(types: Sequence[str] | None, times: Sequence[float] | None) -> HistoryContext:
     """Event-type codes and timestamps of a history, as the models saw them in training (None: unknown).
     Offline evaluation gives sequence models the same columns (evaluation.engine), so online and offline
     queries agree."""
@@ -442,7 +480,7 @@ def _history_context(types: Sequence[str] | None, times: Sequence[float] | None)
     return codes, stamps
 
 
-def _known(context: HistoryContext | None, keep: np.ndarray) -> HistoryContext | None:
+def known_context(context: HistoryContext | None, keep: np.ndarray) -> HistoryContext | None:
     """The context of the history items that `keep` marks (the items the catalog knows)."""
     if context is None:
         return None
@@ -451,11 +489,11 @@ def _known(context: HistoryContext | None, keep: np.ndarray) -> HistoryContext |
             stamps[keep] if stamps is not None and len(stamps) == len(keep) else None)
 
 
-def _query(user: int | None, hist_model: np.ndarray, context: HistoryContext | None) -> Query:
+def make_query(user: int | None, hist_model: np.ndarray, context: HistoryContext | None) -> Query:
     """The model's query: the history items the model knows (oldest first) with their aligned context."""
     from shoprec.models.base import Query
 
     keep = hist_model >= 0
-    known = _known(context, keep)
+    known = known_context(context, keep)
     codes, stamps = known if known is not None else (None, None)
     return Query(user=user, history=hist_model[keep].astype(np.int32), event_types=codes, timestamps=stamps)

@@ -8,6 +8,7 @@ at most `history_length` of them: this is Query.history.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,23 @@ class UserState:
                    frozenset(data["d"]))
 
 
+def state_from_events(events: Sequence[tuple[str, str, float]], history_length: int) -> UserState:
+    """A user's state from their newest events (item id, event type, unix seconds), oldest first: the history is
+    the newest `history_length` positive ones (POSITIVE_TYPES), `purchased` every purchased item, `disliked` the
+    items whose last like or dislike is a dislike. UserStates reads the events from the database; the in-process
+    path (shoprec.service.local.states_from_events) from a snapshot of them."""
+    positive = [(i, t, ts) for i, t, ts in events if t in POSITIVE_TYPES][-history_length:]
+    opinion: dict[str, str] = {}
+    for item, etype, _ in events:
+        if etype in ("like", "dislike"):
+            opinion[item] = etype
+    return UserState(
+        history=tuple(i for i, _, _ in positive), history_types=tuple(t for _, t, _ in positive),
+        history_times=tuple(ts for _, _, ts in positive),
+        purchased=frozenset(i for i, t, _ in events if t == "purchase"),
+        disliked=frozenset(i for i, o in opinion.items() if o == "dislike"))
+
+
 class UserStates:
     def __init__(self, engine: Engine, cache: Cache, platforms: PlatformService, history_length: int,
                  local_ttl: float) -> None:
@@ -64,16 +82,7 @@ class UserStates:
         with storage_errors(self.engine, f"read the history of user {user!r}"), self.engine.connect() as conn:
             events = ServingRepo(conn, self.platforms.platform_id(platform)).recent_events(user, MAX_EVENTS_READ)
         events.reverse()  # oldest first
-        positive = [(i, t, ts) for i, t, ts in events if t in POSITIVE_TYPES][-self.history_length:]
-        opinion: dict[str, str] = {}
-        for item, etype, _ in events:
-            if etype in ("like", "dislike"):
-                opinion[item] = etype
-        return UserState(
-            history=tuple(i for i, _, _ in positive), history_types=tuple(t for _, t, _ in positive),
-            history_times=tuple(ts for _, _, ts in positive),
-            purchased=frozenset(i for i, t, _ in events if t == "purchase"),
-            disliked=frozenset(i for i, o in opinion.items() if o == "dislike"))
+        return state_from_events(events, self.history_length)
 
     def invalidate(self, platform: str, users: set[str]) -> None:
         self.cache.delete(*(self._key(platform, u) for u in users))
