@@ -30,7 +30,8 @@ def _frames(seed: int = 0, per_user: int = 3) -> tuple[pd.DataFrame, pd.DataFram
     items = pd.DataFrame({"item_id": [f"i{g}{j}" for g in range(GROUPS) for j in range(PER_GROUP)],
                           "title": [f"Item {g}{j}" for g in range(GROUPS) for j in range(PER_GROUP)],
                           "category": [f"Cat {g}" for g in range(GROUPS) for _ in range(PER_GROUP)],
-                          "price": [float(10 + j) for _ in range(GROUPS) for j in range(PER_GROUP)]})
+                          "price": [float(10 + j) for _ in range(GROUPS) for j in range(PER_GROUP)],
+                          "brand": [f"B{j % 3}" for _ in range(GROUPS) for j in range(PER_GROUP)]})
     return events, items
 
 
@@ -113,6 +114,10 @@ def test_business_rules_as_the_api_applies_them(fitted: shoprec.Recommender) -> 
     assert cheap.item_ids and all(int(i[-1]) <= 1 for i in cheap.item_ids)
     visitor = fitted.recommend_for_history(["i00"], k=3, filter='category in ["Cat 1"]')
     assert visitor.item_ids and all(i.startswith("i1") for i in visitor.item_ids)
+    one_each = fitted.recommend("u0", k=3, max_per_brand=1)  # the in-process catalog knows the brands
+    assert len(one_each) == 3 and len({int(i[-1]) % 3 for i in one_each.item_ids}) == 3
+    brand = fitted.recommend("u0", k=3, filter='brand == "B1"')
+    assert brand.item_ids and all(int(i[-1]) % 3 == 1 for i in brand.item_ids)
     with pytest.raises(ConfigError, match="unknown argument 'colour'"):
         fitted.recommend("u0", colour="red")
     with pytest.raises(RuleError, match="colour"):

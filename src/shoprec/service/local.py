@@ -193,8 +193,8 @@ def states_from_events(events: Interactions, history_length: int, users: Sequenc
 
 
 def view_from_catalog(catalog: ItemCatalog, events: Interactions) -> CatalogView:
-    """The CatalogView of an in-memory catalog (items available = servable), popularity from `events`' positive
-    events per item, as load_view counts them."""
+    """The CatalogView of an in-memory catalog (items available = servable; brands and attributes for the rules),
+    popularity from `events`' positive events per item, as load_view counts them."""
     n = len(catalog)
     positive = np.array([x in POSITIVE_TYPES for x in _type_names()], dtype=bool)[events.event_type.astype(np.int64)]
     lookup = catalog.items.lookup(events.items.externals(events.item[positive].tolist()))
@@ -203,7 +203,8 @@ def view_from_catalog(catalog: ItemCatalog, events: Interactions) -> CatalogView
         (0.0, n, 0.0), catalog.items.copy(), list(catalog.category),
         price=np.asarray(catalog.price, dtype=np.float64), servable=np.asarray(catalog.available, dtype=bool).copy(),
         positive_events=np.bincount(lookup[lookup >= 0], minlength=n).astype(np.float32),
-        titles=list(catalog.title), texts=catalog.texts(), counts=EventCounts({}, 0, now, now))
+        titles=list(catalog.title), texts=catalog.texts(), counts=EventCounts({}, 0, now, now),
+        brand=list(catalog.brand), attributes=[a or None for a in catalog.attributes])
 
 
 def _type_names() -> list[str]:
