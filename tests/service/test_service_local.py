@@ -64,3 +64,21 @@ def test_local_service_keeps_no_lists() -> None:
         service.feedback("local", answer.recommendation_id, "c", "click")
     with pytest.raises(NotFound, match="keeps no lists"):
         ListService(service)
+
+
+@pytest.mark.parametrize("model", ["popular", "ease"])
+def test_batch_lists_take_the_serving_levels_for_an_empty_history(model: str) -> None:
+    """A user the model never saw, with no history yet: serving gives popular lists, and so must the batch path
+    (it used to ask the model for a session level of an empty history)."""
+    import pandas as pd
+
+    from shoprec import Recommender
+
+    rows = [(f"u{u}", f"i{(u + j) % 20}", "view", 1000 + u * 10 + j) for u in range(30) for j in range(5)]
+    service = Recommender(model).fit(pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp"])
+                                     )._fitted.service
+    service.users.states = {**service.users.states, "newbie": UserState()}  # arrived after the fit
+    online = service.recommend("local", "newbie", 3)
+    batch = service.rank_users(["newbie"], 3)[0]
+    assert batch.items == online.item_ids
+    assert [r.level for r in batch.reasons] == [i.reason.level for i in online.items] == ["popular"] * 3

@@ -138,8 +138,8 @@ class LocalRecommend(RecommendService):
             hist_model = to_model[hist] if len(hist) else np.zeros(0, dtype=np.int64)
             index = model_users.get(user) if model_users is not None else None
             for level, who in (("personal", index), ("session", None)):
-                if level == "personal" and who is None:
-                    continue
+                if (level == "personal" and who is None) or (level == "session" and not len(hist)):
+                    continue  # as chain_levels: no personal level for an unknown user, no session without history
                 query = make_query(who, hist_model, hctx)
                 if served.model.can_score(query):
                     queries.append(query)
