@@ -23,7 +23,9 @@ the vectors in cache, 1.7-1.8 ms when the two alternate, and ~10% fewer requests
 "auto", SHOPREC_SCAN) `Int8Scan.build` times one list's candidate pass against the full float32 product on the
 model's own vectors when the model loads and keeps the scan only while it costs at most `AUTO_MARGIN` times as
 much: it reads a quarter of the bytes, which pays under load (two workers share the memory bandwidth and the
-cache) even where it is a little slower alone. Both paths give the same list.
+cache) even where it is a little slower alone. Both paths give the same list, business rules included: a list
+with rules searches the model's order as the rules rank it (`ranked_candidates` with the boosts as offsets; see
+shoprec.service.scanned).
 """
 
 from __future__ import annotations
