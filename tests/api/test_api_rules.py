@@ -90,6 +90,27 @@ def test_session_route_takes_the_rules_in_its_body(planted: tuple[TestClient, Te
     assert _ids(resp.json()["items"]) == ["i04", "i11", "i05"]
 
 
+def test_similar_items_take_the_rules_and_the_saved_defaults(planted: tuple[TestClient, TestClient]) -> None:
+    client, _ = planted
+
+    def similar(**params: object) -> list[dict]:
+        resp = client.get("/v1/items/i00/similar", params={"k": 4, **params})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["items"]
+
+    plain = _ids(similar())
+    assert "i00" not in plain and len(plain) == 4
+    ruled = similar(filter='category == "Skin Care"', max_per_brand=1, pin="i11:1")
+    ids = _ids(ruled)
+    assert ids[0] == "i11" and ruled[0]["reason"]["type"] == "pinned"
+    assert all(CATEGORY[int(i[1:])] == "Skin Care" for i in ids[1:])
+    assert sorted(BRAND[int(i[1:])] for i in ids[1:]) == ["Acme", "Cora"]  # one per brand; the pin is the Bolt
+    assert client.put("/v1/rules", json={"filter": 'brand == "Bolt"'}).status_code == 200
+    assert {BRAND[int(i[1:])] for i in _ids(similar())} == {"Bolt"}  # the platform's saved filter
+    bad = client.get("/v1/items/i00/similar", params={"filter": 'colour == "red"'})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "filter", bad.text
+
+
 @pytest.mark.parametrize(("params", "field", "named", "position"), [
     ({"filter": 'price < 10 and colour == "red"'}, "filter", "colour", 15),
     ({"filter": "price >"}, "filter", "expected a number", 7),

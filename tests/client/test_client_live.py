@@ -85,6 +85,8 @@ def test_business_rules(live: Live) -> None:
         user, pinned = live.user_ids[0], live.item_ids[3]
         top = api.recommend(user, k=4, pin=f"{pinned}:1", boost="price < 1000000: 0.1")
         assert top.items[0].item_id == pinned and top.items[0].reason["type"] == "pinned"
+        like = api.similar_items(live.item_ids[0], k=3, pin=[f"{pinned}:2"], max_per_category=3)
+        assert like.items[1].item_id == pinned and like.items[1].reason["type"] == "pinned"
         saved = api.set_rules({"max_per_category": 2, "pin": [f"{pinned}:2"]})
         assert saved.max_per_category == 2 and api.rules().pin == [f"{pinned}:2"]
         assert api.recommend(user, k=4).items[1].item_id == pinned  # the saved default applies

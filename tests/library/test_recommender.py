@@ -118,6 +118,8 @@ def test_business_rules_as_the_api_applies_them(fitted: shoprec.Recommender) -> 
     assert len(one_each) == 3 and len({int(i[-1]) % 3 for i in one_each.item_ids}) == 3
     brand = fitted.recommend("u0", k=3, filter='brand == "B1"')
     assert brand.item_ids and all(int(i[-1]) % 3 == 1 for i in brand.item_ids)
+    similar = fitted.similar_items("i00", k=3, filter='category == "Cat 2"')
+    assert similar.item_ids and all(i.startswith("i2") for i in similar.item_ids)
     with pytest.raises(ConfigError, match="unknown argument 'colour'"):
         fitted.recommend("u0", colour="red")
     with pytest.raises(RuleError, match="colour"):

@@ -245,7 +245,8 @@ export interface paths {
         };
         /**
          * Similar
-         * @description Items similar to an item (a new item through its text).
+         * @description Items similar to an item (a new item through its text), under the platform's saved business rules and
+         *     this request's.
          */
         get: operations["similar_v1_items__item_id__similar_get"];
         put?: never;
@@ -2658,6 +2659,18 @@ export interface operations {
         parameters: {
             query?: {
                 k?: number;
+                /** @description business rule: only items matching this expression, e.g. category in ["Makeup", "Nails"] and price <= 30 (docs/serving.md, Business rules); 422 bad_expression naming the position and the field */
+                filter?: string | null;
+                /** @description business rule, repeatable: "EXPRESSION: WEIGHT" adds WEIGHT x the score spread to matching items (negative: buries them), e.g. brand == "Acme": 0.3 */
+                boost?: string[] | null;
+                /** @description business rule: comma-separated ITEM_ID:POSITION (1-based) pins, e.g. sku-1:1,sku-7:4; an unknown item is 422 */
+                pin?: string | null;
+                /** @description business rule: at most this many items per category (brand) in the list */
+                max_per_category?: number | null;
+                /** @description business rule: at most this many items per category (brand) in the list */
+                max_per_brand?: number | null;
+                /** @description business rule: MMR diversity weight from 0 (off) to 1 */
+                diversity?: number | null;
             };
             header?: {
                 "x-platform"?: string | null;

@@ -124,8 +124,9 @@ def delete_item(item_id: str) -> Call[None]:
     return _call("delete_item", None, path={"item_id": item_id})
 
 
-def similar_items(item_id: str, k: int | None) -> Call[RecommendationOut]:
-    return _call("similar_items", RecommendationOut, path={"item_id": item_id}, params=_query(k=k))
+def similar_items(item_id: str, k: int | None, rules: Mapping[str, Any] | None = None) -> Call[RecommendationOut]:
+    return _call("similar_items", RecommendationOut, path={"item_id": item_id},
+                 params=_query(k=k, **_rule_params(rules or {})))
 
 
 def post_users(users: Iterable[Any], idempotency_key: str | None) -> Call[WriteOut]:

@@ -133,8 +133,14 @@ class Client:
     def delete_item(self, item_id: str) -> None:
         self.send(r.delete_item(item_id))
 
-    def similar_items(self, item_id: str, k: int | None = None) -> RecommendationOut:
-        return self.send(r.similar_items(item_id, k))
+    def similar_items(self, item_id: str, k: int | None = None, *, filter: str | None = None,
+                      boost: str | Iterable[str] | None = None, pin: str | Iterable[str] | None = None,
+                      max_per_category: int | None = None, max_per_brand: int | None = None,
+                      diversity: float | None = None) -> RecommendationOut:
+        """Items like an item, with business rules as `recommend` takes them."""
+        rules = {"filter": filter, "boost": boost, "pin": pin, "max_per_category": max_per_category,
+                 "max_per_brand": max_per_brand, "diversity": diversity}
+        return self.send(r.similar_items(item_id, k, rules))
 
     def trending(self, k: int | None = None, *, window: str | None = None, category: str | None = None,
                  min_count: int | None = None) -> RecommendationOut:

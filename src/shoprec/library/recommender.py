@@ -124,10 +124,11 @@ class Recommender:
         filters = Filters(category, min_price, max_price, tuple(exclude), include_seen, _rules(rules))
         return Recommendations.of(service.session(PLATFORM, history, k, filters))
 
-    def similar_items(self, item_id: str, k: int = 10) -> Recommendations:
-        """Items like `item_id`: the model's item-to-item scores, then text similarity, then popular."""
+    def similar_items(self, item_id: str, k: int = 10, **rules: Any) -> Recommendations:
+        """Items like `item_id`: the model's item-to-item scores, then text similarity, then popular; the same
+        business rules as `recommend` (GET /v1/items/{id}/similar)."""
         service = self._require().service
-        return Recommendations.of(service.similar(PLATFORM, self._known_item(item_id), k))
+        return Recommendations.of(service.similar(PLATFORM, self._known_item(item_id), k, _rules(rules)))
 
     def explain(self, user_id: str, item_id: str) -> Explained:
         """Why `item_id` would be recommended to `user_id` (recommended or not): the model's leave-one-out
@@ -222,7 +223,7 @@ def _rules(rules: Mapping[str, Any]) -> Rules | None:
     checks and errors as the API's query parameters); None without any."""
     for name in rules:
         if name not in RULES:
-            raise ConfigError(f"recommend() got an unknown argument {name!r} (rules: {', '.join(RULES)})")
+            raise ConfigError(f"got an unknown argument {name!r} (rules: {', '.join(RULES)})")
     return Rules.parse(**rules) if rules else None
 
 

@@ -191,19 +191,21 @@ class RecommendService:
         ranked = rank_chain(levels, blocked, k, view, plan)
         return self._store(platform, None, served, ranked, k, 0)
 
-    def similar(self, platform: str, item_id: str, k: int) -> Recommendation:
+    def similar(self, platform: str, item_id: str, k: int, rules: Rules | None = None) -> Recommendation:
         """Items like `item_id`: the model's item-to-item scores, then text similarity (works for a new
-        item), then popular in its category, then popular."""
+        item), then popular in its category, then popular; under the platform's saved rules and `rules`."""
         self._check_page(k, 0)
         view = self.catalogs.get(platform)
         i = view.items.get(item_id)
         if i is None:
             raise NotFound(f"no item {item_id!r} on platform {platform!r}")
         served = self.models.get(platform)
+        plan = self._plan(platform, view, served, rules)
         levels: list[Level] = []
         blocked = ~view.servable
         blocked[i] = True
-        session = self._model_level(view, served, None, [i], "item_to_item", blocked, k)
+        session = self._model_level(view, served, None, [i], "item_to_item", _searched(blocked, plan),
+                                    plan.search_depth(k) if plan else k, plan=plan)
         if session is not None:
             levels.append(session)
         if view.texts[i]:
@@ -212,7 +214,7 @@ class RecommendService:
             sims[~np.any(vectors != 0, axis=1)] = -np.inf
             levels.append(Level(similar_text_reason(item_id, view.titles[i]).at("content"), sims[None, :]))
         levels.extend(popular_levels(view, view.category[i] or None))
-        ranked = rank_chain(levels, blocked, k, view)
+        ranked = rank_chain(levels, blocked, k, view, plan)
         return self._store(platform, None, served, ranked, k, 0)
 
     def feedback(self, platform: str, recommendation_id: str, item_id: str, feedback_type: str) -> FeedbackTarget:

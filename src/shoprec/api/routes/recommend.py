@@ -100,10 +100,14 @@ def explain(user_id: IdPath, platform: PlatformDep, services: ServicesDep,
 
 
 @router.get("/items/{item_id}/similar", response_model=RecommendationOut)
-def similar(item_id: IdPath, platform: PlatformDep, services: ServicesDep, request: Request, k: K = 10
+def similar(item_id: IdPath, platform: PlatformDep, services: ServicesDep, request: Request, k: K = 10,
+            filter: FilterParam = None, boost: BoostParam = None, pin: PinParam = None,
+            max_per_category: CapParam = None, max_per_brand: CapParam = None, diversity: DiversityParam = None,
             ) -> Response:
-    """Items similar to an item (a new item through its text)."""
-    return _count(request, platform, services.recommend.similar(platform, item_id, k))
+    """Items similar to an item (a new item through its text), under the platform's saved business rules and
+    this request's."""
+    rules = Rules.parse(filter, boost, pin, max_per_category, max_per_brand, diversity)
+    return _count(request, platform, services.recommend.similar(platform, item_id, k, rules))
 
 
 @router.post("/sessions/recommendations", response_model=RecommendationOut)
