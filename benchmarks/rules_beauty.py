@@ -145,13 +145,32 @@ def latency(services: Any, platform: str, users: list[str], catalog: Any, n_user
             t0 = time.perf_counter()
             services.recommend.recommend(platform, u, K, filters=f)
             times[name].append((time.perf_counter() - t0) * 1000)
-    out: dict[str, Any] = {"rules": rules.to_json(), "n_users": n_users}
+    out: dict[str, Any] = {"rules": rules.to_json(), "n_users": n_users,
+                           "int8_scan": services.models.get(platform).scan is not None}
+    out["same_as_full_scoring"] = same_lists(services, platform, sample[:100], ruled)
     for name, ts in times.items():
         out[name] = {"p50_ms": round(float(np.percentile(ts, 50)), 3), "p99_ms": round(float(np.percentile(ts, 99)), 3),
                      "mean_ms": round(float(np.mean(ts)), 3)}
     out["p99_difference_ms"] = round(out["rules"]["p99_ms"] - out["plain"]["p99_ms"], 3)
     out["p50_difference_ms"] = round(out["rules"]["p50_ms"] - out["plain"]["p50_ms"], 3)
     return out
+
+
+def same_lists(services: Any, platform: str, users: list[str], filters: Any) -> str | None:
+    """With the int8 scan on: how many of `users`' lists with the rules are the lists full scoring gives (the same
+    database and model, served with the scan off)."""
+    from shoprec.service.testing import local_services
+
+    if services.models.get(platform).scan is None:
+        return None
+    directory = Path(str(services.settings.database_url).removeprefix("sqlite:///")).parent
+    full = local_services(directory, scan="off")
+    try:
+        same = sum(services.recommend.recommend(platform, u, K, filters=filters).item_ids
+                   == full.recommend.recommend(platform, u, K, filters=filters).item_ids for u in users)
+    finally:
+        full.close()
+    return f"{same}/{len(users)}"
 
 
 def step_cost(services: Any, platform: str, model: Any, history: Any, rules: Any, n_users: int, seed: int,
@@ -285,6 +304,8 @@ def _report(args: argparse.Namespace, history: Any, diversity: dict[str, Any], c
             print(f"{name:<10}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}{m['mean_ms']:>9.2f}")
         print(f"p99 difference: {cost['p99_difference_ms']:+.2f} ms; "
               f"p50 difference: {cost['p50_difference_ms']:+.2f} ms")
+        print(f"int8 scan: {'on' if cost['int8_scan'] else 'off'}; lists with the rules equal to full scoring's: "
+              f"{cost['same_as_full_scoring'] or '-'}")
     append_run(RESULTS, {"diversity": diversity or None, "rules_cost": cost, "fit_seconds": round(fit_s, 1),
                          "load_average": os.getloadavg()},
                {"epochs": args.epochs, "users": args.users, "seed": args.seed, "model": "transformer",
