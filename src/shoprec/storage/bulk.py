@@ -113,6 +113,26 @@ def existing(conn: Connection, platform_id: int, column: str, values: Collection
     return found
 
 
+def keys_of(conn: Connection, table: str, platform_id: int, external_ids: Collection[str]) -> dict[str, int]:
+    """external id -> key of the platform's rows of `table` (users or items) among `external_ids`. PostgreSQL:
+    one statement with the ids as one array parameter (`= ANY(%s)`: no query text of thousands of placeholders
+    for the driver to parse); elsewhere driver-level `IN` lists of CHUNK ids."""
+    ids = sorted(set(external_ids))
+    if not ids:
+        return {}
+    if dialect(conn) == "postgresql":
+        rows = conn.exec_driver_sql(
+            f"SELECT external_id, id FROM {table} WHERE platform_id = %s AND external_id = ANY(%s)", (platform_id, ids))
+        return {str(ext): int(key) for ext, key in rows}
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start:start + CHUNK]
+        sql = (f"SELECT external_id, id FROM {table} WHERE platform_id = {_marks(conn, 1)} "
+               f"AND external_id IN ({_marks(conn, len(part))})")
+        found.update((str(ext), int(key)) for ext, key in conn.exec_driver_sql(sql, (platform_id, *part)))
+    return found
+
+
 def uses_copy(conn: Connection, n_rows: int) -> bool:
     """Whether `insert_events` of `n_rows` rows goes through COPY (PostgreSQL, from COPY_MIN_ROWS rows: a REST
     request of a few events keeps the plain INSERT, without a staging table)."""

@@ -216,12 +216,7 @@ class PlatformRepo(ScopedRepo):
 
     # ---------------------------------------------------------------- keys
     def _keys(self, table: sa.Table, external_ids: Collection[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        ids = sorted(set(external_ids))
-        for part in _chunks(ids):
-            query = self._scope(table, table.c.external_id, table.c.id).where(table.c.external_id.in_(part))
-            found.update((str(ext), int(key)) for ext, key in self.conn.execute(query))
-        return found
+        return bulk.keys_of(_connection(self.conn), table.name, self.platform_id, external_ids)
 
     def _ensure(self, table: sa.Table, external_ids: Iterable[str], now: float) -> dict[str, int]:
         """Keys of `external_ids`, inserting bare rows for the missing ones (existing rows are untouched)."""
