@@ -141,9 +141,18 @@ def uses_copy(conn: Connection, n_rows: int) -> bool:
 
 def reports_stored(conn: Connection, n_rows: int) -> bool:
     """Whether `insert_events(conn, rows, report=True)` says which of `n_rows` rows it stored, so that the caller
-    need not look the dedupe keys up before: COPY on PostgreSQL, and SQLite (one writer at a time: the rows after
-    the table's last id are this statement's)."""
-    return uses_copy(conn, n_rows) or dialect(conn) == "sqlite"
+    need not look the dedupe keys up before: COPY on PostgreSQL, and SQLite (see `_sqlite_events`) unless a
+    recent batch on this connection collided (a re-import: there looking the keys up first is cheaper than
+    INSERTs that collide; the next RETRY batches do, then the INSERT is tried again)."""
+    if uses_copy(conn, n_rows):
+        return True
+    if dialect(conn) != "sqlite":
+        return False
+    skip = int(conn.info.get(LOOKUP_FIRST, 0))
+    if skip:
+        conn.info[LOOKUP_FIRST] = skip - 1
+        return False
+    return True
 
 
 def insert_events(conn: Connection, rows: Sequence[EventRow], report: bool = False) -> set[str] | None:
@@ -167,6 +176,9 @@ def insert_events(conn: Connection, rows: Sequence[EventRow], report: bool = Fal
 
 
 KEY_AT = EVENT_COLUMNS.index("dedupe_key")
+RETRY = 8  # batches that take the collision-proof path after one collided (see reports_stored, _copy_events)
+LOOKUP_FIRST = "shoprec_lookup_first"  # Connection.info keys: batches left to do so on this connection
+COPY_STAGED = "shoprec_copy_staged"
 
 
 def _sqlite_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
@@ -180,19 +192,19 @@ def _sqlite_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     n = conn.exec_driver_sql(sql, list(rows)).rowcount
     if n == len(rows):
         return {row[KEY_AT] for row in rows}
+    conn.info[LOOKUP_FIRST] = RETRY
     if n <= 0:
         return set()
     found = conn.exec_driver_sql(f"SELECT dedupe_key FROM {T.events.name} ORDER BY id DESC LIMIT ?", (n,))
     return {str(k) for (k,) in found}
 
 
-DIRECT_RETRY = 8  # batches that use the staging table after a direct COPY collided, before trying again
 
 
 def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     """PostgreSQL: COPY straight into events (in a savepoint) while batches do not collide with stored events;
-    when one does (a re-import), that batch and the next DIRECT_RETRY use the staging table."""
-    skip = int(conn.info.get("shoprec_copy_skip", 0))
+    when one does (a re-import), that batch and the next RETRY on this connection use the staging table."""
+    skip = int(conn.info.get(COPY_STAGED, 0))
     if skip == 0:
         try:
             with conn.begin_nested():
@@ -201,9 +213,9 @@ def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
         except sa.exc.DBAPIError as exc:
             if not _is_unique_violation(exc.orig):
                 raise
-        conn.info["shoprec_copy_skip"] = DIRECT_RETRY
+        conn.info[COPY_STAGED] = RETRY
     else:
-        conn.info["shoprec_copy_skip"] = skip - 1
+        conn.info[COPY_STAGED] = skip - 1
     return _staged_events(conn, rows)
 
 
