@@ -4,12 +4,15 @@ Why not SQLAlchemy Core's `insert(...).values(dicts)`: per row it builds a dict,
 (for JSON) a serializer call, which cost more than the database's own work (profile in docs/benchmarks.md,
 "Scale: bulk import"). Here rows are plain tuples in EVENT_COLUMNS order, already serialised:
 
-- SQLite and MariaDB: one `executemany` of `INSERT ... ON CONFLICT DO NOTHING` (`ON DUPLICATE KEY UPDATE
-  id = id`); PyMySQL turns it into multi-row INSERTs, sqlite3 reuses one prepared statement.
-- PostgreSQL (batches of COPY_MIN_ROWS events or more; smaller ones as above): `COPY` into a temporary
-  staging table (psycopg 3 `cursor.copy`), then ONE `INSERT ... SELECT
-  ... ORDER BY pos ON CONFLICT DO NOTHING RETURNING dedupe_key`: rows colliding with a stored event (same
-  dedupe key or event_id) are skipped by the database itself and the keys returned say which were stored.
+- MariaDB: one `executemany` of `INSERT ... ON DUPLICATE KEY UPDATE id = id` (PyMySQL turns it into multi-row
+  INSERTs) after the caller looked the batch's dedupe keys up.
+- SQLite: one `executemany` of `INSERT ... ON CONFLICT DO NOTHING` (one prepared statement) without a look-up
+  first: its row count, and if need be the table's last rows, say which were stored (`_sqlite_events`).
+- PostgreSQL (batches of COPY_MIN_ROWS events or more; smaller ones as on MariaDB, with ON CONFLICT DO NOTHING):
+  binary `COPY` straight into events inside a savepoint; a batch colliding with a stored event (same dedupe key
+  or event_id) rolls back to it and goes through a temporary staging table (psycopg 3 `cursor.copy`) and ONE
+  `INSERT ... SELECT ... ORDER BY pos ON CONFLICT DO NOTHING RETURNING dedupe_key`: the database skips the
+  collisions and the keys returned say which rows were stored.
 
 Everything runs on the caller's connection, inside its transaction: a failed batch rolls back whole.
 """
