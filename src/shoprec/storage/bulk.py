@@ -202,8 +202,6 @@ def _sqlite_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     return {str(k) for (k,) in found}
 
 
-
-
 def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     """PostgreSQL: COPY straight into events (in a savepoint) while batches do not collide with stored events;
     when one does (a re-import), that batch and the next RETRY on this connection use the staging table."""
