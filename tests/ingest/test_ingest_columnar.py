@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from shoprec.datasets import read_records
-from shoprec.errors import DataError
+from shoprec.errors import DataError, StorageError
 from shoprec.ingest.pipeline import ingest
+from shoprec.service import file_import
 from shoprec.service.file_import import ingest_file
 from shoprec.storage import bulk, create_db
 from shoprec.storage.bulk import COPY_MIN_ROWS, STAGE
@@ -201,9 +203,32 @@ def test_a_truncated_file_keeps_the_lines_before(engine: sa.Engine, platform: st
     assert len(stored(engine, platform)[0]) > 5000
 
 
+def test_a_failed_write_stops_the_reader(sqlite_engine: sa.Engine, platform: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database error mid-import propagates, the batches before it stay, and the thread reading ahead ends."""
+    path = tmp_path / "many.csv"
+    path.write_text(HEADER + "\n" + "".join(f"u{k},i{k % 50},view,{1600000000 + k},,,\n" for k in range(2000)))
+    monkeypatch.setattr(file_import, "BLOCK", 100)
+    calls: list[int] = []
+    insert = bulk.insert_events
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise sa.exc.OperationalError("INSERT", None, Exception("disk I/O error"))
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "insert_events", failing)
+    with pytest.raises(StorageError):
+        ingest_file(sqlite_engine, platform, "events-csv", path, now=NOW, batch_size=100)
+    assert len(stored(sqlite_engine, platform)[0]) == 200
+    assert not [t for t in threading.enumerate() if t.name == "shoprec-import-reader"]
+
+
 KILLED_IMPORT = """
 import sys
 from pathlib import Path
+from shoprec.service import file_import
 from shoprec.service.file_import import ingest_file
 from shoprec.storage import create_db
 ingest_file(create_db(sys.argv[1]), "shop", "events-csv", Path(sys.argv[2]), batch_size=500)

@@ -116,17 +116,22 @@ def drive(engine: Engine, platform: str, make_rows: Callable[[ImportReport, floa
     run = _Run(engine, platform, report, now, batch_size, progress, privacy)
     run.bulk_load = bulk_load
     rows = make_rows(report, now)
-    while True:
-        try:
-            item = next(rows)
-        except StopIteration:
-            break
-        except SOURCE_ERRORS as exc:  # the source failed: keep what was read before it
-            run.flush()
-            report.seconds = time.perf_counter() - started
-            raise _source_error(exc, report) from exc
-        run.feed(item)  # a database error propagates: this batch rolled back, earlier ones stay
-    run.flush()
+    try:
+        while True:
+            try:
+                item = next(rows)
+            except StopIteration:
+                break
+            except SOURCE_ERRORS as exc:  # the source failed: keep what was read before it
+                run.flush()
+                report.seconds = time.perf_counter() - started
+                raise _source_error(exc, report) from exc
+            run.feed(item)  # a database error propagates: this batch rolled back, earlier ones stay
+        run.flush()
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:  # a generator: its file (and a reader thread) end now, not when it is collected
+            close()
     report.seconds = time.perf_counter() - started
     if progress is not None:
         progress(report.read)
