@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,11 @@ import pytest
 import sqlalchemy as sa
 
 from shoprec.datasets import read_records
-from shoprec.errors import DataError
+from shoprec.errors import DataError, StorageError
 from shoprec.ingest.pipeline import ingest
+from shoprec.service import file_import
 from shoprec.service.file_import import ingest_file
-from shoprec.storage import create_db
+from shoprec.storage import bulk, create_db
 from shoprec.storage.bulk import COPY_MIN_ROWS, STAGE
 
 NOW = 1_700_000_000.0
@@ -124,28 +126,71 @@ def test_other_columns_take_the_record_path(engine: sa.Engine, platform: str, tm
     assert (json.loads(context) if isinstance(context, str) else context) == {"price": 2.5}
 
 
-def test_postgresql_writes_through_copy(engine: sa.Engine, platform: str, tmp_path: Path) -> None:
+def test_postgresql_writes_through_copy(engine: sa.Engine, platform: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """COPY straight into events while nothing collides; a batch that collides with stored events (here the
+    re-import) goes through the staging table, which skips them."""
     if engine.dialect.name != "postgresql":
         pytest.skip("COPY is the PostgreSQL path")
     path = tmp_path / "big.csv"  # batches large enough for COPY, with every rejection reason among them
     clean = [f"v{k % 37},j{k % 53},view,{1600000100 + k},,," for k in range(COPY_MIN_ROWS * 2)]
     path.write_text("\n".join([HEADER, *LINES, *clean, *LINES]) + "\n", encoding="utf-8")
-    statements: list[str] = []
+    targets: list[str] = []
+    copy = bulk._copy
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
+    def spy(conn: Any, target: str, *args: Any, **kwargs: Any) -> None:
+        targets.append(target.split()[0])
+        copy(conn, target, *args, **kwargs)
 
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
-        fast = ingest_file(engine, platform + "-f", "events-csv", path, now=NOW)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
-    copied = [s for s in statements if s.startswith("INSERT INTO events") and f"FROM {STAGE}" in s]
-    assert copied, "the events were not written through the COPY staging table"
+    monkeypatch.setattr(bulk, "_copy", spy)
+    fast = ingest_file(engine, platform + "-f", "events-csv", path, now=NOW)
+    assert targets == ["events"], "the events were not copied straight into the table"
     slow = ingest(engine, platform + "-r", read_records("events-csv", path), now=NOW)
     assert report_of(fast) == report_of(slow)
     assert fast.rejected["duplicate"] == 18  # the second copy of LINES: its 14 events; and 2 within each copy
     assert stored(engine, platform + "-f") == stored(engine, platform + "-r")
+    targets.clear()
+    again = ingest_file(engine, platform + "-f", "events-csv", path, now=NOW)
+    assert STAGE in targets, "the colliding batch did not go through the staging table"
+    assert again.stored_total("events") == 0
+    assert again.rejected["duplicate"] == fast.accepted + fast.rejected["duplicate"]
+
+
+def test_contexts_through_copy(engine: sa.Engine, platform: str, tmp_path: Path) -> None:
+    """The record path's events with a context (here a price), in batches large enough for COPY on PostgreSQL:
+    the JSON arrives whole, and the rows are those that small batches (plain INSERTs) store."""
+    path = tmp_path / "priced.csv"
+    lines = [f"u{k % 41},i{k % 43},purchase,{1600000000 + k},1,{k % 7 + 0.25}" for k in range(COPY_MIN_ROWS + 10)]
+    path.write_text("user_id,item_id,event_type,timestamp,value,price\n" + "\n".join(lines) + "\n")
+    big = ingest_file(engine, platform + "-big", "events-csv", path, now=NOW)
+    small = ingest_file(engine, platform + "-small", "events-csv", path, now=NOW, batch_size=100)
+    assert big.stored_total("events") == small.stored_total("events") == COPY_MIN_ROWS + 10
+    rows = stored(engine, platform + "-big")[0]
+    assert rows == stored(engine, platform + "-small")[0]
+    context = rows[3][6]
+    assert (json.loads(context) if isinstance(context, str) else context) == {"price": 3.25}
+
+
+def test_a_batch_partly_stored_before(engine: sa.Engine, platform: str, tmp_path: Path) -> None:
+    """A batch of which some events are stored already (an import that was interrupted, run again): the
+    database skips those (PostgreSQL: the staging table after the direct COPY collided; SQLite: the rows the
+    INSERT stored are the last ones), and the report and rows are the record path's."""
+    clean = [f"v{k % 37},j{k % 53},view,{1600000100 + k},,," for k in range(COPY_MIN_ROWS * 3)]
+    part, whole = tmp_path / "part.csv", tmp_path / "whole.csv"
+    part.write_text("\n".join([HEADER, *clean[COPY_MIN_ROWS:COPY_MIN_ROWS * 2]]) + "\n", encoding="utf-8")
+    whole.write_text("\n".join([HEADER, *LINES, *clean]) + "\n", encoding="utf-8")
+    ingest_file(engine, platform + "-f", "events-csv", part, now=NOW)
+    ingest(engine, platform + "-r", read_records("events-csv", part), now=NOW)
+    fast = ingest_file(engine, platform + "-f", "events-csv", whole, now=NOW)
+    slow = ingest(engine, platform + "-r", read_records("events-csv", whole), now=NOW)
+    assert report_of(fast) == report_of(slow)
+    assert fast.stored_total("events") == 14 + COPY_MIN_ROWS * 2
+    assert fast.rejected["duplicate"] == 1 + 1 + COPY_MIN_ROWS
+    assert stored(engine, platform + "-f") == stored(engine, platform + "-r")
+    # a later import of new events stores them all
+    more = tmp_path / "more.csv"
+    more.write_text("\n".join([HEADER, *(f"w{k},j1,view,{1700000000 + k},,," for k in range(COPY_MIN_ROWS))]) + "\n")
+    assert ingest_file(engine, platform + "-f", "events-csv", more, now=NOW).stored_total("events") == COPY_MIN_ROWS
 
 
 def test_a_truncated_file_keeps_the_lines_before(engine: sa.Engine, platform: str, tmp_path: Path) -> None:
@@ -158,9 +203,32 @@ def test_a_truncated_file_keeps_the_lines_before(engine: sa.Engine, platform: st
     assert len(stored(engine, platform)[0]) > 5000
 
 
+def test_a_failed_write_stops_the_reader(sqlite_engine: sa.Engine, platform: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database error mid-import propagates, the batches before it stay, and the thread reading ahead ends."""
+    path = tmp_path / "many.csv"
+    path.write_text(HEADER + "\n" + "".join(f"u{k},i{k % 50},view,{1600000000 + k},,,\n" for k in range(2000)))
+    monkeypatch.setattr(file_import, "BLOCK", 100)
+    calls: list[int] = []
+    insert = bulk.insert_events
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise sa.exc.OperationalError("INSERT", None, Exception("disk I/O error"))
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "insert_events", failing)
+    with pytest.raises(StorageError):
+        ingest_file(sqlite_engine, platform, "events-csv", path, now=NOW, batch_size=100)
+    assert len(stored(sqlite_engine, platform)[0]) == 200
+    assert not [t for t in threading.enumerate() if t.name == "shoprec-import-reader"]
+
+
 KILLED_IMPORT = """
 import sys
 from pathlib import Path
+from shoprec.service import file_import
 from shoprec.service.file_import import ingest_file
 from shoprec.storage import create_db
 ingest_file(create_db(sys.argv[1]), "shop", "events-csv", Path(sys.argv[2]), batch_size=500)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import csv
 import math
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -64,6 +66,7 @@ __all__ = ["FAST_COLUMNS", "ingest_file"]
 FAST_COLUMNS = frozenset({"user_id", "item_id", "event_type", "timestamp", "value", "session_id", "event_id"})
 """The header columns (after aliases) the fast path handles; a file with any other uses the record path."""
 BLOCK = 20_000  # lines checked together (memory: one block of fields plus one batch of rows)
+AHEAD = 2  # blocks (or rejected rows) read and checked ahead of the writer
 
 
 def ingest_file(engine: Engine, platform: str, fmt: str, path: Path, records: Iterable[Record] | None = None, *,
@@ -80,7 +83,7 @@ def ingest_file(engine: Engine, platform: str, fmt: str, path: Path, records: It
         records = read_records(fmt, path) if records is None else records
         return ingest(engine, platform, records, cleaning=cleaning, batch_size=batch_size,
                       progress=progress, now=now, source=source, fmt=fmt, privacy=privacy, bulk_load=True)
-    return drive(engine, platform, lambda report, t: _csv_rows(path, header, cleaning, t),
+    return drive(engine, platform, lambda report, t: _prefetched(_csv_rows(path, header, cleaning, t)),
                  batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy,
                  bulk_load=True)
 
@@ -93,6 +96,55 @@ def _fast_header(fmt: str, path: Path) -> list[str] | None:
     with open_text(path) as f:
         header = csv_header(csv.reader(f), path, REQUIRED_EVENT_COLUMNS, EVENT_HEADER_ALIASES)
     return header if set(header) <= FAST_COLUMNS and len(set(header)) == len(header) else None
+
+
+def _prefetched(rows: Iterator[Row | Block]) -> Iterator[Row | Block]:
+    """`rows`, produced by a thread that reads and checks up to AHEAD items ahead of the caller: the file is
+    parsed while the writer waits for the database (PostgreSQL's server, or SQLite's B-tree work, which releases
+    the GIL), instead of after it. Same items in the same order; an error of the source is raised at the
+    position where it happened (after the items before it). Memory: AHEAD items more."""
+    if AHEAD < 1:
+        yield from rows
+        return
+    handoff: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+
+    def put(kind: str, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for row in rows:
+                if not put("row", row):
+                    return
+        except BaseException as exc:  # raised again in the caller's thread
+            put("error", exc)
+            return
+        finally:
+            if stop.is_set():
+                rows.close()  # type: ignore[attr-defined]
+        put("end", None)
+
+    thread = threading.Thread(target=produce, name="shoprec-import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(value, BaseException)
+                raise value
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _csv_rows(path: Path, header: list[str], cleaning: CleaningConfig | Literal[False] | None,

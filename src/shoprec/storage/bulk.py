@@ -4,18 +4,22 @@ Why not SQLAlchemy Core's `insert(...).values(dicts)`: per row it builds a dict,
 (for JSON) a serializer call, which cost more than the database's own work (profile in docs/benchmarks.md,
 "Scale: bulk import"). Here rows are plain tuples in EVENT_COLUMNS order, already serialised:
 
-- SQLite and MariaDB: one `executemany` of `INSERT ... ON CONFLICT DO NOTHING` (`ON DUPLICATE KEY UPDATE
-  id = id`); PyMySQL turns it into multi-row INSERTs, sqlite3 reuses one prepared statement.
-- PostgreSQL (batches of COPY_MIN_ROWS events or more; smaller ones as above): `COPY` into a temporary
-  staging table (psycopg 3 `cursor.copy`), then ONE `INSERT ... SELECT
-  ... ORDER BY pos ON CONFLICT DO NOTHING RETURNING dedupe_key`: rows colliding with a stored event (same
-  dedupe key or event_id) are skipped by the database itself and the keys returned say which were stored.
+- MariaDB: one `executemany` of `INSERT ... ON DUPLICATE KEY UPDATE id = id` (PyMySQL turns it into multi-row
+  INSERTs) after the caller looked the batch's dedupe keys up.
+- SQLite: one `executemany` of `INSERT ... ON CONFLICT DO NOTHING` (one prepared statement) without a look-up
+  first: its row count, and if need be the table's last rows, say which were stored (`_sqlite_events`).
+- PostgreSQL (batches of COPY_MIN_ROWS events or more; smaller ones as on MariaDB, with ON CONFLICT DO NOTHING):
+  binary `COPY` straight into events inside a savepoint; a batch colliding with a stored event (same dedupe key
+  or event_id) rolls back to it and goes through a temporary staging table (psycopg 3 `cursor.copy`) and ONE
+  `INSERT ... SELECT ... ORDER BY pos ON CONFLICT DO NOTHING RETURNING dedupe_key`: the database skips the
+  collisions and the keys returned say which rows were stored.
 
 Everything runs on the caller's connection, inside its transaction: a failed batch rolls back whole.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +70,18 @@ class EventBatch:
         return EventBatch(*(getattr(self, f)[start:stop] for f in self.__dataclass_fields__))
 
 
+def dedupe_keys(batch: EventBatch) -> list[str]:
+    """The dedupe key of every event of `batch`: the same text as `shoprec.storage.repo.dedupe_key` gives for
+    one event (BLAKE2b-128 of user, item, type, repr(timestamp), repr(value) or "", session or "", joined by
+    \\x1f), a column at a time instead of a call per event."""
+    blake = hashlib.blake2b
+    times = map(repr, map(float, batch.timestamp))
+    values = ["" if v is None else repr(float(v)) for v in batch.value]
+    sessions = [s or "" for s in batch.session_id]
+    return [blake("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+            for parts in zip(batch.user_id, batch.item_id, batch.event_type, times, values, sessions, strict=True)]
+
+
 def dialect(conn: Connection) -> str:
     return conn.dialect.name
 
@@ -100,20 +116,58 @@ def existing(conn: Connection, platform_id: int, column: str, values: Collection
     return found
 
 
+def keys_of(conn: Connection, table: str, platform_id: int, external_ids: Collection[str]) -> dict[str, int]:
+    """external id -> key of the platform's rows of `table` (users or items) among `external_ids`. PostgreSQL:
+    one statement with the ids as one array parameter (`= ANY(%s)`: no query text of thousands of placeholders
+    for the driver to parse); elsewhere driver-level `IN` lists of CHUNK ids."""
+    ids = sorted(set(external_ids))
+    if not ids:
+        return {}
+    if dialect(conn) == "postgresql":
+        rows = conn.exec_driver_sql(
+            f"SELECT external_id, id FROM {table} WHERE platform_id = %s AND external_id = ANY(%s)", (platform_id, ids))
+        return {str(ext): int(key) for ext, key in rows}
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start:start + CHUNK]
+        sql = (f"SELECT external_id, id FROM {table} WHERE platform_id = {_marks(conn, 1)} "
+               f"AND external_id IN ({_marks(conn, len(part))})")
+        found.update((str(ext), int(key)) for ext, key in conn.exec_driver_sql(sql, (platform_id, *part)))
+    return found
+
+
 def uses_copy(conn: Connection, n_rows: int) -> bool:
     """Whether `insert_events` of `n_rows` rows goes through COPY (PostgreSQL, from COPY_MIN_ROWS rows: a REST
     request of a few events keeps the plain INSERT, without a staging table)."""
     return dialect(conn) == "postgresql" and n_rows >= COPY_MIN_ROWS
 
 
-def insert_events(conn: Connection, rows: Sequence[EventRow], copy: bool = False) -> set[str] | None:
-    """Insert event rows (EVENT_COLUMNS order) skipping those that collide with a stored event. `copy` (see
-    `uses_copy`): through COPY, returning the dedupe keys of the rows stored; otherwise None (the caller checked
-    for stored keys before)."""
-    if copy:
+def reports_stored(conn: Connection, n_rows: int) -> bool:
+    """Whether `insert_events(conn, rows, report=True)` says which of `n_rows` rows it stored, so that the caller
+    need not look the dedupe keys up before: COPY on PostgreSQL, and SQLite (see `_sqlite_events`) unless a
+    recent batch on this connection collided (a re-import: there looking the keys up first is cheaper than
+    INSERTs that collide; the next RETRY batches do, then the INSERT is tried again)."""
+    if uses_copy(conn, n_rows):
+        return True
+    if dialect(conn) != "sqlite":
+        return False
+    skip = int(conn.info.get(LOOKUP_FIRST, 0))
+    if skip:
+        conn.info[LOOKUP_FIRST] = skip - 1
+        return False
+    return True
+
+
+def insert_events(conn: Connection, rows: Sequence[EventRow], report: bool = False) -> set[str] | None:
+    """Insert event rows (EVENT_COLUMNS order) skipping those that collide with a stored event. `report` (see
+    `reports_stored`): returns the dedupe keys of the rows stored; otherwise None (the caller looked the stored
+    keys up before)."""
+    if report and dialect(conn) == "postgresql":
         return _copy_events(conn, rows) if rows else set()
     if not rows:
-        return None
+        return None if not report else set()
+    if report and dialect(conn) == "sqlite":
+        return _sqlite_events(conn, rows)
     cols = _names(conn, EVENT_COLUMNS)
     values = _marks(conn, len(EVENT_COLUMNS))
     if dialect(conn) in ("sqlite", "postgresql"):
@@ -124,7 +178,76 @@ def insert_events(conn: Connection, rows: Sequence[EventRow], copy: bool = False
     return None
 
 
+KEY_AT = EVENT_COLUMNS.index("dedupe_key")
+RETRY = 8  # batches that take the collision-proof path after one collided (see reports_stored, _copy_events)
+LOOKUP_FIRST = "shoprec_lookup_first"  # Connection.info keys: batches left to do so on this connection
+COPY_STAGED = "shoprec_copy_staged"
+
+
+def _sqlite_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
+    """SQLite: INSERT ... ON CONFLICT DO NOTHING without looking the keys up first. The row count says whether
+    every row was stored (the usual case of an import) or none (a re-import); otherwise the rows stored are the
+    table's last `rowcount` by id: this transaction holds SQLite's one write lock from its INSERT on, and each
+    new row's id is the largest plus one."""
+    cols = _names(conn, EVENT_COLUMNS)
+    sql = (f"INSERT INTO {T.events.name} ({cols}) VALUES ({_marks(conn, len(EVENT_COLUMNS))}) "
+           "ON CONFLICT DO NOTHING")
+    n = conn.exec_driver_sql(sql, list(rows)).rowcount
+    if n == len(rows):
+        return {row[KEY_AT] for row in rows}
+    conn.info[LOOKUP_FIRST] = RETRY
+    if n <= 0:
+        return set()
+    found = conn.exec_driver_sql(f"SELECT dedupe_key FROM {T.events.name} ORDER BY id DESC LIMIT ?", (n,))
+    return {str(k) for (k,) in found}
+
+
 def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
+    """PostgreSQL: COPY straight into events (in a savepoint) while batches do not collide with stored events;
+    when one does (a re-import), that batch and the next RETRY on this connection use the staging table."""
+    skip = int(conn.info.get(COPY_STAGED, 0))
+    if skip == 0:
+        try:
+            with conn.begin_nested():
+                _copy(conn, f"{T.events.name} ({_names(conn, EVENT_COLUMNS)})", rows, numbered=False)
+            return {str(row[KEY_AT]) for row in rows}
+        except sa.exc.DBAPIError as exc:
+            if not _is_unique_violation(exc.orig):
+                raise
+        conn.info[COPY_STAGED] = RETRY
+    else:
+        conn.info[COPY_STAGED] = skip - 1
+    return _staged_events(conn, rows)
+
+
+COPY_TYPES = ("int4", "int4", "int4", "text", "float8", "float8", "text", "text", "text", "text", "text")
+"""The binary COPY types of EVENT_COLUMNS (text for every string column: the server reads the bytes with the
+column's own input, so the JSON context arrives as its JSON text)."""
+
+
+def _copy(conn: Connection, target: str, rows: Sequence[EventRow], numbered: bool) -> None:
+    """Binary COPY of rows (with their position first when `numbered`) into `target` ("table (columns)"): the
+    numbers travel as their 4 and 8 bytes, neither printed by the client nor parsed by the server."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    statement = f"COPY {target} FROM STDIN (FORMAT BINARY)"
+    try:
+        with cursor.copy(statement) as copy:
+            copy.set_types(["int4", *COPY_TYPES] if numbered else list(COPY_TYPES))
+            if numbered:
+                for pos, row in enumerate(rows):
+                    copy.write_row((pos, *row))
+            else:
+                for row in rows:
+                    copy.write_row(row)
+    except Exception as exc:  # a driver error: the same wrapping as SQLAlchemy's own statements
+        if not _is_driver_error(exc):
+            raise
+        raise sa.exc.DBAPIError(statement, None, exc) from exc
+    finally:
+        cursor.close()
+
+
+def _staged_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     """COPY into the session's staging table, then one INSERT ... SELECT that skips collisions."""
     cols = _names(conn, EVENT_COLUMNS)
     types = ("integer", "integer", "integer", "text", "double precision", "double precision", "text", "text",
@@ -132,18 +255,7 @@ def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (pos integer, "
         + ", ".join(f'"{c}" {t}' for c, t in zip(EVENT_COLUMNS, types, strict=True)) + ") ON COMMIT DELETE ROWS")
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    statement = f"COPY {STAGE} (pos, {cols}) FROM STDIN"
-    try:
-        with cursor.copy(statement) as copy:
-            for pos, row in enumerate(rows):
-                copy.write_row((pos, *row))
-    except Exception as exc:  # a driver error: the same wrapping as SQLAlchemy's own statements
-        if not _is_driver_error(exc):
-            raise
-        raise sa.exc.DBAPIError(statement, None, exc) from exc
-    finally:
-        cursor.close()
+    _copy(conn, f"{STAGE} (pos, {cols})", rows, numbered=True)
     select = ", ".join('"context"::json' if c == "context" else f'"{c}"' for c in EVENT_COLUMNS)
     result = conn.exec_driver_sql(
         f"INSERT INTO {T.events.name} ({cols}) SELECT {select} FROM {STAGE} ORDER BY pos "
@@ -151,6 +263,10 @@ def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     stored = {str(k) for (k,) in result}
     conn.exec_driver_sql(f"TRUNCATE {STAGE}")  # the next batch of this transaction starts empty
     return stored
+
+
+def _is_unique_violation(exc: BaseException | None) -> bool:
+    return getattr(exc, "sqlstate", None) == "23505"
 
 
 def _is_driver_error(exc: BaseException) -> bool:

@@ -157,6 +157,18 @@ class KeyCache:
         hit = self._pending[table].get(external_id)
         return self._done[table].get(external_id) if hit is None else hit
 
+    def lookup_many(self, table: str, external_ids: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+        """`lookup` of each distinct id: (id -> value of those known, the unknown ids), in their order."""
+        ids = list(dict.fromkeys(external_ids))
+        values = list(map(self._done[table].get, ids))
+        pending = self._pending[table]
+        if pending:
+            values = [pending.get(ext, value) for ext, value in zip(ids, values, strict=True)]
+        if None not in values:
+            return dict(zip(ids, values, strict=True)), []
+        known = {ext: value for ext, value in zip(ids, values, strict=True) if value is not None}
+        return known, [ext for ext, value in zip(ids, values, strict=True) if value is None]
+
     def commit(self) -> None:
         for table, pending in self._pending.items():
             self._done[table].update(pending)
@@ -204,24 +216,12 @@ class PlatformRepo(ScopedRepo):
 
     # ---------------------------------------------------------------- keys
     def _keys(self, table: sa.Table, external_ids: Collection[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        ids = sorted(set(external_ids))
-        for part in _chunks(ids):
-            query = self._scope(table, table.c.external_id, table.c.id).where(table.c.external_id.in_(part))
-            found.update((str(ext), int(key)) for ext, key in self.conn.execute(query))
-        return found
+        return bulk.keys_of(_connection(self.conn), table.name, self.platform_id, external_ids)
 
     def _ensure(self, table: sa.Table, external_ids: Iterable[str], now: float) -> dict[str, int]:
         """Keys of `external_ids`, inserting bare rows for the missing ones (existing rows are untouched)."""
         name = table.name
-        out: dict[str, int] = {}
-        unknown = []
-        for ext in dict.fromkeys(external_ids):
-            key = self.cache.lookup(name, ext)
-            if key is None:
-                unknown.append(ext)
-            else:
-                out[ext] = key
+        out, unknown = self.cache.lookup_many(name, external_ids)
         if not unknown:
             return out
         what = "user_id" if name == "users" else "item_id"
@@ -328,16 +328,17 @@ class PlatformRepo(ScopedRepo):
 
     def add_event_batch(self, batch: bulk.EventBatch, now: float | None = None) -> list[int]:
         """`add_events` for events given as columns."""
-        keys = list(map(_dedupe, batch.user_id, batch.item_id, batch.event_type, batch.timestamp, batch.value,
-                        batch.session_id))
+        keys = bulk.dedupe_keys(batch)
         event_ids = batch.event_id
         given_ids = [e for e in event_ids if e is not None]
         conn = _connection(self.conn)
         stored_ids = bulk.existing(conn, self.platform_id, "event_id", given_ids) if given_ids else set()
-        first: dict[str, int] = {}
+        first: dict[str, int] = {} if given_ids else dict(zip(keys, range(len(keys)), strict=True))
         duplicates: list[int] = []
         seen_ids: set[str] = set()
-        for pos, key in enumerate(keys):
+        if len(first) < len(keys):  # event ids given, or keys repeated: the first of each is kept, in order
+            first = {}
+        for pos, key in enumerate(keys if not first else ()):
             event_id = event_ids[pos]
             if key in first or (event_id is not None and (event_id in stored_ids or event_id in seen_ids)):
                 duplicates.append(pos)
@@ -345,15 +346,15 @@ class PlatformRepo(ScopedRepo):
                 first[key] = pos
                 if event_id is not None:
                     seen_ids.add(event_id)
-        copy = bulk.uses_copy(conn, len(first))  # COPY: the INSERT itself says which rows were stored
-        stored = set() if copy else bulk.existing(conn, self.platform_id, "dedupe_key", list(first))
+        report = bulk.reports_stored(conn, len(first))  # the INSERT itself says which rows were stored
+        stored = set() if report else bulk.existing(conn, self.platform_id, "dedupe_key", list(first))
         fresh = [pos for key, pos in first.items() if key not in stored]
         duplicates.extend(pos for key, pos in first.items() if key in stored)
         if fresh:
-            self.ensure_items((batch.item_id[p] for p in fresh), now)  # known from the cache after the first time
-            self.ensure_users((batch.user_id[p] for p in fresh), now)
-            inserted = bulk.insert_events(conn, self._event_rows(batch, fresh, keys), copy)
-            if inserted is not None:
+            items = self.ensure_items((batch.item_id[p] for p in fresh), now)  # from the cache after the first time
+            users = self.ensure_users((batch.user_id[p] for p in fresh), now)
+            inserted = bulk.insert_events(conn, self._event_rows(batch, fresh, keys, users, items), report)
+            if inserted is not None and len(inserted) < len(fresh):
                 duplicates.extend(p for p in fresh if keys[p] not in inserted)
         return sorted(duplicates)
 
@@ -366,8 +367,9 @@ class PlatformRepo(ScopedRepo):
             for table in (T.users, T.items, T.events):
                 self.conn.execute(sa.text(f"ANALYZE {table.name}"))
 
-    def _event_rows(self, b: bulk.EventBatch, fresh: list[int], keys: list[str]) -> list[bulk.EventRow]:
-        """The driver rows of the events at positions `fresh` (ascending), keys from the key cache."""
+    def _event_rows(self, b: bulk.EventBatch, fresh: list[int], keys: list[str], user_keys: dict[str, int],
+                    item_keys: dict[str, int]) -> list[bulk.EventRow]:
+        """The driver rows of the events at positions `fresh` (ascending), with the keys of their users and items."""
         def pick(column: list[Any]) -> list[Any]:
             return column if len(fresh) == len(column) else [column[p] for p in fresh]
 
@@ -375,8 +377,8 @@ class PlatformRepo(ScopedRepo):
             contexts = [json_text(c) if c else None for c in pick(b.context)]
         except (TypeError, ValueError) as exc:  # reported like SQLAlchemy's own bind errors (storage_errors)
             raise sa.exc.StatementError(str(exc), "INSERT INTO events", None, exc) from exc
-        users = [self.cache.lookup("users", u) for u in pick(b.user_id)]
-        items = [self.cache.lookup("items", i) for i in pick(b.item_id)]
+        users = list(map(user_keys.__getitem__, pick(b.user_id)))
+        items = list(map(item_keys.__getitem__, pick(b.item_id)))
         return list(zip(itertools.repeat(self.platform_id), users, items, pick(b.event_type), pick(b.value),
                         pick(b.timestamp), pick(b.session_id), contexts, pick(b.text), pick(keys), pick(b.event_id)))
 
