@@ -9,6 +9,13 @@ the training arrays (sequences, windows) as part of the fit, seconds per epoch, 
     python benchmarks/transformer_scale.py                                   # 1M and 3M events, 1M items
     python benchmarks/transformer_scale.py --events 1000000,10000000 --items 1000000
 
+Another checkout's code (e.g. main's, to measure before / after a change) runs with its src on PYTHONPATH;
+`--label` names the run, and the source it ran is recorded (its directory and git commit):
+
+    PYTHONPATH=/path/to/other/checkout/src python benchmarks/transformer_scale.py --label before
+
+Besides wall seconds per epoch the CPU seconds of the process are reported (on a shared machine the wall time
+grows with the load, the CPU time much less) and the load average before and after each size.
 Prints a table and appends the run to benchmarks/results/transformer_scale.json. Run it on a quiet machine.
 """
 
@@ -26,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from _results import RESULTS_DIR, append_run
+from _results import RESULTS_DIR, append_run, git_commit
 
 OUT = RESULTS_DIR / "transformer_scale.json"
 PARAMS = {"loss": "sampled", "ensemble": 1, "use_text": False, "use_attributes": False, "progress": False}
@@ -68,9 +75,11 @@ def one_size(n_events: int, n_items: int, epochs: int, threads: int) -> dict[str
     model.fit(data, None)
     fit_s = time.perf_counter() - t1
     epoch_s = [float(e["seconds"]) for e in model.training_log]
+    epoch_cpu_s = [float(e["cpu_seconds"]) for e in model.training_log]
     return {"events": n_events, "items": n_items, "users": len(data.users), "epochs": len(epoch_s),
             "generate_s": round(generate_s, 2), "fit_s": round(fit_s, 1),
             "epoch_s_median": round(float(np.median(epoch_s)), 1) if epoch_s else None,
+            "epoch_cpu_s_median": round(float(np.median(epoch_cpu_s)), 1) if epoch_cpu_s else None,
             "setup_s": round(fit_s - sum(epoch_s), 1),
             "events_per_s": round(n_events / float(np.median(epoch_s))) if epoch_s else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
@@ -82,6 +91,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--label", default="", help="a name for the run (e.g. before / after)")
     parser.add_argument("--child", nargs=2, type=int, metavar=("EVENTS", "ITEMS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -98,11 +108,22 @@ def main() -> None:
             raise SystemExit(f"size {n} failed")
         row = json.loads(done.stdout.strip().splitlines()[-1])
         row["load_average_1m"] = round(load, 2)
+        row["load_average_1m_after"] = round(os.getloadavg()[0], 2)
         rows.append(row)
         print(f"{row['events']:>11,} events {row['items']:>9,} items: epoch {row['epoch_s_median']} s "
-              f"({row['events_per_s']:,} events/s), setup {row['setup_s']} s, peak RSS {row['peak_rss_mb']:,} MB "
-              f"(load {row['load_average_1m']})", flush=True)
-    append_run(OUT, {"sizes": rows}, {"params": PARAMS, "epochs": args.epochs, "threads": args.threads})
+              f"({row['events_per_s']:,} events/s, {row['epoch_cpu_s_median']} CPU s), setup {row['setup_s']} s, "
+              f"peak RSS {row['peak_rss_mb']:,} MB (load {row['load_average_1m']} -> {row['load_average_1m_after']})",
+              flush=True)
+    append_run(OUT, {"sizes": rows}, {"params": PARAMS, "epochs": args.epochs, "threads": args.threads,
+                                      "label": args.label, "source": _source()})
+
+
+def _source() -> dict[str, Any]:
+    """The shoprec code this run measured: its directory and that checkout's git commit."""
+    found = subprocess.run([sys.executable, "-c", "import shoprec; print(shoprec.__file__)"], capture_output=True,
+                           text=True, check=False, cwd=Path(__file__).parent)
+    src = Path(found.stdout.strip()).parent if found.returncode == 0 else None
+    return {"shoprec": str(src), "commit": git_commit(src) if src is not None else None}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from ready logits.
     full_softmax_loss(h, table, targets, seen, ...)      cross-entropy over every item (fused, chunked)
     sampled_softmax_loss(h, table, targets, negatives, log_q, seen)
                                                          over the batch's targets + sampled negatives, logQ-corrected
+    candidate_softmax_loss(h, cand_table, cand, ...)     the same from the candidates' rows alone
     log_uniform_sampler(popularity)                      the negatives' distribution (by popularity rank)
 
 Row 0 of the table is padding and never a class. `seen` (N, L) lists item ids to remove from each row's
@@ -155,13 +156,20 @@ def sampled_softmax_loss(h: Tensor, table: Tensor, targets: Tensor, negatives: T
     log_q (n_items + 1,) is the log of each item's expected count among the candidates.
     """
     cand, inverse = torch.unique(torch.cat([targets, negatives]), return_inverse=True)  # (C,)
-    logits = (h @ table[cand].T).float() - log_q[cand][None, :]  # (N, C)
-    target_col = inverse[: len(targets)]
+    return candidate_softmax_loss(h, table[cand], cand, inverse[: len(targets)], log_q[cand], seen)
+
+
+def candidate_softmax_loss(h: Tensor, cand_table: Tensor, cand: Tensor, target_col: Tensor, cand_log_q: Tensor,
+                           seen: Tensor | None) -> Tensor:
+    """sampled_softmax_loss given its candidates: `cand` (C,) the sorted unique item ids (targets and
+    negatives), `cand_table` (C, d) their vectors, `target_col` (N,) each row's target column in cand and
+    `cand_log_q` (C,) their log Q. Only the C candidate rows of the item table are needed."""
+    logits = (h @ cand_table.T).float() - cand_log_q[None, :]  # (N, C)
     if seen is not None:  # history items among the candidates are removed, the target never
         pos = torch.searchsorted(cand, seen).clamp(max=len(cand) - 1)
         hit = (cand[pos] == seen) & (seen > 0) & (pos != target_col[:, None])
         if hit.any():
-            rows = torch.arange(len(targets), device=h.device)[:, None].expand_as(pos)
+            rows = torch.arange(len(target_col), device=h.device)[:, None].expand_as(pos)
             logits = logits.index_put((rows[hit], pos[hit]), torch.tensor(float("-inf"), device=h.device))
     return F.cross_entropy(logits, target_col)
 

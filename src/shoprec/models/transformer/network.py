@@ -8,11 +8,17 @@ softmax over the (tied) item table. Shapes: B batch, L positions, d embedding si
     x        = x + attn(ln1(x)); x = x + ffn(ln2(x))        per block                              (B, L, d)
     h        = ln_out(x)[real positions]                                                           (N, d)
     loss     = softmax cross-entropy of h @ item table.T against the next items                   scalar
+
+With the sampled loss a step needs the vectors of R rows only (the batch's input items, its targets and the
+sampled negatives: R ~ B x L + n_negatives whatever the catalog's size), gathered and composed row by row
+(item_rows / content_rows), and with `sparse_ids` the id embedding's gradient holds those R rows only: the
+step's time and memory do not grow with the catalog (a 1M-item shop trains at the speed of a 10k-item one).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import cast
 
 import numpy as np
@@ -20,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shoprec.models.softmax import full_softmax_loss, sampled_softmax_loss
+from shoprec.models.softmax import candidate_softmax_loss, full_softmax_loss
 from shoprec.models.transformer.config import N_EVENT_TYPES, N_GAP_BUCKETS, TransformerConfig
 from shoprec.models.transformer.content import ItemContent
 
@@ -161,6 +167,7 @@ class SeqNet(nn.Module):
             for i in range(cfg.n_blocks))
         self.ln_out = nn.LayerNorm(d)
         self.loss_dtype = torch.float32  # dtype of the output-layer products (bfloat16 under mixed precision)
+        self.sparse_ids = False  # sampled loss: sparse gradient of the id embedding (its rows in the step only)
         self.attr_flat: Tensor
         self.attr_offsets: Tensor
         self.register_buffer("attr_flat", torch.from_numpy(content.attr_flat))
@@ -168,6 +175,7 @@ class SeqNet(nn.Module):
         self.attr_lengths: Tensor
         self.register_buffer("attr_lengths", torch.from_numpy(
             np.diff(np.append(content.attr_offsets, len(content.attr_flat)))), persistent=False)
+        self.text_vectors: Tensor
         self.register_buffer("text_vectors", torch.from_numpy(content.text))
         self.trained_mask: Tensor
         self.register_buffer("trained_mask", torch.from_numpy(trained.astype(np.float32))[:, None])  # (n+1, 1)
@@ -182,6 +190,28 @@ class SeqNet(nn.Module):
             parts.append(self.text(self.text_vectors))
         parts += [cast(VectorSpace, space).project() for space in self.named_vectors.values()]
         return sum(parts[1:], parts[0]) if parts else None
+
+    def content_rows(self, rows: Tensor) -> Tensor | None:
+        """content_table()[rows], computed for those rows only: (R, d), None without content."""
+        parts = []
+        if self.attributes is not None:
+            counts = self.attr_lengths[rows]  # each row's attribute bag
+            offsets = torch.cumsum(counts, 0) - counts
+            first = torch.repeat_interleave(self.attr_offsets[rows] - offsets, counts)
+            flat = self.attr_flat[first + torch.arange(len(first), device=rows.device)]
+            parts.append(self.attributes(flat, offsets.to(self.attr_offsets.dtype)))
+        if self.text is not None:
+            parts.append(self.text(self.text_vectors[rows]))
+        parts += [cast(VectorSpace, space).project_rows(rows) for space in self.named_vectors.values()]
+        return sum(parts[1:], parts[0]) if parts else None
+
+    def item_rows(self, rows: Tensor, keep: Tensor | None = None, content: Tensor | None = None) -> Tensor:
+        """item_table(...)[rows] for those rows only (R, d): keep (R, 1) drops ids, content is content_rows(rows).
+        The id embedding's gradient is sparse (R rows) when `sparse_ids`."""
+        ids = F.embedding(rows, self.item_id.weight, padding_idx=0, sparse=self.sparse_ids) * self.trained_mask[rows]
+        if keep is not None:
+            ids = ids * keep
+        return ids if content is None else ids + content
 
     def item_table(self, keep_ids: Tensor | None = None, content: Tensor | None = None) -> Tensor:
         """(n_items + 1, d) item vectors: id (zero for untrained items, dropped where keep_ids is 0) + content."""
@@ -222,8 +252,14 @@ class SeqNet(nn.Module):
         return _norm(self.ln_out, last.feed_forward(x))
 
     def forward(self, batch: dict[str, Tensor], keep_ids: Tensor | None = None,
-                negatives: Tensor | None = None, log_q: Tensor | None = None) -> Tensor:
-        """Mean training loss over the batch's real positions (full or sampled softmax)."""
+                negatives: Tensor | None = None, log_q: Tensor | Callable[[Tensor], Tensor] | None = None,
+                id_drop: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+        """Mean training loss over the batch's real positions: the full softmax over the item table, or with
+        `negatives` the sampled softmax from the rows it uses (log_q: per item row (V,), or a function of
+        the candidate rows; ids dropped by keep_ids (V, 1), or per used row with probability id_drop)."""
+        if negatives is not None:
+            assert log_q is not None
+            return self._sampled_loss(batch, negatives, log_q, keep_ids, id_drop, generator)
         content = self.content_table()
         table = self.item_table(keep_ids, content)
         h = self.encode(table, batch["items"], batch["events"], batch["gaps"], batch["lengths"],
@@ -238,11 +274,32 @@ class SeqNet(nn.Module):
             weights = (future > 0) * decay
             weights = weights / weights.sum(1, keepdim=True)
             loss = full_softmax_loss(h, table, future, seen, self.cfg.label_smoothing, self.loss_dtype, weights)
-        elif negatives is None:
-            loss = full_softmax_loss(h, table, targets, seen, self.cfg.label_smoothing, self.loss_dtype)
         else:
-            assert log_q is not None
-            loss = sampled_softmax_loss(h.float(), table.float(), targets, negatives, log_q, seen)
+            loss = full_softmax_loss(h, table, targets, seen, self.cfg.label_smoothing, self.loss_dtype)
+        if self.cfg.attribute_loss and self.attributes is not None:
+            loss = loss + self.cfg.attribute_loss * self.attribute_loss(h.float(), targets)
+        return loss
+
+    def _sampled_loss(self, batch: dict[str, Tensor], negatives: Tensor, log_q: Tensor | Callable[[Tensor], Tensor],
+                      keep_ids: Tensor | None, id_drop: float, generator: torch.Generator | None) -> Tensor:
+        """The sampled softmax (logQ-corrected) computed from the R rows the step uses: candidates (targets +
+        negatives) and input items; the same loss as over the whole item table, in O(R) instead of O(V)."""
+        items = batch["items"]
+        real = batch["targets"] > 0  # (B, L)
+        targets = batch["targets"][real]  # (N,)
+        cand, inverse = torch.unique(torch.cat([targets, negatives]), return_inverse=True)  # (C,) sorted
+        rows, where = torch.unique(torch.cat([cand, items.flatten()]), return_inverse=True)  # (R,)
+        keep = keep_ids[rows] if keep_ids is not None else None
+        if keep is None and id_drop and self.training:
+            keep = (torch.rand(len(rows), 1, generator=generator, device=rows.device) >= id_drop).float()
+        content = self.content_rows(rows)
+        vectors = self.item_rows(rows, keep, content)  # (R, d)
+        h = self.encode(vectors, where[len(cand):].view_as(items), batch["events"], batch["gaps"], batch["lengths"],
+                        content_table=content)[real]  # (N, d)
+        seen = batch["seen"][real] if "seen" in batch else None
+        cand_log_q = log_q(cand) if callable(log_q) else log_q[cand]
+        loss = candidate_softmax_loss(h.float(), vectors[where[:len(cand)]].float(), cand, inverse[:len(targets)],
+                                      cand_log_q, seen)
         if self.cfg.attribute_loss and self.attributes is not None:
             loss = loss + self.cfg.attribute_loss * self.attribute_loss(h.float(), targets)
         return loss
@@ -274,6 +331,9 @@ class VectorSpace(nn.Module):
 
     def project(self) -> Tensor:
         return _linear(self.proj, self.vectors)  # (V, d)
+
+    def project_rows(self, rows: Tensor) -> Tensor:
+        return _linear(self.proj, self.vectors[rows])  # (R, d)
 
 
 def named_spaces(named: dict[str, np.ndarray], d: int) -> nn.ModuleDict:
