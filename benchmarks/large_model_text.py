@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -131,6 +132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,  # one line per training epoch on stderr
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.import_evaluate is not None:
         figures = imported_row(args.import_evaluate, args.datasets, args.label or args.rows)
         append_run(RESULTS, figures, {"dataset": args.datasets, "row": figures["row"]}, argv=sys.argv)
