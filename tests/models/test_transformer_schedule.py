@@ -80,6 +80,16 @@ def test_explicit_epochs_override_the_rule() -> None:
         assert TransformerConfig(epochs=7, schedule_steps=10).resolved_epochs(n_windows) == 7
 
 
+def test_patience_grows_with_the_auto_schedule_and_is_kept_with_explicit_epochs() -> None:
+    cfg = TransformerConfig()
+    assert cfg.resolved_patience(cfg.resolved_epochs(22_512)) == 2  # Beauty: 20 epochs, patience 2 as before
+    assert cfg.resolved_patience(cfg.resolved_epochs(8_419)) == 6  # Online Retail: 54 epochs, ceil(2 * 54 / 20)
+    assert cfg.resolved_patience(100) == 10
+    assert TransformerConfig(patience=0).resolved_patience(54) == 0
+    assert TransformerConfig(epochs=54).resolved_patience(54) == 2  # an explicit schedule keeps its patience
+    assert TransformerConfig(epochs=60, patience=4).resolved_patience(60) == 4
+
+
 # ------------------------------------------------------------------------ validation (config dicts, CLI --config)
 def test_epochs_accepts_auto_or_a_positive_integer_by_name() -> None:
     assert ModelFactory("transformer", {"epochs": "auto"})().config.epochs == "auto"
@@ -104,6 +114,7 @@ def test_auto_fit_trains_the_resolved_epochs_and_saves_them(tmp_path: Path) -> N
     assert model.epochs == 25
     assert [e["epoch"] for e in model.training_log] == list(range(1, 26))
     assert {e["epochs"] for e in model.training_log} == {25}
+    assert {e["patience"] for e in model.training_log} == {3}  # ceil(2 * 25 / 20)
     # the cosine schedule spans the resolved epochs: the last epoch ends near learning_rate * min_lr_ratio
     lr, floor = FAST["learning_rate"], FAST["learning_rate"] * TransformerConfig().min_lr_ratio
     assert floor <= model.training_log[-1]["learning_rate"] < floor + 0.02 * lr
@@ -117,6 +128,7 @@ def test_auto_fit_trains_the_resolved_epochs_and_saves_them(tmp_path: Path) -> N
 def test_explicit_epochs_fit_ignores_the_data_size(tmp_path: Path) -> None:
     model = Transformer.from_dict({**FAST, "epochs": 3, "schedule_steps": 100}).fit(cyclic_data())
     assert model.epochs == 3 and len(model.training_log) == 3 and model.training_log[-1]["epochs"] == 3
+    assert model.training_log[-1]["patience"] == 2
     model.save(tmp_path / "m")
     assert load_model(tmp_path / "m").epochs == 3  # type: ignore[attr-defined]
 

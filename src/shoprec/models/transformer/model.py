@@ -183,8 +183,10 @@ class Transformer(Recommender):
         if not len(windows):
             raise DataError("model 'transformer': no user has two or more training events")
         self.epochs = cfg.resolved_epochs(len(windows))
-        log.info("transformer: %d epochs (config epochs %r, %d windows)", self.epochs, cfg.epochs, len(windows))
-        cfg = dataclasses.replace(cfg, epochs=self.epochs)  # "auto" resolved for the schedule and the loop
+        patience = cfg.resolved_patience(self.epochs)
+        log.info("transformer: %d epochs, patience %d (config epochs %r, %d windows)", self.epochs, patience,
+                 cfg.epochs, len(windows))
+        cfg = dataclasses.replace(cfg, epochs=self.epochs, patience=patience)  # "auto" resolved for the loop
         counts = np.bincount(seqs.items, minlength=train_data.n_items + 1)
         self.default_event = int(np.bincount(seqs.events).argmax())
         content = build_content(catalog, train_data.items, cfg, opts)
@@ -221,7 +223,8 @@ class Transformer(Recommender):
             torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + dist_.rank)
             loss = self._epoch(run, epoch, state)
             return {"loss": loss, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-                    "learning_rate": optimizer.param_groups[0]["lr"], "epochs": cfg.epochs}
+                    "learning_rate": optimizer.param_groups[0]["lr"], "epochs": cfg.epochs,
+                    "patience": cfg.patience}
 
         def validate(_: int) -> tuple[float, dict[str, Any]]:
             assert validation is not None
