@@ -3,6 +3,7 @@ the device live in shoprec.models.training.TrainOptions and are never saved with
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,6 +13,7 @@ from shoprec.types import EventType
 N_EVENT_TYPES = len(EventType) + 1  # code + 1; 0 = padding
 N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
 POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
+AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 20, 100  # the fewest and most epochs epochs="auto" gives
 # parameters that fix the network's weights and their shapes: a fine-tuned model inherits them from its source
 NETWORK_PARAMS = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "positions", "use_attributes",
                   "use_text", "text_encoder", "content_attention", "use_event_types", "use_time_gaps", "use_vectors")
@@ -54,7 +56,11 @@ class TransformerConfig:
     # validation targets among POPULARITY_GRID (0 without validation).
     popularity_correction: float | None = None
     # optimisation
-    epochs: int = 20  # the length of the cosine schedule (a 20-epoch schedule beat 30 and 60 on Beauty validation)
+    # the length of the cosine schedule in epochs; "auto": auto_epochs(schedule_steps, steps per epoch), i.e. the
+    # schedule spans about schedule_steps optimizer steps whatever the data's size (Beauty: 176 steps an epoch ->
+    # 20 epochs, where a 20-epoch schedule beat 30 and 60 on validation; Online Retail: 66 -> 54)
+    epochs: int | Literal["auto"] = "auto"
+    schedule_steps: int = 3500  # epochs="auto": optimizer steps the schedule spans (batches of batch_size)
     batch_size: int = 128  # sequences per batch on average (per process under torchrun); see length_batches
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
@@ -62,7 +68,8 @@ class TransformerConfig:
     min_lr_ratio: float = 0.1  # cosine decay ends at learning_rate * min_lr_ratio at `epochs`
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (e.g. 0.999)
     eval_every: int = 2  # epochs between validation runs
-    patience: int = 2  # validation runs without improvement before stopping
+    patience: int = 2  # validation runs without improvement before stopping; with epochs="auto" it counts for a
+    # 20-epoch schedule and grows with it (resolved_patience: Online Retail's 54 epochs -> 6)
     ensemble: int = 2  # members trained with seeds seed, seed + 1, ...; scores are their mean (2: +0.003 test
     # NDCG@10 on Beauty over one member, at twice the training and scoring cost; 1 for the fastest serving)
     seed: int = 0
@@ -70,8 +77,12 @@ class TransformerConfig:
     # bf16 (AMX / AVX512-BF16) only the catalog-softmax products in bf16; fp32 otherwise
 
     def __post_init__(self) -> None:
-        positive = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "epochs", "batch_size",
-                    "eval_every", "n_negatives", "future_targets", "ensemble")
+        if isinstance(self.epochs, bool) or not (self.epochs == "auto" or isinstance(self.epochs, int)):
+            raise ConfigError(f"parameter 'epochs' of model 'transformer' must be a positive integer or \"auto\", "
+                              f"got {self.epochs!r}")
+        positive = ("embedding_size", "n_blocks", "n_heads", "ffn_size", "max_len", "batch_size", "schedule_steps",
+                    "eval_every", "n_negatives", "future_targets", "ensemble", *(() if self.epochs == "auto"
+                                                                                  else ("epochs",)))
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be positive, "
@@ -96,3 +107,27 @@ class TransformerConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
 
+
+    def resolved_epochs(self, n_windows: int) -> int:
+        """The schedule's length in epochs for `n_windows` training windows: `epochs` when it is a number, else
+        auto_epochs over the steps of one process (so that torchrun trains as many epochs as one process)."""
+        if self.epochs != "auto":
+            return int(self.epochs)
+        return auto_epochs(self.schedule_steps, math.ceil(n_windows / self.batch_size))
+
+    def resolved_patience(self, epochs: int) -> int:
+        """Validation runs without improvement before stopping, for a schedule of `epochs` (resolved_epochs):
+        `patience` when `epochs` is a number, else scaled from AUTO_EPOCHS_MIN epochs to `epochs`, so that a
+        longer schedule, whose learning rate decays later, is not stopped on its early plateau."""
+        if self.epochs != "auto":
+            return self.patience
+        return math.ceil(self.patience * epochs / AUTO_EPOCHS_MIN)
+
+
+def auto_epochs(schedule_steps: int, steps_per_epoch: int) -> int:
+    """Epochs whose optimizer steps cover `schedule_steps`, within [AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX]: a small
+    shop trains more epochs of few steps (Online Retail: 66 steps an epoch -> 54 epochs), a large one no fewer
+    than AUTO_EPOCHS_MIN (Beauty: 176 -> 20), a tiny one at most AUTO_EPOCHS_MAX (early stopping on the
+    validation targets stops it earlier anyway)."""
+    wanted = math.ceil(schedule_steps / max(steps_per_epoch, 1))
+    return min(max(wanted, AUTO_EPOCHS_MIN), AUTO_EPOCHS_MAX)

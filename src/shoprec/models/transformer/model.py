@@ -89,6 +89,7 @@ class Transformer(Recommender):
         self.fitted: Ensemble | None = None  # the trained members as a scorer (after fit or load)
         self.best_epoch = 0
         self.best_epochs: list[int] = []
+        self.epochs = 0  # the schedule's length in epochs of the last fit (config epochs, "auto" resolved)
         self.default_event = EventType.PURCHASE.code + 1
         self.log_counts = np.zeros(0, dtype=np.float32)  # log(1 + training count) per item
         self.popularity_correction = 0.0  # the correction in use (config value or chosen on validation)
@@ -182,6 +183,11 @@ class Transformer(Recommender):
         windows = training_windows(seqs, cfg.max_len)
         if not len(windows):
             raise DataError("model 'transformer': no user has two or more training events")
+        self.epochs = cfg.resolved_epochs(len(windows))
+        patience = cfg.resolved_patience(self.epochs)
+        log.info("transformer: %d epochs, patience %d (config epochs %r, %d windows)", self.epochs, patience,
+                 cfg.epochs, len(windows))
+        cfg = dataclasses.replace(cfg, epochs=self.epochs, patience=patience)  # "auto" resolved for the loop
         counts = np.bincount(seqs.items, minlength=train_data.n_items + 1)
         self.default_event = int(np.bincount(seqs.events).argmax())
         content = build_content(catalog, train_data.items, cfg, opts)
@@ -219,7 +225,8 @@ class Transformer(Recommender):
             torch.manual_seed(cfg.seed * 1_000_003 + epoch * 7919 + dist_.rank)
             loss = self._epoch(run, epoch, state)
             return {"loss": loss, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-                    "learning_rate": optimizer.param_groups[0]["lr"]}
+                    "learning_rate": optimizer.param_groups[0]["lr"], "epochs": cfg.epochs,
+                    "patience": cfg.patience}
 
         def validate(_: int) -> tuple[float, dict[str, Any]]:
             assert validation is not None
@@ -230,7 +237,7 @@ class Transformer(Recommender):
             return ndcg, {f"val_NDCG@{validation.k}": ndcg, f"val_HR@{validation.k}": hr,
                           "eval_seconds": time.perf_counter() - t1, "eval_cpu_seconds": time.process_time() - c1}
 
-        train(self.name, state, epochs=cfg.epochs, train_epoch=train_epoch,
+        train(self.name, state, epochs=self.epochs, train_epoch=train_epoch,
               validate=validate if validation is not None else None,
               evaluate_at=lambda epoch: epoch % cfg.eval_every == 0, stop_after=cfg.patience + 1,
               snapshot=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
@@ -340,7 +347,8 @@ class Transformer(Recommender):
         fitted = self._scorer()
         net = fitted.members[0].net
         return {"n_attributes": (net.attributes.weight.shape[0] - 1) if net.attributes is not None else 0,
-                "best_epoch": self.best_epoch, "best_epochs": self.best_epochs, "default_event": self.default_event,
+                "best_epoch": self.best_epoch, "best_epochs": self.best_epochs, "epochs": self.epochs,
+                "default_event": self.default_event,
                 "n_members": len(fitted.members), "attribute_vocabulary": list(net.attribute_vocabulary),
                 "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
                 "vector_spaces": {n: int(t.shape[1]) for n, t in named_from_state(dict(net.named_buffers())).items()},
@@ -353,6 +361,7 @@ class Transformer(Recommender):
         self.popularity_search = dict(meta.get("popularity_search", {}))
         self.best_epoch = int(meta.get("best_epoch", 0))
         self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
+        self.epochs = int(meta.get("epochs", 0))
         self.default_event = int(meta.get("default_event", self.default_event))
         self.initialised_from = dict(meta.get("initialised_from", {}))
         vocabulary = tuple(meta.get("attribute_vocabulary", ()))
@@ -381,11 +390,11 @@ def _optimizer(net: SeqNet, cfg: TransformerConfig) -> torch.optim.Optimizer:
 
 
 def _learning_rate(cfg: TransformerConfig, step: int, steps_per_epoch: int) -> float:
-    """Linear warm-up over warmup_epochs, then cosine decay to min_lr_ratio at `epochs`."""
+    """Linear warm-up over warmup_epochs, then cosine decay to min_lr_ratio at `epochs` (resolved: a number)."""
     warmup = cfg.warmup_epochs * steps_per_epoch
     if step < warmup:
         return cfg.learning_rate * (step + 1) / warmup
-    total = max(cfg.epochs * steps_per_epoch - warmup, 1)
+    total = max(int(cfg.epochs) * steps_per_epoch - warmup, 1)
     progress = min((step - warmup) / total, 1.0)
     return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
