@@ -34,7 +34,8 @@ from shoprec.service.answers import Recommendation, log_entry, page
 from shoprec.service.catalog import CatalogView, CatalogViews, EventCounts, build_view
 from shoprec.service.chain import Level, Ranked, popular_levels, rank_chain
 from shoprec.service.config import ServingConfig
-from shoprec.service.recommend import Filters, RecommendService, history_context, known_context, make_query
+from shoprec.service.queries import history_context, known_context, make_query
+from shoprec.service.recommend import Filters, RecommendService
 from shoprec.service.served import ServedModel, ServedModels
 from shoprec.service.state import MAX_EVENTS_READ, POSITIVE_TYPES, UserState, UserStates, state_from_events
 from shoprec.types import EventType
