@@ -12,7 +12,7 @@ import pytest
 
 import shoprec.service.scanned as scanned_module
 from shoprec.explain import Reason
-from shoprec.rules import Rules
+from shoprec.rules import Plan, Rules
 from shoprec.service import Filters
 from shoprec.service.answers import RecommendedItem
 from shoprec.service.scan import Int8Scan
@@ -170,6 +170,15 @@ def test_lists_with_rules_through_the_scan_are_the_full_scoring_lists(tmp_path: 
     """Boosts, caps and diversity reorder the model's list beyond its top n: the scan's candidates must still
     hold every item the rules could place (a short pool is deepened, never filled from popularity instead)."""
     monkeypatch.setattr(scanned_module, "FULL_SHARE", full_share)
+    resumed: Counter[str] = Counter()  # how the rules reached below a scanned level's floor
+    rank = Plan.rank
+
+    def counted(self: Plan, *args: object, **kwargs: object) -> object:
+        if kwargs.get("resume"):
+            resumed["below"] += 1
+        return rank(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Plan, "rank", counted)
     config = {"page_depth": 20, "list_depth": 40, "max_k": 20}
     scanned = local_services(tmp_path / "a", scan_min_items=1, scan="on", **config)
     full = local_services(tmp_path / "b", scan_min_items=10**9, **config)
@@ -187,6 +196,7 @@ def test_lists_with_rules_through_the_scan_are_the_full_scoring_lists(tmp_path: 
                 assert np.allclose([i.score for i in a], [i.score for i in b], atol=1e-5)
                 levels.update(i.reason.level for i in a)
             assert levels["personal"] > 0, name
+        assert resumed["below"] > 0  # the caps walked below the floor, and the walk went on there
     finally:
         scanned.close()
         full.close()

@@ -34,7 +34,7 @@ Tags = tuple[str, ...]
 POOL_FACTOR = 4
 POOL_EXTRA = 50
 CAPPED_POOL_FACTOR = 8  # caps: a deeper first pool (its sort is cheap next to another pass's partition)
-CAPPED_SEARCH_FACTOR = 16  # caps: the candidates a search finds per place (Beauty, cap 2: most lists fill from them)
+CAPPED_SEARCH_FACTOR = 8  # caps: the candidates a search finds per place (Beauty, cap 2: a short walk goes on below)
 
 
 def level_spread(rankable: np.ndarray) -> float:
@@ -49,23 +49,16 @@ class Plan:
     def __init__(self, rules: Rules, table: ItemTable, vectors: Vectors | None = None) -> None:
         self.rules, self.table, self.vectors = rules, table, vectors
         self.allowed = rules.filter.mask(table, "filter") if rules.filter is not None else None
-        self.boost: np.ndarray | None = None
-        self._boost_masks: list[tuple[np.ndarray, float]] = []
-        if rules.boosts:
-            self.boost = np.zeros(len(table), dtype=np.float32)
-            for b in rules.boosts:
-                mask = b.expression.mask(table, "boost")
-                self.boost[mask] += b.weight
-                self._boost_masks.append((mask, b.weight))
+        self.boost: np.ndarray | None = None  # per item, the weights of the boosts it matches (read-only)
         self._lifted: np.ndarray | None = None  # items a boost of weight > 0 matches (their tag "boost")
         self._buried: np.ndarray | None = None  # ... of weight < 0 ("bury")
-        if self._boost_masks:
-            none = np.zeros(len(table), dtype=bool)
-            self._lifted = np.logical_or.reduce([none, *(m for m, w in self._boost_masks if w > 0)])
-            self._buried = np.logical_or.reduce([none, *(m for m, w in self._boost_masks if w < 0)])
+        if rules.boosts:
+            self.boost, self._lifted, self._buried = table.cached_boosts([(b.expression, b.weight)
+                                                                          for b in rules.boosts])
         pins = [(table.index_of(p.item_id), p.position - 1) for p in rules.pins]
         self.pins: list[tuple[int, int]] = [(i, pos) for i, pos in pins if i is not None]
         self.truncated = False  # the last `rank` ranked a level holding only its top (a short list: deepen it)
+        self._carried: Tags = ()  # caps without diversity: the caps that skipped an item of the level so far
         self.reset()
 
     def reset(self) -> None:
@@ -97,19 +90,40 @@ class Plan:
             return max(n * CAPPED_SEARCH_FACTOR, n + POOL_EXTRA)
         return self.pool_size(n)
 
+    @property
+    def resumable(self) -> bool:
+        """Whether a level cut at its floor can be ranked on below it (`rank(..., resume=True)`) rather than
+        again from a deeper pool: caps without diversity, whose walk down the level's order takes or skips each
+        item for good (MMR's choice depends on the whole pool)."""
+        r = self.rules
+        return bool(r.max_per_category or r.max_per_brand) and not r.diversity
+
+    def capped(self) -> np.ndarray:
+        """The items (over the table) a cap blocks now: their category or brand is full."""
+        r, t = self.rules, self.table
+        out = np.zeros(len(t), dtype=bool)
+        if r.max_per_category:
+            out |= (self._cat >= r.max_per_category)[t.category_codes]
+        if r.max_per_brand:
+            out |= (self._brand >= r.max_per_brand)[t.brand_codes]
+        return out
+
     def pool_size(self, need: int) -> int:
         """How many of a level's top items to consider for `need` places (caps and diversity skip some)."""
         return max(need * POOL_FACTOR, need + POOL_EXTRA) if self.rules.reorders else need
 
     # ---------------------------------------------------------------- one level
     def rank(self, scores: np.ndarray, need: int, taken: np.ndarray, candidates: np.ndarray | None = None, *,
-             spread: float | None = None, floor: float | None = None) -> tuple[list[int], list[float], list[Tags]]:
+             spread: float | None = None, floor: float | None = None, resume: bool = False
+             ) -> tuple[list[int], list[float], list[Tags]]:
         """Place up to `need` items of one level: (item indices, their ranking scores, tags per item).
         `scores` covers every item, or with `candidates` (item indices) those items only, aligned with them;
         `taken` (over every item) marks the items that may not be placed. A level holding only its top items
         (serving's int8 scan) gives the spread of all its scores (for the boosts) and its `floor`: only the
         candidates ranking at or above it are known to be the level's top in full: a list left short by them is
-        `truncated` (the caller deepens the level, as the items below the floor are not all there)."""
+        `truncated` (the caller deepens the level, as the items below the floor are not all there). `resume`
+        (`resumable` plans): these are the same level's items below the floor of the last call, and its walk goes
+        on (the caps that skipped an item above stay in the tags)."""
         excl = taken[candidates] if candidates is not None else taken
         s = np.asarray(scores, dtype=np.float32).reshape(-1)
         if self.boost is not None:
@@ -119,7 +133,7 @@ class Plan:
             self.truncated = True
             excl = excl | (s < floor)
         if self.rules.reorders and not self.rules.diversity:
-            return self._rank_capped(s, need, excl, candidates)
+            return self._rank_capped(s, need, excl, candidates, self._carried if resume else ())
         free = int((~excl & np.isfinite(s)).sum())
         pool = min(self.pool_size(need), free)
         if pool <= 0:
@@ -140,8 +154,8 @@ class Plan:
         return out_items, [float(vals_[j]) for j in chosen], [self._boost_tags(i) + t for i, t in
                                                               zip(out_items, tags, strict=True)]
 
-    def _rank_capped(self, s: np.ndarray, need: int, excl: np.ndarray, candidates: np.ndarray | None
-                     ) -> tuple[list[int], list[float], list[Tags]]:
+    def _rank_capped(self, s: np.ndarray, need: int, excl: np.ndarray, candidates: np.ndarray | None,
+                     carried: Tags = ()) -> tuple[list[int], list[float], list[Tags]]:
         """Caps without diversity, pass by pass: each pass leaves out the categories / brands already full (one
         mask over the level's items), ranks a pool of the rest (ranking.top_row) and takes it in order under the
         caps; a pool the caps leave short is followed by the next pool below it. Every item of a pool is taken
@@ -154,7 +168,6 @@ class Plan:
         items_out: list[int] = []
         vals_out: list[float] = []
         tags_out: list[Tags] = []
-        carried: Tags = ()
         while len(items_out) < need:
             if cap_cat:
                 excl |= (self._cat >= cap_cat)[cat_codes]
@@ -173,6 +186,7 @@ class Plan:
             excl[local] = True
             if len(local) < pool:
                 break
+        self._carried = carried
         self.placed.extend(items_out)
         return items_out, vals_out, [self._boost_tags(i) + t for i, t in zip(items_out, tags_out, strict=True)]
 

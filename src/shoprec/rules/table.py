@@ -48,6 +48,8 @@ class ItemTable:
     attributes: Sequence[dict[str, Any] | None]
     now: float | None = None
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
+    _boosts: dict[tuple[tuple[str, float], ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict)
     _attributes: dict[str, Any] = field(default_factory=dict)
     _index: dict[str, int] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -147,6 +149,30 @@ class ItemTable:
         return values, np.asarray(items, dtype=np.int64), np.asarray(codes, dtype=np.int64)
 
     # ---------------------------------------------------------------- masks
+    def cached_boosts(self, boosts: Sequence[tuple[Expression, float]]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(boost per item: the sum of the weights of the boosts it matches, float32; matched by a boost of
+        weight > 0; by one of weight < 0), cached unless a boost is timed. Read-only: shared by every list."""
+        key = tuple((e.source, w) for e, w in boosts)
+        found = self._boosts.get(key)
+        if found is not None:
+            return found
+        boost = np.zeros(len(self), dtype=np.float32)
+        lifted = np.zeros(len(self), dtype=bool)
+        buried = np.zeros(len(self), dtype=bool)
+        for expression, weight in boosts:
+            mask = expression.mask(self, "boost")
+            boost[mask] += weight
+            if weight > 0:
+                lifted |= mask
+            elif weight < 0:
+                buried |= mask
+        for a in (boost, lifted, buried):
+            a.flags.writeable = False
+        if not any(e.timed for e, _ in boosts) and len(self._boosts) < MAX_CACHED_MASKS:
+            self._boosts[key] = (boost, lifted, buried)
+        return boost, lifted, buried
+
     def cached_mask(self, expr: Expression, compute: Callable[[], np.ndarray]) -> np.ndarray:
         if expr.timed:
             return compute()

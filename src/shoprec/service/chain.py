@@ -44,10 +44,12 @@ class Level:
     explain: Explainer | None = None
     candidates: np.ndarray | Callable[[], np.ndarray] | None = None
     # a level of the model's top candidates only (the int8 scan): the spread of all its scores (for boosts), the
-    # floor above which its candidates are its exact top in full, and the same level with more of them
+    # floor above which its candidates are its exact top in full, the same level with more of them (`deeper`),
+    # and its items below the floor among those a catalog mask leaves open, `depth` of them (`below(open, depth)`)
     spread: float | None = None
     floor: float | None = None
     deeper: Callable[[], Level] | None = None
+    below: Callable[[np.ndarray, int], Level] | None = None
 
     def values(self) -> tuple[np.ndarray, np.ndarray | None]:
         scores = self.scores() if callable(self.scores) else self.scores
@@ -77,15 +79,7 @@ def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: Catal
         if candidates is not None and len(candidates) == 0:
             continue  # the level has nothing the filters leave (e.g. only items newer than the model)
         if plan is not None:
-            before = plan.snapshot()
-            while True:  # rules that reach below a scanned level's floor rank it again from a deeper pool
-                chosen_list, vals_list, level_tags = plan.rank(scores, need, taken, candidates, spread=level.spread,
-                                                               floor=level.floor)
-                if len(chosen_list) >= need or not plan.truncated or level.deeper is None:
-                    break
-                plan.restore(before)
-                level = level.deeper()
-                scores, candidates = level.values()
+            chosen_list, vals_list, level_tags = _rank_level(level, scores, candidates, need, taken, plan)
             tags.extend(level_tags)
         else:
             if candidates is None:
@@ -111,6 +105,40 @@ def rank_chain(levels: Sequence[Level], blocked: np.ndarray, n: int, view: Catal
     if plan is not None:
         _apply_tags(out, tags, plan)
     return out
+
+
+def _rank_level(level: Level, scores: np.ndarray, candidates: np.ndarray | None, need: int, taken: np.ndarray,
+                plan: Plan) -> tuple[list[int], list[float], list[tuple[str, ...]]]:
+    """One level ranked by the plan. A scanned level holds only its top: when the rules walk below its floor
+    with the list still short, caps alone go on below the floor among the items still open (neither taken
+    nor capped: every item above the floor was taken or is capped for good), other rules (MMR) rank the
+    level again from a deeper pool."""
+    before = plan.snapshot()
+    items: list[int] = []
+    vals: list[float] = []
+    tags: list[tuple[str, ...]] = []
+    resume = False
+    while True:
+        got, got_vals, got_tags = plan.rank(scores, need - len(items), taken, candidates, spread=level.spread,
+                                            floor=level.floor, resume=resume)
+        items += got
+        vals += got_vals
+        tags += got_tags
+        if len(items) >= need or not plan.truncated:
+            break
+        if plan.resumable and level.below is not None:
+            taken[got] = True  # (placed by the caller too)
+            level = level.below(~(taken | plan.capped()), plan.search_depth(need - len(items)))
+            resume = True
+        elif level.deeper is not None:
+            plan.restore(before)
+            items, vals, tags = [], [], []
+            level = level.deeper()
+            resume = False
+        else:
+            break
+        scores, candidates = level.values()
+    return items, vals, tags
 
 
 def _apply_tags(out: Ranked, tags: list[tuple[str, ...]], plan: Plan) -> None:

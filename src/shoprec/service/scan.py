@@ -111,7 +111,8 @@ class Int8Scan:
             return np.flatnonzero(allowed)
         found = self.bounds(q)
         assert found is not None
-        return ranked_candidates(*found, allowed, n)[0]
+        idx = np.flatnonzero(allowed)
+        return idx[ranked_candidates(found[0][idx], found[1][idx], n)[0]]
 
     def bounds(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(lower, upper): float64 bounds of every item's exact float32 score q . v_i (one int8 pass); None when
@@ -132,33 +133,35 @@ class Int8Scan:
         return approx - bound, approx + bound
 
 
-def ranked_candidates(lower: np.ndarray, upper: np.ndarray, allowed: np.ndarray, n: int,
-                      offset: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """(ascending indices of the allowed items that hold every item of the exact top n of score + offset, ties
-    included; the floor): every allowed item left out ranks below the floor, so the candidates ranking at or above
-    it are the level's exact top, in full (at least n of them). -inf: every allowed item is a candidate.
-    `offset` (per item, e.g. a boost x the level's spread, added in float32 by the ranking) widens the bounds by
-    the rounding of that addition."""
-    if int(np.count_nonzero(allowed)) <= n:
-        return np.flatnonzero(allowed), -np.inf
+def ranked_candidates(lower: np.ndarray, upper: np.ndarray, n: int, offset: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, float]:
+    """(ascending positions of the items that hold every item of the exact top n of score + offset, ties
+    included; the floor), given the bounds of the items that may be ranked (an allowed subset, gathered): every
+    item left out ranks below the floor, so the candidates ranking at or above it are the level's exact top, in
+    full (at least n of them). -inf: every item is a candidate. `offset` (per item, float32, e.g. a boost x the
+    level's spread, added in float32 by the ranking) widens the bounds by the rounding of that addition (one
+    bound for all: a few ulps of the largest magnitude)."""
+    if len(lower) <= n:
+        return np.arange(len(lower)), -np.inf
     lo, hi = lower, upper
     if offset is not None:
         o = offset.astype(np.float64)
-        slack = (np.abs(lower) + np.abs(upper) + np.abs(o)) * 2.0 ** -21  # float32 rounding of score + offset
-        lo, hi = lower + o - slack, upper + o + slack
-    lo = np.where(allowed, lo, -np.inf)
+        top = max(float(np.abs(lower).max()), float(np.abs(upper).max())) + float(np.abs(o).max())
+        slack = 2 * top * 2.0 ** -21  # float32 rounding of score + offset, |score| and |offset| at most `top`
+        lo = lower + o
+        hi = upper + o
+        lo -= slack
+        hi += slack
     floor = float(np.partition(lo, len(lo) - n)[len(lo) - n])
-    return np.flatnonzero((hi >= floor) & allowed), floor
+    return np.flatnonzero(hi >= floor), floor
 
 
-def extreme_candidates(lower: np.ndarray, upper: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """The allowed items that may hold the largest or the smallest exact score (scored exactly, they give the
-    level's exact spread)."""
-    if not allowed.any():
+def extreme_candidates(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """The positions of the items (bounds of an allowed subset, gathered) that may hold the largest or the
+    smallest exact score: scored exactly, they give the level's exact spread."""
+    if not len(lower):
         return np.zeros(0, dtype=np.int64)
-    top = float(np.max(lower, where=allowed, initial=-np.inf))
-    bottom = float(np.min(upper, where=allowed, initial=np.inf))
-    return np.flatnonzero(allowed & ((upper >= top) | (lower <= bottom)))
+    return np.flatnonzero((upper >= lower.max()) | (lower <= upper.min()))
 
 
 def timing(scan: Int8Scan, vectors: np.ndarray, rounds: int = TIMING_ROUNDS, n: int = LIST_DEPTH

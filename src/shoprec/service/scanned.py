@@ -8,8 +8,11 @@ model's order than n. So for a list with rules the level is searched in the orde
   exact scores of the few items that may hold the level's maximum or minimum (`extreme_candidates`), and the
   candidates are the top n of score + boost x spread (the bounds shifted by each item's boost);
 - the level carries a floor: the candidates ranking at or above it are the level's exact top in full. When the
-  rules' walk reaches below it (the caps left the list short), the chain ranks the level again from a pool 4x as
-  deep (`Level.deeper`), down to every allowed item.
+  rules' walk reaches below it with the list still short, caps alone (`Plan.resumable`) go on below the floor:
+  the level is searched again among the items neither taken nor capped yet (`Level.below`: full categories and
+  brands left out, the walk needs few of them), and so on; other rules (MMR diversity) rank the level again from
+  a pool 4x as deep (`Level.deeper`), down to every allowed item. Either search scores the whole catalog instead
+  once it would reach a quarter of the allowed items.
 The list is the one full scoring gives (tests/service/test_service_scan.py), never filled from popularity
 where the model had items.
 """
@@ -47,7 +50,7 @@ class ScannedLevel:
     depth: int
     spread: float | None = None
     floor: float | None = None
-    search_deeper: Callable[[int], ScannedLevel] | None = None
+    search_deeper: Callable[[int, np.ndarray | None], ScannedLevel] | None = None  # (depth, open catalog items)
     full: bool = False  # `scores` cover the whole catalog (a deepening that scored every item)
 
     @classmethod
@@ -63,10 +66,11 @@ class ScannedLevel:
         bounds = served.scan.bounds(query)
         if bounds is None:
             return None
-        lower, upper = bounds
         item_vectors = loo.vectors[1]
-        allowed = to_catalog >= 0
-        allowed[allowed] = ~blocked[to_catalog[allowed]]
+        mapped = to_catalog >= 0
+        mapped[mapped] = ~blocked[to_catalog[mapped]]
+        allowed = np.flatnonzero(mapped)  # the model's items a level may rank, and their bounds
+        lower, upper = bounds[0][allowed], bounds[1][allowed]
 
         def exact(found: np.ndarray) -> np.ndarray:
             return np.asarray(item_vectors[found] @ query, dtype=np.float32)
@@ -74,20 +78,23 @@ class ScannedLevel:
         spread: float | None = None
         offset: np.ndarray | None = None
         if plan is not None and plan.boost is not None:
-            boost = np.zeros(len(to_catalog), dtype=np.float32)
-            mapped = to_catalog >= 0
-            boost[mapped] = plan.boost[to_catalog[mapped]]
-            extremes = extreme_candidates(lower, upper, allowed)
-            if len(extremes) and boost.any():
-                spread = level_spread(exact(extremes))
+            boost = plan.boost[to_catalog[allowed]]
+            if len(allowed) and boost.any():
+                spread = level_spread(exact(allowed[extreme_candidates(lower, upper)]))
                 offset = boost * np.float32(spread)
 
-        n_allowed = int(np.count_nonzero(allowed))
-
-        def at(depth: int) -> ScannedLevel:
-            if every_score is not None and depth > n and depth * FULL_SHARE >= n_allowed:
+        def at(depth: int, open_catalog: np.ndarray | None = None) -> ScannedLevel:
+            pool = allowed
+            lo, hi, off = lower, upper, offset
+            if open_catalog is not None:  # a search below the floor: only the items the rules may still place
+                keep = open_catalog[to_catalog[allowed]]
+                pool, lo, hi = allowed[keep], lower[keep], upper[keep]
+                off = offset[keep] if offset is not None else None
+            first = open_catalog is None and depth <= n  # the list's own search is never scored in full
+            if every_score is not None and not first and min(depth, len(pool)) * FULL_SHARE >= len(allowed):
                 return cls(np.zeros(0, dtype=np.int64), every_score(), depth, full=True)
-            found, floor = ranked_candidates(lower, upper, allowed, depth, offset)
+            at_, floor = ranked_candidates(lo, hi, depth, off)
+            found = pool[at_]
             catalog = to_catalog[found]
             order = np.argsort(catalog, kind="stable")  # catalog order: ties go to the lower index, as in top_k
             found, catalog = found[order], catalog[order]
@@ -97,11 +104,14 @@ class ScannedLevel:
         return at(n)
 
     def level(self, reason: Reason, explain: Explainer | None) -> Level:
-        """The chain's Level of these candidates (its `deeper`: the same level searched DEEPEN times as deep, or
-        scored in full); a full level is the one full scoring gives (no candidates, spread or floor)."""
+        """The chain's Level of these candidates (its `deeper`: the same level searched DEEPEN times as deep, its
+        `below`: searched among the catalog items left open, or either scored in full); a full level is the one
+        full scoring gives (no candidates, spread or floor)."""
         if self.full:
             return Level(reason, self.scores, explain)
         search = self.search_deeper
-        deeper = (lambda: search(self.depth * DEEPEN).level(reason, explain)) if search is not None else None
+        if search is None:
+            return Level(reason, self.scores, explain, self.candidates, spread=self.spread, floor=self.floor)
         return Level(reason, self.scores, explain, self.candidates, spread=self.spread, floor=self.floor,
-                     deeper=deeper)
+                     deeper=lambda: search(self.depth * DEEPEN, None).level(reason, explain),
+                     below=lambda open_, depth: search(depth, open_).level(reason, explain))
