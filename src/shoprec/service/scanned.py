@@ -67,9 +67,9 @@ class ScannedLevel:
         if bounds is None:
             return None
         item_vectors = loo.vectors[1]
-        mapped = to_catalog >= 0
-        mapped[mapped] = ~blocked[to_catalog[mapped]]
-        allowed = np.flatnonzero(mapped)  # the model's items a level may rank, and their bounds
+        rankable = to_catalog >= 0
+        rankable[rankable] = ~blocked[to_catalog[rankable]]
+        allowed = np.flatnonzero(rankable)  # the model's items a level may rank, and their bounds
         lower, upper = bounds[0][allowed], bounds[1][allowed]
 
         def exact(found: np.ndarray) -> np.ndarray:
@@ -93,8 +93,8 @@ class ScannedLevel:
             first = open_catalog is None and depth <= n  # the list's own search is never scored in full
             if every_score is not None and not first and min(depth, len(pool)) * FULL_SHARE >= len(allowed):
                 return cls(np.zeros(0, dtype=np.int64), every_score(), depth, full=True)
-            at_, floor = ranked_candidates(lo, hi, depth, off)
-            found = pool[at_]
+            positions, floor = ranked_candidates(lo, hi, depth, off)
+            found = pool[positions]
             catalog = to_catalog[found]
             order = np.argsort(catalog, kind="stable")  # catalog order: ties go to the lower index, as in top_k
             found, catalog = found[order], catalog[order]
