@@ -468,28 +468,36 @@ def test_same_seed_same_model() -> None:
 @pytest.mark.parametrize("ema", [0.0, 0.9])
 def test_training_resumes_from_a_checkpoint_after_an_interruption(ema: float, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    train, validation = _validation(cyclic_data(n_users=80, length=6))
     params = {**FAST, "epochs": 6, "eval_every": 2, "patience": 10, "ema": ema}
+    reference, resumed, validation = killed_and_resumed(params, 4, tmp_path, monkeypatch)
+    assert [e["epoch"] for e in resumed.training_log] == list(range(1, 7))
+    q = validation.queries[:20]
+    np.testing.assert_allclose(resumed.score(q), reference.score(q), rtol=1e-5, atol=1e-5)
+
+
+def killed_and_resumed(params: dict[str, Any], dies_in: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                       ) -> tuple[Transformer, Transformer, RankingValidation]:
+    """(a fit without interruption, the same fit killed in epoch `dies_in` with a checkpoint directory and then
+    resumed from it, the validation), on a small cyclic dataset; the checkpoint holds the epoch before."""
+    train, validation = _validation(cyclic_data(n_users=80, length=6))
     reference = Transformer.from_dict(params).fit(train, validation=validation)
     ckpt = str(tmp_path / "ckpt")
     original = Transformer._epoch
     calls = {"n": 0}
 
-    def dies_in_epoch_4(self: Transformer, *args: object, **kwargs: object) -> float:
+    def dies(self: Transformer, *args: object, **kwargs: object) -> float:
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == dies_in:
             raise KeyboardInterrupt("killed")
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Transformer, "_epoch", dies_in_epoch_4)
+    monkeypatch.setattr(Transformer, "_epoch", dies)
     with pytest.raises(KeyboardInterrupt):
         Transformer.from_dict({**params, "checkpoint_dir": ckpt}).fit(train, validation=validation)
-    assert json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())["epoch"] == 3
+    assert json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())["epoch"] == dies_in - 1
     monkeypatch.setattr(Transformer, "_epoch", original)
     resumed = Transformer.from_dict({**params, "checkpoint_dir": ckpt}).fit(train, validation=validation)
-    assert [e["epoch"] for e in resumed.training_log] == list(range(1, 7))
-    q = validation.queries[:20]
-    np.testing.assert_allclose(resumed.score(q), reference.score(q), rtol=1e-5, atol=1e-5)
+    return reference, resumed, validation
     assert resumed.best_epoch == reference.best_epoch
 
 

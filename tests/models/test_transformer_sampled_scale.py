@@ -5,13 +5,12 @@ form it replaces (the loss over the whole item table, dense AdamW, the dense log
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_transformer import FAST, _validation, cluster_data, cyclic_data, last_item_queries
+from test_transformer import FAST, cluster_data, cyclic_data, killed_and_resumed, last_item_queries
 
 from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.models import load_model
@@ -196,24 +195,7 @@ def test_sampled_fit_learns_the_planted_next_item_by_id_and_saves(tmp_path: Path
 
 
 def test_a_killed_sampled_fit_resumes_to_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    train, validation = _validation(cyclic_data(n_users=80, length=6))
     params = {**FAST, "loss": "sampled", "n_negatives": 16, "epochs": 5, "eval_every": 1, "patience": 10}
-    reference = Transformer.from_dict(params).fit(train, validation=validation)
-    ckpt = str(tmp_path / "ckpt")
-    original = Transformer._epoch
-    calls = {"n": 0}
-
-    def dies_in_epoch_3(self: Transformer, *args: object, **kwargs: object) -> float:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return original(self, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Transformer, "_epoch", dies_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        Transformer.from_dict({**params, "checkpoint_dir": ckpt}).fit(train, validation=validation)
-    assert json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())["epoch"] == 2
-    monkeypatch.setattr(Transformer, "_epoch", original)
-    resumed = Transformer.from_dict({**params, "checkpoint_dir": ckpt}).fit(train, validation=validation)
+    reference, resumed, validation = killed_and_resumed(params, 3, tmp_path, monkeypatch)
     q = validation.queries[:20]
     np.testing.assert_allclose(resumed.score(q), reference.score(q), rtol=1e-5, atol=1e-5)

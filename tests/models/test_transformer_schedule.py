@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_transformer import cyclic_data
 
-from shoprec.data import IdMap, Interactions
 from shoprec.data.splits import leave_one_out
 from shoprec.errors import ConfigError
 from shoprec.models import load_model
@@ -22,18 +22,6 @@ from shoprec.models.transformer.config import AUTO_EPOCHS_MAX, AUTO_EPOCHS_MIN, 
 FAST: dict[str, Any] = {"ensemble": 1, "embedding_size": 16, "n_blocks": 1, "n_heads": 2, "ffn_size": 32,
                         "max_len": 10, "dropout": 0.1, "attention_dropout": 0.0, "batch_size": 64,
                         "learning_rate": 5e-3, "use_text": False, "progress": False, "num_threads": 1}
-
-
-def cyclic_data(n_users: int = 200, n_items: int = 30, length: int = 8) -> Interactions:
-    """Each user walks a cycle (item i followed by item i + 1): one training window per user (length <= max_len)."""
-    rng = np.random.default_rng(0)
-    users, items = [], []
-    for u in range(n_users):
-        start = rng.integers(n_items)
-        users += [u] * length
-        items += [(start + t) % n_items for t in range(length)]
-    return Interactions(user=np.array(users), item=np.array(items), users=IdMap(str(u) for u in range(n_users)),
-                        items=IdMap(f"i{i}" for i in range(n_items)))
 
 
 # ------------------------------------------------------------------------ the rule

@@ -107,7 +107,6 @@ class TransformerConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
 
-
     def resolved_epochs(self, n_windows: int) -> int:
         """The schedule's length in epochs for `n_windows` training windows: `epochs` when it is a number, else
         auto_epochs over the steps of one process (so that torchrun trains as many epochs as one process)."""

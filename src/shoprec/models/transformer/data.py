@@ -142,11 +142,7 @@ def sample_negatives(sampler: NegativeSampler, n_neg: int, n_targets: int,
                      gen: torch.Generator) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
     """A step's negatives and its log Q as a function of the candidate item rows (SeqNet.forward asks it for
     the candidates only)."""
-    return sampler.sample(n_neg, gen), functools.partial(_log_q, sampler, n_neg, n_targets)
-
-
-def _log_q(sampler: NegativeSampler, n_neg: int, n_targets: int, items: Tensor) -> Tensor:
-    return sampler.log_q(items, n_neg, n_targets)
+    return sampler.sample(n_neg, gen), functools.partial(sampler.log_q, n_neg=n_neg, n_targets=n_targets)
 
 
 # ------------------------------------------------------------------------ scoring queries

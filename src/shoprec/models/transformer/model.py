@@ -201,7 +201,7 @@ class Transformer(Recommender):
         if dist_.world > 1:
             model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
-        optimizer = _optimizer(net, cfg) if not net.sparse_ids else _row_sparse_optimizer(net, cfg)
+        optimizer = _optimizer(net, cfg)
         hooks: list[TrainHook] = []
         state = TrainState()
         if opts.checkpoint_dir:
@@ -381,12 +381,13 @@ class Transformer(Recommender):
 
 # ------------------------------------------------------------------------ optimisation
 def _optimizer(net: SeqNet, cfg: TransformerConfig) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices and embeddings, not on biases and layer norms."""
+    """AdamW; weight decay on matrices and embeddings, not on biases and layer norms. RowSparseAdamW (the same
+    update) when the id embedding's gradient is sparse (net.sparse_ids: the sampled loss)."""
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=cfg.learning_rate, betas=(0.9, 0.98), fused=True)
+    kind = RowSparseAdamW if net.sparse_ids else torch.optim.AdamW
+    return kind([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                lr=cfg.learning_rate, betas=(0.9, 0.98), fused=True)
 
 
 def _learning_rate(cfg: TransformerConfig, step: int, steps_per_epoch: int) -> float:
@@ -427,7 +428,7 @@ def _fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: Interactions
 
 
 class RowSparseAdamW(torch.optim.AdamW):
-    """AdamW (fused, as _optimizer) for the parameters with dense gradients; a parameter with a sparse
+    """AdamW (fused, as _optimizer makes it) for the parameters with dense gradients; a parameter with a sparse
     gradient (the item id embedding under the sampled loss) is updated lazily, its gradient's rows only:
     their moments and weights as AdamW would update them (bias correction by the parameter's step count,
     decoupled weight decay), while rows without gradient keep their moments and weights (TensorFlow's
@@ -469,11 +470,3 @@ class RowSparseAdamW(torch.optim.AdamW):
         updated = p[rows].mul_(1.0 - lr * decay).addcdiv_(m, denom, value=-lr / (1.0 - beta1 ** step))
         p.index_copy_(0, rows, updated)
 
-
-def _row_sparse_optimizer(net: SeqNet, cfg: TransformerConfig) -> torch.optim.Optimizer:
-    """_optimizer's groups and settings as a RowSparseAdamW (net.sparse_ids: the sampled loss)."""
-    decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
-    return RowSparseAdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.learning_rate, betas=(0.9, 0.98), fused=True)
