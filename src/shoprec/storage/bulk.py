@@ -106,34 +106,33 @@ def prepare(conn: Connection) -> None:
 
 def existing(conn: Connection, platform_id: int, column: str, values: Collection[str]) -> set[str]:
     """Which of `values` of events.`column` (dedupe_key or event_id) are stored for the platform."""
-    found: set[str] = set()
-    ordered = sorted(set(values))
-    for start in range(0, len(ordered), CHUNK):
-        part = ordered[start:start + CHUNK]
-        sql = (f"SELECT {_names(conn, [column])} FROM {T.events.name} WHERE platform_id = {_marks(conn, 1)} "
-               f"AND {_names(conn, [column])} IN ({_marks(conn, len(part))})")
-        found.update(str(v) for (v,) in conn.exec_driver_sql(sql, (platform_id, *part)))
-    return found
+    return {str(v) for (v,) in _lookup(conn, T.events.name, platform_id, column, [column], values)}
 
 
 def keys_of(conn: Connection, table: str, platform_id: int, external_ids: Collection[str]) -> dict[str, int]:
-    """external id -> key of the platform's rows of `table` (users or items) among `external_ids`. PostgreSQL:
-    one statement with the ids as one array parameter (`= ANY(%s)`: no query text of thousands of placeholders
-    for the driver to parse); elsewhere driver-level `IN` lists of CHUNK ids."""
-    ids = sorted(set(external_ids))
-    if not ids:
-        return {}
+    """external id -> key of the platform's rows of `table` (users or items) among `external_ids`."""
+    rows = _lookup(conn, table, platform_id, "external_id", ["external_id", "id"], external_ids)
+    return {str(ext): int(key) for ext, key in rows}
+
+
+def _lookup(conn: Connection, table: str, platform_id: int, column: str, select: list[str],
+            values: Collection[str]) -> Iterator[Any]:
+    """The platform's rows of `table` whose `column` is among `values` (columns `select`). PostgreSQL: one
+    statement with the values as one array parameter (`= ANY(%s)`: no query text of thousands of placeholders
+    for the driver to parse); elsewhere driver-level `IN` lists of CHUNK values."""
+    ordered = sorted(set(values))
+    if not ordered:
+        return
+    names, where = _names(conn, select), _names(conn, [column])
     if dialect(conn) == "postgresql":
-        rows = conn.exec_driver_sql(
-            f"SELECT external_id, id FROM {table} WHERE platform_id = %s AND external_id = ANY(%s)", (platform_id, ids))
-        return {str(ext): int(key) for ext, key in rows}
-    found: dict[str, int] = {}
-    for start in range(0, len(ids), CHUNK):
-        part = ids[start:start + CHUNK]
-        sql = (f"SELECT external_id, id FROM {table} WHERE platform_id = {_marks(conn, 1)} "
-               f"AND external_id IN ({_marks(conn, len(part))})")
-        found.update((str(ext), int(key)) for ext, key in conn.exec_driver_sql(sql, (platform_id, *part)))
-    return found
+        yield from conn.exec_driver_sql(f"SELECT {names} FROM {table} WHERE platform_id = %s AND {where} = ANY(%s)",
+                                        (platform_id, ordered))
+        return
+    for start in range(0, len(ordered), CHUNK):
+        part = ordered[start:start + CHUNK]
+        sql = (f"SELECT {names} FROM {table} WHERE platform_id = {_marks(conn, 1)} "
+               f"AND {where} IN ({_marks(conn, len(part))})")
+        yield from conn.exec_driver_sql(sql, (platform_id, *part))
 
 
 def uses_copy(conn: Connection, n_rows: int) -> bool:

@@ -333,10 +333,10 @@ class PlatformRepo(ScopedRepo):
         given_ids = [e for e in event_ids if e is not None]
         conn = _connection(self.conn)
         stored_ids = bulk.existing(conn, self.platform_id, "event_id", given_ids) if given_ids else set()
-        first: dict[str, int] = {} if given_ids else dict(zip(keys, range(len(keys)), strict=True))
+        first = dict(zip(keys, range(len(keys)), strict=True))  # key -> position (the usual case: all distinct)
         duplicates: list[int] = []
         seen_ids: set[str] = set()
-        if len(first) < len(keys):  # event ids given, or keys repeated: the first of each is kept, in order
+        if given_ids or len(first) < len(keys):  # event ids given, or keys repeated: the first of each is kept
             first = {}
         for pos, key in enumerate(keys if not first else ()):
             event_id = event_ids[pos]
