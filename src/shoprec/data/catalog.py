@@ -82,6 +82,14 @@ class ItemCatalog:
     def texts(self) -> list[str]:
         return [self.text(i) for i in range(len(self.items))]
 
+    def name_text(self, idx: int) -> str:
+        """What names the item: `text` without the description (title | brand | category)."""
+        parts = [self.title[idx], self.brand[idx], self.category[idx]]
+        return " | ".join(p for p in parts if p)
+
+    def has_descriptions(self) -> bool:
+        return any(self.description)
+
     def has_text(self) -> np.ndarray:
         return np.array([bool(self.text(i)) for i in range(len(self.items))], dtype=bool)
 

@@ -223,21 +223,25 @@ def catalog_text_vectors(
     encoder: TextEncoder | EncoderName | str = "auto",
     cache_dir: Path | None = None,
     progress: bool = True,
+    part: Literal["all", "name"] = "all",
 ) -> TextVectors:
-    """Text vectors of a catalog's items, aligned with `items` (default: the catalog's own id map).
+    """Text vectors of a catalog's items, aligned with `items` (default: the catalog's own id map): of their
+    whole text (`ItemCatalog.text`), or with part="name" of what names them (`ItemCatalog.name_text`).
 
     Items of `items` missing from the catalog, or without text, get zero vectors and has_text False.
     """
     enc = make_encoder(encoder) if isinstance(encoder, str) else encoder
     items = items if items is not None else catalog.items
-    texts = aligned_texts(catalog, items)
+    texts = aligned_texts(catalog, items, part)
     vectors = encode_texts(texts, enc, cache_dir=cache_dir, progress=progress)
     return TextVectors(vectors=vectors, has_text=np.array([bool(t) for t in texts], dtype=bool), encoder=enc.name)
 
 
-def aligned_texts(catalog: ItemCatalog, items: IdMap) -> list[str]:
-    """The catalog's text of each item of `items`, "" where the catalog lacks the item."""
+def aligned_texts(catalog: ItemCatalog, items: IdMap, part: Literal["all", "name"] = "all") -> list[str]:
+    """The catalog's text (or with part="name" its name text) of each item of `items`, "" where the catalog
+    lacks the item."""
+    text = catalog.text if part == "all" else catalog.name_text
     if items is catalog.items or items == catalog.items:
-        return catalog.texts()
+        return [text(i) for i in range(len(catalog.items))]
     rows = catalog.items.lookup(items.to_list())
-    return [catalog.text(int(r)) if r >= 0 else "" for r in rows]
+    return [text(int(r)) if r >= 0 else "" for r in rows]

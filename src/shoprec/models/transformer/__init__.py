@@ -8,10 +8,13 @@ progress, text cache) are shoprec.models.training.TrainOptions, given in the sam
 
 - Item representation (one table, used for input tokens AND output scores, i.e. tied):
       item(i) = id(i) * trained(i) * keep(i)  +  mean(attribute embeddings of i)  +  W_text @ text(i)
+                [ + W_title @ name_text(i) ]  [ + W_n @ vector_n(i) for each of the shop's named vectors ]
   `trained(i)` is 0 for items never seen in training, so a cold item is scored through its content
   alone; `keep(i)` drops ids at random while training (`id_dropout`) so content learns to stand alone.
   Attributes are integer ids (ItemCatalog.attribute_ids, e.g. S3-Rec brand/category ids) plus brand and
-  category-path tokens; text vectors come from shoprec.preprocess.text (MiniLM, cached per item).
+  category-path tokens; text vectors come from shoprec.preprocess.text (MiniLM, cached per item): of the whole
+  text (title | brand | category | description) and, when the catalog has descriptions, of the name alone
+  (title | brand | category: `title_view`), as a long description drowns the title in one sentence vector.
 - Input token = item * sqrt(d) + position (learned, counted from the newest event; or rotary) + event type
   + log2 time gap. Options: attention scores also from content alone (`content_attention`, DIF-SR style),
   an auxiliary next-item-attributes loss (`attribute_loss`).

@@ -5,11 +5,11 @@ Item ids are per shop; what shops share is the space of item text vectors (the s
 attribute tokens that mean the same thing everywhere (brands "b:...", category paths "c:..."). A carried
 model's item table is the content part alone:
 
-    item(i) = mean(embeddings of i's attribute tokens the source knows) + W_text @ text(i)
+    item(i) = mean(embeddings of i's attribute tokens the source knows) + W_text @ text(i) [+ W_title @ name_text(i)]
 
-with the source's attribute embeddings and text projection; its blocks, position, event and gap
-embeddings are the source's too (`transfer_weights`). The id embeddings exist (the network's shape) but
-every item is marked untrained, so they are never read.
+with the source's attribute embeddings and text projections (the names' one where the source has it); its
+blocks, position, event and gap embeddings are the source's too (`transfer_weights`). The id embeddings exist
+(the network's shape) but every item is marked untrained, so they are never read.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def carry_members(source: Transformer, label: str, cfg: TransformerConfig, items
     what was copied (the model's `initialised_from`)."""
     assert source.fitted is not None
     check_network(source.config, cfg, label)
-    content = build_content(catalog, items, cfg, options)
+    content = build_content(catalog, items, cfg, options,
+                            title_view=source.fitted.members[0].net.title_text is not None)  # as the source reads
     members, copied = [], []
     for member in source.fitted.members:
         src = member.net

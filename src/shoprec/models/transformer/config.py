@@ -37,6 +37,9 @@ class TransformerConfig:
     use_text: bool = True  # item text vectors (when the catalog has text)
     text_encoder: str = "auto"  # auto | minilm | hashing (shoprec.preprocess.text)
     use_vectors: bool = True  # the shop's own named item vectors (image, LLM...): each name projected into the item
+    # a second text vector, of the item's name alone (title | brand | category), with its own projection, when the
+    # catalog has descriptions: a sentence vector of a long description says little of the title it starts with
+    title_view: bool = True
     text_whiten: bool = False  # ZCA-whiten the catalog's text vectors before the projection (content.whiten)
     id_dropout: float = 0.1  # drop item ids while training so content alone can represent an item
     item_ids: bool = True  # False: items are their content alone (pre-training across shops: ids are per shop)

@@ -28,6 +28,8 @@ class ItemContent:
     text_encoder: str = ""
     vocabulary: tuple[str, ...] = ()  # the attribute tokens, index 1 first
     named: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (n_items + 1, dim) float32 shop vectors
+    # (n_items + 1, text_dim) float32 text vectors of the items' names (cfg.title_view), or (n_items + 1, 0)
+    title: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
     @property
     def has_content(self) -> np.ndarray:
@@ -38,13 +40,14 @@ class ItemContent:
 
 
 def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerConfig,
-                  options: TrainOptions | None = None) -> ItemContent:
+                  options: TrainOptions | None = None, title_view: bool | None = None) -> ItemContent:
     """Attribute bags and text vectors for `items` (either may be empty); `options` say where text vectors
-    are cached and whether to show progress."""
+    are cached and whether to show progress. The names' text vectors come with the text when `title_view`
+    (None: when cfg.title_view and the catalog has descriptions; a carried model follows its source)."""
     options = options or TrainOptions()
     n = len(items)
     bags: list[list[str]] = [[] for _ in range(n)]
-    text = np.zeros((n + 1, 0), dtype=np.float32)
+    text = title = np.zeros((n + 1, 0), dtype=np.float32)
     encoder = ""
     if catalog is not None:
         rows = np.arange(n) if catalog.items == items else catalog.items.lookup(items.to_list())
@@ -59,13 +62,17 @@ def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerCon
             vectors = whiten(tv.vectors) if cfg.text_whiten else tv.vectors
             text = np.vstack([np.zeros((1, tv.vectors.shape[1]), np.float32), vectors])
             encoder = tv.encoder
+            if title_view if title_view is not None else cfg.title_view and catalog.has_descriptions():
+                names = catalog_text_vectors(catalog, items, encoder=cfg.text_encoder, cache_dir=cache,
+                                             progress=options.progress, part="name").vectors
+                title = np.vstack([np.zeros((1, names.shape[1]), np.float32), names])
     vocab: dict[str, int] = {}
     ids = [[vocab.setdefault(t, len(vocab) + 1) for t in bag] for bag in bags]
     lengths = np.array([0] + [len(b) for b in ids], dtype=np.int64)
     flat = np.array([i for b in ids for i in b], dtype=np.int64)
     return ItemContent(attr_flat=flat, attr_offsets=np.cumsum(lengths) - lengths,
                        n_attributes=len(vocab), text=text, text_encoder=encoder, vocabulary=tuple(vocab),
-                       named=named_vectors(catalog, items) if cfg.use_vectors else {})
+                       named=named_vectors(catalog, items) if cfg.use_vectors else {}, title=title)
 
 
 def named_vectors(catalog: ItemCatalog | None, items: IdMap) -> dict[str, np.ndarray]:

@@ -372,6 +372,7 @@ class Transformer(Recommender):
                     if name.startswith(prefix) and (k or not name.startswith("member")) and name != "log_counts"}
             content = ItemContent(attr_flat=mine["attr_flat"], attr_offsets=mine["attr_offsets"],
                                   n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"],
+                                  title=mine.get("title_vectors", np.zeros((0, 0), dtype=np.float32)),
                                   vocabulary=vocabulary, named=named_from_state(mine))
             net = SeqNet(self.config, self.n_items, content, trained=mine["trained_mask"][:, 0] > 0)
             net.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in mine.items()})

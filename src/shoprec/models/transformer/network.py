@@ -154,6 +154,8 @@ class SeqNet(nn.Module):
         self.item_id = nn.Embedding(n_items + 1, d, padding_idx=0)
         self.attributes = nn.EmbeddingBag(content.n_attributes + 1, d, mode="mean") if content.n_attributes else None
         self.text = nn.Linear(content.text.shape[1], d, bias=False) if content.text.shape[1] else None
+        # the names' text vectors (cfg.title_view), projected on their own
+        self.title_text = nn.Linear(content.title.shape[1], d, bias=False) if content.title.shape[1] else None
         self.has_content = self.attributes is not None or self.text is not None
         self.named_vectors = named_spaces(content.named, d)  # the shop's own vectors, one projection per name
         self.has_content = self.has_content or len(self.named_vectors) > 0
@@ -177,6 +179,8 @@ class SeqNet(nn.Module):
             np.diff(np.append(content.attr_offsets, len(content.attr_flat)))), persistent=False)
         self.text_vectors: Tensor
         self.register_buffer("text_vectors", torch.from_numpy(content.text))
+        self.title_vectors: Tensor | None
+        self.register_buffer("title_vectors", torch.from_numpy(content.title) if self.title_text is not None else None)
         self.trained_mask: Tensor
         self.register_buffer("trained_mask", torch.from_numpy(trained.astype(np.float32))[:, None])  # (n+1, 1)
         self.apply(_init_weights)
@@ -188,6 +192,8 @@ class SeqNet(nn.Module):
             parts.append(self.attributes(self.attr_flat, self.attr_offsets))
         if self.text is not None:
             parts.append(self.text(self.text_vectors))
+        if self.title_text is not None:
+            parts.append(self.title_text(self.title_vectors))
         parts += [cast(VectorSpace, space).project() for space in self.named_vectors.values()]
         return sum(parts[1:], parts[0]) if parts else None
 
@@ -202,6 +208,8 @@ class SeqNet(nn.Module):
             parts.append(self.attributes(flat, offsets.to(self.attr_offsets.dtype)))
         if self.text is not None:
             parts.append(self.text(self.text_vectors[rows]))
+        if self.title_text is not None:
+            parts.append(self.title_text(cast(Tensor, self.title_vectors)[rows]))
         parts += [cast(VectorSpace, space).project_rows(rows) for space in self.named_vectors.values()]
         return sum(parts[1:], parts[0]) if parts else None
 
