@@ -62,7 +62,8 @@ def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerCon
             vectors = whiten(tv.vectors) if cfg.text_whiten else tv.vectors
             text = np.vstack([np.zeros((1, tv.vectors.shape[1]), np.float32), vectors])
             encoder = tv.encoder
-            if title_view if title_view is not None else cfg.title_view and catalog.has_descriptions():
+            names_too = cfg.title_view and catalog.has_descriptions() if title_view is None else title_view
+            if names_too:
                 names = catalog_text_vectors(catalog, items, encoder=cfg.text_encoder, cache_dir=cache,
                                              progress=options.progress, part="name").vectors
                 title = np.vstack([np.zeros((1, names.shape[1]), np.float32), names])
