@@ -76,8 +76,7 @@ class ItemCatalog:
 
     def text(self, idx: int) -> str:
         """One string describing the item, for text embeddings and explanations."""
-        parts = [self.title[idx], self.brand[idx], self.category[idx], self.description[idx]]
-        return " | ".join(p for p in parts if p)
+        return " | ".join(p for p in (self.name_text(idx), self.description[idx]) if p)
 
     def texts(self) -> list[str]:
         return [self.text(i) for i in range(len(self.items))]

@@ -54,17 +54,18 @@ def build_content(catalog: ItemCatalog | None, items: IdMap, cfg: TransformerCon
         if cfg.use_attributes:
             bags = [_attribute_tokens(catalog, int(r)) if r >= 0 else [] for r in rows]
         if cfg.use_text and any(catalog.text(int(r)) for r in rows if r >= 0):
-            from shoprec.preprocess.text import catalog_text_vectors
+            from shoprec.preprocess.text import catalog_text_vectors, make_encoder
 
             cache = Path(options.text_cache_dir) if options.text_cache_dir else None
-            tv = catalog_text_vectors(catalog, items, encoder=cfg.text_encoder, cache_dir=cache,
+            text_encoder = make_encoder(cfg.text_encoder)  # one encoder (one model load) for both texts
+            tv = catalog_text_vectors(catalog, items, encoder=text_encoder, cache_dir=cache,
                                       progress=options.progress)
             vectors = whiten(tv.vectors) if cfg.text_whiten else tv.vectors
             text = np.vstack([np.zeros((1, tv.vectors.shape[1]), np.float32), vectors])
             encoder = tv.encoder
             names_too = cfg.title_view and catalog.has_descriptions() if title_view is None else title_view
             if names_too:
-                names = catalog_text_vectors(catalog, items, encoder=cfg.text_encoder, cache_dir=cache,
+                names = catalog_text_vectors(catalog, items, encoder=text_encoder, cache_dir=cache,
                                              progress=options.progress, part="name").vectors
                 title = np.vstack([np.zeros((1, names.shape[1]), np.float32), names])
     vocab: dict[str, int] = {}
