@@ -1,10 +1,12 @@
-"""Transformer inference cost on one CPU core: one user's history (length 1..50) scored over the whole
+"""Transformer inference cost on one CPU core: one user's history (length 1..200) scored over the whole
 Beauty catalog (12,101 items), and batched scoring as the evaluation uses it.
 
-    python benchmarks/transformer_inference.py [--model DIR] [--repeats 1000] [--out FILE]
+    python benchmarks/transformer_inference.py [--model DIR] [--max-len N] [--repeats 1000] [--out FILE]
 
 Without --model, a transformer with the default network is fitted for one epoch on Beauty (its cost per
-query is that of a fully trained one: same shapes, same operations). Each timing is `model.score([query])`
+query is that of a fully trained one: same shapes, same operations); --max-len N fits it with that context
+(the default "auto" gives Beauty 50, which reads at most 50 events of a longer history; Online Retail's
+"auto" is 200). Each timing is `model.score([query])`
 end to end (query arrays, encoder, item products), with torch and BLAS limited to one thread; medians and
 p99 over `repeats` random histories. Then serving's leave-one-out batch of one history (the history and the
 history without each of its newest 20 distinct items: `LeaveOneOut(model, query)`, which encodes them for
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = RESULTS_DIR / "transformer_inference.json"
 
 
-def fitted_model(model_dir: Path | None) -> object:
+def fitted_model(model_dir: Path | None, max_len: int | None) -> object:
     from shoprec.models import load_model
 
     if model_dir is not None:
@@ -43,7 +45,8 @@ def fitted_model(model_dir: Path | None) -> object:
     from transformer_beauty import leave_one_out, read_beauty
 
     data = leave_one_out(*read_beauty(Settings.from_env().data_dir / "amazon-beauty"))
-    return Transformer.from_dict({"epochs": 1, "progress": False, "num_threads": 1}).fit(data.train, data.catalog)
+    params = {"epochs": 1, "progress": False, "num_threads": 1, **({"max_len": max_len} if max_len else {})}
+    return Transformer.from_dict(params).fit(data.train, data.catalog)
 
 
 def leave_one_out_rows(model: object, rng: np.random.Generator, n_items: int, repeats: int) -> list[dict]:
@@ -53,7 +56,7 @@ def leave_one_out_rows(model: object, rng: np.random.Generator, n_items: int, re
 
     shared = transformer_module.shared_prefixes
     rows = []
-    for length in (8, 20, 50):
+    for length in (8, 20, 50, 200):
         queries = [Query(user=None, history=rng.choice(n_items, length, replace=False).astype(np.int32),
                          event_types=np.zeros(length, dtype=np.int64),
                          timestamps=np.sort(rng.integers(0, 10**8, length)).astype(float)) for _ in range(repeats)]
@@ -77,15 +80,16 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="a saved transformer artifact directory")
+    ap.add_argument("--max-len", type=int, default=None, help="fit with this max_len (without --model)")
     ap.add_argument("--repeats", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model = fitted_model(args.model)
+    model = fitted_model(args.model, args.max_len)
     rng = np.random.default_rng(0)
     n_items = model.n_items  # type: ignore[attr-defined]
     rows = []
-    for length in (1, 10, 50):
+    for length in (1, 10, 50, 100, 200):
         queries = [Query(user=None, history=rng.integers(0, n_items, length).astype(np.int32))
                    for _ in range(args.repeats)]
         for q in queries[:20]:
@@ -108,11 +112,13 @@ def main() -> None:
         times.append((time.perf_counter() - t0) * 1000)
     rows.append({"case": "batch of 1024 queries (history 3..50)", "p50_ms": float(np.median(times)),
                  "per_query_ms": float(np.median(times)) / 1024})
+    print(f"model context (max_len): {model.max_len}")  # type: ignore[attr-defined]
     print(f"{'case':<52}{'p50 ms':>10}{'p99 ms':>10}")
     for r in rows:
         print(f"{r['case']:<52}{r['p50_ms']:>10.3f}{r.get('p99_ms', float('nan')):>10.3f}")
     append_run(args.out, {"rows": rows, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
                {"model": str(args.model) if args.model else "default network, one epoch on Beauty",
+                "max_len": model.max_len,  # type: ignore[attr-defined]
                 "n_items": n_items, "threads": 1, "repeats": args.repeats})
 
 

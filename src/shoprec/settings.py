@@ -76,7 +76,9 @@ class ServingConfig:
     unknown_items: UnknownItems = "create"  # events naming unknown items: create bare items, or reject the batch
     max_events: int = 10_000  # events per POST /v1/events (413 above)
     max_items: int = 10_000  # items per PUT /v1/items (413 above)
-    history_length: int = 50  # most recent events passed to the model as Query.history
+    # most recent events passed to the model as Query.history: at least the transformer's context (max_len
+    # "auto" reads up to 200 events; a trained model's resolved max_len is in its meta)
+    history_length: int = 200
     list_depth: int = 100  # most items one recommendation_id can page through (offset + k <= list_depth)
     page_depth: int = 50  # items ranked for a new list (more when offset + k asks for more)
     max_k: int = 100

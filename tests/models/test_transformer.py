@@ -304,7 +304,7 @@ def test_attribute_loss_is_cross_entropy_against_the_targets_attributes() -> Non
     catalog = ItemCatalog(items=IdMap(["a", "b", "c"]),
                           attribute_ids=[np.array([1, 2]), np.zeros(0, dtype=np.int32), np.array([2, 3, 4])])
     content = build_content(catalog, catalog.items, TransformerConfig())
-    net = SeqNet(TransformerConfig(embedding_size=8, n_heads=2), 3, content, np.ones(4, dtype=bool))
+    net = SeqNet(TransformerConfig(embedding_size=8, n_heads=2, max_len=50), 3, content, np.ones(4, dtype=bool))
     h = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
     targets = torch.tensor([1, 2, 3, 3])  # a, b (no attributes: left out), c, c
     logp = torch.log_softmax((h @ net.attributes.weight.T)[:, 1:], dim=-1)  # attribute tokens 1..4
@@ -359,7 +359,8 @@ def test_rotary_positions_encode_every_position_as_if_it_were_the_newest() -> No
     zeros = torch.zeros_like(items)
     for positions, same in (("rotary", True), ("reverse", False)):
         torch.manual_seed(0)
-        cfg = TransformerConfig(positions=positions, dropout=0.0, attention_dropout=0.0)  # type: ignore[arg-type]
+        cfg = TransformerConfig(positions=positions, dropout=0.0, attention_dropout=0.0,  # type: ignore[arg-type]
+                                max_len=50)
         net = SeqNet(cfg, 20, content, np.ones(21, dtype=bool)).eval()
         table = net.item_table()
         with torch.no_grad():

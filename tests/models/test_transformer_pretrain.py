@@ -131,7 +131,7 @@ def test_mismatched_configurations_and_directories_are_refused_clearly(pretraine
     facts = json.loads((edited / PRETRAIN_FILE).read_text())
     facts["network"]["n_blocks"] = 3
     (edited / PRETRAIN_FILE).write_text(json.dumps(facts))
-    with pytest.raises(DataError, match=r"does not match.*n_blocks = 1 in config.json, 3 in pretrain.json"):
+    with pytest.raises(DataError, match=r"does not match.*n_blocks = 1 in the model, 3 in pretrain.json"):
         pretrained_source(str(edited))
 
 

@@ -144,6 +144,9 @@ def test_beauty_keeps_its_20_epochs(shared_data: Path) -> None:
     if not path.exists():
         pytest.skip(f"{path} not found")
     train = leave_one_out(datasets.load("s3rec", str(path)).interactions).train  # what `evaluate --protocol loo` fits
-    windows = training_windows(build_sequences(train), TransformerConfig().max_len)
+    seqs = build_sequences(train)
+    max_len = TransformerConfig().resolved_max_len(np.diff(seqs.offsets))
+    assert max_len == 50  # max_len "auto": Beauty's short histories keep the context of 50
+    windows = training_windows(seqs, max_len)
     assert math.ceil(len(windows) / 128) == 176
     assert TransformerConfig().resolved_epochs(len(windows)) == 20

@@ -114,7 +114,7 @@ class StackedEncoder:
 
     def __init__(self, nets: list[SeqNet], tables: list[Tensor]) -> None:
         cfg = nets[0].cfg
-        self.d, self.heads, self.max_len = cfg.embedding_size, cfg.n_heads, cfg.max_len
+        self.d, self.heads, self.max_len = cfg.embedding_size, cfg.n_heads, cfg.context
         with torch.no_grad():
             self.scaled_tables = torch.stack(tables) * math.sqrt(self.d)  # (M, V + 1, d): the inputs' item part
             self.position = torch.stack([cast(nn.Embedding, n.position).weight for n in nets])

@@ -182,7 +182,8 @@ def init_source(engine: Engine, platform: str, model_id: str,
     `load(platform, model_id, ref)`: how an artifact is loaded (ModelStore.load_ref: through the artifact
     store); by default a directory artifact is read in place."""
     from shoprec.models.base import load_model
-    from shoprec.models.transformer import NETWORK_PARAMS, Transformer
+    from shoprec.models.transformer import Transformer
+    from shoprec.models.transformer.pretrain import network_params
 
     with storage_errors(engine, "find the model to start from"), engine.connect() as conn:
         own = find_platform(conn, platform)
@@ -211,5 +212,4 @@ def init_source(engine: Engine, platform: str, model_id: str,
     ref = ArtifactRef(str(row["path"]), row.get("sha256"))
     model = load(name, model_id, ref) if load is not None else load_model(ref.uri)
     assert isinstance(model, Transformer)
-    params = {p: getattr(model.config, p) for p in NETWORK_PARAMS}
-    return InitSource(model, params, {"init_from": model_id, "init_platform": name})
+    return InitSource(model, network_params(model), {"init_from": model_id, "init_platform": name})

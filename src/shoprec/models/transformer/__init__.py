@@ -19,6 +19,9 @@ progress, text cache) are shoprec.models.training.TrainOptions, given in the sam
   + log2 time gap. Options: attention scores also from content alone (`content_attention`, DIF-SR style),
   an auxiliary next-item-attributes loss (`attribute_loss`).
 - Pre-norm causal blocks with torch's scaled_dot_product_attention (flash kernels on GPU).
+- Data-adaptive sizes: the context (`max_len` "auto": 90% of the users' whole histories, 50..200 events) and
+  the schedule's length (`epochs` "auto": about `schedule_steps` optimizer steps, 20..100 epochs) are resolved
+  from the training data at fit and saved with the model (its meta: `max_len`, `epochs`).
 - Sequences are right-padded to the longest one in their batch, so causal attention never sees padding
   and needs no mask; the loss is computed on real positions only. Batches group similar lengths but
   hold about the same number of targets each (many short sequences or a few long ones): averaged per

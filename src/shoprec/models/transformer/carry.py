@@ -81,7 +81,9 @@ def carry_members(source: Transformer, label: str, cfg: TransformerConfig, items
     """One carried network per member of `source`, for `items` with `catalog`'s content; and the record of
     what was copied (the model's `initialised_from`)."""
     assert source.fitted is not None
-    check_network(source.config, cfg, label)
+    network = source.network_config
+    cfg = dataclasses.replace(cfg, max_len=network.max_len) if cfg.max_len == "auto" else cfg
+    check_network(network, cfg, label)
     content = build_content(catalog, items, cfg, options,
                             title_view=source.fitted.members[0].net.title_text is not None)  # as the source reads
     members, copied = [], []

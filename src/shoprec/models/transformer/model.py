@@ -90,6 +90,7 @@ class Transformer(Recommender):
         self.best_epoch = 0
         self.best_epochs: list[int] = []
         self.epochs = 0  # the schedule's length in epochs of the last fit (config epochs, "auto" resolved)
+        self.max_len = 0  # events of history read per query (config max_len, "auto" resolved; saved with the model)
         self.default_event = EventType.PURCHASE.code + 1
         self.log_counts = np.zeros(0, dtype=np.float32)  # log(1 + training count) per item
         self.popularity_correction = 0.0  # the correction in use (config value or chosen on validation)
@@ -98,6 +99,12 @@ class Transformer(Recommender):
         self._source: tuple[Transformer, str] | None = None  # start_from's model and label
         self._zero_shot = False  # start_from(..., zero_shot=True): fit carries the source over, no training
         self.initialised_from: dict[str, Any] = {}  # where fit started from, and what it copied
+
+    @property
+    def network_config(self) -> TransformerConfig:
+        """The config with what the network was built with resolved (max_len "auto" -> the fit's number): what a
+        model carried over or fine-tuned from this one inherits (NETWORK_PARAMS)."""
+        return dataclasses.replace(self.config, max_len=self.max_len) if self.max_len else self.config
 
     @property
     def net(self) -> SeqNet | None:
@@ -127,6 +134,7 @@ class Transformer(Recommender):
             self.users = IdMap()
         self.items = items.copy()
         members, self.initialised_from = carry_members(source, label, self.config, items, catalog, self.options)
+        self.max_len = members[0].net.cfg.context
         self._device = torch.device("cpu")
         self.best_epoch, self.best_epochs = 0, [0] * len(members)
         self.default_event = source.default_event
@@ -180,14 +188,16 @@ class Transformer(Recommender):
         """Train one network (one ensemble member) with config `cfg`; returns it and its training state."""
         device = self._device
         seqs = build_sequences(train_data)
-        windows = training_windows(seqs, cfg.max_len)
+        self.max_len = self._resolve_max_len(cfg, np.diff(seqs.offsets))
+        windows = training_windows(seqs, self.max_len)
         if not len(windows):
             raise DataError("model 'transformer': no user has two or more training events")
         self.epochs = cfg.resolved_epochs(len(windows))
         patience = cfg.resolved_patience(self.epochs)
-        log.info("transformer: %d epochs, patience %d (config epochs %r, %d windows)", self.epochs, patience,
-                 cfg.epochs, len(windows))
-        cfg = dataclasses.replace(cfg, epochs=self.epochs, patience=patience)  # "auto" resolved for the loop
+        log.info("transformer: %d epochs, patience %d, max_len %d (config epochs %r, max_len %r; %d windows)",
+                 self.epochs, patience, self.max_len, cfg.epochs, cfg.max_len, len(windows))
+        # "auto" resolved for the network and the loop
+        cfg = dataclasses.replace(cfg, epochs=self.epochs, patience=patience, max_len=self.max_len)
         counts = np.bincount(seqs.items, minlength=train_data.n_items + 1)
         self.default_event = int(np.bincount(seqs.events).argmax())
         content = build_content(catalog, train_data.items, cfg, opts)
@@ -226,7 +236,7 @@ class Transformer(Recommender):
             loss = self._epoch(run, epoch, state)
             return {"loss": loss, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
                     "learning_rate": optimizer.param_groups[0]["lr"], "epochs": cfg.epochs,
-                    "patience": cfg.patience}
+                    "patience": cfg.patience, "max_len": cfg.max_len}
 
         def validate(_: int) -> tuple[float, dict[str, Any]]:
             assert validation is not None
@@ -243,6 +253,13 @@ class Transformer(Recommender):
               snapshot=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
               restore=net.load_state_dict, hooks=hooks, progress=opts.progress and dist_.main)
         return Member.of(net), state
+
+    def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray) -> int:
+        """The context length of this fit: with "auto", the start model's when there is one (its position table
+        is copied), else cfg.resolved_max_len of the training histories."""
+        if self._source is not None and cfg.max_len == "auto":
+            return self._source[0].network_config.context
+        return cfg.resolved_max_len(history_lengths)
 
     def _init_from_source(self, net: SeqNet) -> None:
         """Copy the `start_from` model's weights into `net` and record what was copied."""
@@ -304,7 +321,7 @@ class Transformer(Recommender):
         return best
 
     def _ensemble(self, members: list[Member], correction: float, stacked: bool = True) -> Ensemble:
-        return Ensemble(members, device=self._device, precision=self.config.precision, max_len=self.config.max_len,
+        return Ensemble(members, device=self._device, precision=self.config.precision, max_len=self.max_len,
                         default_event=self.default_event, log_counts=self.log_counts,
                         popularity_correction=correction, stacked=stacked)
 
@@ -348,6 +365,7 @@ class Transformer(Recommender):
         net = fitted.members[0].net
         return {"n_attributes": (net.attributes.weight.shape[0] - 1) if net.attributes is not None else 0,
                 "best_epoch": self.best_epoch, "best_epochs": self.best_epochs, "epochs": self.epochs,
+                "max_len": self.max_len,
                 "default_event": self.default_event,
                 "n_members": len(fitted.members), "attribute_vocabulary": list(net.attribute_vocabulary),
                 "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
@@ -362,6 +380,12 @@ class Transformer(Recommender):
         self.best_epoch = int(meta.get("best_epoch", 0))
         self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
         self.epochs = int(meta.get("epochs", 0))
+        # models saved before max_len "auto" have the number in their config
+        saved = meta.get("max_len") or self.config.max_len
+        if saved == "auto":
+            raise DataError("model 'transformer': its meta.json lacks the resolved max_len of its config's \"auto\"")
+        self.max_len = int(saved)
+        network_cfg = dataclasses.replace(self.config, max_len=self.max_len)
         self.default_event = int(meta.get("default_event", self.default_event))
         self.initialised_from = dict(meta.get("initialised_from", {}))
         vocabulary = tuple(meta.get("attribute_vocabulary", ()))
@@ -374,7 +398,7 @@ class Transformer(Recommender):
                                   n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"],
                                   title=mine.get("title_vectors", np.zeros((0, 0), dtype=np.float32)),
                                   vocabulary=vocabulary, named=named_from_state(mine))
-            net = SeqNet(self.config, self.n_items, content, trained=mine["trained_mask"][:, 0] > 0)
+            net = SeqNet(network_cfg, self.n_items, content, trained=mine["trained_mask"][:, 0] > 0)
             net.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in mine.items()})
             members.append(Member.of(net))
         self._publish(members)
@@ -417,10 +441,12 @@ def cpu_has_bf16() -> bool:
 
 def _fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: Interactions) -> str:
     """Hash of the config and options (minus run-only fields) and the training data: a checkpoint resumes
-    only the same fit."""
+    only the same fit. `cfg` is a member's (its seed, "auto" resolved); the ensemble's size is left out, as a
+    member trains the same whatever the number of members (a one-member run with seed s resumes into member k
+    of an ensemble with seed s - k)."""
     h = hashlib.sha256()
     params = {k: v for k, v in {**config_to_dict(cfg), **config_to_dict(opts)}.items()
-              if k not in ("checkpoint_dir", "progress", "num_threads")}
+              if k not in ("checkpoint_dir", "progress", "num_threads", "ensemble")}
     h.update(json.dumps(params, sort_keys=True).encode())
     for arr in (train.user, train.item, train.timestamp, train.event_type):
         h.update(np.ascontiguousarray(arr).tobytes())

@@ -160,7 +160,7 @@ class SeqNet(nn.Module):
         self.named_vectors = named_spaces(content.named, d)  # the shop's own vectors, one projection per name
         self.has_content = self.has_content or len(self.named_vectors) > 0
         self.attribute_vocabulary = content.vocabulary  # what the attribute rows mean (for transfer_weights)
-        self.position = nn.Embedding(cfg.max_len, d) if cfg.positions == "reverse" else None
+        self.position = nn.Embedding(cfg.context, d) if cfg.positions == "reverse" else None
         self.event = nn.Embedding(N_EVENT_TYPES, d) if cfg.use_event_types else None
         self.gap = nn.Embedding(N_GAP_BUCKETS, d) if cfg.use_time_gaps else None
         self.blocks = nn.ModuleList(
@@ -233,7 +233,7 @@ class SeqNet(nn.Module):
         or (B, d) at each row's newest event when `last_only` (the last block's query, projection and
         feed-forward then run there only)."""
         steps = torch.arange(items.shape[1], device=items.device)
-        reverse = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0, max=self.cfg.max_len - 1)  # 0 = newest
+        reverse = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0, max=self.cfg.context - 1)  # 0 = newest
         x = table[items] * math.sqrt(self.cfg.embedding_size)
         rotary = None
         if self.position is not None:

@@ -105,7 +105,7 @@ def save_pretrained(model: Transformer, path: str | Path, facts: dict[str, Any])
     model.save(path)
     net = model.net
     assert net is not None
-    doc = {"kind": KIND, **facts, "network": {p: getattr(model.config, p) for p in NETWORK_PARAMS},
+    doc = {"kind": KIND, **facts, "network": network_params(model),
            "text_dim": net.text.in_features if net.text is not None else 0,
            "attribute_tokens": len(net.attribute_vocabulary)}
     (path / PRETRAIN_FILE).write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
@@ -134,8 +134,9 @@ def load_pretrained(path: str | Path) -> tuple[Transformer, dict[str, Any]]:
     if not isinstance(model, Transformer):
         raise DataError(f"--init-from {path}: the model is a {model.name!r}, a pre-trained model is a 'transformer'")
     network = facts.get("network") or {}
-    wrong = [f"{p} = {getattr(model.config, p)!r} in config.json, {network.get(p)!r} in {PRETRAIN_FILE}"
-             for p in NETWORK_PARAMS if network.get(p) != getattr(model.config, p)]
+    mine = network_params(model)
+    wrong = [f"{p} = {mine[p]!r} in the model, {network.get(p)!r} in {PRETRAIN_FILE}"
+             for p in NETWORK_PARAMS if network.get(p) != mine[p]]
     if wrong:
         raise DataError(f"--init-from {path}: the model's configuration does not match the one it was "
                         f"pre-trained with: {'; '.join(wrong)}")
@@ -144,4 +145,4 @@ def load_pretrained(path: str | Path) -> tuple[Transformer, dict[str, Any]]:
 
 def network_params(model: Transformer) -> dict[str, Any]:
     """The network parameters a model carried over from or fine-tuned from `model` inherits."""
-    return {p: getattr(model.config, p) for p in NETWORK_PARAMS}
+    return {p: getattr(model.network_config, p) for p in NETWORK_PARAMS}
