@@ -334,10 +334,15 @@ def _connection_limit(port: int, limit: int) -> None:
             assert answer.startswith(b"HTTP/1.1 503") or answer == b"closed", answer
         held.pop().close()
         deadline = time.monotonic() + 20  # within the limit again once the server saw the close
-        while True:
-            held[0].settimeout(30)
-            held[0].sendall(b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-            if _read_answer(held[0]).startswith(b"HTTP/1.1 200"):
+        while True:  # a new connection each try: an idle held one may have been closed (keep-alive timeout)
+            with socket.create_connection(("127.0.0.1", port)) as probe:
+                probe.settimeout(30)
+                try:
+                    probe.sendall(b"GET /v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answer = _read_answer(probe)
+                except (BrokenPipeError, ConnectionResetError):
+                    answer = b"closed"
+            if answer.startswith(b"HTTP/1.1 200"):
                 break
             assert time.monotonic() < deadline, "still refused within the limit"
             time.sleep(0.2)

@@ -155,6 +155,19 @@ def test_serving_passes_at_least_the_longest_auto_context() -> None:
     assert ServingConfig().history_length >= AUTO_MAX_LEN_MAX
 
 
+def test_serving_warns_when_it_passes_less_history_than_the_model_reads(caplog: pytest.LogCaptureFixture) -> None:
+    from shoprec.service.served import ServedModels
+
+    model = Transformer.from_dict({**FAST, "max_len": 10}).fit(cyclic_data())
+    with caplog.at_level(logging.WARNING, logger="shoprec"):
+        ServedModels(store=None, poll_s=1.0, history_length=10)._serve("m1", "transformer", model, "")  # type: ignore[arg-type]
+    assert not [r for r in caplog.records if "history_length" in r.getMessage()]
+    with caplog.at_level(logging.WARNING, logger="shoprec"):
+        ServedModels(store=None, poll_s=1.0, history_length=5)._serve("m1", "transformer", model, "")  # type: ignore[arg-type]
+    warned = [r.getMessage() for r in caplog.records if "history_length" in r.getMessage()]
+    assert warned and "m1" in warned[0] and "up to 10 events" in warned[0] and "passes 5" in warned[0]
+
+
 # ------------------------------------------------------------------------ the real shops
 @pytest.mark.realdata
 @pytest.mark.parametrize(("dataset", "expected"), [("beauty", 50), ("scientific", 50), ("online-retail", 200)])

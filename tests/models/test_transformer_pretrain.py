@@ -119,6 +119,10 @@ def test_mismatched_configurations_and_directories_are_refused_clearly(pretraine
     source = pretrained_source(str(pretrained))
     with pytest.raises(ConfigError, match=r"embedding_size = 64 \(the start model's: 32\)"):
         check_inherited(source, {"embedding_size": 64})
+    # max_len "auto" (the default) is the start model's length, not a mismatch; another number is one
+    assert check_inherited(source, {"max_len": "auto"})["max_len"] == source.params["max_len"] == 10
+    with pytest.raises(ConfigError, match=r"max_len = 20 \(the start model's: 10\)"):
+        check_inherited(source, {"max_len": 20})
     with pytest.raises(DataError, match="no such directory"):
         pretrained_source(str(tmp_path / "nothing"))
     (tmp_path / "plain").mkdir()

@@ -80,7 +80,7 @@ def build_services(settings: Settings, config: ServingConfig | None = None, *, c
     artifacts = open_artifact_store(settings, engine)  # a directory, the database or an fsspec URL
     store = ModelStore(engine, platforms, artifacts)
     models = ServedModels(store, config.model_poll_s, config.ann_threshold, config.scan_min_items,
-                          config.scan)
+                          config.scan, history_length=config.history_length)
     keys = Privacy.from_settings(settings)
     experiments = ExperimentService(engine, platforms, store, window_s=config.attribution_window_s,
                                     stored_user_id=keys.user_id)

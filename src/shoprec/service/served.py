@@ -71,8 +71,9 @@ class LoadFailure:
 
 class ServedModels:
     def __init__(self, store: ModelStore, poll_s: float, ann_threshold: int | None = None,
-                 scan_min_items: int | None = None, scan: str = "auto") -> None:
+                 scan_min_items: int | None = None, scan: str = "auto", history_length: int | None = None) -> None:
         self.store, self.poll_s, self.ann_threshold = store, poll_s, ann_threshold
+        self.history_length = history_length  # events a served query holds (serving.history_length)
         self.scan_min_items, self.scan_mode = scan_min_items, scan
         self._served: dict[str, ServedModel | None] = {}
         self._checked: dict[str, float] = {}
@@ -226,6 +227,11 @@ class ServedModels:
         from shoprec.models.vectors import vector_scorer
         from shoprec.service.scan import Int8Scan
 
+        context = int(getattr(model, "max_len", 0) or 0)  # a sequence model's resolved context
+        if self.history_length is not None and context > self.history_length:
+            log.warning("model %s (%s) reads up to %d events of history, but serving passes %d "
+                        "(serving.history_length): its served lists see less than it was trained and evaluated on",
+                        model_id, name, context, self.history_length)
         ann = self._ann(model)
         scan = None
         if ann is None and self.scan_min_items is not None and model.n_items >= self.scan_min_items:

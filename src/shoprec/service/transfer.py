@@ -168,6 +168,8 @@ def check_inherited(source: InitSource, params: Mapping[str, Any]) -> dict[str, 
     `params` set to another value than the source's (its weights would not fit)."""
     from shoprec.errors import ConfigError
 
+    # max_len "auto" (the default) means the start model's length when there is one (Transformer._resolve_max_len)
+    params = {k: v for k, v in params.items() if not (k == "max_len" and v == "auto")}
     wrong = [f"{k} = {params[k]!r} (the start model's: {v!r})" for k, v in source.params.items()
              if k in params and params[k] != v and k != "text_encoder"]
     if wrong:

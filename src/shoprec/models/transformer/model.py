@@ -443,10 +443,12 @@ def _fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: Interactions
     """Hash of the config and options (minus run-only fields) and the training data: a checkpoint resumes
     only the same fit. `cfg` is a member's (its seed, "auto" resolved); the ensemble's size is left out, as a
     member trains the same whatever the number of members (a one-member run with seed s resumes into member k
-    of an ensemble with seed s - k)."""
+    of an ensemble with seed s - k), and so is the time limit (each member gets the time left, a different
+    number every run), which decides when a fit stops, not what it trains. Two processes must not train into
+    one checkpoint directory at once: resume a member's directory after the run writing it has ended."""
     h = hashlib.sha256()
     params = {k: v for k, v in {**config_to_dict(cfg), **config_to_dict(opts)}.items()
-              if k not in ("checkpoint_dir", "progress", "num_threads", "ensemble")}
+              if k not in ("checkpoint_dir", "progress", "num_threads", "ensemble", "max_seconds", "text_cache_dir")}
     h.update(json.dumps(params, sort_keys=True).encode())
     for arr in (train.user, train.item, train.timestamp, train.event_type):
         h.update(np.ascontiguousarray(arr).tobytes())
