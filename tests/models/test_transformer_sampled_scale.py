@@ -25,7 +25,7 @@ from shoprec.models.transformer import (
     training_windows,
 )
 from shoprec.models.transformer.data import negative_sampler, sample_negatives
-from shoprec.models.transformer.model import RowSparseAdamW
+from shoprec.models.transformer.optim import RowSparseAdamW
 
 
 # ----------------------------------------------------------------------- training data on the arrays

@@ -2,7 +2,7 @@
 
 Read in this order: config.py (the saved parameters) -> content.py (item attributes and text) ->
 network.py (the network and its loss, shapes in comments) -> data.py (training and query batches) ->
-model.py (the Recommender: fit through shoprec.models.training's one trainer, artifacts) -> serving.py
+optim.py (AdamW, the learning-rate schedule, the checkpoint fingerprint) -> model.py (the Recommender: fit through shoprec.models.training's one trainer, artifacts) -> serving.py
 (scoring an ensemble, validation ranks). Run-time options (device, threads, checkpoints, time limit,
 progress, text cache) are shoprec.models.training.TrainOptions, given in the same config dicts.
 
@@ -58,8 +58,9 @@ from shoprec.models.transformer.data import (
     query_arrays,
     training_windows,
 )
-from shoprec.models.transformer.model import Transformer, cpu_has_bf16
+from shoprec.models.transformer.model import Transformer
 from shoprec.models.transformer.network import Block, SeqNet, dropout, rotary_tables, transfer_weights
+from shoprec.models.transformer.optim import cpu_has_bf16
 from shoprec.models.transformer.serving import Ensemble, Member
 
 __all__ = [
