@@ -2,9 +2,10 @@
 
 Read in this order: config.py (the saved parameters) -> content.py (item attributes and text) ->
 network.py (the network and its loss, shapes in comments) -> data.py (training and query batches) ->
-optim.py (AdamW, the learning-rate schedule, the checkpoint fingerprint) -> model.py (the Recommender: fit through shoprec.models.training's one trainer, artifacts) -> serving.py
-(scoring an ensemble, validation ranks). Run-time options (device, threads, checkpoints, time limit,
-progress, text cache) are shoprec.models.training.TrainOptions, given in the same config dicts.
+optim.py (AdamW, the learning-rate schedule, the checkpoint fingerprint) -> model.py (the Recommender:
+fit through shoprec.models.training's one trainer, artifacts) -> serving.py (scoring an ensemble, validation
+ranks). Run-time options (device, threads, checkpoints, time limit, progress, text cache) are
+shoprec.models.training.TrainOptions, given in the same config dicts.
 
 - Item representation (one table, used for input tokens AND output scores, i.e. tied):
       item(i) = id(i) * trained(i) * keep(i)  +  mean(attribute embeddings of i)  +  W_text @ text(i)

@@ -82,7 +82,7 @@ def carry_members(source: Transformer, label: str, cfg: TransformerConfig, items
     what was copied (the model's `initialised_from`)."""
     assert source.fitted is not None
     network = source.network_config
-    cfg = dataclasses.replace(cfg, max_len=network.max_len) if cfg.max_len == "auto" else cfg
+    cfg = cfg.inheriting(network)
     check_network(network, cfg, label)
     content = build_content(catalog, items, cfg, options,
                             title_view=source.fitted.members[0].net.title_text is not None)  # as the source reads

@@ -3,6 +3,7 @@ the device live in shoprec.models.training.TrainOptions and are never saved with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -133,6 +134,11 @@ class TransformerConfig:
         if self.max_len != "auto":
             return int(self.max_len)
         return auto_max_len(history_lengths)
+
+    def inheriting(self, start: TransformerConfig) -> TransformerConfig:
+        """This config under a start model whose network config is `start` (resolved): max_len "auto" becomes the
+        start model's length (its position table is copied); a number stays, for check_network to compare."""
+        return dataclasses.replace(self, max_len=start.max_len) if self.max_len == "auto" else self
 
     @property
     def context(self) -> int:

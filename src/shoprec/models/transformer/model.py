@@ -255,8 +255,8 @@ class Transformer(Recommender):
     def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray) -> int:
         """The context length of this fit: with "auto", the start model's when there is one (its position table
         is copied), else cfg.resolved_max_len of the training histories."""
-        if self._source is not None and cfg.max_len == "auto":
-            return self._source[0].network_config.context
+        if self._source is not None:
+            cfg = cfg.inheriting(self._source[0].network_config)
         return cfg.resolved_max_len(history_lengths)
 
     def _init_from_source(self, net: SeqNet) -> None:
