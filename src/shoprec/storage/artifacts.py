@@ -89,7 +89,15 @@ def unpack(tar_file: Path, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(tar_file, mode="r:") as tar:
-            tar.extractall(directory, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(directory, filter="data")
+            else:  # Python < 3.11.4 has no extraction filters: the same guard, by hand
+                root = directory.resolve()
+                for member in tar.getmembers():
+                    inside = (root / member.name).resolve().is_relative_to(root)
+                    if not (member.isfile() or member.isdir()) or not inside:
+                        raise tarfile.TarError(f"member {member.name!r} is not a plain file or folder inside it")
+                tar.extractall(directory)  # the members were checked above
     except (tarfile.TarError, OSError) as exc:
         raise DataError(f"{tar_file}: not a readable artifact archive ({exc})") from None
 
