@@ -21,6 +21,7 @@ from shoprec.models.base import Query
 from shoprec.models.factory import ModelFactory
 from shoprec.models.transformer import Transformer, TransformerConfig, build_sequences
 from shoprec.models.transformer.config import AUTO_MAX_LEN_MAX, AUTO_MAX_LEN_MIN, auto_max_len
+from shoprec.models.transformer.optim import checkpoint_fingerprint
 from shoprec.models.transformer.pretrain import network_params
 from shoprec.settings import ServingConfig
 
@@ -132,6 +133,11 @@ def test_a_model_started_from_another_takes_its_context() -> None:
     other = Transformer.from_dict({**FAST, "max_len": 50}).start_from(source, "long", zero_shot=True)
     with pytest.raises(ConfigError, match=r"max_len = 50 \(the start model's: 100\)"):
         other.fit(short, short_catalog)
+    # fine-tuning with another fixed length is refused too (its position table would start fresh)
+    fixed = Transformer.from_dict({**FAST, "max_len": 50}).start_from(source, "long")
+    with pytest.raises(ConfigError, match=r"'max_len'.*start model long \(100\).*got 50"):
+        fixed.fit(short, short_catalog)
+    assert fixed.fitted is None
 
 
 # ------------------------------------------------------------------------ checkpoints of ensemble members
@@ -148,6 +154,16 @@ def test_a_one_member_run_resumes_into_the_same_member_of_an_ensemble(tmp_path: 
     member = both.fitted.members[1].net
     for (name, mine), theirs in zip(member.state_dict().items(), alone.net.state_dict().values(), strict=True):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=name)
+
+
+def test_the_checkpoint_fingerprint_counts_the_torchrun_processes() -> None:
+    data = cyclic_data()
+    model = Transformer.from_dict({**FAST, "max_len": 10})
+    cfg, opts = model.config, model.options
+    one = checkpoint_fingerprint(cfg, opts, data)
+    assert checkpoint_fingerprint(cfg, opts, data, world=1) == one  # single-process checkpoints still resume
+    assert checkpoint_fingerprint(cfg, opts, data, world=2) != one  # another epoch length, other batches
+    assert checkpoint_fingerprint(cfg, opts, data, world=2) != checkpoint_fingerprint(cfg, opts, data, world=4)
 
 
 # ------------------------------------------------------------------------ serving feeds the whole context

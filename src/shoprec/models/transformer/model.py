@@ -214,8 +214,8 @@ class Transformer(Recommender):
         state = TrainState()
         if opts.checkpoint_dir:
             start = f"start:{self._source[1]}" if self._source is not None else ""  # never resume another start
-            checkpoints = Checkpoints(opts.checkpoint_dir, checkpoint_fingerprint(cfg, opts, train_data) + start, net,
-                                      optimizer, main=dist_.main)
+            fingerprint = checkpoint_fingerprint(cfg, opts, train_data, dist_.world) + start
+            checkpoints = Checkpoints(opts.checkpoint_dir, fingerprint, net, optimizer, main=dist_.main)
             state = checkpoints.resume() if checkpoints.exists() else state
             hooks.append(checkpoints)
         ema = EMA(net, cfg.ema) if cfg.ema else None
@@ -254,9 +254,13 @@ class Transformer(Recommender):
 
     def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray) -> int:
         """The context length of this fit: with "auto", the start model's when there is one (its position table
-        is copied), else cfg.resolved_max_len of the training histories."""
+        is copied; another number is refused), else cfg.resolved_max_len of the training histories."""
         if self._source is not None:
-            cfg = cfg.inheriting(self._source[0].network_config)
+            source, label = self._source
+            cfg = cfg.inheriting(source.network_config)
+            if cfg.max_len != source.max_len and cfg.positions == "reverse":  # its position table would not fit
+                raise ConfigError(f"parameter 'max_len' of model 'transformer' must be that of the start model "
+                                  f"{label or ''} ({source.max_len}) or \"auto\" to start from it, got {cfg.max_len}")
         return cfg.resolved_max_len(history_lengths)
 
     def _init_from_source(self, net: SeqNet) -> None:

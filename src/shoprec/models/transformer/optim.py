@@ -53,13 +53,15 @@ def cpu_has_bf16() -> bool:
     return any(bool(check()) for check in checks if check is not None)
 
 
-def checkpoint_fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: Interactions) -> str:
+def checkpoint_fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: Interactions, world: int = 1) -> str:
     """Hash of the config and options (minus run-only fields) and the training data: a checkpoint resumes
     only the same fit. `cfg` is a member's (its seed, "auto" resolved); the ensemble's size is left out, as a
     member trains the same whatever the number of members (a one-member run with seed s resumes into member k
     of an ensemble with seed s - k), and so is the time limit (each member gets the time left, a different
-    number every run), which decides when a fit stops, not what it trains. Two processes must not train into
-    one checkpoint directory at once: resume a member's directory after the run writing it has ended."""
+    number every run), which decides when a fit stops, not what it trains. `world`, the number of torchrun
+    processes, is in it: it sets the steps of an epoch (so the schedule) and which batches each process reads.
+    Two processes must not train into one checkpoint directory at once (other than the ranks of one torchrun):
+    resume a member's directory after the run writing it has ended."""
     h = hashlib.sha256()
     params = {k: v for k, v in {**config_to_dict(cfg), **config_to_dict(opts)}.items()
               if k not in ("checkpoint_dir", "progress", "num_threads", "ensemble", "max_seconds", "text_cache_dir")}
@@ -67,6 +69,8 @@ def checkpoint_fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: In
     for arr in (train.user, train.item, train.timestamp, train.event_type):
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update(str(len(train.items)).encode())
+    if world != 1:  # (left out for one process, so single-process checkpoints written before still resume)
+        h.update(f"world={world}".encode())
     return h.hexdigest()
 
 
