@@ -41,12 +41,17 @@ METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
 
 def validation_figures(model: Any, log: list[dict[str, Any]]) -> dict[str, Any]:
     """Validation figures of a fitted model: the ensemble's best NDCG@10 over the popularity-correction grid
-    (what the transformer selects on), and per member the best val_NDCG@10 / val_HR@10 of its training log."""
+    (what the transformer selects on), the text-affinity search where it made one, and per member the best
+    val_NDCG@10 / val_HR@10 of its training log."""
     out: dict[str, Any] = {}
     search = getattr(model, "popularity_search", None) or {}
     if search:
         out["val_NDCG@10"] = max(search.values())
         out["popularity_correction"] = getattr(model, "popularity_correction", None)
+    affinity = getattr(model, "text_affinity_search", None) or {}
+    if affinity:  # text_affinity chosen on validation (before the popularity correction, which is 0 here)
+        out["text_affinity_search"] = affinity
+        out["text_affinity"] = getattr(model, "text_affinity", None)
     members: dict[int, dict[str, Any]] = {}
     for entry in log:
         if "val_NDCG@10" in entry:

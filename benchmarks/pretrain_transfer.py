@@ -55,7 +55,9 @@ def subsample(data: Interactions, fraction: float, seed: int) -> Interactions:
 def row(name: str, fraction: float, result: Any, started: float) -> dict[str, Any]:
     model = result.model
     log = [e for e in result.training_log if not e.get("member")]
+    val = [e["val_NDCG@10"] for e in log if "val_NDCG@10" in e]
     return {"model": name, "users": fraction, "NDCG@10": round(result.metrics["NDCG@10"], 4),
+            "val_NDCG@10": round(max(val), 4) if val else None,
             "HR@10": round(result.metrics["HR@10"], 4), "NDCG@20": round(result.metrics["NDCG@20"], 4),
             "best_epoch": getattr(model, "best_epoch", None), "epochs_run": len(log),
             "n_users_evaluated": result.n_users_evaluated, "fit_seconds": round(result.fit_seconds, 1),
@@ -81,6 +83,9 @@ def main() -> None:
     parser.add_argument("--target", required=True, help="FORMAT:PATH of the target shop")
     parser.add_argument("--fractions", default="1,0.2,0.05", help="shares of the target's users, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="samples of users (seeds seed, seed + 1, ...) for each share below 1: a 5%% sample "
+                             "is a few hundred test users, too few for one run to tell models apart")
     parser.add_argument("--workdir", default="/tmp/pretrain_transfer")
     parser.add_argument("--pretrained", default=None, help="a pre-trained directory to reuse (skips pre-training)")
     parser.add_argument("--pretrain-params", default="{}", help="JSON: pre-training parameters")
@@ -96,36 +101,81 @@ def main() -> None:
     source = pretrained_source(str(source_dir))
     fmt, path = args.target.split(":", 1)
     target = load_dataset(fmt, path)
-    params = check_inherited(source, {**TARGET_PARAMS, "seed": args.seed, **json.loads(args.params)})
-    makers = {"zero-shot": ModelFactory("transformer", params, start=source.start(zero_shot=True)),
-              "fine-tuned": ModelFactory("transformer", params, start=source.start()),
-              "scratch": ModelFactory("transformer", params),
-              **{b: ModelFactory(b, seed=args.seed) for b in BASELINES}}
+    extra = json.loads(args.params)
+    check_inherited(source, {**TARGET_PARAMS, **extra})
+
+    def makers(seed: int) -> dict[str, ModelFactory]:
+        params = check_inherited(source, {**TARGET_PARAMS, "seed": seed, **extra})
+        return {"zero-shot": ModelFactory("transformer", params, start=source.start(zero_shot=True)),
+                "fine-tuned": ModelFactory("transformer", params, start=source.start()),
+                "scratch": ModelFactory("transformer", params),
+                **{b: ModelFactory(b, seed=seed) for b in BASELINES}}
+
     rows: list[dict[str, Any]] = []
     saved = [False]
 
     def save(rows: list[dict[str, Any]], partial: bool) -> None:
         total = round(time.perf_counter() - started, 1)
-        append_run(RESULTS, {"rows": rows, "pretrain": facts, "total_seconds": total, "complete": not partial,
+        append_run(RESULTS, {"rows": rows, "summary": summary(rows), "pretrain": facts, "total_seconds": total,
+                             "complete": not partial,
                              "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-                   {"benchmark": "pretrain_transfer", "args": vars(args), "target_params": params},
+                   {"benchmark": "pretrain_transfer", "args": vars(args),
+                    "target_params": check_inherited(source, {**TARGET_PARAMS, "seed": args.seed, **extra})},
                    replace_last=saved[0])
         saved[0] = True
 
-    print(f"{'users':>6} {'model':<11} {'NDCG@10':>8} {'HR@10':>7} {'best ep':>7} {'epochs':>6} {'fit s':>7}",
-          flush=True)
+    print(f"{'users':>6} {'seed':>4} {'model':<11} {'NDCG@10':>8} {'HR@10':>7} {'val':>7} {'best ep':>7} "
+          f"{'epochs':>6} {'fit s':>7}", flush=True)
     for fraction in [float(f) for f in args.fractions.split(",")]:
-        data = subsample(target.interactions, fraction, args.seed)
-        for name in [m for m in makers if m in wanted]:
-            t0 = time.perf_counter()
-            result = run_protocol(data, target.catalog, makers[name], EvalConfig(protocol="loo", seed=args.seed))
-            rows.append(row(name, fraction, result, t0))
-            r = rows[-1]
-            print(f"{fraction:>6.0%} {name:<11} {r['NDCG@10']:>8.4f} {r['HR@10']:>7.4f} {r['best_epoch'] or '':>7} "
-                  f"{r['epochs_run'] or '':>6} {r['fit_seconds']:>7.1f}", flush=True)
-            save(rows, partial=True)  # the rows so far, replaced as each row comes (a long run keeps its part)
+        for seed in range(args.seed, args.seed + (args.repeats if fraction < 1 else 1)):
+            data = subsample(target.interactions, fraction, seed)  # another sample of users per seed
+            made = makers(seed)
+            for name in [m for m in made if m in wanted]:
+                t0 = time.perf_counter()
+                result = run_protocol(data, target.catalog, made[name], EvalConfig(protocol="loo", seed=seed))
+                rows.append({**row(name, fraction, result, t0), "seed": seed})
+                r = rows[-1]
+                print(f"{fraction:>6.0%} {seed:>4} {name:<11} {r['NDCG@10']:>8.4f} {r['HR@10']:>7.4f} "
+                      f"{r['val_NDCG@10'] or '':>7} {r['best_epoch'] or '':>7} {r['epochs_run'] or '':>6} "
+                      f"{r['fit_seconds']:>7.1f}", flush=True)
+                save(rows, partial=True)  # the rows so far, replaced as each row comes (a long run keeps its part)
     save(rows, partial=False)
+    print_summary(summary(rows))
     print(f"\ntotal {round(time.perf_counter() - started, 1)} s")
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per share of users and model over its seeds (user samples): mean and standard error of test NDCG@10, mean
+    validation NDCG@10 and best epoch; and, for the fine-tuned model, the ratio to scratch of the means."""
+    out = []
+    keys = dict.fromkeys((r["users"], r["model"]) for r in rows)
+    for users, model in keys:
+        mine = [r for r in rows if (r["users"], r["model"]) == (users, model)]
+        ndcg = np.array([r["NDCG@10"] for r in mine])
+        vals = [r["val_NDCG@10"] for r in mine if r.get("val_NDCG@10") is not None]
+        epochs = [r["best_epoch"] for r in mine if r.get("best_epoch")]
+        out.append({"users": users, "model": model, "seeds": len(mine), "NDCG@10": round(float(ndcg.mean()), 4),
+                    "NDCG@10_se": round(float(ndcg.std(ddof=1) / np.sqrt(len(ndcg))), 4) if len(ndcg) > 1 else None,
+                    "HR@10": round(float(np.mean([r["HR@10"] for r in mine])), 4),
+                    "val_NDCG@10": round(float(np.mean(vals)), 4) if vals else None,
+                    "best_epoch": round(float(np.mean(epochs)), 1) if epochs else None})
+    means = {(s["users"], s["model"]): s for s in out}
+    for s in out:
+        base = means.get((s["users"], "scratch"))
+        if s["model"] != "scratch" and base and base["NDCG@10"]:
+            s["vs_scratch"] = round(s["NDCG@10"] / base["NDCG@10"], 3)
+            if s["val_NDCG@10"] and base["val_NDCG@10"]:
+                s["val_vs_scratch"] = round(s["val_NDCG@10"] / base["val_NDCG@10"], 3)
+    return out
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    print(f"\n{'users':>6} {'model':<11} {'seeds':>5} {'NDCG@10':>8} {'+-se':>7} {'HR@10':>7} {'val':>7} "
+          f"{'best ep':>7} {'x scratch':>9}")
+    for s in rows:
+        print(f"{s['users']:>6.0%} {s['model']:<11} {s['seeds']:>5} {s['NDCG@10']:>8.4f} {s['NDCG@10_se'] or '':>7} "
+              f"{s['HR@10']:>7.4f} {s['val_NDCG@10'] or '':>7} {s['best_epoch'] or '':>7} "
+              f"{s.get('vs_scratch', ''):>9}")
 
 
 if __name__ == "__main__":

@@ -95,3 +95,37 @@ def test_the_model_records_where_it_started_from_and_keeps_it_on_load(
         wider.start_from(source, "shop-a/m1").fit(b, catalog_b)
     with pytest.raises(ConfigError, match="fitted transformer"):
         model.start_from(Transformer(), "unfitted")
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 1.0])
+def test_copied_lr_ratio_scales_the_learning_rate_of_the_copied_weights(
+        platforms: dict[str, tuple[Interactions, ItemCatalog]], tmp_path: Path, ratio: float) -> None:
+    """0 freezes what came from the start model while the shop's own item ids train; 0.1 moves it less than 1
+    does; 1 (the default) trains everything alike."""
+    a, catalog_a = platforms["shop-a"]
+    b, catalog_b = platforms["shop-b"]
+    params = {**TINY, "epochs": 2, "text_cache_dir": str(tmp_path)}
+    source = Transformer.from_dict({**params, "epochs": 1}).fit(a, catalog_a)
+    assert source.net is not None
+    start = {name: p.detach().clone() for name, p in source.net.named_parameters()}
+    tuned = Transformer.from_dict({**params, "copied_lr_ratio": ratio}).start_from(source, "a").fit(b, catalog_b)
+    assert tuned.net is not None
+    copied = tuned.initialised_from["copied"]
+    assert "blocks.0.qkv.weight" in copied and "text.weight" in copied
+    mine = dict(tuned.net.named_parameters())
+    moved = {name: float((mine[name].detach() - start[name]).abs().max()) for name in copied}
+    if ratio == 0.0:
+        assert max(moved.values()) == 0.0, moved
+    else:
+        assert min(moved.values()) > 0.0, moved
+    assert float(mine["item_id.weight"].detach().abs().max()) > 0.04  # trained past the init (+-0.04)
+    if ratio == 0.1:  # less than the whole rate moves them: compare with ratio 1, same seed
+        whole = Transformer.from_dict(params).start_from(source, "a").fit(b, catalog_b)
+        assert whole.net is not None
+        full = dict(whole.net.named_parameters())
+        assert sum(moved.values()) < sum(float((full[n].detach() - start[n]).abs().max()) for n in copied)
+
+
+def test_copied_lr_ratio_is_checked_by_name() -> None:
+    with pytest.raises(ConfigError, match="copied_lr_ratio"):
+        Transformer.from_dict({**TINY, "copied_lr_ratio": -0.5})

@@ -35,7 +35,12 @@ shoprec.models.training.TrainOptions, given in the same config dicts.
 - AdamW, linear warm-up then cosine decay; early stopping on validation NDCG@10 (best weights kept);
   resumable checkpoints; `torchrun --nproc_per_node N` runs DistributedDataParallel (gloo / nccl).
 - Fine-tuning transfer (`start_from(other model)`): the network starts from another platform's model
-  (`transfer_weights`: everything but the item ids, which are per platform; item text is the shared space).
+  (`transfer_weights`: everything but the item ids, which are per platform; item text is the shared space);
+  the copied weights may learn at a share of the rate (`copied_lr_ratio`; 0 freezes them).
+- Scores: the members' mean h @ item table, plus `text_affinity` times the raw cosine between the text
+  vectors of the query's newest items (decayed by recency) and each candidate's (serving.Ensemble; chosen on
+  validation where it is null, as for pre-training, and kept by a model carried to a new shop), minus the
+  popularity correction.
 """
 
 from __future__ import annotations

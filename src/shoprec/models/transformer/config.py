@@ -16,6 +16,8 @@ from shoprec.types import EventType
 N_EVENT_TYPES = len(EventType) + 1  # code + 1; 0 = padding
 N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
 POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
+# text_affinity=None: the weights tried on the validation targets (the network's scores are logits of a few units)
+TEXT_AFFINITY_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 20, 100  # the fewest and most epochs epochs="auto" gives
 # max_len="auto": the AUTO_MAX_LEN_QUANTILE quantile of the training users' history lengths, rounded up to a
 # multiple of AUTO_MAX_LEN_STEP, within [AUTO_MAX_LEN_MIN, AUTO_MAX_LEN_MAX] (auto_max_len)
@@ -67,6 +69,11 @@ class TransformerConfig:
     # (validation / test targets) are rarer than training targets on average. None: chosen on the
     # validation targets among POPULARITY_GRID (0 without validation).
     popularity_correction: float | None = None
+    # scores += text_affinity * (recency-weighted sum of the unit text vectors of the query's newest items) . (the
+    # item's unit text vector): the raw sentence-encoder similarity to what the user just saw, which a shop the
+    # model never saw shares with every shop (a carried model keeps its start model's weight). None: chosen on the
+    # validation targets among TEXT_AFFINITY_GRID (0 without validation); pre-training chooses it (PRETRAIN_DEFAULTS)
+    text_affinity: float | None = 0.0
     # optimisation
     # the length of the cosine schedule in epochs; "auto": auto_epochs(schedule_steps, steps per epoch), i.e. the
     # schedule spans about schedule_steps optimizer steps whatever the data's size (Beauty: 176 steps an epoch ->
@@ -77,6 +84,9 @@ class TransformerConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0
+    # fine-tuning (a start model: --init-from, transfer): the learning rate of the weights copied from it, as a share
+    # of the schedule's (the fresh ones, e.g. the shop's item ids, get the whole); 0 freezes them
+    copied_lr_ratio: float = 1.0
     min_lr_ratio: float = 0.1  # cosine decay ends at learning_rate * min_lr_ratio at `epochs`
     ema: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (e.g. 0.999)
     eval_every: int = 2  # epochs between validation runs
@@ -114,10 +124,13 @@ class TransformerConfig:
         if not 0.0 < self.future_decay <= 1.0:
             raise ConfigError(f"parameter 'future_decay' of model 'transformer' must be in (0, 1], "
                               f"got {self.future_decay}")
+        if self.text_affinity is not None and self.text_affinity < 0:
+            raise ConfigError("parameter 'text_affinity' of model 'transformer' must be >= 0 or null, "
+                              f"got {self.text_affinity}")
         if self.popularity_correction is not None and self.popularity_correction < 0:
             raise ConfigError("parameter 'popularity_correction' of model 'transformer' must be >= 0 or null, "
                               f"got {self.popularity_correction}")
-        for name in ("weight_decay", "warmup_epochs", "patience", "attribute_loss", "min_lr_ratio"):
+        for name in ("weight_decay", "warmup_epochs", "patience", "attribute_loss", "min_lr_ratio", "copied_lr_ratio"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
 

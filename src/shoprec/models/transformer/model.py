@@ -35,7 +35,7 @@ from shoprec.models.training import (
     train,
 )
 from shoprec.models.transformer.carry import copy_attribute_rows
-from shoprec.models.transformer.config import POPULARITY_GRID, TransformerConfig
+from shoprec.models.transformer.config import POPULARITY_GRID, TEXT_AFFINITY_GRID, TransformerConfig
 from shoprec.models.transformer.content import ItemContent, build_content, named_from_state
 from shoprec.models.transformer.data import (
     NegativeSampler,
@@ -93,6 +93,8 @@ class Transformer(Recommender):
         self.log_counts = np.zeros(0, dtype=np.float32)  # log(1 + training count) per item
         self.popularity_correction = 0.0  # the correction in use (config value or chosen on validation)
         self.popularity_search: dict[str, float] = {}  # validation NDCG per candidate correction
+        self.text_affinity = 0.0  # the text affinity in use (config value, chosen on validation, or a carried model's)
+        self.text_affinity_search: dict[str, float] = {}  # validation NDCG per candidate weight
         self._device = torch.device("cpu")
         self._source: tuple[Transformer, str] | None = None  # start_from's model and label
         self._zero_shot = False  # start_from(..., zero_shot=True): fit carries the source over, no training
@@ -138,6 +140,7 @@ class Transformer(Recommender):
         self.default_event = source.default_event
         self.log_counts = np.zeros(len(items), dtype=np.float32)
         self.popularity_correction, self.popularity_search = 0.0, {}
+        self.text_affinity, self.text_affinity_search = source.text_affinity, {}  # what the source chose
         self._publish(members)
         return self
 
@@ -149,6 +152,7 @@ class Transformer(Recommender):
         self._device = pick_device(self.name, opts.device)
         dist_ = setup_distributed(self._device)
         self.popularity_correction, self.popularity_search = 0.0, {}
+        self.text_affinity, self.text_affinity_search = cfg.text_affinity or 0.0, {}  # (validation while training)
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
@@ -172,6 +176,8 @@ class Transformer(Recommender):
                     members.append(member)
                 self.best_epoch = self.best_epochs[0]
                 self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
+                if cfg.text_affinity is None and validation is not None:
+                    self.text_affinity = self._choose_text_affinity(members, validation, dist_)
                 fixed = cfg.popularity_correction
                 self.popularity_correction = fixed if fixed is not None else (
                     self._choose_popularity_correction(members, validation, dist_) if validation is not None
@@ -209,7 +215,7 @@ class Transformer(Recommender):
         if dist_.world > 1:
             model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
                                                         else None)
-        optimizer = make_optimizer(net, cfg)
+        optimizer = make_optimizer(net, cfg, self.initialised_from.get("copied", ()))
         hooks: list[TrainHook] = []
         state = TrainState()
         if opts.checkpoint_dir:
@@ -290,7 +296,7 @@ class Transformer(Recommender):
         total = 0.0
         for idx in batches:
             for group in run.optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, state.step, run.steps_per_epoch)
+                group["lr"] = learning_rate(cfg, state.step, run.steps_per_epoch) * group["lr_scale"]
             arrays = make_batch(run.seqs, run.windows[idx], cfg.exclude_seen_in_loss, cfg.future_targets)
             batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in arrays.items()}  # (B, L) ...
             if run.sampler is None:  # full softmax: ids dropped over the whole table
@@ -313,6 +319,17 @@ class Transformer(Recommender):
             total += float(loss.detach())
         return total / max(len(batches), 1)
 
+    def _choose_text_affinity(self, members: list[Member], validation: RankingValidation, dist_: Dist) -> float:
+        """The TEXT_AFFINITY_GRID weight with the best validation NDCG@k (the smallest among equals), before the
+        popularity correction is chosen; 0 when the items have no text."""
+        probe = self._ensemble(members, correction=0.0, affinity=1.0)
+        if probe.unit_text is None:
+            return 0.0
+        self.text_affinity_search = probe.affinity_search(validation, dist_, TEXT_AFFINITY_GRID)
+        best = float(TEXT_AFFINITY_GRID[int(np.argmax(list(self.text_affinity_search.values())))])
+        log.info("transformer: text affinity %s (validation NDCG by weight: %s)", best, self.text_affinity_search)
+        return best
+
     def _choose_popularity_correction(self, members: list[Member], validation: RankingValidation,
                                       dist_: Dist) -> float:
         """The POPULARITY_GRID value with the best validation NDCG@k (the smallest among equals)."""
@@ -322,10 +339,12 @@ class Transformer(Recommender):
         log.info("transformer: popularity correction %s (validation NDCG by value: %s)", best, self.popularity_search)
         return best
 
-    def _ensemble(self, members: list[Member], correction: float, stacked: bool = True) -> Ensemble:
+    def _ensemble(self, members: list[Member], correction: float, stacked: bool = True,
+                  affinity: float | None = None) -> Ensemble:
         return Ensemble(members, device=self._device, precision=self.config.precision, max_len=self.max_len,
                         default_event=self.default_event, log_counts=self.log_counts,
-                        popularity_correction=correction, stacked=stacked)
+                        popularity_correction=correction, stacked=stacked,
+                        text_affinity=self.text_affinity if affinity is None else affinity)
 
     def _publish(self, members: list[Member]) -> None:
         self.fitted = self._ensemble(members, self.popularity_correction)
@@ -371,6 +390,7 @@ class Transformer(Recommender):
                 "default_event": self.default_event,
                 "n_members": len(fitted.members), "attribute_vocabulary": list(net.attribute_vocabulary),
                 "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
+                "text_affinity": self.text_affinity, "text_affinity_search": self.text_affinity_search,
                 "vector_spaces": {n: int(t.shape[1]) for n, t in named_from_state(dict(net.named_buffers())).items()},
                 **({"initialised_from": self.initialised_from} if self.initialised_from else {})}
 
@@ -379,6 +399,8 @@ class Transformer(Recommender):
         self.log_counts = np.asarray(arrays.get("log_counts", np.zeros(self.n_items)), dtype=np.float32)
         self.popularity_correction = float(meta.get("popularity_correction", 0.0))
         self.popularity_search = dict(meta.get("popularity_search", {}))
+        self.text_affinity = float(meta.get("text_affinity", 0.0))  # (models saved before it: none)
+        self.text_affinity_search = dict(meta.get("text_affinity_search", {}))
         self.best_epoch = int(meta.get("best_epoch", 0))
         self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
         self.epochs = int(meta.get("epochs", 0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -19,14 +20,22 @@ from shoprec.models.transformer.config import TransformerConfig
 from shoprec.models.transformer.network import SeqNet
 
 
-def make_optimizer(net: SeqNet, cfg: TransformerConfig) -> torch.optim.Optimizer:
+def make_optimizer(net: SeqNet, cfg: TransformerConfig, copied: Collection[str] = ()) -> torch.optim.Optimizer:
     """AdamW; weight decay on matrices and embeddings, not on biases and layer norms. RowSparseAdamW (the same
-    update) when the id embedding's gradient is sparse (net.sparse_ids: the sampled loss)."""
-    decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
+    update) when the id embedding's gradient is sparse (net.sparse_ids: the sampled loss). The `copied` weights
+    (fine-tuning: those taken from the start model) go in groups of their own whose learning rate is
+    cfg.copied_lr_ratio times the schedule's (each group's "lr_scale"; 0 freezes them) unless that ratio is 1."""
+    copied = set(copied) if cfg.copied_lr_ratio != 1.0 else set()
+    groups = []
+    for scale, names in ((1.0, False), (cfg.copied_lr_ratio, True)):
+        params = [(n, p) for n, p in net.named_parameters() if (n in copied) == names]
+        if not params:
+            continue
+        groups += [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay,
+                    "lr_scale": scale},
+                   {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale}]
     kind = RowSparseAdamW if net.sparse_ids else torch.optim.AdamW
-    return kind([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                lr=cfg.learning_rate, betas=(0.9, 0.98), fused=True)
+    return kind(groups, lr=cfg.learning_rate, betas=(0.9, 0.98), fused=True)
 
 
 def learning_rate(cfg: TransformerConfig, step: int, steps_per_epoch: int) -> float:

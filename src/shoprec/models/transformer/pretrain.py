@@ -29,8 +29,10 @@ from shoprec.models.transformer.model import Transformer
 
 PRETRAIN_FILE = "pretrain.json"
 KIND = "shoprec-pretrained-transformer"
-# the pre-training defaults that differ from the transformer's: no item ids (they are per shop); one member
-PRETRAIN_DEFAULTS: dict[str, Any] = {"item_ids": False, "ensemble": 1}
+# the pre-training defaults that differ from the transformer's: no item ids (they are per shop); one member; the
+# text affinity chosen on the validation targets (a model carried to a new shop keeps it: it is what scores a shop
+# the model never saw best, docs/benchmarks.md)
+PRETRAIN_DEFAULTS: dict[str, Any] = {"item_ids": False, "ensemble": 1, "text_affinity": None}
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def save_pretrained(model: Transformer, path: str | Path, facts: dict[str, Any])
     net = model.net
     assert net is not None
     doc = {"kind": KIND, **facts, "network": network_params(model),
+           "text_affinity": model.text_affinity, "text_affinity_search": model.text_affinity_search,
            "text_dim": net.text.in_features if net.text is not None else 0,
            "attribute_tokens": len(net.attribute_vocabulary)}
     (path / PRETRAIN_FILE).write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")

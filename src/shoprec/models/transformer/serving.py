@@ -2,7 +2,9 @@
 
     arrays  = query_arrays(queries)                (B, L) items / events / gaps, (B,) lengths
     h_m     = member m's hidden state at the newest event of each query                      (B, d)
-    scores  = mean_m(h_m @ table_m[1:].T) - popularity_correction * log(1 + count)          (B, n_items)
+    a       = sum_k AFFINITY_DECAY ** k * unit text vector of the query's k-th newest item    (B, T)
+    scores  = mean_m(h_m @ table_m[1:].T) + text_affinity * a @ unit text[1:].T
+              - popularity_correction * log(1 + count)                                          (B, n_items)
 
 A fitted ensemble of the default network is encoded in one batched pass (seq_ensemble.StackedEncoder);
 other networks member by member. Validation ranks (NDCG@k / HR@k, and the popularity-correction search)
@@ -31,6 +33,8 @@ from shoprec.ranking import hit_rate_from_ranks, ndcg_from_ranks, target_ranks
 
 log = logging.getLogger(__name__)
 SCORE_BATCH = 512  # queries per forward pass when scoring
+AFFINITY_DECAY = 0.5  # text affinity: the weight of a query's k-th newest item (0 = the newest) is 0.5 ** k ...
+AFFINITY_ITEMS = 8  # ... over its newest 8 items (0.5 ** 8 < 0.004)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Ensemble:
 
     def __init__(self, members: list[Member], *, device: torch.device, precision: str, max_len: int,
                  default_event: int, log_counts: np.ndarray | None = None, popularity_correction: float = 0.0,
-                 stacked: bool = True) -> None:
+                 stacked: bool = True, text_affinity: float = 0.0) -> None:
         self.members, self.device, self.precision = members, device, precision
         self.max_len, self.default_event = max_len, default_event
         self.n_items = members[0].out_table.shape[1]
@@ -76,6 +80,11 @@ class Ensemble:
         self.penalty: Tensor | None = None  # (n_items,)
         if popularity_correction and log_counts is not None and len(log_counts):
             self.penalty = popularity_correction * torch.from_numpy(log_counts).to(members[0].table.device)
+        self.affinity, self.unit_text = 0.0, None  # text_affinity and the (T, n_items) unit text vectors
+        vectors = members[0].net.text_vectors.float()  # the catalog's text vectors, row 0 padding
+        if text_affinity and vectors.shape[1]:
+            unit = vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)  # (items without text: zero)
+            self.affinity, self.unit_text = float(text_affinity), unit
         self._item_factors: np.ndarray | None = None
 
     def query_arrays(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
@@ -93,18 +102,41 @@ class Ensemble:
     def score_tensor(self, queries: Sequence[Query]) -> Tensor:
         """(B, n_items) float32 scores on the model's device."""
         with torch.inference_mode():
-            states = self.hidden(queries)
+            network, affinity = self.score_parts(queries)
+            scores = network if affinity is None else network.add_(affinity, alpha=self.affinity)
+            return scores if self.penalty is None else scores - self.penalty
+
+    def score_parts(self, queries: Sequence[Query]) -> tuple[Tensor, Tensor | None]:
+        """(B, n_items) float32: the members' mean score, and the text affinity a @ unit text.T before its weight
+        (None without one); without the popularity correction."""
+        arrays = self.query_arrays(queries)
+        with torch.inference_mode():
+            states = self.hidden(queries, arrays=arrays)
             scores = states[0] @ self.members[0].out_table  # float32: bf16 scores would create ties in the ranking
             for state, member in zip(states[1:], self.members[1:], strict=True):
                 scores += state @ member.out_table
             if len(self.members) > 1:
                 scores /= len(self.members)
-            return scores if self.penalty is None else scores - self.penalty
+            if self.unit_text is None:
+                return scores, None
+            return scores, self.affinity_vectors(arrays) @ self.unit_text[1:].T
 
-    def hidden(self, queries: Sequence[Query], members: Sequence[Member] | None = None) -> list[Tensor]:
+    def affinity_vectors(self, arrays: dict[str, np.ndarray]) -> Tensor:
+        """(B, T) the recency-weighted sum of the unit text vectors of each query's AFFINITY_ITEMS newest items."""
+        assert self.unit_text is not None
+        items = torch.from_numpy(arrays["items"]).to(self.device)  # (B, L) right-padded: the newest at length - 1
+        lengths = torch.from_numpy(arrays["lengths"]).to(self.device)
+        back = torch.arange(min(AFFINITY_ITEMS, items.shape[1]), device=self.device)
+        where = lengths[:, None] - 1 - back[None, :]  # (B, k) positions of the newest, newest first
+        rows = items.gather(1, where.clamp(min=0)) * (where >= 0)  # row 0: padding, a zero vector
+        weights = AFFINITY_DECAY ** back.float()
+        return torch.einsum("k,bkt->bt", weights, self.unit_text[rows])
+
+    def hidden(self, queries: Sequence[Query], members: Sequence[Member] | None = None,
+               arrays: dict[str, np.ndarray] | None = None) -> list[Tensor]:
         """Each member's float32 hidden state (B, d) at every query's newest event (`members` given: those,
         member by member; else this ensemble's, in one batched pass where it can)."""
-        arrays = self.query_arrays(queries)
+        arrays = self.query_arrays(queries) if arrays is None else arrays
         batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
         with torch.inference_mode(), autocast(self.device, self.precision):
             if self.stacked is not None and members is None:  # the fitted members, in one pass
@@ -119,9 +151,12 @@ class Ensemble:
     @property
     def item_factors(self) -> np.ndarray:
         """(n_items, D) item vectors with scores == user_vectors(queries) @ item_factors.T: the members' item
-        tables side by side, and a last column of minus the popularity correction when there is one."""
+        tables side by side, the unit text vectors with a text affinity, and a last column of minus the
+        popularity correction when there is one."""
         if self._item_factors is None:
             parts = [m.out_table.T.float().cpu().numpy() for m in self.members]
+            if self.unit_text is not None:
+                parts.append(self.unit_text[1:].cpu().numpy())
             if self.penalty is not None:
                 parts.append(-self.penalty.float().cpu().numpy()[:, None])
             self._item_factors = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
@@ -129,8 +164,11 @@ class Ensemble:
 
     def user_vectors(self, queries: Sequence[Query]) -> np.ndarray:
         """(B, D) query vectors matching `item_factors`: each member's newest hidden state / n_members."""
+        arrays = self.query_arrays(queries)
         with torch.inference_mode():
-            parts = [state / len(self.members) for state in self.hidden(queries)]
+            parts = [state / len(self.members) for state in self.hidden(queries, arrays=arrays)]
+            if self.unit_text is not None:
+                parts.append(self.affinity * self.affinity_vectors(arrays))
             if self.penalty is not None:
                 parts.append(torch.ones(len(queries), 1, device=parts[0].device))
             return torch.cat(parts, dim=1).cpu().numpy()
@@ -150,6 +188,24 @@ class Ensemble:
             sums[2] += len(rows)
         ndcg_sum, hit_sum, count = all_sum(sums, dist_, self.device)
         return ndcg_sum / max(count, 1.0), hit_sum / max(count, 1.0)
+
+    def affinity_search(self, validation: RankingValidation, dist_: Dist, grid: Sequence[float]) -> dict[str, float]:
+        """Validation NDCG@k of these scores with each text affinity of `grid` in place of this one's (this
+        ensemble must have a text affinity, of any weight, for its unit text vectors)."""
+        sums = np.zeros(len(grid))
+        mine = np.arange(dist_.rank, len(validation.queries), dist_.world)
+        for chunk in by_length([validation.queries[r] for r in mine], validation.batch_size):
+            rows = mine[chunk]
+            network, affinity = self.score_parts([validation.queries[r] for r in rows])
+            assert affinity is not None
+            for i, weight in enumerate(grid):
+                scores = network + weight * affinity
+                ranks = target_ranks(scores if self.penalty is None else scores - self.penalty,
+                                     validation.targets[rows], exclude=_rows_of(validation.exclude, rows))
+                sums[i] += float(ndcg_from_ranks(ranks, validation.k).sum())
+        totals = np.array(all_sum([*sums.tolist(), float(len(mine))], dist_, self.device))
+        ndcg = totals[:-1] / max(totals[-1], 1.0)
+        return {str(w): float(v) for w, v in zip(grid, ndcg, strict=True)}
 
     def popularity_search(self, validation: RankingValidation, dist_: Dist,
                           log_counts: np.ndarray) -> dict[str, float]:

@@ -1,0 +1,140 @@
+"""The transformer's text affinity (`text_affinity`): the raw sentence-encoder similarity between the query's
+newest items and each candidate, added to the network's scores with a weight fixed or chosen on the validation
+targets; kept with the model, inherited by a model carried to a shop it never saw, and in the inner-product view
+that serving's candidate scan uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shoprec.data import IdMap, Interactions, ItemCatalog
+from shoprec.errors import ConfigError
+from shoprec.models import load_model
+from shoprec.models.base import Query, RankingValidation
+from shoprec.models.transformer import Transformer
+from shoprec.models.transformer.config import TEXT_AFFINITY_GRID
+from shoprec.models.transformer.pretrain import PRETRAIN_DEFAULTS
+
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
+         "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango"]
+TINY: dict[str, Any] = {"ensemble": 1, "embedding_size": 16, "n_blocks": 1, "n_heads": 2, "ffn_size": 32,
+                        "dropout": 0.1, "attention_dropout": 0.0, "batch_size": 64, "learning_rate": 1e-3,
+                        "text_encoder": "hashing", "use_attributes": False, "progress": False, "num_threads": 1,
+                        "epochs": 1, "max_len": 10, "popularity_correction": 0.0}
+
+
+def twin_shop(n_users: int = 150, seed: int = 0, prefix: str = "") -> tuple[Interactions, ItemCatalog,
+                                                                                RankingValidation]:
+    """20 pairs of twins (items 2k and 2k + 1 share a title nobody else has); each user views a random item, then
+    its twin, four times, then one random item (9 events). The validation target of every user is the twin of
+    the newest item of its history: what the titles tell and a network trained for one epoch cannot."""
+    rng = np.random.default_rng(seed)
+    n_items = 2 * len(WORDS)
+    users, items, targets, queries, histories = [], [], [], [], []
+    for u in range(n_users):
+        seq = []
+        for _ in range(4):
+            a = int(rng.integers(n_items))
+            seq += [a, a ^ 1]
+        seq.append(int(rng.integers(n_items)))
+        users += [u] * (len(seq) - 2)  # training: all but the last two (validation target, test target)
+        items += seq[:-2]
+        histories.append(np.array(seq[:-2]))
+        targets.append(seq[-2])
+    ids = IdMap(f"{prefix}i{i}" for i in range(n_items))
+    catalog = ItemCatalog(items=ids, title=[f"{WORDS[i // 2]} {WORDS[i // 2]}wear" for i in range(n_items)])
+    data = Interactions(user=np.array(users), item=np.array(items), users=IdMap(str(u) for u in range(n_users)),
+                        items=ids, timestamp=np.arange(len(users), dtype=np.float64))
+    queries = [Query(user=u, history=h) for u, h in enumerate(histories)]
+    return data, catalog, RankingValidation(queries, np.array(targets), exclude=histories)
+
+
+def test_text_affinity_is_chosen_on_validation_where_the_titles_tell_the_next_item(tmp_path: Path) -> None:
+    data, catalog, validation = twin_shop()
+    params = {**TINY, "text_cache_dir": str(tmp_path)}
+    plain = Transformer.from_dict(params).fit(data, catalog, validation=validation)
+    chosen = Transformer.from_dict({**params, "text_affinity": None}).fit(data, catalog, validation=validation)
+    assert plain.text_affinity == 0.0 and plain.text_affinity_search == {}
+    search = chosen.text_affinity_search
+    assert list(search) == [str(w) for w in TEXT_AFFINITY_GRID]
+    assert chosen.text_affinity > 0 and search[str(chosen.text_affinity)] == max(search.values())
+    assert search[str(chosen.text_affinity)] > 0.99 > search["0.0"] + 0.1  # the planted answer: every twin first
+    assert validation.evaluate(chosen)["NDCG@10"] == pytest.approx(search[str(chosen.text_affinity)], abs=1e-5)
+    assert validation.evaluate(plain)["NDCG@10"] == pytest.approx(search["0.0"], abs=1e-5)  # the same network
+    # a fixed weight is used as given, no search
+    fixed = Transformer.from_dict({**params, "text_affinity": 4.0}).fit(data, catalog, validation=validation)
+    assert fixed.text_affinity == 4.0 and fixed.text_affinity_search == {}
+    # kept with the model
+    loaded = load_model(chosen.save(tmp_path / "m"))
+    assert isinstance(loaded, Transformer) and loaded.text_affinity == chosen.text_affinity
+    queries = validation.queries[:20]
+    np.testing.assert_allclose(loaded.score(queries), chosen.score(queries), rtol=1e-5, atol=1e-5)
+
+
+def test_scores_equal_the_inner_product_view_with_a_text_affinity(tmp_path: Path) -> None:
+    data, catalog, validation = twin_shop()
+    model = Transformer.from_dict({**TINY, "text_affinity": 8.0, "popularity_correction": 0.2, "ensemble": 2,
+                                   "text_cache_dir": str(tmp_path)}).fit(data, catalog)
+    queries = validation.queries[:30]
+    scores = model.score(queries)
+    np.testing.assert_allclose(model.user_vectors(queries) @ model.item_factors.T, scores, rtol=1e-4, atol=1e-4)
+    assert model.item_factors.shape[1] == 2 * 16 + 256 + 1  # two members, the hashing text, the correction
+    # the gain over the same network without it: 8 * sum_k 0.5 ** k * cos(text of the k-th newest item, text of i)
+    q = queries[0]
+    without = Transformer.from_dict({**TINY, "popularity_correction": 0.2, "ensemble": 2,
+                                     "text_cache_dir": str(tmp_path)}).fit(data, catalog)
+    gain = model.score([q])[0] - without.score([q])[0]
+    assert model.net is not None
+    text = model.net.text_vectors.numpy()[1:]
+    unit = text / np.linalg.norm(text, axis=1, keepdims=True)
+    newest_first = np.asarray(q.history)[::-1][:8]
+    expected = 8.0 * sum(0.5 ** k * unit[h] @ unit.T for k, h in enumerate(newest_first))
+    np.testing.assert_allclose(gain, expected, atol=1e-3)
+    assert gain[int(q.history[-1]) ^ 1] >= 8.0 - 1e-3  # the newest item's twin: the same title
+
+
+def test_a_model_without_text_has_no_affinity_to_choose(tmp_path: Path) -> None:
+    data, _, validation = twin_shop()
+    model = Transformer.from_dict({**TINY, "text_affinity": None}).fit(data, None, validation=validation)
+    assert model.text_affinity == 0.0 and model.text_affinity_search == {}
+
+
+def test_pre_training_chooses_it_and_a_carried_model_keeps_it(tmp_path: Path) -> None:
+    assert PRETRAIN_DEFAULTS["text_affinity"] is None
+    data, catalog, validation = twin_shop()
+    params = {**TINY, "item_ids": False, "text_cache_dir": str(tmp_path)}
+    source = Transformer.from_dict({**params, "text_affinity": None}).fit(data, catalog, validation=validation)
+    assert source.text_affinity > 0
+    # another shop of twins, its own items (names): nothing trained on it
+    other, other_catalog, other_validation = twin_shop(seed=1, prefix="other-")
+    carried = Transformer.from_dict(params).start_from(source, "source", zero_shot=True).fit(other, other_catalog)
+    assert carried.text_affinity == source.text_affinity
+    assert other_validation.evaluate(carried)["NDCG@10"] > 0.5  # the twins found through the text alone
+    loaded = load_model(carried.save(tmp_path / "carried"))
+    assert isinstance(loaded, Transformer) and loaded.text_affinity == source.text_affinity
+
+
+def test_text_affinity_is_checked_by_name() -> None:
+    with pytest.raises(ConfigError, match="text_affinity"):
+        Transformer.from_dict({**TINY, "text_affinity": -1.0})
+
+
+def test_a_model_saved_before_the_text_affinity_loads_without_one(tmp_path: Path) -> None:
+    import json
+
+    data, catalog, validation = twin_shop()
+    model = Transformer.from_dict({**TINY, "text_affinity": 4.0, "text_cache_dir": str(tmp_path)}).fit(data, catalog)
+    path = model.save(tmp_path / "m")
+    meta_file = path / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    for key in ("text_affinity", "text_affinity_search"):
+        meta["model_meta"].pop(key)
+    meta_file.write_text(json.dumps(meta))
+    loaded = load_model(path)
+    assert isinstance(loaded, Transformer) and loaded.text_affinity == 0.0
+    np.testing.assert_allclose(loaded.user_vectors(validation.queries[:5]) @ loaded.item_factors.T,
+                               loaded.score(validation.queries[:5]), rtol=1e-4, atol=1e-4)
