@@ -118,6 +118,32 @@ def test_pre_training_chooses_it_and_a_carried_model_keeps_it(tmp_path: Path) ->
     assert isinstance(loaded, Transformer) and loaded.text_affinity == source.text_affinity
 
 
+def test_a_carried_model_calibrates_it_on_the_new_shops_validation_when_asked(tmp_path: Path) -> None:
+    """text_affinity null on a zero-shot model: the weight is chosen on the validation targets given to fit (the
+    new shop's); the network is the source's, untouched."""
+    data, catalog, _ = twin_shop()
+    params = {**TINY, "item_ids": False, "text_cache_dir": str(tmp_path)}
+    source = Transformer.from_dict(params).fit(data, catalog)  # no affinity of its own
+    assert source.text_affinity == 0.0
+    other, other_catalog, other_validation = twin_shop(seed=1, prefix="other-")
+    kept = Transformer.from_dict(params).start_from(source, "s", zero_shot=True).fit(
+        other, other_catalog, validation=other_validation)
+    calibrated = Transformer.from_dict({**params, "text_affinity": None}).start_from(source, "s", zero_shot=True).fit(
+        other, other_catalog, validation=other_validation)
+    assert kept.text_affinity == 0.0 and kept.text_affinity_search == {}
+    assert calibrated.text_affinity > 0 and set(calibrated.text_affinity_search) == {str(w) for w in TEXT_AFFINITY_GRID}
+    assert calibrated.training_log == []
+    search = calibrated.text_affinity_search
+    assert search[str(calibrated.text_affinity)] == max(search.values()) > search["0.0"]
+    assert other_validation.evaluate(calibrated)["NDCG@10"] == pytest.approx(max(search.values()), abs=1e-5)
+    assert other_validation.evaluate(kept)["NDCG@10"] == pytest.approx(search["0.0"], abs=1e-5)
+    assert calibrated.net is not None and kept.net is not None
+    theirs = dict(kept.net.named_parameters())
+    for name, mine in calibrated.net.named_parameters():  # the source's weights (item ids: unused, never trained)
+        if name in calibrated.initialised_from["copied"]:
+            np.testing.assert_array_equal(mine.detach().numpy(), theirs[name].detach().numpy(), err_msg=name)
+
+
 def test_text_affinity_is_checked_by_name() -> None:
     with pytest.raises(ConfigError, match="text_affinity"):
         Transformer.from_dict({**TINY, "text_affinity": -1.0})

@@ -124,7 +124,8 @@ class Transformer(Recommender):
     def carry_over(self, items: IdMap, catalog: ItemCatalog | None) -> Self:
         """Zero-shot: the `start_from` model's networks (every member) for `items`, each item represented by
         its content alone (text, and the attribute tokens the source knows), without training: a shop with a
-        catalog and no events gets a model (shoprec.models.transformer.carry)."""
+        catalog and no events gets a model (shoprec.models.transformer.carry). Its text affinity is the
+        source's (fit with validation and text_affinity null chooses it on the validation targets instead)."""
         from shoprec.models.transformer.carry import carry_members
 
         if self._source is None:
@@ -156,6 +157,11 @@ class Transformer(Recommender):
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
+            if cfg.text_affinity is None and validation is not None and self.fitted is not None:
+                # calibrated on this shop's validation targets: one weight, nothing of the network trained
+                members = list(self.fitted.members)
+                self.text_affinity = self._choose_text_affinity(members, validation, dist_)
+                self._publish(members)
             return
         members: list[Member] = []
         self.best_epochs = []
