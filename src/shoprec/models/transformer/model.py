@@ -159,9 +159,9 @@ class Transformer(Recommender):
             self.carry_over(train.items, catalog)
             if cfg.text_affinity is None and validation is not None and self.fitted is not None:
                 # calibrated on this shop's validation targets: one weight, nothing of the network trained
-                members = list(self.fitted.members)
-                self.text_affinity = self._choose_text_affinity(members, validation, dist_)
-                self._publish(members)
+                carried = list(self.fitted.members)
+                self.text_affinity = self._choose_text_affinity(carried, validation, dist_)
+                self._publish(carried)
             return
         members: list[Member] = []
         self.best_epochs = []
