@@ -17,7 +17,7 @@ N_EVENT_TYPES = len(EventType) + 1  # code + 1; 0 = padding
 N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
 POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
 # text_affinity=None: the weights tried on the validation targets (the network's scores are logits of a few units)
-TEXT_AFFINITY_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+TEXT_AFFINITY_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 20, 100  # the fewest and most epochs epochs="auto" gives
 # max_len="auto": the AUTO_MAX_LEN_QUANTILE quantile of the training users' history lengths, rounded up to a
 # multiple of AUTO_MAX_LEN_STEP, within [AUTO_MAX_LEN_MIN, AUTO_MAX_LEN_MAX] (auto_max_len)
