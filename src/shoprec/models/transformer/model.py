@@ -301,8 +301,8 @@ class Transformer(Recommender):
         run.model.train()
         total = 0.0
         for idx in batches:
-            for group in run.optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, state.step, run.steps_per_epoch) * group["lr_scale"]
+            for group in run.optimizer.param_groups:  # (a group without lr_scale counts as 1)
+                group["lr"] = learning_rate(cfg, state.step, run.steps_per_epoch) * group.get("lr_scale", 1.0)
             arrays = make_batch(run.seqs, run.windows[idx], cfg.exclude_seen_in_loss, cfg.future_targets)
             batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in arrays.items()}  # (B, L) ...
             if run.sampler is None:  # full softmax: ids dropped over the whole table
