@@ -101,6 +101,8 @@ def test_a_model_without_text_has_no_affinity_to_choose(tmp_path: Path) -> None:
     data, _, validation = twin_shop()
     model = Transformer.from_dict({**TINY, "text_affinity": None}).fit(data, None, validation=validation)
     assert model.text_affinity == 0.0 and model.text_affinity_search == {}
+    fixed = Transformer.from_dict({**TINY, "text_affinity": 4.0}).fit(data, None)
+    assert fixed.text_affinity == 0.0  # what it uses (and saves): nothing, without text vectors
 
 
 def test_pre_training_chooses_it_and_a_carried_model_keeps_it(tmp_path: Path) -> None:
@@ -131,6 +133,9 @@ def test_a_carried_model_calibrates_it_on_the_new_shops_validation_when_asked(tm
     calibrated = Transformer.from_dict({**params, "text_affinity": None}).start_from(source, "s", zero_shot=True).fit(
         other, other_catalog, validation=other_validation)
     assert kept.text_affinity == 0.0 and kept.text_affinity_search == {}
+    given = Transformer.from_dict({**params, "text_affinity": 2.0}).start_from(source, "s", zero_shot=True).fit(
+        other, other_catalog, validation=other_validation)
+    assert given.text_affinity == 2.0 and given.text_affinity_search == {}  # a positive number is used as given
     assert calibrated.text_affinity > 0 and set(calibrated.text_affinity_search) == {str(w) for w in TEXT_AFFINITY_GRID}
     assert calibrated.training_log == []
     search = calibrated.text_affinity_search

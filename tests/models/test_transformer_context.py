@@ -4,6 +4,7 @@ history that feeds it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -161,6 +162,12 @@ def test_the_checkpoint_fingerprint_counts_the_torchrun_processes() -> None:
     model = Transformer.from_dict({**FAST, "max_len": 10})
     cfg, opts = model.config, model.options
     one = checkpoint_fingerprint(cfg, opts, data)
+    # computed by the code of e1b6d35, before text_affinity, copied_lr_ratio and the process count: a checkpoint
+    # written then still resumes; those parameters count only away from their defaults
+    assert one == "4467fd1a591fb06deb33b4c5b5870e02bc9724b76651ec02f4989aa6397e7c2b"
+    assert checkpoint_fingerprint(dataclasses.replace(cfg, text_affinity=None), opts, data) == one
+    assert checkpoint_fingerprint(dataclasses.replace(cfg, text_affinity=4.0), opts, data) != one
+    assert checkpoint_fingerprint(dataclasses.replace(cfg, copied_lr_ratio=0.5), opts, data) != one
     assert checkpoint_fingerprint(cfg, opts, data, world=1) == one  # single-process checkpoints still resume
     assert checkpoint_fingerprint(cfg, opts, data, world=2) != one  # another epoch length, other batches
     assert checkpoint_fingerprint(cfg, opts, data, world=2) != checkpoint_fingerprint(cfg, opts, data, world=4)

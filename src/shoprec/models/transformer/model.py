@@ -125,7 +125,8 @@ class Transformer(Recommender):
         """Zero-shot: the `start_from` model's networks (every member) for `items`, each item represented by
         its content alone (text, and the attribute tokens the source knows), without training: a shop with a
         catalog and no events gets a model (shoprec.models.transformer.carry). Its text affinity is the
-        source's (fit with validation and text_affinity null chooses it on the validation targets instead)."""
+        source's (in fit, a positive text_affinity replaces it, and null with validation targets chooses it
+        on them)."""
         from shoprec.models.transformer.carry import carry_members
 
         if self._source is None:
@@ -157,10 +158,12 @@ class Transformer(Recommender):
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
-            if cfg.text_affinity is None and validation is not None and self.fitted is not None:
-                # calibrated on this shop's validation targets: one weight, nothing of the network trained
+            if self.fitted is not None and (cfg.text_affinity or (cfg.text_affinity is None and validation)):
                 carried = list(self.fitted.members)
-                self.text_affinity = self._choose_text_affinity(carried, validation, dist_)
+                # a number given is used; null: calibrated on this shop's validation targets (one weight, nothing
+                # of the network trained; every process searches alone, on the CPU the carried model lives on)
+                self.text_affinity = (cfg.text_affinity if cfg.text_affinity is not None
+                                      else self._choose_text_affinity(carried, validation, Dist()))
                 self._publish(carried)
             return
         members: list[Member] = []
@@ -354,6 +357,7 @@ class Transformer(Recommender):
 
     def _publish(self, members: list[Member]) -> None:
         self.fitted = self._ensemble(members, self.popularity_correction)
+        self.text_affinity = self.fitted.affinity  # 0 where the items have no text: the weight in use
 
     # ------------------------------------------------------------------ scoring
     def can_score(self, query: Query) -> bool:

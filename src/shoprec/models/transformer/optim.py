@@ -74,6 +74,11 @@ def checkpoint_fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: In
     h = hashlib.sha256()
     params = {k: v for k, v in {**config_to_dict(cfg), **config_to_dict(opts)}.items()
               if k not in ("checkpoint_dir", "progress", "num_threads", "ensemble", "max_seconds", "text_cache_dir")}
+    # parameters added later count only away from their defaults (a checkpoint written before them resumes);
+    # text_affinity null validates with 0 while training, as 0 does
+    for name, default in (("copied_lr_ratio", 1.0), ("text_affinity", 0.0)):
+        if (params.get(name) or 0.0) == default:
+            params.pop(name, None)
     h.update(json.dumps(params, sort_keys=True).encode())
     for arr in (train.user, train.item, train.timestamp, train.event_type):
         h.update(np.ascontiguousarray(arr).tobytes())
