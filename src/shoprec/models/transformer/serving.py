@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +80,10 @@ class Ensemble:
         self.penalty: Tensor | None = None  # (n_items,)
         if popularity_correction and log_counts is not None and len(log_counts):
             self.penalty = popularity_correction * torch.from_numpy(log_counts).to(members[0].table.device)
-        self.affinity, self.unit_text = 0.0, None  # text_affinity and the (T, n_items) unit text vectors
-        vectors = members[0].net.text_vectors.float()  # the catalog's text vectors, row 0 padding
+        self.affinity, self.unit_text = 0.0, None  # text_affinity and the (n_items + 1, T) unit text vectors
+        vectors = members[0].net.text_vectors  # the catalog's text vectors, row 0 padding
         if text_affinity and vectors.shape[1]:
-            unit = vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)  # (items without text: zero)
+            unit = vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp(min=1e-12)  # no text: zero
             self.affinity, self.unit_text = float(text_affinity), unit
         self._item_factors: np.ndarray | None = None
 
@@ -192,37 +192,41 @@ class Ensemble:
     def affinity_search(self, validation: RankingValidation, dist_: Dist, grid: Sequence[float]) -> dict[str, float]:
         """Validation NDCG@k of these scores with each text affinity of `grid` in place of this one's (this
         ensemble must have a text affinity, of any weight, for its unit text vectors)."""
-        sums = np.zeros(len(grid))
-        mine = np.arange(dist_.rank, len(validation.queries), dist_.world)
-        for chunk in by_length([validation.queries[r] for r in mine], validation.batch_size):
-            rows = mine[chunk]
-            network, affinity = self.score_parts([validation.queries[r] for r in rows])
+        def variants(queries: list[Query]) -> Iterator[Tensor]:
+            network, affinity = self.score_parts(queries)
             assert affinity is not None
-            for i, weight in enumerate(grid):
+            for weight in grid:
                 scores = network + weight * affinity
-                ranks = target_ranks(scores if self.penalty is None else scores - self.penalty,
-                                     validation.targets[rows], exclude=_rows_of(validation.exclude, rows))
-                sums[i] += float(ndcg_from_ranks(ranks, validation.k).sum())
-        totals = np.array(all_sum([*sums.tolist(), float(len(mine))], dist_, self.device))
-        ndcg = totals[:-1] / max(totals[-1], 1.0)
-        return {str(w): float(v) for w, v in zip(grid, ndcg, strict=True)}
+                yield scores if self.penalty is None else scores - self.penalty
+
+        return self._grid_ndcg(validation, dist_, grid, variants)
 
     def popularity_search(self, validation: RankingValidation, dist_: Dist,
                           log_counts: np.ndarray) -> dict[str, float]:
         """Validation NDCG@k of these (uncorrected) scores for every correction of POPULARITY_GRID."""
-        sums = np.zeros(len(POPULARITY_GRID))
-        mine = np.arange(dist_.rank, len(validation.queries), dist_.world)
         counts = torch.from_numpy(log_counts).to(self.device)
+
+        def variants(queries: list[Query]) -> Iterator[Tensor]:
+            raw = self.score_tensor(queries)
+            return (raw - c * counts for c in POPULARITY_GRID)
+
+        return self._grid_ndcg(validation, dist_, POPULARITY_GRID, variants)
+
+    def _grid_ndcg(self, validation: RankingValidation, dist_: Dist, grid: Sequence[float],
+                   variants: Callable[[list[Query]], Iterator[Tensor]]) -> dict[str, float]:
+        """{str(value): validation NDCG@k} of the scores `variants(queries)` yields, one per value of `grid`, for
+        each batch of validation queries (a share of them per DDP process)."""
+        sums = np.zeros(len(grid))
+        mine = np.arange(dist_.rank, len(validation.queries), dist_.world)
         for chunk in by_length([validation.queries[r] for r in mine], validation.batch_size):
             rows = mine[chunk]
-            raw = self.score_tensor([validation.queries[r] for r in rows])
-            for i, c in enumerate(POPULARITY_GRID):
-                ranks = target_ranks(raw - c * counts, validation.targets[rows],
-                                     exclude=_rows_of(validation.exclude, rows))
+            exclude = _rows_of(validation.exclude, rows)
+            for i, scores in enumerate(variants([validation.queries[r] for r in rows])):
+                ranks = target_ranks(scores, validation.targets[rows], exclude=exclude)
                 sums[i] += float(ndcg_from_ranks(ranks, validation.k).sum())
         totals = np.array(all_sum([*sums.tolist(), float(len(mine))], dist_, self.device))
         ndcg = totals[:-1] / max(totals[-1], 1.0)
-        return {str(c): float(v) for c, v in zip(POPULARITY_GRID, ndcg, strict=True)}
+        return {str(v): float(n) for v, n in zip(grid, ndcg, strict=True)}
 
 
 def _rows_of(exclude: Any, rows: np.ndarray) -> Any:
