@@ -102,11 +102,10 @@ def main() -> None:
     source = pretrained_source(str(source_dir))
     fmt, path = args.target.split(":", 1)
     target = load_dataset(fmt, path)
-    extra = json.loads(args.params)
-    check_inherited(source, {**TARGET_PARAMS, **extra})
+    base = check_inherited(source, {**TARGET_PARAMS, **json.loads(args.params)})  # --params' seed, if any, wins
 
     def makers(seed: int) -> dict[str, ModelFactory]:
-        params = check_inherited(source, {**TARGET_PARAMS, "seed": seed, **extra})
+        params = {"seed": seed, **base}
         return {"zero-shot": ModelFactory("transformer", params, start=source.start(zero_shot=True)),
                 "fine-tuned": ModelFactory("transformer", params, start=source.start()),
                 "scratch": ModelFactory("transformer", params),
@@ -120,8 +119,7 @@ def main() -> None:
         append_run(RESULTS, {"rows": rows, "summary": summary(rows), "pretrain": facts, "total_seconds": total,
                              "complete": not partial,
                              "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-                   {"benchmark": "pretrain_transfer", "args": vars(args),
-                    "target_params": check_inherited(source, {**TARGET_PARAMS, "seed": args.seed, **extra})},
+                   {"benchmark": "pretrain_transfer", "args": vars(args), "target_params": {"seed": args.seed, **base}},
                    replace_last=saved[0])
         saved[0] = True
 
