@@ -104,6 +104,21 @@ def test_auto_fit_reads_the_resolved_context_and_saves_it(tmp_path: Path) -> Non
     np.testing.assert_allclose(loaded.score(q), model.score(q), rtol=1e-5, atol=1e-5)
 
 
+def test_the_deployment_caps_the_auto_context() -> None:
+    lengths = np.array([150] * 10)
+    assert TransformerConfig().resolved_max_len(lengths) == 150
+    assert TransformerConfig().resolved_max_len(lengths, cap=64) == 64
+    assert TransformerConfig(max_len=100).resolved_max_len(lengths, cap=64) == 100  # a number: checked at submit
+    model = Transformer.from_dict({**FAST, "max_len": "auto", "max_context": 30}).fit(long_data())
+    assert model.max_len == 30 and model.net is not None and model.net.position is not None
+    assert model.net.position.weight.shape[0] == 30
+    # a start model reading more than the cap is refused, not cut (its position table is copied)
+    source = Transformer.from_dict({**FAST, "max_len": "auto"}).fit(long_data())
+    tuned = Transformer.from_dict({**FAST, "max_len": "auto", "max_context": 64}).start_from(source, "long")
+    with pytest.raises(ConfigError, match=r"reads 100 events.*limit of 64 \(setting limits.max_len\)"):
+        tuned.fit(long_data())
+
+
 def test_a_model_saved_before_auto_loads_with_the_length_of_its_config(tmp_path: Path) -> None:
     data = cyclic_data()
     model = Transformer.from_dict({**FAST, "max_len": 10}).fit(data)

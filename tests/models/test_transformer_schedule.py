@@ -121,6 +121,18 @@ def test_explicit_epochs_fit_ignores_the_data_size(tmp_path: Path) -> None:
     assert load_model(tmp_path / "m").epochs == 3  # type: ignore[attr-defined]
 
 
+def test_the_deployment_caps_what_auto_resolves_to_not_a_number_given() -> None:
+    cfg = TransformerConfig(schedule_steps=100)
+    assert cfg.resolved_epochs(200 * 64, cap=0) == 20  # no cap: the rule's minimum
+    assert cfg.resolved_epochs(200 * 64, cap=12) == 12
+    assert TransformerConfig(epochs=40).resolved_epochs(200 * 64, cap=12) == 40  # a number: checked at submit
+    model = Transformer.from_dict({**FAST, "schedule_steps": 100, "max_epochs": 6}).fit(cyclic_data())
+    assert model.epochs == 6 and len(model.training_log) == 6  # the rule alone: 25 epochs
+    assert model.training_log[-1]["patience"] == 1  # scaled with the capped schedule: ceil(2 * 6 / 20)
+    with pytest.raises(ConfigError, match="max_epochs"):
+        Transformer.from_dict({**FAST, "max_epochs": -1})
+
+
 def test_a_tiny_shop_gets_the_most_epochs_and_early_stopping_still_ends_it() -> None:
     data = cyclic_data(n_users=40)  # 1 step an epoch: auto gives the cap, 100 epochs
     seqs = data.to_sequences()

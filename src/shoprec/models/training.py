@@ -63,10 +63,16 @@ class TrainOptions:
     # for an ensemble the time of all members together)
     progress: bool = True  # progress bar on stderr
     text_cache_dir: str = ""  # "" = <cache_dir setting>/text (~/.cache/shoprec/text)
+    # caps on what a model's "auto" sizes resolve to (0 = none): a training job gets the deployment's [limits]
+    # epochs / max_len here (worker.handlers.with_deployment_limits), as a number given is checked against them
+    max_epochs: int = 0
+    max_context: int = 0
 
     def check(self, model: str) -> None:
         check_range(model, "num_threads", self.num_threads, 0)
         check_range(model, "max_seconds", self.max_seconds, 0.0)
+        check_range(model, "max_epochs", self.max_epochs, 0)
+        check_range(model, "max_context", self.max_context, 0)
 
 
 # ----------------------------------------------------------------------------- device, threads, seeds

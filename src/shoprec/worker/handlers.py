@@ -23,7 +23,7 @@ def train(services: Services, platform: str, params: dict[str, Any], progress: P
     it stays inactive, the decision says why). The servers pick a new active model up by polling."""
     activate = bool(params.get("activate"))
     first = services.store.active(platform) is None
-    model_params = with_time_limit(params["model"], params.get("params") or {}, services.settings.limits)
+    model_params = with_deployment_limits(params["model"], params.get("params") or {}, services.settings.limits)
     trained = services.store.train(platform, params["model"], model_params, activate=activate and first,
                                    progress=progress)
     answer = trained.to_json()
@@ -35,17 +35,27 @@ def train(services: Services, platform: str, params: dict[str, Any], progress: P
     return answer
 
 
-def with_time_limit(model: str, params: dict[str, Any], limits: Mapping[str, float]) -> dict[str, Any]:
-    """`params` with max_seconds = the deployment's cap (limits.max_seconds) when the model takes a training time
-    limit (TrainOptions) and the job set none: a job never trains longer than the deployment allows."""
+# the deployment's [limits] a job's model gets as TrainOptions where it takes them and the job set none: the
+# training time, and caps on what "auto" sizes resolve to (numbers given are checked against the same limits)
+LIMIT_OPTIONS = {"max_seconds": ("max_seconds", float), "epochs": ("max_epochs", int), "max_len": ("max_context", int)}
+
+
+def with_deployment_limits(model: str, params: dict[str, Any], limits: Mapping[str, float]) -> dict[str, Any]:
+    """`params` with the deployment's caps (LIMIT_OPTIONS) as training options of models that take them, where
+    the job set none: a job never trains longer than the deployment allows, nor past its epochs and context
+    through "auto"."""
     from shoprec.models.base import get_model_class
 
-    cap = limits.get("max_seconds")
     options = getattr(get_model_class(model), "Options", None)
-    if not cap or options is None or params.get("max_seconds") or "max_seconds" not in {
-            f.name for f in dataclasses.fields(options)}:
+    if options is None:
         return params
-    return {**params, "max_seconds": float(cap)}
+    fields = {f.name for f in dataclasses.fields(options)}
+    out = dict(params)
+    for limit, (option, kind) in LIMIT_OPTIONS.items():
+        cap = limits.get(limit)
+        if cap and option in fields and not params.get(option):
+            out[option] = kind(cap)
+    return out
 
 
 def retrain(services: Services, platform: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -79,7 +89,7 @@ def pretrain(services: Services, platform: str, params: dict[str, Any], progress
     (shoprec.service.pretrain.run_pretrain_job); the result names it."""
     from shoprec.service.pretrain import run_pretrain_job
 
-    model_params = with_time_limit("transformer", params.get("params") or {}, services.settings.limits)
+    model_params = with_deployment_limits("transformer", params.get("params") or {}, services.settings.limits)
     return run_pretrain_job(services.engine, services.store, platform, {**params, "params": model_params}, progress)
 
 

@@ -134,19 +134,22 @@ class TransformerConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
 
-    def resolved_epochs(self, n_windows: int) -> int:
+    def resolved_epochs(self, n_windows: int, cap: int = 0) -> int:
         """The schedule's length in epochs for `n_windows` training windows: `epochs` when it is a number, else
-        auto_epochs over the steps of one process (so that torchrun trains as many epochs as one process)."""
+        auto_epochs over the steps of one process (so that torchrun trains as many epochs as one process), at
+        most `cap` (> 0: the deployment's limit, TrainOptions.max_epochs)."""
         if self.epochs != "auto":
             return int(self.epochs)
-        return auto_epochs(self.schedule_steps, math.ceil(n_windows / self.batch_size))
+        epochs = auto_epochs(self.schedule_steps, math.ceil(n_windows / self.batch_size))
+        return min(epochs, cap) if cap > 0 else epochs
 
-    def resolved_max_len(self, history_lengths: np.ndarray) -> int:
+    def resolved_max_len(self, history_lengths: np.ndarray, cap: int = 0) -> int:
         """The events of history read per query: `max_len` when it is a number, else auto_max_len of the training
-        users' history lengths."""
+        users' history lengths, at most `cap` (> 0: the deployment's limit, TrainOptions.max_context)."""
         if self.max_len != "auto":
             return int(self.max_len)
-        return auto_max_len(history_lengths)
+        max_len = auto_max_len(history_lengths)
+        return min(max_len, cap) if cap > 0 else max_len
 
     def inheriting(self, start: TransformerConfig) -> TransformerConfig:
         """This config under a start model whose network config is `start` (resolved): max_len "auto" becomes the

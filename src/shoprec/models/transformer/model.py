@@ -201,11 +201,11 @@ class Transformer(Recommender):
         """Train one network (one ensemble member) with config `cfg`; returns it and its training state."""
         device = self._device
         seqs = build_sequences(train_data)
-        self.max_len = self._resolve_max_len(cfg, np.diff(seqs.offsets))
+        self.max_len = self._resolve_max_len(cfg, np.diff(seqs.offsets), opts.max_context)
         windows = training_windows(seqs, self.max_len)
         if not len(windows):
             raise DataError("model 'transformer': no user has two or more training events")
-        self.epochs = cfg.resolved_epochs(len(windows))
+        self.epochs = cfg.resolved_epochs(len(windows), opts.max_epochs)
         patience = cfg.resolved_patience(self.epochs)
         log.info("transformer: %d epochs, patience %d, max_len %d (config epochs %r, max_len %r; %d windows)",
                  self.epochs, patience, self.max_len, cfg.epochs, cfg.max_len, len(windows))
@@ -267,16 +267,20 @@ class Transformer(Recommender):
               restore=net.load_state_dict, hooks=hooks, progress=opts.progress and dist_.main)
         return Member.of(net), state
 
-    def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray) -> int:
+    def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray, cap: int = 0) -> int:
         """The context length of this fit: with "auto", the start model's when there is one (its position table
-        is copied; another number is refused), else cfg.resolved_max_len of the training histories."""
+        is copied; another number is refused, and so is a start model over `cap`), else cfg.resolved_max_len of
+        the training histories, at most `cap` (> 0: the deployment's limit)."""
         if self._source is not None:
             source, label = self._source
             cfg = cfg.inheriting(source.network_config)
             if cfg.max_len != source.max_len and cfg.positions == "reverse":  # its position table would not fit
                 raise ConfigError(f"parameter 'max_len' of model 'transformer' must be that of the start model "
                                   f"{label or ''} ({source.max_len}) or \"auto\" to start from it, got {cfg.max_len}")
-        return cfg.resolved_max_len(history_lengths)
+            if cap > 0 and source.max_len > cap:
+                raise ConfigError(f"the start model {label or ''} reads {source.max_len} events of history, over "
+                                  f"this deployment's limit of {cap} (setting limits.max_len)")
+        return cfg.resolved_max_len(history_lengths, cap)
 
     def _init_from_source(self, net: SeqNet) -> None:
         """Copy the `start_from` model's weights into `net` and record what was copied."""
