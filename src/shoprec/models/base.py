@@ -154,6 +154,12 @@ class Recommender(ABC):
     def _fit(self, train: Interactions, catalog: ItemCatalog | None,
              validation: RankingValidation | RatingValidation | None) -> None: ...
 
+    def chosen_params(self) -> dict[str, Any]:
+        """Parameters this fit chose itself ("auto" sizes resolved, values searched on its validation targets) that
+        a refit on more data without validation targets reuses, so that the model refitted is the one evaluated
+        (shoprec.service.models: the final fit after the evaluation); {} for a model that chooses nothing."""
+        return {}
+
     # ------------------------------------------------------------------ scoring
     @property
     def n_items(self) -> int:

@@ -54,6 +54,10 @@ class ModelFactory:
         """The same configuration, each fresh model first passed through `start` (which returns it)."""
         return ModelFactory(self.name, self.params, features=self.features, start=start)
 
+    def with_params(self, params: Mapping[str, Any]) -> ModelFactory:
+        """The same factory with `params` over its own (e.g. a fitted model's chosen_params)."""
+        return ModelFactory(self.name, {**self.params, **params}, features=self.features, start=self._start)
+
     def prepare(self, train: Interactions,
                 catalog: ItemCatalog | None) -> tuple[Interactions, ItemCatalog | None]:
         """The training data and catalog a model of this factory is fitted on (feature hooks applied)."""

@@ -151,12 +151,16 @@ class ModelStore:
         elif len(data) == 0:
             raise DataError(f"platform {platform!r} has no positive events to train on")
         metrics: dict[str, Any] = {}
+        chosen: dict[str, Any] = {}  # what the evaluated fit chose (Recommender.chosen_params)
         if evaluate:
             say(f"evaluating {name} on a leave-one-out split ({len(data):,} events)")
             result = run_protocol(data, catalog, make, EvalConfig(protocol="loo"))
             metrics = {k: float(v) for k, v in result.metrics.items()}
             metrics["n_users_evaluated"] = result.n_users_evaluated
             metrics["protocol"] = "loo, strict (seen items excluded), full ranking"
+            if result.model is not None and not zero_shot:  # the final fit reuses what the evaluated fit chose
+                chosen = result.model.chosen_params()
+                make = make.with_params(chosen)
         model: Recommender
         if zero_shot:  # the start model carried over to the catalog's items, no training
             say(f"carrying the start model over to {len(data.items):,} items")
@@ -168,6 +172,8 @@ class ModelStore:
         config = config_to_dict(model.config)
         if features:
             config["features"] = features
+        if chosen:
+            config["chosen_on_evaluation"] = chosen
         if source is not None:
             transfer["fresh_weights"] = getattr(model, "initialised_from", {}).get("fresh", [])  # not copied
         if transfer:

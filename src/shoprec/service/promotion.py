@@ -33,7 +33,8 @@ from shoprec.storage import Engine
 METRIC_NAMES = {"hr": "HR", "recall": "Recall", "ndcg": "NDCG", "map": "MAP", "precision": "Precision"}
 METRIC_RE = re.compile(r"^(hr|recall|ndcg|map|precision)@([1-9][0-9]{0,2})$|^mrr$")
 MIN_HOLDOUT_EVENTS = 50  # the cut-off moves to the active model's training time when this many events are newer
-CONFIG_ONLY_KEYS = ("features", "transfer")  # stored with a model's config, not model parameters
+CONFIG_ONLY_KEYS = ("features", "transfer", "chosen_on_evaluation")  # stored with a model's config, not model
+# parameters (a retrain takes the chosen values from the config itself: the final fit was made with them)
 
 
 def metric_key(metric: str) -> tuple[str, int]:

@@ -267,6 +267,19 @@ class Transformer(Recommender):
               restore=net.load_state_dict, hooks=hooks, progress=opts.progress and dist_.main)
         return Member.of(net), state
 
+    def chosen_params(self) -> dict[str, Any]:
+        """The context "auto" resolved to, and the popularity correction and text affinity chosen on the
+        validation targets (where the config left them to a search that ran): a refit without validation
+        targets would resolve the context on other data and fall back to 0 for both."""
+        cfg, chosen = self.config, {}
+        if cfg.max_len == "auto" and self.max_len:
+            chosen["max_len"] = self.max_len
+        if cfg.popularity_correction is None and self.popularity_search:
+            chosen["popularity_correction"] = self.popularity_correction
+        if cfg.text_affinity is None and self.text_affinity_search:
+            chosen["text_affinity"] = self.text_affinity
+        return chosen
+
     def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray, cap: int = 0) -> int:
         """The context length of this fit: with "auto", the start model's when there is one (its position table
         is copied; another number is refused, and so is a start model over `cap`), else cfg.resolved_max_len of
