@@ -271,7 +271,8 @@ class Transformer(Recommender):
         """The context "auto" resolved to, and the popularity correction and text affinity chosen on the
         validation targets (where the config left them to a search that ran): a refit without validation
         targets would resolve the context on other data and fall back to 0 for both."""
-        cfg, chosen = self.config, {}
+        cfg = self.config
+        chosen: dict[str, Any] = {}
         if cfg.max_len == "auto" and self.max_len:
             chosen["max_len"] = self.max_len
         if cfg.popularity_correction is None and self.popularity_search:
