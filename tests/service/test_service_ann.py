@@ -38,6 +38,8 @@ def test_ann_recall_against_exact_scoring() -> None:
     ("als", {"embedding_size": 8, "epochs": 3}),
     ("transformer", {"epochs": 1, "embedding_size": 16, "ffn_size": 32, "progress": False,
                      "popularity_correction": 0.2}),
+    ("transformer", {"epochs": 1, "embedding_size": 16, "ffn_size": 32, "progress": False,
+                     "transition_affinity": 4.0}),  # a sparse part beside the products: its items join
 ])
 def test_large_catalog_uses_ann_candidates_and_filters_hold(tmp_path: Path, model: str, params: dict) -> None:
     svc = local_services(tmp_path, ann_threshold=10, ann_candidates=30, page_depth=5, list_depth=10, max_k=5)

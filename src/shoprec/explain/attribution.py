@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from shoprec.models.base import Query, Recommender
-from shoprec.models.vectors import vector_scorer
+from shoprec.models.vectors import history_scorer, vector_scorer
 from shoprec.settings import ATTRIBUTION_HISTORY  # newest distinct history items considered as causes
 
 
@@ -77,13 +77,18 @@ class LeaveOneOut:
         self.vectors = vector_scorer(model)
         self.query_vectors = (np.asarray(self.vectors[0](self.batch), dtype=np.float32)
                               if self.vectors is not None else None)  # (1 + n_scorable, d)
+        sparse = history_scorer(model) if self.vectors is not None else None
+        self.history_part = sparse(self.batch) if sparse is not None else None  # (1 + n_scorable, n_items) CSR
         self._batch_scores: np.ndarray | None = None  # (1 + n_scorable, n_items), other models, on first use
 
     def scores(self) -> np.ndarray:
         """(n_items,) scores of the full query: the model's own, from the shared vectors when it has them."""
         if self.query_vectors is None or self.vectors is None:
             return self._scored()[0]
-        return self.query_vectors[0] @ self.vectors[1].T
+        scores = self.query_vectors[0] @ self.vectors[1].T
+        if self.history_part is not None:  # the sparse part beside the inner products (models.vectors)
+            scores = scores + self.history_part[0].toarray()[0].astype(np.float32)
+        return scores
 
     def _scored(self) -> np.ndarray:
         """The whole batch scored over the catalog: one `model.score` call, made once."""
@@ -96,6 +101,8 @@ class LeaveOneOut:
         targets = np.asarray(targets, dtype=np.int64)
         if self.query_vectors is not None and self.vectors is not None:
             scores = self.query_vectors @ self.vectors[1][targets].T
+            if self.history_part is not None:
+                scores = scores + self.history_part[:, targets].toarray()
         else:
             scores = self._scored()[:, targets]
         scores = scores.astype(np.float64)  # (1 + n_scorable, n_targets)

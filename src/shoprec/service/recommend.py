@@ -390,15 +390,19 @@ class RecommendService:
         """(catalog indices of the ANN candidates in catalog order, their exact scores, "ann"). When the filters leave
         fewer than n of them: every item the filters leave, scored exactly, if at most NARROW_FILTER_ITEMS
         (a category, a price band; "filtered"); else None (the model then scores the whole catalog)."""
-        from shoprec.models.vectors import vector_scorer
+        from shoprec.models.vectors import history_scorer, sparse_row, vector_scorer
 
         scorer = vector_scorer(served.model)
         if scorer is None or served.ann is None:
             return None
         user_vectors, item_vectors = scorer
         q = user_vectors([query])  # (1, d)
+        sparse = history_scorer(served.model)
+        part = sparse([query]) if sparse is not None else None  # the scores' sparse part beside the products
         cand, _ = served.ann.search(q, self.config.ann_candidates)
         cand = cand[0][cand[0] >= 0]
+        if part is not None:  # the items it lifts are candidates too
+            cand = np.union1d(cand, part[0].indices).astype(np.int64)
         cat = to_catalog[cand]
         cand, cat = cand[cat >= 0], cat[cat >= 0]
         if int((~blocked[cat]).sum()) < n:  # narrow filters: score exactly the few items they leave
@@ -407,9 +411,14 @@ class RecommendService:
                 return None
             cand = to_model[allowed]
             cat, cand = allowed[cand >= 0], cand[cand >= 0]
-            return cat, (item_vectors[cand] @ q[0]).astype(np.float32), "filtered"
+            extra = sparse_row(part, 0, cand)
+            scores = (item_vectors[cand] @ q[0]).astype(np.float32)
+            return cat, scores if extra is None else scores + extra, "filtered"
         order = np.argsort(cat, kind="stable")  # catalog order: ties go to the lower index, as in top_k
-        return cat[order], (item_vectors[cand[order]] @ q[0]).astype(np.float32), "ann"
+        cand = cand[order]
+        extra = sparse_row(part, 0, cand)
+        scores = (item_vectors[cand] @ q[0]).astype(np.float32)
+        return cat[order], scores if extra is None else scores + extra, "ann"
 
     # ---------------------------------------------------------------- the list store
     def list_store(self) -> ListStore:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shoprec.models.vectors import sparse_row
 from shoprec.rules.apply import level_spread
 from shoprec.service.chain import Explainer, Level
 from shoprec.service.scan import extreme_candidates, ranked_candidates
@@ -71,9 +72,13 @@ class ScannedLevel:
         rankable[rankable] = ~blocked[to_catalog[rankable]]
         allowed = np.flatnonzero(rankable)  # the model's items a level may rank, and their bounds
         lower, upper = bounds[0][allowed], bounds[1][allowed]
+        extra = sparse_row(loo.history_part, 0)  # the scores' sparse part beside the products (models.vectors)
+        if extra is not None:  # known exactly: it moves both bounds of the items it lifts
+            lower, upper = lower + extra[allowed], upper + extra[allowed]
 
         def exact(found: np.ndarray) -> np.ndarray:
-            return np.asarray(item_vectors[found] @ query, dtype=np.float32)
+            scores = np.asarray(item_vectors[found] @ query, dtype=np.float32)
+            return scores if extra is None else scores + extra[found]
 
         spread: float | None = None
         offset: np.ndarray | None = None

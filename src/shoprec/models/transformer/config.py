@@ -18,6 +18,8 @@ N_GAP_BUCKETS = 32  # 0: unknown / no gap; b >= 1: gap in [2^(b-1), 2^b) seconds
 POPULARITY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
 # text_affinity=None: the weights tried on the validation targets (the network's scores are logits of a few units)
 TEXT_AFFINITY_GRID = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+# transition_affinity=None: the weights tried (jointly with the text affinity's when both are null; P(i | h) <= 1)
+TRANSITION_AFFINITY_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 20, 100  # the fewest and most epochs epochs="auto" gives
 # max_len="auto": the AUTO_MAX_LEN_QUANTILE quantile of the training users' history lengths, rounded up to a
 # multiple of AUTO_MAX_LEN_STEP, within [AUTO_MAX_LEN_MIN, AUTO_MAX_LEN_MAX] (auto_max_len)
@@ -74,6 +76,11 @@ class TransformerConfig:
     # model never saw shares with every shop (a carried model keeps its start model's weight). None: chosen on the
     # validation targets among TEXT_AFFINITY_GRID (0 without validation); pre-training chooses it (PRETRAIN_DEFAULTS)
     text_affinity: float | None = 0.0
+    # scores += transition_affinity * sum_k 0.5 ** k P(item | the query's k-th newest item), P the share of the
+    # training events following an event of that item that were of this one (a first-order Markov term beside
+    # the network: shoprec.models.transformer.transitions). None: chosen on the validation targets among
+    # TRANSITION_AFFINITY_GRID, with the text affinity when it is null too (0 without validation)
+    transition_affinity: float | None = 0.0
     # optimisation
     # the length of the cosine schedule in epochs; "auto": auto_epochs(schedule_steps, steps per epoch), i.e. the
     # schedule spans about schedule_steps optimizer steps whatever the data's size (Beauty: 176 steps an epoch ->
@@ -124,9 +131,10 @@ class TransformerConfig:
         if not 0.0 < self.future_decay <= 1.0:
             raise ConfigError(f"parameter 'future_decay' of model 'transformer' must be in (0, 1], "
                               f"got {self.future_decay}")
-        if self.text_affinity is not None and self.text_affinity < 0:
-            raise ConfigError("parameter 'text_affinity' of model 'transformer' must be >= 0 or null, "
-                              f"got {self.text_affinity}")
+        for name in ("text_affinity", "transition_affinity"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0 or null, got {value}")
         if self.popularity_correction is not None and self.popularity_correction < 0:
             raise ConfigError("parameter 'popularity_correction' of model 'transformer' must be >= 0 or null, "
                               f"got {self.popularity_correction}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -35,7 +36,12 @@ from shoprec.models.training import (
     train,
 )
 from shoprec.models.transformer.carry import copy_attribute_rows
-from shoprec.models.transformer.config import POPULARITY_GRID, TEXT_AFFINITY_GRID, TransformerConfig
+from shoprec.models.transformer.config import (
+    POPULARITY_GRID,
+    TEXT_AFFINITY_GRID,
+    TRANSITION_AFFINITY_GRID,
+    TransformerConfig,
+)
 from shoprec.models.transformer.content import ItemContent, build_content, named_from_state
 from shoprec.models.transformer.data import (
     NegativeSampler,
@@ -50,6 +56,7 @@ from shoprec.models.transformer.data import (
 from shoprec.models.transformer.network import SeqNet, transfer_weights
 from shoprec.models.transformer.optim import checkpoint_fingerprint, compute_dtype, learning_rate, make_optimizer
 from shoprec.models.transformer.serving import Ensemble, Member, autocast
+from shoprec.models.transformer.transitions import transition_matrix
 from shoprec.types import EventType
 
 log = logging.getLogger(__name__)
@@ -95,6 +102,9 @@ class Transformer(Recommender):
         self.popularity_search: dict[str, float] = {}  # validation NDCG per candidate correction
         self.text_affinity = 0.0  # the text affinity in use (config value, chosen on validation, or a carried model's)
         self.text_affinity_search: dict[str, float] = {}  # validation NDCG per candidate weight
+        self.transition_affinity = 0.0  # the transition affinity in use (config value or chosen on validation)
+        self.transition_affinity_search: dict[str, float] = {}  # validation NDCG per candidate weight
+        self.transitions: sp.csr_matrix | None = None  # P (n_items, n_items), with a transition affinity
         self._device = torch.device("cpu")
         self._source: tuple[Transformer, str] | None = None  # start_from's model and label
         self._zero_shot = False  # start_from(..., zero_shot=True): fit carries the source over, no training
@@ -143,6 +153,7 @@ class Transformer(Recommender):
         self.log_counts = np.zeros(len(items), dtype=np.float32)
         self.popularity_correction, self.popularity_search = 0.0, {}
         self.text_affinity, self.text_affinity_search = source.text_affinity, {}  # what the source chose
+        self.transition_affinity, self.transition_affinity_search, self.transitions = 0.0, {}, None  # no events
         self._publish(members)
         return self
 
@@ -155,6 +166,8 @@ class Transformer(Recommender):
         dist_ = setup_distributed(self._device)
         self.popularity_correction, self.popularity_search = 0.0, {}
         self.text_affinity, self.text_affinity_search = cfg.text_affinity or 0.0, {}  # (validation while training)
+        self.transition_affinity, self.transition_affinity_search = cfg.transition_affinity or 0.0, {}
+        self.transitions = None
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
@@ -162,10 +175,14 @@ class Transformer(Recommender):
                 carried = list(self.fitted.members)
                 # a number given is used; null: calibrated on this shop's validation targets (one weight, nothing
                 # of the network trained; every process searches alone, on the CPU the carried model lives on)
-                self.text_affinity = (cfg.text_affinity if cfg.text_affinity is not None
-                                      else self._choose_text_affinity(carried, validation, Dist()))
+                if cfg.text_affinity is not None:
+                    self.text_affinity = cfg.text_affinity
+                else:  # (a carried model has no transitions: the text weight alone is searched)
+                    self._choose_affinities(carried, validation, Dist())
                 self._publish(carried)
             return
+        if cfg.transition_affinity != 0:  # a number or null (chosen): the training histories' transitions
+            self.transitions = transition_matrix(build_sequences(train), train.n_items)
         members: list[Member] = []
         self.best_epochs = []
         started = time.perf_counter()
@@ -185,8 +202,8 @@ class Transformer(Recommender):
                     members.append(member)
                 self.best_epoch = self.best_epochs[0]
                 self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
-                if cfg.text_affinity is None and validation is not None:
-                    self.text_affinity = self._choose_text_affinity(members, validation, dist_)
+                if validation is not None and (cfg.text_affinity is None or cfg.transition_affinity is None):
+                    self._choose_affinities(members, validation, dist_)
                 fixed = cfg.popularity_correction
                 self.popularity_correction = fixed if fixed is not None else (
                     self._choose_popularity_correction(members, validation, dist_) if validation is not None
@@ -279,6 +296,8 @@ class Transformer(Recommender):
             chosen["popularity_correction"] = self.popularity_correction
         if cfg.text_affinity is None and self.text_affinity_search:
             chosen["text_affinity"] = self.text_affinity
+        if cfg.transition_affinity is None and self.transition_affinity_search:
+            chosen["transition_affinity"] = self.transition_affinity
         return chosen
 
     def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray, cap: int = 0) -> int:
@@ -346,16 +365,18 @@ class Transformer(Recommender):
             total += float(loss.detach())
         return total / max(len(batches), 1)
 
-    def _choose_text_affinity(self, members: list[Member], validation: RankingValidation, dist_: Dist) -> float:
-        """The TEXT_AFFINITY_GRID weight with the best validation NDCG@k (the smallest among equals), before the
-        popularity correction is chosen; 0 when the items have no text."""
-        probe = self._ensemble(members, correction=0.0, affinity=1.0)
-        if probe.unit_text is None:
-            return 0.0
-        self.text_affinity_search = probe.affinity_search(validation, dist_, TEXT_AFFINITY_GRID)
-        best = float(TEXT_AFFINITY_GRID[int(np.argmax(list(self.text_affinity_search.values())))])
-        log.info("transformer: text affinity %s (validation NDCG by weight: %s)", best, self.text_affinity_search)
-        return best
+    def _choose_affinities(self, members: list[Member], validation: RankingValidation, dist_: Dist) -> None:
+        """The text and transition affinities the config leaves null, chosen together on the validation targets
+        (Ensemble.choose_affinities), before the popularity correction; a weight given stays."""
+        cfg = self.config
+        probe = self._ensemble(members, correction=0.0, affinity=1.0, transition=1.0)
+        texts = TEXT_AFFINITY_GRID if cfg.text_affinity is None else (self.text_affinity,)
+        steps = TRANSITION_AFFINITY_GRID if cfg.transition_affinity is None else (self.transition_affinity,)
+        (self.text_affinity, self.transition_affinity, self.text_affinity_search,
+         self.transition_affinity_search) = probe.choose_affinities(validation, dist_, texts, steps)
+        log.info("transformer: text affinity %s, transition affinity %s (validation NDCG by weight: %s; %s)",
+                 self.text_affinity, self.transition_affinity, self.text_affinity_search,
+                 self.transition_affinity_search)
 
     def _choose_popularity_correction(self, members: list[Member], validation: RankingValidation,
                                       dist_: Dist) -> float:
@@ -367,15 +388,20 @@ class Transformer(Recommender):
         return best
 
     def _ensemble(self, members: list[Member], correction: float, stacked: bool = True,
-                  affinity: float | None = None) -> Ensemble:
+                  affinity: float | None = None, transition: float | None = None) -> Ensemble:
         return Ensemble(members, device=self._device, precision=self.config.precision, max_len=self.max_len,
                         default_event=self.default_event, log_counts=self.log_counts,
                         popularity_correction=correction, stacked=stacked,
-                        text_affinity=self.text_affinity if affinity is None else affinity)
+                        text_affinity=self.text_affinity if affinity is None else affinity,
+                        transitions=self.transitions,
+                        transition_affinity=self.transition_affinity if transition is None else transition)
 
     def _publish(self, members: list[Member]) -> None:
         self.fitted = self._ensemble(members, self.popularity_correction)
         self.text_affinity = self.fitted.affinity  # 0 where the items have no text: the weight in use
+        self.transition_affinity = self.fitted.transition_affinity  # 0 without transitions
+        if not self.transition_affinity:
+            self.transitions = None  # not kept (nor saved) unused
 
     # ------------------------------------------------------------------ scoring
     def can_score(self, query: Query) -> bool:
@@ -399,10 +425,17 @@ class Transformer(Recommender):
     def user_vectors(self, queries: Sequence[Query]) -> np.ndarray:
         return self._scorer().user_vectors(queries)
 
+    def history_scores(self, queries: Sequence[Query]) -> sp.csr_matrix | None:
+        """The sparse part of the scores beside the inner products (the transition term; None without one)."""
+        return self._scorer().history_scores(queries)
+
     # ---------------------------------------------------------------- artifacts
     def _state(self) -> dict[str, np.ndarray]:
         """Member 0's tensors under their own names, member k's under "member{k}." + name."""
         arrays: dict[str, np.ndarray] = {"log_counts": self.log_counts}
+        if self.transitions is not None:
+            arrays.update({f"transitions.{name}": getattr(self.transitions, name)
+                           for name in ("indptr", "indices", "data")})
         for k, m in enumerate(self._scorer().members):
             prefix = f"member{k}." if k else ""
             arrays.update({prefix + name: v.detach().cpu().float().numpy() if v.is_floating_point()
@@ -419,6 +452,8 @@ class Transformer(Recommender):
                 "n_members": len(fitted.members), "attribute_vocabulary": list(net.attribute_vocabulary),
                 "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
                 "text_affinity": self.text_affinity, "text_affinity_search": self.text_affinity_search,
+                "transition_affinity": self.transition_affinity,
+                "transition_affinity_search": self.transition_affinity_search,
                 "vector_spaces": {n: int(t.shape[1]) for n, t in named_from_state(dict(net.named_buffers())).items()},
                 **({"initialised_from": self.initialised_from} if self.initialised_from else {})}
 
@@ -429,6 +464,12 @@ class Transformer(Recommender):
         self.popularity_search = dict(meta.get("popularity_search", {}))
         self.text_affinity = float(meta.get("text_affinity", 0.0))  # (models saved before it: none)
         self.text_affinity_search = dict(meta.get("text_affinity_search", {}))
+        self.transition_affinity = float(meta.get("transition_affinity", 0.0))
+        self.transition_affinity_search = dict(meta.get("transition_affinity_search", {}))
+        self.transitions = None
+        if "transitions.indptr" in arrays:
+            self.transitions = sp.csr_matrix((arrays["transitions.data"], arrays["transitions.indices"],
+                                              arrays["transitions.indptr"]), shape=(self.n_items, self.n_items))
         self.best_epoch = int(meta.get("best_epoch", 0))
         self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
         self.epochs = int(meta.get("epochs", 0))
@@ -445,7 +486,8 @@ class Transformer(Recommender):
         for k in range(int(meta.get("n_members", 1))):
             prefix = f"member{k}." if k else ""
             mine = {name[len(prefix):]: v for name, v in arrays.items()
-                    if name.startswith(prefix) and (k or not name.startswith("member")) and name != "log_counts"}
+                    if name.startswith(prefix) and (k or not name.startswith(("member", "transitions.")))
+                    and name != "log_counts"}
             content = ItemContent(attr_flat=mine["attr_flat"], attr_offsets=mine["attr_offsets"],
                                   n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"],
                                   title=mine.get("title_vectors", np.zeros((0, 0), dtype=np.float32)),

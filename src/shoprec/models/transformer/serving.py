@@ -3,7 +3,8 @@
     arrays  = query_arrays(queries)                (B, L) items / events / gaps, (B,) lengths
     h_m     = member m's hidden state at the newest event of each query                      (B, d)
     a       = sum_k AFFINITY_DECAY ** k * unit text vector of the query's k-th newest item    (B, T)
-    scores  = mean_m(h_m @ table_m[1:].T) + text_affinity * a @ unit text[1:].T
+    t       = sum_k AFFINITY_DECAY ** k * P[query's k-th newest item] (transitions.py; sparse) (B, n_items)
+    scores  = mean_m(h_m @ table_m[1:].T) + text_affinity * a @ unit text[1:].T + transition_affinity * t
               - popularity_correction * log(1 + count)                                          (B, n_items)
 
 A fitted ensemble of the default network is encoded in one batched pass (seq_ensemble.StackedEncoder);
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
@@ -29,12 +31,12 @@ from shoprec.models.training import Dist, all_sum
 from shoprec.models.transformer.config import POPULARITY_GRID
 from shoprec.models.transformer.data import by_length, query_arrays
 from shoprec.models.transformer.network import SeqNet
+from shoprec.models.transformer.transitions import AFFINITY_DECAY, AFFINITY_ITEMS, transition_scores
 from shoprec.ranking import hit_rate_from_ranks, ndcg_from_ranks, target_ranks
 
 log = logging.getLogger(__name__)
 SCORE_BATCH = 512  # queries per forward pass when scoring
-AFFINITY_DECAY = 0.5  # text affinity: the weight of a query's k-th newest item (0 = the newest) is 0.5 ** k ...
-AFFINITY_ITEMS = 8  # ... over its newest 8 items (0.5 ** 8 < 0.004)
+__all__ = ["AFFINITY_DECAY", "AFFINITY_ITEMS", "Ensemble", "Member", "autocast"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class Ensemble:
 
     def __init__(self, members: list[Member], *, device: torch.device, precision: str, max_len: int,
                  default_event: int, log_counts: np.ndarray | None = None, popularity_correction: float = 0.0,
-                 stacked: bool = True, text_affinity: float = 0.0) -> None:
+                 stacked: bool = True, text_affinity: float = 0.0, transitions: sp.csr_matrix | None = None,
+                 transition_affinity: float = 0.0) -> None:
         self.members, self.device, self.precision = members, device, precision
         self.max_len, self.default_event = max_len, default_event
         self.n_items = members[0].out_table.shape[1]
@@ -85,6 +88,9 @@ class Ensemble:
         if text_affinity and vectors.shape[1]:
             unit = vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp(min=1e-12)  # no text: zero
             self.affinity, self.unit_text = float(text_affinity), unit
+        self.transition_affinity, self.transitions = 0.0, None  # and P (n_items, n_items), transitions.py
+        if transition_affinity and transitions is not None and transitions.nnz:
+            self.transition_affinity, self.transitions = float(transition_affinity), transitions
         self._item_factors: np.ndarray | None = None
 
     def query_arrays(self, queries: Sequence[Query]) -> dict[str, np.ndarray]:
@@ -102,13 +108,16 @@ class Ensemble:
     def score_tensor(self, queries: Sequence[Query]) -> Tensor:
         """(B, n_items) float32 scores on the model's device."""
         with torch.inference_mode():
-            network, affinity = self.score_parts(queries)
-            scores = network if affinity is None else network.add_(affinity, alpha=self.affinity)
+            scores, affinity, transition = self.score_parts(queries)
+            if affinity is not None:
+                scores.add_(affinity, alpha=self.affinity)
+            if transition is not None:
+                scores.add_(transition, alpha=self.transition_affinity)
             return scores if self.penalty is None else scores - self.penalty
 
-    def score_parts(self, queries: Sequence[Query]) -> tuple[Tensor, Tensor | None]:
-        """(B, n_items) float32: the members' mean score, and the text affinity a @ unit text.T before its weight
-        (None without one); without the popularity correction."""
+    def score_parts(self, queries: Sequence[Query]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """(B, n_items) float32: the members' mean score, the text affinity a @ unit text.T and the transition term
+        t, each before its weight (None without one); without the popularity correction."""
         arrays = self.query_arrays(queries)
         with torch.inference_mode():
             states = self.hidden(queries, arrays=arrays)
@@ -117,9 +126,24 @@ class Ensemble:
                 scores += state @ member.out_table
             if len(self.members) > 1:
                 scores /= len(self.members)
-            if self.unit_text is None:
-                return scores, None
-            return scores, self.affinity_vectors(arrays) @ self.unit_text[1:].T
+            affinity = None if self.unit_text is None else self.affinity_vectors(arrays) @ self.unit_text[1:].T
+            transition = None
+            if self.transitions is not None:
+                transition = torch.from_numpy(self.transition_part(arrays).toarray()).to(scores.device)
+            return scores, affinity, transition
+
+    def transition_part(self, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
+        """(B, n_items) t of each query of `arrays`, before its weight, sparse (this ensemble has transitions)."""
+        assert self.transitions is not None
+        return transition_scores(self.transitions, arrays["items"], arrays["lengths"])
+
+    def history_scores(self, queries: Sequence[Query]) -> sp.csr_matrix | None:
+        """(B, n_items) float32 the transition term with its weight, sparse and >= 0: scores == user_vectors(queries)
+        @ item_factors.T + this (None without one). Non-zero only on the items that followed the queries' newest
+        items, so an exact top-n search over the inner products adds these items and stays exact."""
+        if self.transitions is None:
+            return None
+        return sp.csr_matrix(self.transition_part(self.query_arrays(queries)) * np.float32(self.transition_affinity))
 
     def affinity_vectors(self, arrays: dict[str, np.ndarray]) -> Tensor:
         """(B, T) the recency-weighted sum of the unit text vectors of each query's AFFINITY_ITEMS newest items."""
@@ -150,9 +174,9 @@ class Ensemble:
     # -------------------------------------------------- inner-product view (serving's ANN candidates)
     @property
     def item_factors(self) -> np.ndarray:
-        """(n_items, D) item vectors with scores == user_vectors(queries) @ item_factors.T: the members' item
-        tables side by side, the unit text vectors with a text affinity, and a last column of minus the
-        popularity correction when there is one."""
+        """(n_items, D) item vectors with scores == user_vectors(queries) @ item_factors.T (+ history_scores(queries)
+        with a transition term): the members' item tables side by side, the unit text vectors with a text affinity,
+        and a last column of minus the popularity correction when there is one."""
         if self._item_factors is None:
             parts = [m.out_table.T.float().cpu().numpy() for m in self.members]
             if self.unit_text is not None:
@@ -189,17 +213,39 @@ class Ensemble:
         ndcg_sum, hit_sum, count = all_sum(sums, dist_, self.device)
         return ndcg_sum / max(count, 1.0), hit_sum / max(count, 1.0)
 
-    def affinity_search(self, validation: RankingValidation, dist_: Dist, grid: Sequence[float]) -> dict[str, float]:
-        """Validation NDCG@k of these scores with each text affinity of `grid` in place of this one's (this
-        ensemble must have a text affinity, of any weight, for its unit text vectors)."""
+    def affinity_search(self, validation: RankingValidation, dist_: Dist,
+                        grid: Sequence[tuple[float, float]]) -> np.ndarray:
+        """Validation NDCG@k of these scores with each (text affinity, transition affinity) of `grid` in place of
+        this one's (a part this ensemble lacks, for want of text or of transitions, counts 0 whatever its
+        weight), aligned with `grid`."""
         def variants(queries: list[Query]) -> Iterator[Tensor]:
-            network, affinity = self.score_parts(queries)
-            assert affinity is not None
-            for weight in grid:
-                scores = network + weight * affinity
+            network, affinity, transition = self.score_parts(queries)
+            for text_weight, transition_weight in grid:
+                scores = network
+                if affinity is not None and text_weight:
+                    scores = scores + text_weight * affinity
+                if transition is not None and transition_weight:
+                    scores = scores + transition_weight * transition
                 yield scores if self.penalty is None else scores - self.penalty
 
-        return self._grid_ndcg(validation, dist_, grid, variants)
+        return self._grid_ndcg(validation, dist_, len(grid), variants)
+
+    def choose_affinities(self, validation: RankingValidation, dist_: Dist, texts: Sequence[float],
+                          steps: Sequence[float]) -> tuple[float, float, dict[str, float], dict[str, float]]:
+        """(text affinity, transition affinity, the text weights' validation NDCG, the transition weights') of the
+        pair of `texts` x `steps` with the best validation NDCG@k (the smallest among equals); a part this
+        ensemble lacks is 0 and not searched. The searches are the two slices of the grid through the pair
+        chosen, empty for a part with one weight to try."""
+        texts = (0.0,) if self.unit_text is None else tuple(texts)
+        steps = (0.0,) if self.transitions is None else tuple(steps)
+        if len(texts) == 1 and len(steps) == 1:
+            return float(texts[0]), float(steps[0]), {}, {}
+        grid = [(float(t), float(r)) for t in texts for r in steps]
+        ndcg = self.affinity_search(validation, dist_, grid)
+        text, step = grid[int(np.argmax(ndcg))]
+        text_search = {str(t): float(n) for (t, r), n in zip(grid, ndcg, strict=True) if r == step}
+        step_search = {str(r): float(n) for (t, r), n in zip(grid, ndcg, strict=True) if t == text}
+        return text, step, text_search if len(texts) > 1 else {}, step_search if len(steps) > 1 else {}
 
     def popularity_search(self, validation: RankingValidation, dist_: Dist,
                           log_counts: np.ndarray) -> dict[str, float]:
@@ -210,13 +256,14 @@ class Ensemble:
             raw = self.score_tensor(queries)
             return (raw - c * counts for c in POPULARITY_GRID)
 
-        return self._grid_ndcg(validation, dist_, POPULARITY_GRID, variants)
+        ndcg = self._grid_ndcg(validation, dist_, len(POPULARITY_GRID), variants)
+        return {str(v): float(n) for v, n in zip(POPULARITY_GRID, ndcg, strict=True)}
 
-    def _grid_ndcg(self, validation: RankingValidation, dist_: Dist, grid: Sequence[float],
-                   variants: Callable[[list[Query]], Iterator[Tensor]]) -> dict[str, float]:
-        """{str(value): validation NDCG@k} of the scores `variants(queries)` yields, one per value of `grid`, for
-        each batch of validation queries (a share of them per DDP process)."""
-        sums = np.zeros(len(grid))
+    def _grid_ndcg(self, validation: RankingValidation, dist_: Dist, size: int,
+                   variants: Callable[[list[Query]], Iterator[Tensor]]) -> np.ndarray:
+        """(size,) validation NDCG@k of the `size` scores `variants(queries)` yields, for each batch of validation
+        queries (a share of them per DDP process)."""
+        sums = np.zeros(size)
         mine = np.arange(dist_.rank, len(validation.queries), dist_.world)
         for chunk in by_length([validation.queries[r] for r in mine], validation.batch_size):
             rows = mine[chunk]
@@ -225,8 +272,7 @@ class Ensemble:
                 ranks = target_ranks(scores, validation.targets[rows], exclude=exclude)
                 sums[i] += float(ndcg_from_ranks(ranks, validation.k).sum())
         totals = np.array(all_sum([*sums.tolist(), float(len(mine))], dist_, self.device))
-        ndcg = totals[:-1] / max(totals[-1], 1.0)
-        return {str(v): float(n) for v, n in zip(grid, ndcg, strict=True)}
+        return np.asarray(totals[:-1] / max(totals[-1], 1.0), dtype=np.float64)
 
 
 def _rows_of(exclude: Any, rows: np.ndarray) -> Any:
