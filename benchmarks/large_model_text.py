@@ -52,6 +52,10 @@ def validation_figures(model: Any, log: list[dict[str, Any]]) -> dict[str, Any]:
     if affinity:  # text_affinity chosen on validation (before the popularity correction, which is 0 here)
         out["text_affinity_search"] = affinity
         out["text_affinity"] = getattr(model, "text_affinity", None)
+    transition = getattr(model, "transition_affinity_search", None) or {}
+    if transition:  # transition_affinity chosen on validation (with the text affinity)
+        out["transition_affinity_search"] = transition
+        out["transition_affinity"] = getattr(model, "transition_affinity", None)
     members: dict[int, dict[str, Any]] = {}
     for entry in log:
         if "val_NDCG@10" in entry:

@@ -186,3 +186,22 @@ def test_a_sparse_part_beside_the_products_keeps_the_candidates_exact() -> None:
         part = model.history_scores([query])
         lifted += int(np.isin(part.indices, level.candidates).any())
     assert lifted  # the part lifted items into the candidates (the test's shop makes it dominate)
+
+
+def test_finishing_a_fit_again_with_other_choices_is_the_fit_with_them() -> None:
+    """benchmarks/affinity_choices.py's premise: the weights left null are chosen after training (training
+    validates with 0 for them), so finishing a fit of 0s again with nulls gives the fit with nulls."""
+    import dataclasses
+
+    data, validation = successor_shop()
+    nulls = {"transition_affinity": None, "popularity_correction": None}
+    direct = Transformer.from_dict({**TINY, **nulls}).fit(data, validation=validation)
+    again = Transformer.from_dict({**TINY, "transition_affinity": 0.0}).fit(data, validation=validation)
+    assert again.transition_affinity == 0.0 and again.fitted is not None
+    again.config = dataclasses.replace(again.config, **nulls)
+    again.finish(list(again.fitted.members), data, validation)
+    assert again.transition_affinity == direct.transition_affinity > 0
+    assert again.transition_affinity_search == direct.transition_affinity_search
+    assert again.popularity_search == direct.popularity_search
+    q = validation.queries[:10]
+    np.testing.assert_allclose(again.score(q), direct.score(q), rtol=1e-5, atol=1e-5)

@@ -39,7 +39,10 @@ shoprec.models.training.TrainOptions, given in the same config dicts.
   the copied weights may learn at a share of the rate (`copied_lr_ratio`; 0 freezes them).
 - Scores: the members' mean h @ item table, plus `text_affinity` times the raw cosine between the text
   vectors of the query's newest items (decayed by recency) and each candidate's (serving.Ensemble; chosen on
-  validation where it is null, as for pre-training, and kept by a model carried to a new shop), minus the
+  validation where it is null, as for pre-training, and kept by a model carried to a new shop), plus
+  `transition_affinity` times the share of the training events after the query's newest items that were of
+  each candidate (transitions.py: a sparse first-order Markov term; chosen on validation with the text
+  affinity where it is null; `history_scores`, the sparse part beside the inner-product view), minus the
   popularity correction.
 """
 

@@ -181,8 +181,6 @@ class Transformer(Recommender):
                     self._choose_affinities(carried, validation, Dist())
                 self._publish(carried)
             return
-        if cfg.transition_affinity != 0:  # a number or null (chosen): the training histories' transitions
-            self.transitions = transition_matrix(build_sequences(train), train.n_items)
         members: list[Member] = []
         self.best_epochs = []
         started = time.perf_counter()
@@ -201,16 +199,31 @@ class Transformer(Recommender):
                     self.best_epochs.append(state.best_epoch)
                     members.append(member)
                 self.best_epoch = self.best_epochs[0]
-                self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
-                if validation is not None and (cfg.text_affinity is None or cfg.transition_affinity is None):
-                    self._choose_affinities(members, validation, dist_)
-                fixed = cfg.popularity_correction
-                self.popularity_correction = fixed if fixed is not None else (
-                    self._choose_popularity_correction(members, validation, dist_) if validation is not None
-                    else 0.0)
-                self._publish(members)
+                self.finish(members, train, validation, dist_)
             finally:
                 release_buffers()
+
+    def finish(self, members: list[Member], train: Interactions, validation: RankingValidation | None,
+               dist_: Dist | None = None) -> None:
+        """What fit does with its trained `members` (on `train`): the weights of the parts beside the network,
+        given or chosen on `validation` (the affinities, then the popularity correction), and the ensemble it
+        serves. benchmarks/affinity_choices.py calls it again on a fitted model's members with other parameters
+        (the same networks, choices made as fit makes them)."""
+        cfg, dist_ = self.config, dist_ or Dist()
+        self.text_affinity, self.text_affinity_search = cfg.text_affinity or 0.0, {}
+        self.transition_affinity, self.transition_affinity_search = cfg.transition_affinity or 0.0, {}
+        if cfg.transition_affinity != 0 and self.transitions is None:
+            self.transitions = transition_matrix(build_sequences(train), train.n_items)
+        self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
+        if validation is not None and (cfg.text_affinity is None or cfg.transition_affinity is None):
+            self._choose_affinities(members, validation, dist_)
+        self.popularity_correction, self.popularity_search = cfg.popularity_correction or 0.0, {}
+        if cfg.popularity_correction is None and validation is not None:  # the grid's best (the smallest of equals)
+            self.popularity_search = self._ensemble(members, 0.0).popularity_search(validation, dist_, self.log_counts)
+            self.popularity_correction = float(POPULARITY_GRID[int(np.argmax(list(self.popularity_search.values())))])
+            log.info("transformer: popularity correction %s (validation NDCG: %s)", self.popularity_correction,
+                     self.popularity_search)
+        self._publish(members)
 
     def _train(self, cfg: TransformerConfig, opts: TrainOptions, train_data: Interactions,
                catalog: ItemCatalog | None, validation: RankingValidation | None,
@@ -285,9 +298,8 @@ class Transformer(Recommender):
         return Member.of(net), state
 
     def chosen_params(self) -> dict[str, Any]:
-        """The context "auto" resolved to, and the popularity correction and text affinity chosen on the
-        validation targets (where the config left them to a search that ran): a refit without validation
-        targets would resolve the context on other data and fall back to 0 for both."""
+        """The context "auto" resolved to and the weights searched on validation (where the config left them null):
+        a refit without validation targets would resolve the context on other data and fall back to 0 for them."""
         cfg = self.config
         chosen: dict[str, Any] = {}
         if cfg.max_len == "auto" and self.max_len:
@@ -366,8 +378,7 @@ class Transformer(Recommender):
         return total / max(len(batches), 1)
 
     def _choose_affinities(self, members: list[Member], validation: RankingValidation, dist_: Dist) -> None:
-        """The text and transition affinities the config leaves null, chosen together on the validation targets
-        (Ensemble.choose_affinities), before the popularity correction; a weight given stays."""
+        """The affinities the config leaves null, chosen together on validation (Ensemble.choose_affinities)."""
         cfg = self.config
         probe = self._ensemble(members, correction=0.0, affinity=1.0, transition=1.0)
         texts = TEXT_AFFINITY_GRID if cfg.text_affinity is None else (self.text_affinity,)
@@ -377,15 +388,6 @@ class Transformer(Recommender):
         log.info("transformer: text affinity %s, transition affinity %s (validation NDCG by weight: %s; %s)",
                  self.text_affinity, self.transition_affinity, self.text_affinity_search,
                  self.transition_affinity_search)
-
-    def _choose_popularity_correction(self, members: list[Member], validation: RankingValidation,
-                                      dist_: Dist) -> float:
-        """The POPULARITY_GRID value with the best validation NDCG@k (the smallest among equals)."""
-        raw = self._ensemble(members, correction=0.0)
-        self.popularity_search = raw.popularity_search(validation, dist_, self.log_counts)
-        best = float(POPULARITY_GRID[int(np.argmax(list(self.popularity_search.values())))])
-        log.info("transformer: popularity correction %s (validation NDCG by value: %s)", best, self.popularity_search)
-        return best
 
     def _ensemble(self, members: list[Member], correction: float, stacked: bool = True,
                   affinity: float | None = None, transition: float | None = None) -> Ensemble:
