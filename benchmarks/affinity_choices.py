@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--choose", action="append", default=[], help="after-training parameters to try (JSON)")
     p.add_argument("--data-dir", type=Path, default=Settings.from_env().data_dir)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", type=Path, default=None, help="save the model of the last --choose here")
     args = p.parse_args(argv)
     catalog, train, validation, task, counted = protocol(args.dataset, args.data_dir)
     fit: dict[str, Any] = {}
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {json.dumps(r['choose'])} | {r['text_affinity']:g} | {r['transition_affinity']:g} | "
               f"{r['popularity_correction']:g} | {val} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | "
               f"{r['HR@20']:.4f} | {r['NDCG@20']:.4f} |")
+    if args.save is not None:
+        model.save(args.save)
     append_run(RESULTS, {"dataset": args.dataset, "model_dir": str(args.model_dir), "users": len(task),
                          "fit": fit, "rows": rows})
 

@@ -205,3 +205,35 @@ def test_finishing_a_fit_again_with_other_choices_is_the_fit_with_them() -> None
     assert again.popularity_search == direct.popularity_search
     q = validation.queries[:10]
     np.testing.assert_allclose(again.score(q), direct.score(q), rtol=1e-5, atol=1e-5)
+
+
+def test_a_pair_is_taken_only_when_its_gain_is_clear_on_the_validation_targets() -> None:
+    """The best pair of weights must beat the grid's first (0, 0) by AFFINITY_MIN_Z standard errors of the
+    per-query NDCG difference (the paired z), else (0, 0) stays: a gain of a few queries is noise."""
+    from shoprec.models.training import Dist
+    from shoprec.ranking import ndcg_from_ranks, target_ranks
+
+    data, validation = successor_shop()
+    model = Transformer.from_dict({**TINY, "transition_affinity": None}).fit(data, validation=validation)
+    assert model.fitted is not None and model.affinity_z is not None and model.affinity_z > 2.0
+    probe = model._ensemble(list(model.fitted.members), correction=0.0, affinity=1.0, transition=1.0)
+    grid = (0.0, 4.0)
+    clear = probe.choose_affinities(validation, Dist(), (0.0,), grid, min_z=0.0)
+    held = probe.choose_affinities(validation, Dist(), (0.0,), grid, min_z=float("inf"))
+    assert clear[1] == 4.0 and held[1] == 0.0  # the same search, the same z; the bar decides
+    assert held[3] == clear[3] and held[4] == clear[4]
+    # the z: the mean per-query gain over its standard error, by hand
+    network, _, transition = probe.score_parts(validation.queries)
+    assert transition is not None
+    gains = []
+    for weight in grid:
+        ranks = target_ranks(network + weight * transition, validation.targets, exclude=validation.exclude)
+        gains.append(ndcg_from_ranks(ranks, validation.k).numpy())
+    diff = gains[1] - gains[0]
+    assert clear[4] == pytest.approx(diff.mean() / (diff.std() / np.sqrt(len(diff))), rel=1e-6)
+    # targets that the successions do not tell: whatever is taken, it is (0, 0) or a clear gain
+    rng = np.random.default_rng(1)
+    noise = RankingValidation(validation.queries, rng.integers(0, data.n_items, len(validation.targets)),
+                              exclude=validation.exclude)
+    text, step, _, _, z = probe.choose_affinities(noise, Dist(), (0.0,), TRANSITION_AFFINITY_GRID, min_z=2.0)
+    assert step == 0.0 or (z is not None and z >= 2.0)

@@ -37,6 +37,7 @@ from shoprec.models.training import (
 )
 from shoprec.models.transformer.carry import copy_attribute_rows
 from shoprec.models.transformer.config import (
+    AFFINITY_MIN_Z,
     POPULARITY_GRID,
     TEXT_AFFINITY_GRID,
     TRANSITION_AFFINITY_GRID,
@@ -105,6 +106,7 @@ class Transformer(Recommender):
         self.transition_affinity = 0.0  # the transition affinity in use (config value or chosen on validation)
         self.transition_affinity_search: dict[str, float] = {}  # validation NDCG per candidate weight
         self.transitions: sp.csr_matrix | None = None  # P (n_items, n_items), with a transition affinity
+        self.affinity_z: float | None = None  # the searched pair's gain over (0, 0) in standard errors (serving.py)
         self._device = torch.device("cpu")
         self._source: tuple[Transformer, str] | None = None  # start_from's model and label
         self._zero_shot = False  # start_from(..., zero_shot=True): fit carries the source over, no training
@@ -164,10 +166,8 @@ class Transformer(Recommender):
             raise ConfigError("model 'transformer' validates with a RankingValidation (next-item targets)")
         self._device = pick_device(self.name, opts.device)
         dist_ = setup_distributed(self._device)
-        self.popularity_correction, self.popularity_search = 0.0, {}
         self.text_affinity, self.text_affinity_search = cfg.text_affinity or 0.0, {}  # (validation while training)
-        self.transition_affinity, self.transition_affinity_search = cfg.transition_affinity or 0.0, {}
-        self.transitions = None
+        self.transitions = None  # (built by finish: the training validates the network and text alone)
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
@@ -210,7 +210,7 @@ class Transformer(Recommender):
         serves. benchmarks/affinity_choices.py calls it again on a fitted model's members with other parameters
         (the same networks, choices made as fit makes them)."""
         cfg, dist_ = self.config, dist_ or Dist()
-        self.text_affinity, self.text_affinity_search = cfg.text_affinity or 0.0, {}
+        self.text_affinity, self.text_affinity_search, self.affinity_z = cfg.text_affinity or 0.0, {}, None
         self.transition_affinity, self.transition_affinity_search = cfg.transition_affinity or 0.0, {}
         if cfg.transition_affinity != 0 and self.transitions is None:
             self.transitions = transition_matrix(build_sequences(train), train.n_items)
@@ -383,10 +383,10 @@ class Transformer(Recommender):
         probe = self._ensemble(members, correction=0.0, affinity=1.0, transition=1.0)
         texts = TEXT_AFFINITY_GRID if cfg.text_affinity is None else (self.text_affinity,)
         steps = TRANSITION_AFFINITY_GRID if cfg.transition_affinity is None else (self.transition_affinity,)
-        (self.text_affinity, self.transition_affinity, self.text_affinity_search,
-         self.transition_affinity_search) = probe.choose_affinities(validation, dist_, texts, steps)
-        log.info("transformer: text affinity %s, transition affinity %s (validation NDCG by weight: %s; %s)",
-                 self.text_affinity, self.transition_affinity, self.text_affinity_search,
+        (self.text_affinity, self.transition_affinity, self.text_affinity_search, self.transition_affinity_search,
+         self.affinity_z) = probe.choose_affinities(validation, dist_, texts, steps, AFFINITY_MIN_Z)
+        log.info("transformer: text affinity %s, transition affinity %s (best pair's z %s; validation NDCG: %s; %s)",
+                 self.text_affinity, self.transition_affinity, self.affinity_z, self.text_affinity_search,
                  self.transition_affinity_search)
 
     def _ensemble(self, members: list[Member], correction: float, stacked: bool = True,
@@ -455,7 +455,7 @@ class Transformer(Recommender):
                 "popularity_correction": self.popularity_correction, "popularity_search": self.popularity_search,
                 "text_affinity": self.text_affinity, "text_affinity_search": self.text_affinity_search,
                 "transition_affinity": self.transition_affinity,
-                "transition_affinity_search": self.transition_affinity_search,
+                "transition_affinity_search": self.transition_affinity_search, "affinity_z": self.affinity_z,
                 "vector_spaces": {n: int(t.shape[1]) for n, t in named_from_state(dict(net.named_buffers())).items()},
                 **({"initialised_from": self.initialised_from} if self.initialised_from else {})}
 
@@ -466,7 +466,7 @@ class Transformer(Recommender):
         self.popularity_search = dict(meta.get("popularity_search", {}))
         self.text_affinity = float(meta.get("text_affinity", 0.0))  # (models saved before it: none)
         self.text_affinity_search = dict(meta.get("text_affinity_search", {}))
-        self.transition_affinity = float(meta.get("transition_affinity", 0.0))
+        self.transition_affinity, self.affinity_z = float(meta.get("transition_affinity", 0.0)), meta.get("affinity_z")
         self.transition_affinity_search = dict(meta.get("transition_affinity_search", {}))
         self.transitions = None
         if "transitions.indptr" in arrays:

@@ -214,10 +214,10 @@ class Ensemble:
         return ndcg_sum / max(count, 1.0), hit_sum / max(count, 1.0)
 
     def affinity_search(self, validation: RankingValidation, dist_: Dist,
-                        grid: Sequence[tuple[float, float]]) -> np.ndarray:
+                        grid: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
         """Validation NDCG@k of these scores with each (text affinity, transition affinity) of `grid` in place of
         this one's (a part this ensemble lacks, for want of text or of transitions, counts 0 whatever its
-        weight), aligned with `grid`."""
+        weight), aligned with `grid`, and each one's paired z against the first (_grid_ndcg)."""
         def variants(queries: list[Query]) -> Iterator[Tensor]:
             network, affinity, transition = self.score_parts(queries)
             for text_weight, transition_weight in grid:
@@ -231,21 +231,28 @@ class Ensemble:
         return self._grid_ndcg(validation, dist_, len(grid), variants)
 
     def choose_affinities(self, validation: RankingValidation, dist_: Dist, texts: Sequence[float],
-                          steps: Sequence[float]) -> tuple[float, float, dict[str, float], dict[str, float]]:
-        """(text affinity, transition affinity, the text weights' validation NDCG, the transition weights') of the
-        pair of `texts` x `steps` with the best validation NDCG@k (the smallest among equals); a part this
-        ensemble lacks is 0 and not searched. The searches are the two slices of the grid through the pair
-        chosen, empty for a part with one weight to try."""
+                          steps: Sequence[float], min_z: float = 0.0
+                          ) -> tuple[float, float, dict[str, float], dict[str, float], float | None]:
+        """(text affinity, transition affinity, the text weights' validation NDCG, the transition weights', the
+        paired z of the best pair against the first) of `texts` x `steps`: the pair with the best validation
+        NDCG@k (the smallest among equals), or the first pair (`texts[0]`, `steps[0]`) unless the best is above it
+        by at least `min_z` standard errors of the per-query difference (a gain these targets show clearly, not
+        one of their noise). A part this ensemble lacks is 0 and not searched. The searches are the two slices
+        of the grid through the best pair, empty for a part with one weight to try."""
         texts = (0.0,) if self.unit_text is None else tuple(texts)
         steps = (0.0,) if self.transitions is None else tuple(steps)
         if len(texts) == 1 and len(steps) == 1:
-            return float(texts[0]), float(steps[0]), {}, {}
+            return float(texts[0]), float(steps[0]), {}, {}, None
         grid = [(float(t), float(r)) for t in texts for r in steps]
-        ndcg = self.affinity_search(validation, dist_, grid)
-        text, step = grid[int(np.argmax(ndcg))]
+        ndcg, z = self.affinity_search(validation, dist_, grid)
+        best = int(np.argmax(ndcg))
+        text, step = grid[best]
         text_search = {str(t): float(n) for (t, r), n in zip(grid, ndcg, strict=True) if r == step}
         step_search = {str(r): float(n) for (t, r), n in zip(grid, ndcg, strict=True) if t == text}
-        return text, step, text_search if len(texts) > 1 else {}, step_search if len(steps) > 1 else {}
+        if z[best] < min_z:
+            text, step = grid[0]
+        return (text, step, text_search if len(texts) > 1 else {}, step_search if len(steps) > 1 else {},
+                float(z[best]))
 
     def popularity_search(self, validation: RankingValidation, dist_: Dist,
                           log_counts: np.ndarray) -> dict[str, float]:
@@ -256,23 +263,34 @@ class Ensemble:
             raw = self.score_tensor(queries)
             return (raw - c * counts for c in POPULARITY_GRID)
 
-        ndcg = self._grid_ndcg(validation, dist_, len(POPULARITY_GRID), variants)
+        ndcg, _ = self._grid_ndcg(validation, dist_, len(POPULARITY_GRID), variants)
         return {str(v): float(n) for v, n in zip(POPULARITY_GRID, ndcg, strict=True)}
 
     def _grid_ndcg(self, validation: RankingValidation, dist_: Dist, size: int,
-                   variants: Callable[[list[Query]], Iterator[Tensor]]) -> np.ndarray:
+                   variants: Callable[[list[Query]], Iterator[Tensor]]) -> tuple[np.ndarray, np.ndarray]:
         """(size,) validation NDCG@k of the `size` scores `variants(queries)` yields, for each batch of validation
-        queries (a share of them per DDP process)."""
-        sums = np.zeros(size)
+        queries (a share of them per DDP process), and how clearly each is above the first: its mean difference
+        per query over that mean's standard error (the paired z; inf when every query gained)."""
+        sums = np.zeros((3, size))  # per variant: NDCG, and its difference to variant 0's per query (sum, squares)
         mine = np.arange(dist_.rank, len(validation.queries), dist_.world)
         for chunk in by_length([validation.queries[r] for r in mine], validation.batch_size):
             rows = mine[chunk]
             exclude = _rows_of(validation.exclude, rows)
+            first = None
             for i, scores in enumerate(variants([validation.queries[r] for r in rows])):
                 ranks = target_ranks(scores, validation.targets[rows], exclude=exclude)
-                sums[i] += float(ndcg_from_ranks(ranks, validation.k).sum())
-        totals = np.array(all_sum([*sums.tolist(), float(len(mine))], dist_, self.device))
-        return np.asarray(totals[:-1] / max(totals[-1], 1.0), dtype=np.float64)
+                ndcg = ndcg_from_ranks(ranks, validation.k)
+                first = ndcg if first is None else first
+                diff = ndcg - first
+                sums[:, i] += [float(ndcg.sum()), float(diff.sum()), float((diff * diff).sum())]
+        totals = np.array(all_sum([*sums.ravel().tolist(), float(len(mine))], dist_, self.device))
+        n = max(float(totals[-1]), 1.0)
+        ndcg_sum, diff_sum, diff_squares = totals[:-1].reshape(3, size)
+        mean = diff_sum / n
+        se = np.sqrt(np.maximum(diff_squares / n - mean ** 2, 0.0) / n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, mean / se, np.where(mean > 0, np.inf, 0.0))
+        return np.asarray(ndcg_sum / n, dtype=np.float64), np.asarray(z, dtype=np.float64)
 
 
 def _rows_of(exclude: Any, rows: np.ndarray) -> Any:
