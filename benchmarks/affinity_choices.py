@@ -96,16 +96,17 @@ def main(argv: list[str] | None = None) -> None:
         choose_seconds = time.perf_counter() - t0
         metrics = evaluate_ranking(model, task, (10, 20), stats).metrics
         rows.append({"choose": params, **{k: getattr(model, k) for k in (
-            "text_affinity", "transition_affinity", "popularity_correction", "text_affinity_search",
+            "text_affinity", "transition_affinity", "affinity_z", "popularity_correction", "text_affinity_search",
             "transition_affinity_search", "popularity_search")},
             "val_NDCG@10": max(model.popularity_search.values()) if model.popularity_search else None,
             **{m: metrics[m] for m in METRICS}, "choose_seconds": round(choose_seconds, 1)})
     print(f"{args.dataset}, {len(task)} test users, model {args.model_dir}")
-    print("| choose | text | transition | popularity | val NDCG@10 | HR@10 | NDCG@10 | HR@20 | NDCG@20 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| choose | text | transition | z | popularity | val NDCG@10 | HR@10 | NDCG@10 | HR@20 | NDCG@20 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         val = f"{r['val_NDCG@10']:.4f}" if r["val_NDCG@10"] is not None else ""
-        print(f"| {json.dumps(r['choose'])} | {r['text_affinity']:g} | {r['transition_affinity']:g} | "
+        z = f"{r['affinity_z']:.2f}" if r["affinity_z"] is not None else ""
+        print(f"| {json.dumps(r['choose'])} | {r['text_affinity']:g} | {r['transition_affinity']:g} | {z} | "
               f"{r['popularity_correction']:g} | {val} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | "
               f"{r['HR@20']:.4f} | {r['NDCG@20']:.4f} |")
     if args.save is not None:

@@ -24,7 +24,7 @@ WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 TINY: dict[str, Any] = {"ensemble": 1, "embedding_size": 16, "n_blocks": 1, "n_heads": 2, "ffn_size": 32,
                         "dropout": 0.1, "attention_dropout": 0.0, "batch_size": 64, "learning_rate": 1e-3,
                         "text_encoder": "hashing", "use_attributes": False, "progress": False, "num_threads": 1,
-                        "epochs": 1, "max_len": 10, "popularity_correction": 0.0}
+                        "epochs": 1, "max_len": 10, "popularity_correction": 0.0, "transition_affinity": 0.0}
 
 
 def twin_shop(n_users: int = 150, seed: int = 0, prefix: str = "") -> tuple[Interactions, ItemCatalog,
@@ -56,7 +56,7 @@ def twin_shop(n_users: int = 150, seed: int = 0, prefix: str = "") -> tuple[Inte
 def test_text_affinity_is_chosen_on_validation_where_the_titles_tell_the_next_item(tmp_path: Path) -> None:
     data, catalog, validation = twin_shop()
     params = {**TINY, "text_cache_dir": str(tmp_path)}
-    plain = Transformer.from_dict(params).fit(data, catalog, validation=validation)
+    plain = Transformer.from_dict({**params, "text_affinity": 0.0}).fit(data, catalog, validation=validation)
     chosen = Transformer.from_dict({**params, "text_affinity": None}).fit(data, catalog, validation=validation)
     assert plain.text_affinity == 0.0 and plain.text_affinity_search == {}
     search = chosen.text_affinity_search
@@ -114,7 +114,9 @@ def test_pre_training_chooses_it_and_a_carried_model_keeps_it(tmp_path: Path) ->
     # another shop of twins, its own items (names): nothing trained on it
     other, other_catalog, other_validation = twin_shop(seed=1, prefix="other-")
     carried = Transformer.from_dict(params).start_from(source, "source", zero_shot=True).fit(other, other_catalog)
-    assert carried.text_affinity == source.text_affinity
+    assert carried.text_affinity == source.text_affinity  # "auto" (the default): the source's weight
+    off = Transformer.from_dict({**params, "text_affinity": 0}).start_from(source, "source", zero_shot=True)
+    assert off.fit(other, other_catalog).text_affinity == 0.0  # a number given is used, 0 too
     assert other_validation.evaluate(carried)["NDCG@10"] > 0.5  # the twins found through the text alone
     loaded = load_model(carried.save(tmp_path / "carried"))
     assert isinstance(loaded, Transformer) and loaded.text_affinity == source.text_affinity

@@ -23,7 +23,7 @@ from shoprec.models.transformer.transitions import history_weights, transition_m
 TINY: dict[str, Any] = {"ensemble": 1, "embedding_size": 16, "n_blocks": 1, "n_heads": 2, "ffn_size": 32,
                         "dropout": 0.1, "attention_dropout": 0.0, "batch_size": 64, "learning_rate": 1e-3,
                         "use_text": False, "use_attributes": False, "progress": False, "num_threads": 1,
-                        "epochs": 1, "max_len": 10, "popularity_correction": 0.0}
+                        "epochs": 1, "max_len": 10, "popularity_correction": 0.0, "transition_affinity": 0.0}
 
 
 def successor_shop(n_users: int = 150, n_items: int = 40, seed: int = 0) -> tuple[Interactions, RankingValidation]:
@@ -155,7 +155,7 @@ def test_a_carried_model_has_no_transitions_and_a_negative_weight_is_refused(tmp
     other, other_catalog, other_validation = twin_shop(seed=1, prefix="other-")
     carried = Transformer.from_dict(params).start_from(source, "s", zero_shot=True).fit(other, other_catalog)
     assert carried.transition_affinity == 0.0 and carried.history_scores(other_validation.queries[:2]) is None
-    with pytest.raises(ConfigError, match=r"'transition_affinity'.*>= 0 or null"):
+    with pytest.raises(ConfigError, match=r"'transition_affinity'.*>= 0, \"auto\" or null"):
         Transformer.from_dict({**TINY, "transition_affinity": -1.0})
 
 

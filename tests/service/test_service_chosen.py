@@ -38,12 +38,12 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 
 def test_the_final_fit_uses_what_the_evaluated_fit_chose(services: Services, tmp_path: Path) -> None:
-    params = {**SMALL, "text_cache_dir": str(tmp_path / "text"), "text_affinity": None, "max_len": "auto"}
+    params = {**SMALL, "text_cache_dir": str(tmp_path / "text"), "max_len": "auto"}  # the default: chosen
     trained = services.store.train("shop", "transformer", params, evaluate=True)
     row = services.store.get_model("shop", trained.model_id)
     assert row is not None
     chosen = row["config"]["chosen_on_evaluation"]
-    assert set(chosen) == {"max_len", "popularity_correction", "text_affinity"}
+    assert set(chosen) == {"max_len", "popularity_correction", "text_affinity", "transition_affinity"}
     assert chosen["max_len"] == 50  # short synthetic histories: "auto" gives the minimum
     model = load_model(Path(trained.path))
     assert isinstance(model, Transformer)
@@ -58,7 +58,8 @@ def test_the_final_fit_uses_what_the_evaluated_fit_chose(services: Services, tmp
 
 
 def test_a_model_that_searched_nothing_reports_nothing_chosen(services: Services, tmp_path: Path) -> None:
-    params = {**SMALL, "text_cache_dir": str(tmp_path / "text"), "max_len": 8, "popularity_correction": 0.0}
+    params = {**SMALL, "text_cache_dir": str(tmp_path / "text"), "max_len": 8, "popularity_correction": 0.0,
+              "text_affinity": 0.0, "transition_affinity": 0.0}
     trained = services.store.train("shop", "transformer", params, evaluate=True)
     row = services.store.get_model("shop", trained.model_id)
     assert row is not None and "chosen_on_evaluation" not in row["config"]

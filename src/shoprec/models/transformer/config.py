@@ -76,14 +76,15 @@ class TransformerConfig:
     popularity_correction: float | None = None
     # scores += text_affinity * (recency-weighted sum of the unit text vectors of the query's newest items) . (the
     # item's unit text vector): the raw sentence-encoder similarity to what the user just saw, which a shop the
-    # model never saw shares with every shop (a carried model keeps its start model's weight). None: chosen on the
-    # validation targets among TEXT_AFFINITY_GRID (0 without validation); pre-training chooses it (PRETRAIN_DEFAULTS)
-    text_affinity: float | None = 0.0
+    # model never saw shares with every shop. "auto" and None: chosen on the validation targets among
+    # TEXT_AFFINITY_GRID after training (0 without validation), except that a carried (zero-shot) model keeps its
+    # start model's weight with "auto" and calibrates it on the new shop's validation targets with None
+    text_affinity: float | Literal["auto"] | None = "auto"
     # scores += transition_affinity * sum_k 0.5 ** k P(item | the query's k-th newest item), P the share of the
     # training events following an event of that item that were of this one (a first-order Markov term beside
-    # the network: shoprec.models.transformer.transitions). None: chosen on the validation targets among
-    # TRANSITION_AFFINITY_GRID, with the text affinity when it is null too (0 without validation)
-    transition_affinity: float | None = 0.0
+    # the network: shoprec.models.transformer.transitions). "auto" and None: chosen on the validation targets among
+    # TRANSITION_AFFINITY_GRID, jointly with the text affinity when that is chosen too (0 without validation)
+    transition_affinity: float | Literal["auto"] | None = "auto"
     # optimisation
     # the length of the cosine schedule in epochs; "auto": auto_epochs(schedule_steps, steps per epoch), i.e. the
     # schedule spans about schedule_steps optimizer steps whatever the data's size (Beauty: 176 steps an epoch ->
@@ -136,14 +137,22 @@ class TransformerConfig:
                               f"got {self.future_decay}")
         for name in ("text_affinity", "transition_affinity"):
             value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0 or null, got {value}")
+            if not (value is None or value == "auto" or (isinstance(value, int | float) and not isinstance(value, bool)
+                                                          and value >= 0)):
+                raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, \"auto\" or null, "
+                                  f"got {value!r}")
         if self.popularity_correction is not None and self.popularity_correction < 0:
             raise ConfigError("parameter 'popularity_correction' of model 'transformer' must be >= 0 or null, "
                               f"got {self.popularity_correction}")
         for name in ("weight_decay", "warmup_epochs", "patience", "attribute_loss", "min_lr_ratio", "copied_lr_ratio"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
+
+    def fixed_weight(self, name: str) -> float | None:
+        """The weight `name` (text_affinity, transition_affinity) when it is a number, None when it is chosen
+        ("auto" or null)."""
+        value = getattr(self, name)
+        return None if value is None or value == "auto" else float(value)
 
     def resolved_epochs(self, n_windows: int, cap: int = 0) -> int:
         """The schedule's length in epochs for `n_windows` training windows: `epochs` when it is a number, else

@@ -166,17 +166,18 @@ class Transformer(Recommender):
             raise ConfigError("model 'transformer' validates with a RankingValidation (next-item targets)")
         self._device = pick_device(self.name, opts.device)
         dist_ = setup_distributed(self._device)
-        self.text_affinity, self.text_affinity_search = cfg.text_affinity or 0.0, {}  # (validation while training)
+        self.text_affinity, self.text_affinity_search = cfg.fixed_weight("text_affinity") or 0.0, {}  # (training)
         self.transitions = None  # (built by finish: the training validates the network and text alone)
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
-            if self.fitted is not None and (cfg.text_affinity or (cfg.text_affinity is None and validation)):
+            given = cfg.fixed_weight("text_affinity")  # "auto": the source's weight, kept by carry_over
+            if self.fitted is not None and (given is not None or (cfg.text_affinity is None and validation)):
                 carried = list(self.fitted.members)
-                # a number given is used; null: calibrated on this shop's validation targets (one weight, nothing
-                # of the network trained; every process searches alone, on the CPU the carried model lives on)
-                if cfg.text_affinity is not None:
-                    self.text_affinity = cfg.text_affinity
+                # a number given is used (0 too); null: calibrated on this shop's validation targets (one weight,
+                # nothing of the network trained; every process searches alone, on the CPU the model lives on)
+                if given is not None:
+                    self.text_affinity = given
                 else:  # (a carried model has no transitions: the text weight alone is searched)
                     self._choose_affinities(carried, validation, Dist())
                 self._publish(carried)
@@ -210,12 +211,13 @@ class Transformer(Recommender):
         serves. benchmarks/affinity_choices.py calls it again on a fitted model's members with other parameters
         (the same networks, choices made as fit makes them)."""
         cfg, dist_ = self.config, dist_ or Dist()
-        self.text_affinity, self.text_affinity_search, self.affinity_z = cfg.text_affinity or 0.0, {}, None
-        self.transition_affinity, self.transition_affinity_search = cfg.transition_affinity or 0.0, {}
+        self.text_affinity, self.text_affinity_search = cfg.fixed_weight("text_affinity") or 0.0, {}
+        self.transition_affinity = cfg.fixed_weight("transition_affinity") or 0.0
+        self.transition_affinity_search, self.affinity_z = {}, None
         if cfg.transition_affinity != 0 and self.transitions is None:
             self.transitions = transition_matrix(build_sequences(train), train.n_items)
         self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
-        if validation is not None and (cfg.text_affinity is None or cfg.transition_affinity is None):
+        if validation is not None and None in map(cfg.fixed_weight, ("text_affinity", "transition_affinity")):
             self._choose_affinities(members, validation, dist_)
         self.popularity_correction, self.popularity_search = cfg.popularity_correction or 0.0, {}
         if cfg.popularity_correction is None and validation is not None:  # the grid's best (the smallest of equals)
@@ -301,15 +303,12 @@ class Transformer(Recommender):
         """The context "auto" resolved to and the weights searched on validation (where the config left them null):
         a refit without validation targets would resolve the context on other data and fall back to 0 for them."""
         cfg = self.config
-        chosen: dict[str, Any] = {}
-        if cfg.max_len == "auto" and self.max_len:
-            chosen["max_len"] = self.max_len
+        chosen: dict[str, Any] = {"max_len": self.max_len} if cfg.max_len == "auto" and self.max_len else {}
         if cfg.popularity_correction is None and self.popularity_search:
             chosen["popularity_correction"] = self.popularity_correction
-        if cfg.text_affinity is None and self.text_affinity_search:
-            chosen["text_affinity"] = self.text_affinity
-        if cfg.transition_affinity is None and self.transition_affinity_search:
-            chosen["transition_affinity"] = self.transition_affinity
+        for name in ("text_affinity", "transition_affinity"):
+            if cfg.fixed_weight(name) is None and getattr(self, f"{name}_search"):
+                chosen[name] = getattr(self, name)
         return chosen
 
     def _resolve_max_len(self, cfg: TransformerConfig, history_lengths: np.ndarray, cap: int = 0) -> int:
@@ -381,8 +380,9 @@ class Transformer(Recommender):
         """The affinities the config leaves null, chosen together on validation (Ensemble.choose_affinities)."""
         cfg = self.config
         probe = self._ensemble(members, correction=0.0, affinity=1.0, transition=1.0)
-        texts = TEXT_AFFINITY_GRID if cfg.text_affinity is None else (self.text_affinity,)
-        steps = TRANSITION_AFFINITY_GRID if cfg.transition_affinity is None else (self.transition_affinity,)
+        texts = TEXT_AFFINITY_GRID if cfg.fixed_weight("text_affinity") is None else (self.text_affinity,)
+        steps = TRANSITION_AFFINITY_GRID if cfg.fixed_weight("transition_affinity") is None else (
+            self.transition_affinity,)
         (self.text_affinity, self.transition_affinity, self.text_affinity_search, self.transition_affinity_search,
          self.affinity_z) = probe.choose_affinities(validation, dist_, texts, steps, AFFINITY_MIN_Z)
         log.info("transformer: text affinity %s, transition affinity %s (best pair's z %s; validation NDCG: %s; %s)",

@@ -76,9 +76,9 @@ def checkpoint_fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: In
               if k not in ("checkpoint_dir", "progress", "num_threads", "ensemble", "max_seconds", "text_cache_dir",
                            "max_epochs", "max_context")}  # (the caps act through cfg's resolved sizes)
     # parameters added later count only away from their defaults (a checkpoint written before them resumes);
-    # text_affinity / transition_affinity null validate with 0 while training, as 0 does
+    # text_affinity / transition_affinity null or "auto" validate with 0 while training, as 0 does
     for name, default in (("copied_lr_ratio", 1.0), ("text_affinity", 0.0), ("transition_affinity", 0.0)):
-        if (params.get(name) or 0.0) == default:
+        if params.get(name) in (None, "auto") or params.get(name) == default:
             params.pop(name, None)
     h.update(json.dumps(params, sort_keys=True).encode())
     for arr in (train.user, train.item, train.timestamp, train.event_type):

@@ -31,8 +31,10 @@ PRETRAIN_FILE = "pretrain.json"
 KIND = "shoprec-pretrained-transformer"
 # the pre-training defaults that differ from the transformer's: no item ids (they are per shop); one member; the
 # text affinity chosen on the validation targets (a model carried to a new shop keeps it: it is what scores a shop
-# the model never saw best, docs/benchmarks.md)
-PRETRAIN_DEFAULTS: dict[str, Any] = {"item_ids": False, "ensemble": 1, "text_affinity": None}
+# the model never saw best, docs/benchmarks.md) without a transition term (a carried model has none: a text weight
+# chosen beside it would be too small there)
+PRETRAIN_DEFAULTS: dict[str, Any] = {"item_ids": False, "ensemble": 1, "text_affinity": None,
+                                     "transition_affinity": 0.0}
 
 
 @dataclass(frozen=True)
