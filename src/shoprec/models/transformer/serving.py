@@ -83,11 +83,13 @@ class Ensemble:
         self.penalty: Tensor | None = None  # (n_items,)
         if popularity_correction and log_counts is not None and len(log_counts):
             self.penalty = popularity_correction * torch.from_numpy(log_counts).to(members[0].table.device)
-        self.affinity, self.unit_text = 0.0, None  # text_affinity and the (n_items + 1, T) unit text vectors
+        # text_affinity and the unit text vectors as columns, (T, n_items + 1): a query's product with them reads the
+        # rows in order (one query over Beauty's catalog: 0.6 ms against 1.8 ms through a transposed view)
+        self.affinity, self.unit_text_t = 0.0, None
         vectors = members[0].net.text_vectors  # the catalog's text vectors, row 0 padding
         if text_affinity and vectors.shape[1]:
             unit = vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp(min=1e-12)  # no text: zero
-            self.affinity, self.unit_text = float(text_affinity), unit
+            self.affinity, self.unit_text_t = float(text_affinity), unit.T.contiguous()
         self.transition_affinity, self.transitions = 0.0, None  # and P (n_items, n_items), transitions.py
         if transition_affinity and transitions is not None and transitions.nnz:
             self.transition_affinity, self.transitions = float(transition_affinity), transitions
@@ -126,7 +128,7 @@ class Ensemble:
                 scores += state @ member.out_table
             if len(self.members) > 1:
                 scores /= len(self.members)
-            affinity = None if self.unit_text is None else self.affinity_vectors(arrays) @ self.unit_text[1:].T
+            affinity = None if self.unit_text_t is None else self.affinity_vectors(arrays) @ self.unit_text_t[:, 1:]
             transition = None
             if self.transitions is not None:
                 transition = torch.from_numpy(self.transition_part(arrays).toarray()).to(scores.device)
@@ -147,14 +149,14 @@ class Ensemble:
 
     def affinity_vectors(self, arrays: dict[str, np.ndarray]) -> Tensor:
         """(B, T) the recency-weighted sum of the unit text vectors of each query's AFFINITY_ITEMS newest items."""
-        assert self.unit_text is not None
+        assert self.unit_text_t is not None
         items = torch.from_numpy(arrays["items"]).to(self.device)  # (B, L) right-padded: the newest at length - 1
         lengths = torch.from_numpy(arrays["lengths"]).to(self.device)
         back = torch.arange(min(AFFINITY_ITEMS, items.shape[1]), device=self.device)
         where = lengths[:, None] - 1 - back[None, :]  # (B, k) positions of the newest, newest first
         rows = items.gather(1, where.clamp(min=0)) * (where >= 0)  # row 0: padding, a zero vector
         weights = AFFINITY_DECAY ** back.float()
-        return torch.einsum("k,bkt->bt", weights, self.unit_text[rows])
+        return torch.einsum("k,tbk->bt", weights, self.unit_text_t[:, rows])
 
     def hidden(self, queries: Sequence[Query], members: Sequence[Member] | None = None,
                arrays: dict[str, np.ndarray] | None = None) -> list[Tensor]:
@@ -179,8 +181,8 @@ class Ensemble:
         and a last column of minus the popularity correction when there is one."""
         if self._item_factors is None:
             parts = [m.out_table.T.float().cpu().numpy() for m in self.members]
-            if self.unit_text is not None:
-                parts.append(self.unit_text[1:].cpu().numpy())
+            if self.unit_text_t is not None:
+                parts.append(self.unit_text_t[:, 1:].T.cpu().numpy())
             if self.penalty is not None:
                 parts.append(-self.penalty.float().cpu().numpy()[:, None])
             self._item_factors = np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
@@ -191,7 +193,7 @@ class Ensemble:
         arrays = self.query_arrays(queries)
         with torch.inference_mode():
             parts = [state / len(self.members) for state in self.hidden(queries, arrays=arrays)]
-            if self.unit_text is not None:
+            if self.unit_text_t is not None:
                 parts.append(self.affinity * self.affinity_vectors(arrays))
             if self.penalty is not None:
                 parts.append(torch.ones(len(queries), 1, device=parts[0].device))
@@ -239,7 +241,7 @@ class Ensemble:
         by at least `min_z` standard errors of the per-query difference (a gain these targets show clearly, not
         one of their noise). A part this ensemble lacks is 0 and not searched. The searches are the two slices
         of the grid through the best pair, empty for a part with one weight to try."""
-        texts = (0.0,) if self.unit_text is None else tuple(texts)
+        texts = (0.0,) if self.unit_text_t is None else tuple(texts)
         steps = (0.0,) if self.transitions is None else tuple(steps)
         if len(texts) == 1 and len(steps) == 1:
             return float(texts[0]), float(steps[0]), {}, {}, None
