@@ -31,7 +31,12 @@ from shoprec.models.training import Dist, all_sum
 from shoprec.models.transformer.config import POPULARITY_GRID
 from shoprec.models.transformer.data import by_length, query_arrays
 from shoprec.models.transformer.network import SeqNet
-from shoprec.models.transformer.transitions import AFFINITY_DECAY, AFFINITY_ITEMS, transition_scores
+from shoprec.models.transformer.transitions import (
+    AFFINITY_DECAY,
+    AFFINITY_ITEMS,
+    transition_dense,
+    transition_scores,
+)
 from shoprec.ranking import hit_rate_from_ranks, ndcg_from_ranks, target_ranks
 
 log = logging.getLogger(__name__)
@@ -131,7 +136,9 @@ class Ensemble:
             affinity = None if self.unit_text_t is None else self.affinity_vectors(arrays) @ self.unit_text_t[:, 1:]
             transition = None
             if self.transitions is not None:
-                transition = torch.from_numpy(self.transition_part(arrays).toarray()).to(scores.device)
+                assert self.transitions is not None
+                dense = transition_dense(self.transitions, arrays["items"], arrays["lengths"])
+                transition = torch.from_numpy(dense).to(scores.device)
             return scores, affinity, transition
 
     def transition_part(self, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:

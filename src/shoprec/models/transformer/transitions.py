@@ -42,26 +42,46 @@ def transition_matrix(seqs: Sequences, n_items: int) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(scale) @ counts, dtype=np.float32)
 
 
+def _newest(items: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query row, item index, AFFINITY_DECAY ** k) of each query's k-th newest item, k < AFFINITY_ITEMS, from the
+    right-padded 1-based (B, L) `items` of query_arrays (0: padding)."""
+    k = np.arange(min(AFFINITY_ITEMS, items.shape[1]))
+    where = lengths[:, None] - 1 - k[None, :]  # (B, k) positions of the newest, newest first
+    rows, ks = np.nonzero(where >= 0)
+    picked = items[rows, where[rows, ks]].astype(np.int64)
+    known = picked > 0
+    return rows[known], picked[known] - 1, (AFFINITY_DECAY ** ks[known]).astype(np.float32)
+
+
 def history_weights(items: np.ndarray, lengths: np.ndarray, n_items: int) -> sp.csr_matrix:
     """(B, n_items) float32: AFFINITY_DECAY ** k at each query's k-th newest item (k < AFFINITY_ITEMS), from the
     right-padded 1-based (B, L) `items` of query_arrays (0: padding); an item repeated sums its weights."""
-    rows, cols, vals = [], [], []
-    for k in range(min(AFFINITY_ITEMS, items.shape[1])):
-        where = lengths - 1 - k
-        ok = where >= 0
-        picked = items[np.flatnonzero(ok), where[ok]].astype(np.int64)
-        known = picked > 0
-        rows.append(np.flatnonzero(ok)[known])
-        cols.append(picked[known] - 1)
-        vals.append(np.full(int(known.sum()), AFFINITY_DECAY ** k, dtype=np.float32))
-    weights = sp.csr_matrix((np.concatenate(vals) if vals else np.zeros(0, np.float32),
-                             (np.concatenate(rows) if rows else np.zeros(0, np.int64),
-                              np.concatenate(cols) if cols else np.zeros(0, np.int64))),
-                            shape=(len(items), n_items), dtype=np.float32)
+    rows, cols, vals = _newest(items, lengths)
+    weights = sp.csr_matrix((vals, (rows, cols)), shape=(len(items), n_items), dtype=np.float32)
     weights.sum_duplicates()
     return weights
 
 
+def _terms(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(query row, item column, value) of every term of t(q), the rows of P gathered at once (a repeated column is
+    not summed here)."""
+    rows, newest, weights = _newest(items, lengths)
+    starts = matrix.indptr[newest].astype(np.int64)
+    counts = matrix.indptr[newest + 1].astype(np.int64) - starts
+    at = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+    return (np.repeat(rows, counts), matrix.indices[at].astype(np.int64),
+            matrix.data[at] * np.repeat(weights, counts))
+
+
 def transition_scores(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
     """(B, n_items) float32 t(q) of each query (before its weight), sparse: non-zero on its support only."""
-    return sp.csr_matrix(history_weights(items, lengths, matrix.shape[0]) @ matrix, dtype=np.float32)
+    rows, cols, vals = _terms(matrix, items, lengths)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(items), matrix.shape[0]), dtype=np.float32)
+
+
+def transition_dense(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """transition_scores as a dense (B, n_items) float32 array (what scoring adds)."""
+    rows, cols, vals = _terms(matrix, items, lengths)
+    out = np.zeros((len(items), matrix.shape[0]), dtype=np.float32)
+    np.add.at(out, (rows, cols), vals)
+    return out
