@@ -235,5 +235,5 @@ def test_a_pair_is_taken_only_when_its_gain_is_clear_on_the_validation_targets()
     rng = np.random.default_rng(1)
     noise = RankingValidation(validation.queries, rng.integers(0, data.n_items, len(validation.targets)),
                               exclude=validation.exclude)
-    text, step, _, _, z = probe.choose_affinities(noise, Dist(), (0.0,), TRANSITION_AFFINITY_GRID, min_z=2.0)
+    _, step, _, _, z = probe.choose_affinities(noise, Dist(), (0.0,), TRANSITION_AFFINITY_GRID, min_z=2.0)
     assert step == 0.0 or (z is not None and z >= 2.0)
