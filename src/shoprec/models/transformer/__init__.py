@@ -38,12 +38,12 @@ shoprec.models.training.TrainOptions, given in the same config dicts.
   (`transfer_weights`: everything but the item ids, which are per platform; item text is the shared space);
   the copied weights may learn at a share of the rate (`copied_lr_ratio`; 0 freezes them).
 - Scores: the members' mean h @ item table, plus `text_affinity` times the raw cosine between the text
-  vectors of the query's newest items (decayed by recency) and each candidate's (serving.Ensemble; chosen on
-  validation where it is null, as for pre-training, and kept by a model carried to a new shop), plus
+  vectors of the query's newest items (decayed by recency) and each candidate's (serving.Ensemble), plus
   `transition_affinity` times the share of the training events after the query's newest items that were of
-  each candidate (transitions.py: a sparse first-order Markov term; chosen on validation with the text
-  affinity where it is null; `history_scores`, the sparse part beside the inner-product view), minus the
-  popularity correction.
+  each candidate (transitions.py: a sparse first-order Markov term; `history_scores`, the sparse part beside
+  the inner-product view), minus the popularity correction. Both weights ("auto" by default) are chosen
+  together on validation after training and kept only with a clear gain (AFFINITY_MIN_Z); a model carried to a
+  new shop keeps its start model's text weight and has no transitions.
 """
 
 from __future__ import annotations
