@@ -212,9 +212,9 @@ class Transformer(Recommender):
         (the same networks, choices made as fit makes them)."""
         cfg, dist_ = self.config, dist_ or Dist()
         self.text_affinity, self.text_affinity_search = cfg.fixed_weight("text_affinity") or 0.0, {}
-        self.transition_affinity = cfg.fixed_weight("transition_affinity") or 0.0
-        self.transition_affinity_search, self.affinity_z = {}, None
-        if cfg.transition_affinity != 0 and self.transitions is None:
+        step = cfg.fixed_weight("transition_affinity")  # None: chosen (built only when there is validation)
+        self.transition_affinity, self.transition_affinity_search, self.affinity_z = step or 0.0, {}, None
+        if self.transitions is None and (step or (step is None and validation is not None)):
             self.transitions = transition_matrix(build_sequences(train), train.n_items)
         self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
         if validation is not None and None in map(cfg.fixed_weight, ("text_affinity", "transition_affinity")):
