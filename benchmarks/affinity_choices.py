@@ -86,10 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     assert model.fitted is not None
     members = list(model.fitted.members)
     stats = ItemStats.from_train(counted)
-    rows = []
+    rows, base = [], model.config
     for choose in args.choose or ["{}"]:
         params = json.loads(choose)
-        model.config = dataclasses.replace(model.config, **params)
+        model.config = dataclasses.replace(base, **params)  # each choice over the fitted config, not the last one
         model.transitions = None  # built again from `train` where needed
         t0 = time.perf_counter()
         model.finish(members, train, validation)
