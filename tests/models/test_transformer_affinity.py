@@ -75,10 +75,11 @@ def test_text_affinity_is_chosen_on_validation_where_the_titles_tell_the_next_it
     np.testing.assert_allclose(loaded.score(queries), chosen.score(queries), rtol=1e-5, atol=1e-5)
 
 
-def test_scores_equal_the_inner_product_view_with_a_text_affinity(tmp_path: Path) -> None:
+def test_scores_equal_the_inner_product_view_with_a_dense_text_affinity(tmp_path: Path) -> None:
+    """text_neighbours 0 (and models saved before it): the similarity to every item, through the view's columns."""
     data, catalog, validation = twin_shop()
     model = Transformer.from_dict({**TINY, "text_affinity": 8.0, "popularity_correction": 0.2, "ensemble": 2,
-                                   "text_cache_dir": str(tmp_path)}).fit(data, catalog)
+                                   "text_neighbours": 0, "text_cache_dir": str(tmp_path)}).fit(data, catalog)
     queries = validation.queries[:30]
     scores = model.score(queries)
     np.testing.assert_allclose(model.user_vectors(queries) @ model.item_factors.T, scores, rtol=1e-4, atol=1e-4)
@@ -95,6 +96,42 @@ def test_scores_equal_the_inner_product_view_with_a_text_affinity(tmp_path: Path
     expected = 8.0 * sum(0.5 ** k * unit[h] @ unit.T for k, h in enumerate(newest_first))
     np.testing.assert_allclose(gain, expected, atol=1e-3)
     assert gain[int(q.history[-1]) ^ 1] >= 8.0 - 1e-3  # the newest item's twin: the same title
+
+
+def test_the_text_neighbours_are_a_sparse_term_beside_the_inner_product_view(tmp_path: Path) -> None:
+    """The default: each history item's text_neighbours most similar items, their similarity minus the last one's,
+    added beside the members' inner products (history_scores), as the transition term is; saved with the model."""
+    data, catalog, validation = twin_shop()
+    params = {**TINY, "popularity_correction": 0.2, "text_cache_dir": str(tmp_path), "text_neighbours": 6}
+    model = Transformer.from_dict({**params, "text_affinity": 8.0}).fit(data, catalog)
+    without = Transformer.from_dict({**params, "text_affinity": 0.0}).fit(data, catalog)  # the same network
+    assert model.item_factors.shape[1] == 16 + 1  # no text columns: the member and the correction
+    queries = validation.queries[:30]
+    scores = model.score(queries)
+    part = model.history_scores(queries)
+    assert part is not None and without.history_scores(queries) is None
+    np.testing.assert_allclose(model.user_vectors(queries) @ model.item_factors.T + part.toarray(), scores,
+                               rtol=1e-4, atol=1e-4)
+    assert model.net is not None
+    text = model.net.text_vectors.numpy()[1:]
+    unit = text / np.linalg.norm(text, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    nearest = np.zeros_like(sim)  # by hand: the 6 most similar, minus the 6th's similarity
+    for h in range(len(sim)):
+        top = np.argsort(-sim[h], kind="stable")[:6]
+        nearest[h, top] = sim[h, top] - sim[h, top].min()
+    for q, row in zip(queries[:5], scores[:5], strict=True):
+        newest_first = np.asarray(q.history)[::-1][:8]
+        expected = 8.0 * sum(0.5 ** k * nearest[h] for k, h in enumerate(newest_first))
+        np.testing.assert_allclose(row - without.score([q])[0], expected, atol=1e-3)
+        newest = int(q.history[-1])  # its twin (the same title) is among its nearest, with the largest share
+        assert nearest[newest, newest ^ 1] == nearest[newest].max() > 0
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert isinstance(loaded, Transformer) and loaded.text_neighbours is not None
+    assert (loaded.text_neighbours != model.text_neighbours).nnz == 0
+    np.testing.assert_allclose(loaded.score(queries), scores, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="text_neighbours"):
+        Transformer.from_dict({**TINY, "text_neighbours": -1})
 
 
 def test_a_model_without_text_has_no_affinity_to_choose(tmp_path: Path) -> None:

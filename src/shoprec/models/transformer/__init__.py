@@ -37,13 +37,13 @@ shoprec.models.training.TrainOptions, given in the same config dicts.
 - Fine-tuning transfer (`start_from(other model)`): the network starts from another platform's model
   (`transfer_weights`: everything but the item ids, which are per platform; item text is the shared space);
   the copied weights may learn at a share of the rate (`copied_lr_ratio`; 0 freezes them).
-- Scores: the members' mean h @ item table, plus `text_affinity` times the raw cosine between the text
-  vectors of the query's newest items (decayed by recency) and each candidate's (serving.Ensemble), plus
-  `transition_affinity` times the share of the training events after the query's newest items that were of
-  each candidate (transitions.py: a sparse first-order Markov term; `history_scores`, the sparse part beside
-  the inner-product view), minus the popularity correction. Both weights ("auto" by default) are chosen
-  together on validation after training and kept only with a clear gain (AFFINITY_MIN_Z); a model carried to a
-  new shop keeps its start model's text weight and has no transitions.
+- Scores: the members' mean h @ item table, plus `text_affinity` times the raw text cosine of each candidate
+  among the `text_neighbours` nearest texts of the query's newest items (decayed by recency; minus the last
+  neighbour's cosine), plus `transition_affinity` times the share of the training events after the query's
+  newest items that were of each candidate (a first-order Markov term), minus the popularity correction. Both
+  extra terms are sparse (transitions.py; `history_scores`, the part beside the inner-product view). Both
+  weights ("auto" by default) are chosen together on validation after training and kept only with a clear gain
+  (AFFINITY_MIN_Z); a model carried to a new shop keeps its start model's text weight and has no transitions.
 """
 
 from __future__ import annotations

@@ -111,3 +111,17 @@ def copy_attribute_rows(src: SeqNet, dst: SeqNet) -> int:
     with torch.no_grad():
         dst.attributes.weight[rows] = src.attributes.weight[their_rows].to(dst.attributes.weight.dtype)
     return len(pairs)
+
+
+def start_context(source: Transformer, label: str, cfg: TransformerConfig, cap: int = 0) -> TransformerConfig:
+    """`cfg` inheriting the start model's network (its context for max_len "auto"); a ConfigError for another
+    max_len where the start model's position table would not fit, or a start model reading over `cap` (> 0: the
+    deployment's limits.max_len) events."""
+    cfg = cfg.inheriting(source.network_config)
+    if cfg.max_len != source.max_len and cfg.positions == "reverse":  # its position table would not fit
+        raise ConfigError(f"parameter 'max_len' of model 'transformer' must be that of the start model "
+                          f"{label or ''} ({source.max_len}) or \"auto\" to start from it, got {cfg.max_len}")
+    if cap > 0 and source.max_len > cap:
+        raise ConfigError(f"the start model {label or ''} reads {source.max_len} events of history, over "
+                          f"this deployment's limit of {cap} (setting limits.max_len)")
+    return cfg

@@ -80,6 +80,12 @@ class TransformerConfig:
     # TEXT_AFFINITY_GRID after training (0 without validation), except that a carried (zero-shot) model keeps its
     # start model's weight with "auto" and calibrates it on the new shop's validation targets with None
     text_affinity: float | Literal["auto"] | None = "auto"
+    # > 0: the text affinity reads, for each of the query's newest items, its text_neighbours most similar items
+    # only, as their similarity minus that of the last of them (a sparse term beside the network, like the
+    # transitions: serving's inner-product view keeps the members' columns alone); 0: the similarity to every item
+    # (dense: the view carries the 384 text columns). 200 matched or beat the dense term on validation (Beauty,
+    # Scientific) at a quarter less serving CPU (docs/benchmarks.md, "What the text affinity costs in serving")
+    text_neighbours: int = 200
     # scores += transition_affinity * sum_k 0.5 ** k P(item | the query's k-th newest item), P the share of the
     # training events following an event of that item that were of this one (a first-order Markov term beside
     # the network: shoprec.models.transformer.transitions). "auto" and None: chosen on the validation targets among
@@ -144,7 +150,8 @@ class TransformerConfig:
         if self.popularity_correction is not None and self.popularity_correction < 0:
             raise ConfigError("parameter 'popularity_correction' of model 'transformer' must be >= 0 or null, "
                               f"got {self.popularity_correction}")
-        for name in ("weight_decay", "warmup_epochs", "patience", "attribute_loss", "min_lr_ratio", "copied_lr_ratio"):
+        for name in ("weight_decay", "warmup_epochs", "patience", "attribute_loss", "min_lr_ratio", "copied_lr_ratio",
+                     "text_neighbours"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name!r} of model 'transformer' must be >= 0, got {getattr(self, name)}")
 

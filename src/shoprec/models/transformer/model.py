@@ -35,7 +35,7 @@ from shoprec.models.training import (
     torch_threads,
     train,
 )
-from shoprec.models.transformer.carry import copy_attribute_rows
+from shoprec.models.transformer.carry import copy_attribute_rows, start_context
 from shoprec.models.transformer.config import (
     AFFINITY_MIN_Z,
     POPULARITY_GRID,
@@ -57,7 +57,7 @@ from shoprec.models.transformer.data import (
 from shoprec.models.transformer.network import SeqNet, transfer_weights
 from shoprec.models.transformer.optim import checkpoint_fingerprint, compute_dtype, learning_rate, make_optimizer
 from shoprec.models.transformer.serving import Ensemble, Member, autocast
-from shoprec.models.transformer.transitions import transition_matrix
+from shoprec.models.transformer.transitions import catalog_neighbours, transition_matrix
 from shoprec.types import EventType
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class Transformer(Recommender):
         self.transition_affinity = 0.0  # the transition affinity in use (config value or chosen on validation)
         self.transition_affinity_search: dict[str, float] = {}  # validation NDCG per candidate weight
         self.transitions: sp.csr_matrix | None = None  # P (n_items, n_items), with a transition affinity
+        self.text_neighbours: sp.csr_matrix | None = None  # N (n_items, n_items), the sparse text affinity's
         self.affinity_z: float | None = None  # the searched pair's gain over (0, 0) in standard errors (serving.py)
         self._device = torch.device("cpu")
         self._source: tuple[Transformer, str] | None = None  # start_from's model and label
@@ -155,6 +156,7 @@ class Transformer(Recommender):
         self.log_counts = np.zeros(len(items), dtype=np.float32)
         self.popularity_correction, self.popularity_search = 0.0, {}
         self.text_affinity, self.text_affinity_search = source.text_affinity, {}  # what the source chose
+        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, self.config.text_neighbours)
         self.transition_affinity, self.transition_affinity_search, self.transitions = 0.0, {}, None  # no events
         self._publish(members)
         return self
@@ -167,7 +169,7 @@ class Transformer(Recommender):
         self._device = pick_device(self.name, opts.device)
         dist_ = setup_distributed(self._device)
         self.text_affinity, self.text_affinity_search = cfg.fixed_weight("text_affinity") or 0.0, {}  # (training)
-        self.transitions = None  # (built by finish: the training validates the network and text alone)
+        self.transitions = self.text_neighbours = None  # (built by finish: training validates with the dense text)
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
@@ -216,6 +218,7 @@ class Transformer(Recommender):
         self.transition_affinity, self.transition_affinity_search, self.affinity_z = step or 0.0, {}, None
         if self.transitions is None and (step or (step is None and validation is not None)):
             self.transitions = transition_matrix(build_sequences(train), train.n_items)
+        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, cfg.text_neighbours)
         self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
         if validation is not None and None in map(cfg.fixed_weight, ("text_affinity", "transition_affinity")):
             self._choose_affinities(members, validation, dist_)
@@ -316,14 +319,7 @@ class Transformer(Recommender):
         is copied; another number is refused, and so is a start model over `cap`), else cfg.resolved_max_len of
         the training histories, at most `cap` (> 0: the deployment's limit)."""
         if self._source is not None:
-            source, label = self._source
-            cfg = cfg.inheriting(source.network_config)
-            if cfg.max_len != source.max_len and cfg.positions == "reverse":  # its position table would not fit
-                raise ConfigError(f"parameter 'max_len' of model 'transformer' must be that of the start model "
-                                  f"{label or ''} ({source.max_len}) or \"auto\" to start from it, got {cfg.max_len}")
-            if cap > 0 and source.max_len > cap:
-                raise ConfigError(f"the start model {label or ''} reads {source.max_len} events of history, over "
-                                  f"this deployment's limit of {cap} (setting limits.max_len)")
+            cfg = start_context(*self._source, cfg, cap)
         return cfg.resolved_max_len(history_lengths, cap)
 
     def _init_from_source(self, net: SeqNet) -> None:
@@ -392,10 +388,9 @@ class Transformer(Recommender):
     def _ensemble(self, members: list[Member], correction: float, stacked: bool = True,
                   affinity: float | None = None, transition: float | None = None) -> Ensemble:
         return Ensemble(members, device=self._device, precision=self.config.precision, max_len=self.max_len,
-                        default_event=self.default_event, log_counts=self.log_counts,
-                        popularity_correction=correction, stacked=stacked,
-                        text_affinity=self.text_affinity if affinity is None else affinity,
-                        transitions=self.transitions,
+                        default_event=self.default_event, log_counts=self.log_counts, popularity_correction=correction,
+                        stacked=stacked, text_affinity=self.text_affinity if affinity is None else affinity,
+                        transitions=self.transitions, text_neighbours=self.text_neighbours,
                         transition_affinity=self.transition_affinity if transition is None else transition)
 
     def _publish(self, members: list[Member]) -> None:
@@ -435,9 +430,10 @@ class Transformer(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         """Member 0's tensors under their own names, member k's under "member{k}." + name."""
         arrays: dict[str, np.ndarray] = {"log_counts": self.log_counts}
-        if self.transitions is not None:
-            arrays.update({f"transitions.{name}": getattr(self.transitions, name)
-                           for name in ("indptr", "indices", "data")})
+        for label, matrix in (("transitions", self.transitions),
+                              ("text_neighbours", self.text_neighbours if self.text_affinity else None)):
+            if matrix is not None:
+                arrays.update({f"{label}.{name}": getattr(matrix, name) for name in ("indptr", "indices", "data")})
         for k, m in enumerate(self._scorer().members):
             prefix = f"member{k}." if k else ""
             arrays.update({prefix + name: v.detach().cpu().float().numpy() if v.is_floating_point()
@@ -468,10 +464,10 @@ class Transformer(Recommender):
         self.text_affinity_search = dict(meta.get("text_affinity_search", {}))
         self.transition_affinity, self.affinity_z = float(meta.get("transition_affinity", 0.0)), meta.get("affinity_z")
         self.transition_affinity_search = dict(meta.get("transition_affinity_search", {}))
-        self.transitions = None
-        if "transitions.indptr" in arrays:
-            self.transitions = sp.csr_matrix((arrays["transitions.data"], arrays["transitions.indices"],
-                                              arrays["transitions.indptr"]), shape=(self.n_items, self.n_items))
+        self.transitions, self.text_neighbours = (  # (models saved before the text neighbours: the dense text term)
+            sp.csr_matrix((arrays[f"{label}.data"], arrays[f"{label}.indices"], arrays[f"{label}.indptr"]),
+                          shape=(self.n_items, self.n_items)) if f"{label}.indptr" in arrays else None
+            for label in ("transitions", "text_neighbours"))
         self.best_epoch = int(meta.get("best_epoch", 0))
         self.best_epochs = list(meta.get("best_epochs", [self.best_epoch]))
         self.epochs = int(meta.get("epochs", 0))
@@ -488,7 +484,7 @@ class Transformer(Recommender):
         for k in range(int(meta.get("n_members", 1))):
             prefix = f"member{k}." if k else ""
             mine = {name[len(prefix):]: v for name, v in arrays.items()
-                    if name.startswith(prefix) and (k or not name.startswith(("member", "transitions.")))
+                    if name.startswith(prefix) and (k or not name.startswith(("member", "transitions.", "text_neigh")))
                     and name != "log_counts"}
             content = ItemContent(attr_flat=mine["attr_flat"], attr_offsets=mine["attr_offsets"],
                                   n_attributes=int(meta["n_attributes"]), text=mine["text_vectors"],

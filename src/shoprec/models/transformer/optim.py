@@ -74,7 +74,8 @@ def checkpoint_fingerprint(cfg: TransformerConfig, opts: TrainOptions, train: In
     h = hashlib.sha256()
     params = {k: v for k, v in {**config_to_dict(cfg), **config_to_dict(opts)}.items()
               if k not in ("checkpoint_dir", "progress", "num_threads", "ensemble", "max_seconds", "text_cache_dir",
-                           "max_epochs", "max_context")}  # (the caps act through cfg's resolved sizes)
+                           "max_epochs", "max_context", "text_neighbours")}  # (the caps act through cfg's resolved
+    # sizes; the text neighbours are built after training)
     # parameters added later count only away from their defaults (a checkpoint written before them resumes);
     # text_affinity / transition_affinity null or "auto" validate with 0 while training, as 0 does
     for name, default in (("copied_lr_ratio", 1.0), ("text_affinity", 0.0), ("transition_affinity", 0.0)):

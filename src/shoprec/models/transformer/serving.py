@@ -2,10 +2,14 @@
 
     arrays  = query_arrays(queries)                (B, L) items / events / gaps, (B,) lengths
     h_m     = member m's hidden state at the newest event of each query                      (B, d)
-    a       = sum_k AFFINITY_DECAY ** k * unit text vector of the query's k-th newest item    (B, T)
+    x       = sum_k AFFINITY_DECAY ** k * N[query's k-th newest item] (transitions.py; sparse) (B, n_items)
     t       = sum_k AFFINITY_DECAY ** k * P[query's k-th newest item] (transitions.py; sparse) (B, n_items)
-    scores  = mean_m(h_m @ table_m[1:].T) + text_affinity * a @ unit text[1:].T + transition_affinity * t
+    scores  = mean_m(h_m @ table_m[1:].T) + text_affinity * x + transition_affinity * t
               - popularity_correction * log(1 + count)                                          (B, n_items)
+
+N holds each item's nearest items by text (config text_neighbours). With text_neighbours 0, and in models saved
+before it, the text term is dense instead: x = (sum_k AFFINITY_DECAY ** k * unit text vector of the k-th newest
+item) @ unit text[1:].T, the cosine to every item, and the inner-product view carries the unit text vectors.
 
 A fitted ensemble of the default network is encoded in one batched pass (seq_ensemble.StackedEncoder);
 other networks member by member. Validation ranks (NDCG@k / HR@k, and the popularity-correction search)
@@ -34,8 +38,8 @@ from shoprec.models.transformer.network import SeqNet
 from shoprec.models.transformer.transitions import (
     AFFINITY_DECAY,
     AFFINITY_ITEMS,
+    history_terms,
     transition_dense,
-    transition_scores,
 )
 from shoprec.ranking import hit_rate_from_ranks, ndcg_from_ranks, target_ranks
 
@@ -64,6 +68,11 @@ class Member:
                        content.float() if content is not None and net.cfg.content_attention else None)
 
 
+def unit_vectors(vectors: Tensor) -> Tensor:
+    """float32 rows scaled to length 1 (a zero row, an item without text, stays zero)."""
+    return vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast of the network for "bf16", and for "auto" on a GPU (on a CPU the network's small
     products gain nothing from it); softmax and losses stay float32."""
@@ -78,7 +87,7 @@ class Ensemble:
     def __init__(self, members: list[Member], *, device: torch.device, precision: str, max_len: int,
                  default_event: int, log_counts: np.ndarray | None = None, popularity_correction: float = 0.0,
                  stacked: bool = True, text_affinity: float = 0.0, transitions: sp.csr_matrix | None = None,
-                 transition_affinity: float = 0.0) -> None:
+                 transition_affinity: float = 0.0, text_neighbours: sp.csr_matrix | None = None) -> None:
         self.members, self.device, self.precision = members, device, precision
         self.max_len, self.default_event = max_len, default_event
         self.n_items = members[0].out_table.shape[1]
@@ -90,11 +99,12 @@ class Ensemble:
             self.penalty = popularity_correction * torch.from_numpy(log_counts).to(members[0].table.device)
         # text_affinity and the unit text vectors as columns, (T, n_items + 1): a query's product with them reads the
         # rows in order (one query over Beauty's catalog: 0.6 ms against 1.8 ms through a transposed view)
-        self.affinity, self.unit_text_t = 0.0, None
+        self.affinity, self.unit_text_t, self.text_neighbours = 0.0, None, None
         vectors = members[0].net.text_vectors  # the catalog's text vectors, row 0 padding
-        if text_affinity and vectors.shape[1]:
-            unit = vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp(min=1e-12)  # no text: zero
-            self.affinity, self.unit_text_t = float(text_affinity), unit.T.contiguous()
+        if text_affinity and text_neighbours is not None and text_neighbours.nnz:  # the sparse text term
+            self.affinity, self.text_neighbours = float(text_affinity), text_neighbours
+        elif text_affinity and vectors.shape[1] and text_neighbours is None:  # the dense one
+            self.affinity, self.unit_text_t = float(text_affinity), unit_vectors(vectors).T.contiguous()
         self.transition_affinity, self.transitions = 0.0, None  # and P (n_items, n_items), transitions.py
         if transition_affinity and transitions is not None and transitions.nnz:
             self.transition_affinity, self.transitions = float(transition_affinity), transitions
@@ -134,25 +144,27 @@ class Ensemble:
             if len(self.members) > 1:
                 scores /= len(self.members)
             affinity = None if self.unit_text_t is None else self.affinity_vectors(arrays) @ self.unit_text_t[:, 1:]
+            if self.text_neighbours is not None:
+                affinity = torch.from_numpy(transition_dense(self.text_neighbours, arrays["items"], arrays["lengths"]))
             transition = None
             if self.transitions is not None:
                 assert self.transitions is not None
                 dense = transition_dense(self.transitions, arrays["items"], arrays["lengths"])
                 transition = torch.from_numpy(dense).to(scores.device)
-            return scores, affinity, transition
-
-    def transition_part(self, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
-        """(B, n_items) t of each query of `arrays`, before its weight, sparse (this ensemble has transitions)."""
-        assert self.transitions is not None
-        return transition_scores(self.transitions, arrays["items"], arrays["lengths"])
+            return scores, None if affinity is None else affinity.to(scores.device), transition
 
     def history_scores(self, queries: Sequence[Query]) -> sp.csr_matrix | None:
-        """(B, n_items) float32 the transition term with its weight, sparse and >= 0: scores == user_vectors(queries)
-        @ item_factors.T + this (None without one). Non-zero only on the items that followed the queries' newest
-        items, so an exact top-n search over the inner products adds these items and stays exact."""
-        if self.transitions is None:
+        """(B, n_items) float32 the sparse terms with their weights (the text neighbours', the transitions'), >= 0:
+        scores == user_vectors(queries) @ item_factors.T + this (None without either). Non-zero only on the items
+        near or after the queries' newest items, so an exact top-n search over the inner products adds these
+        items and stays exact."""
+        parts = [(matrix, weight) for matrix, weight in ((self.text_neighbours, self.affinity),
+                                                         (self.transitions, self.transition_affinity))
+                 if matrix is not None]
+        if not parts:
             return None
-        return sp.csr_matrix(self.transition_part(self.query_arrays(queries)) * np.float32(self.transition_affinity))
+        arrays = self.query_arrays(queries)
+        return history_terms(parts, arrays["items"], arrays["lengths"])
 
     def affinity_vectors(self, arrays: dict[str, np.ndarray]) -> Tensor:
         """(B, T) the recency-weighted sum of the unit text vectors of each query's AFFINITY_ITEMS newest items."""
@@ -248,7 +260,7 @@ class Ensemble:
         by at least `min_z` standard errors of the per-query difference (a gain these targets show clearly, not
         one of their noise). A part this ensemble lacks is 0 and not searched. The searches are the two slices
         of the grid through the best pair, empty for a part with one weight to try."""
-        texts = (0.0,) if self.unit_text_t is None else tuple(texts)
+        texts = (0.0,) if self.unit_text_t is None and self.text_neighbours is None else tuple(texts)
         steps = (0.0,) if self.transitions is None else tuple(steps)
         if len(texts) == 1 and len(steps) == 1:
             return float(texts[0]), float(steps[0]), {}, {}, None
