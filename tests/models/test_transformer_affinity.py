@@ -208,3 +208,17 @@ def test_a_model_saved_before_the_text_affinity_loads_without_one(tmp_path: Path
     assert isinstance(loaded, Transformer) and loaded.text_affinity == 0.0
     np.testing.assert_allclose(loaded.user_vectors(validation.queries[:5]) @ loaded.item_factors.T,
                                loaded.score(validation.queries[:5]), rtol=1e-4, atol=1e-4)
+
+
+def test_a_catalog_over_the_exact_neighbour_search_keeps_the_dense_text_term(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import shoprec.models.transformer.transitions as transitions
+
+    monkeypatch.setattr(transitions, "NEIGHBOURS_MAX_ITEMS", 10)  # the twin shop's 40 items are "too many"
+    data, catalog, validation = twin_shop()
+    model = Transformer.from_dict({**TINY, "text_affinity": 8.0, "text_cache_dir": str(tmp_path)}).fit(data, catalog)
+    assert model.text_neighbours is None and model.history_scores(validation.queries[:3]) is None
+    assert model.item_factors.shape[1] == 16 + 256  # the member and the hashing text's columns
+    queries = validation.queries[:10]
+    np.testing.assert_allclose(model.user_vectors(queries) @ model.item_factors.T, model.score(queries),
+                               rtol=1e-4, atol=1e-4)

@@ -218,7 +218,9 @@ class Transformer(Recommender):
         self.transition_affinity, self.transition_affinity_search, self.affinity_z = step or 0.0, {}, None
         if self.transitions is None and (step or (step is None and validation is not None)):
             self.transitions = transition_matrix(build_sequences(train), train.n_items)
-        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, cfg.text_neighbours)
+        text = cfg.fixed_weight("text_affinity")  # (built only where it can be used, as P is)
+        m = cfg.text_neighbours if text or (text is None and validation is not None) else 0
+        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, m)
         self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
         if validation is not None and None in map(cfg.fixed_weight, ("text_affinity", "transition_affinity")):
             self._choose_affinities(members, validation, dist_)

@@ -16,6 +16,7 @@ inner-product score (shoprec.service: ANN and int8 candidates add the support an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,8 +25,10 @@ import torch
 
 from shoprec.models.transformer.data import Sequences
 
+log = logging.getLogger(__name__)
 AFFINITY_DECAY = 0.5  # the weight of a query's k-th newest item (0 = the newest) is 0.5 ** k ...
 AFFINITY_ITEMS = 8  # ... over its newest 8 items (0.5 ** 8 < 0.004); shared with the text affinity
+NEIGHBOURS_MAX_ITEMS = 200_000  # catalog_neighbours: above it the text term stays dense (~5 min at 200,000)
 DENSE_CELLS = 1 << 22  # history_terms sums a batch of at most this many (query, item) cells densely
 
 
@@ -73,6 +76,10 @@ def catalog_neighbours(text_vectors: torch.Tensor, m: int) -> sp.csr_matrix | No
     """text_neighbours of a network's catalog `text_vectors` (row 0: padding); None (the dense text term) for m 0
     or a catalog without text vectors."""
     if m <= 0 or not text_vectors.shape[1] or len(text_vectors) < 2:
+        return None
+    if len(text_vectors) - 1 > NEIGHBOURS_MAX_ITEMS:  # the exact search is O(items^2): hours for a million
+        log.warning("text affinity: %d items, over the %d of the exact nearest-text search: the dense term",
+                    len(text_vectors) - 1, NEIGHBOURS_MAX_ITEMS)
         return None
     vectors = text_vectors[1:].detach().float().cpu()
     unit = vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
