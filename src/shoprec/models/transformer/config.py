@@ -83,8 +83,8 @@ class TransformerConfig:
     # > 0: the text affinity reads, for each of the query's newest items, its text_neighbours most similar items
     # only, as their similarity minus that of the last of them (a sparse term beside the network, like the
     # transitions: serving's inner-product view keeps the members' columns alone); 0: the similarity to every item
-    # (dense: the view carries the 384 text columns). 200 matched or beat the dense term on validation (Beauty,
-    # Scientific) at a quarter less serving CPU (docs/benchmarks.md, "What the text affinity costs in serving")
+    # (dense: the view carries the 384 text columns). 200 was on par with the dense term on validation (Beauty,
+    # Scientific) at 14% less serving CPU per list (docs/benchmarks.md, "What the text affinity costs in serving")
     text_neighbours: int = 200
     # scores += transition_affinity * sum_k 0.5 ** k P(item | the query's k-th newest item), P the share of the
     # training events following an event of that item that were of this one (a first-order Markov term beside
