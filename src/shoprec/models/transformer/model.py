@@ -156,7 +156,9 @@ class Transformer(Recommender):
         self.log_counts = np.zeros(len(items), dtype=np.float32)
         self.popularity_correction, self.popularity_search = 0.0, {}
         self.text_affinity, self.text_affinity_search = source.text_affinity, {}  # what the source chose
-        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, self.config.text_neighbours)
+        given = self.config.fixed_weight("text_affinity")  # built where a text weight can be used (fit may calibrate)
+        used = self.config.text_affinity is None or (source.text_affinity if given is None else given)
+        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, self.config.text_neighbours * bool(used))
         self.transition_affinity, self.transition_affinity_search, self.transitions = 0.0, {}, None  # no events
         self._publish(members)
         return self
@@ -213,14 +215,13 @@ class Transformer(Recommender):
         serves. benchmarks/affinity_choices.py calls it again on a fitted model's members with other parameters
         (the same networks, choices made as fit makes them)."""
         cfg, dist_ = self.config, dist_ or Dist()
-        self.text_affinity, self.text_affinity_search = cfg.fixed_weight("text_affinity") or 0.0, {}
-        step = cfg.fixed_weight("transition_affinity")  # None: chosen (built only when there is validation)
+        step, text = cfg.fixed_weight("transition_affinity"), cfg.fixed_weight("text_affinity")  # None: chosen
+        self.text_affinity, self.text_affinity_search = text or 0.0, {}
         self.transition_affinity, self.transition_affinity_search, self.affinity_z = step or 0.0, {}, None
-        if self.transitions is None and (step or (step is None and validation is not None)):
+        usable = [bool(w) or (w is None and validation is not None) for w in (step, text)]  # (built only then)
+        if self.transitions is None and usable[0]:
             self.transitions = transition_matrix(build_sequences(train), train.n_items)
-        text = cfg.fixed_weight("text_affinity")  # (built only where it can be used, as P is)
-        m = cfg.text_neighbours if text or (text is None and validation is not None) else 0
-        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, m)
+        self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, cfg.text_neighbours * usable[1])
         self.log_counts = np.log1p(np.bincount(train.item, minlength=train.n_items)).astype(np.float32)
         if validation is not None and None in map(cfg.fixed_weight, ("text_affinity", "transition_affinity")):
             self._choose_affinities(members, validation, dist_)

@@ -40,6 +40,7 @@ from shoprec.models.transformer.transitions import (
     AFFINITY_ITEMS,
     history_terms,
     transition_dense,
+    unit_vectors,
 )
 from shoprec.ranking import hit_rate_from_ranks, ndcg_from_ranks, target_ranks
 
@@ -66,11 +67,6 @@ class Member:
             table = net.item_table(content=content).float()
             return cls(net, table, table[1:].T.contiguous(),
                        content.float() if content is not None and net.cfg.content_attention else None)
-
-
-def unit_vectors(vectors: Tensor) -> Tensor:
-    """float32 rows scaled to length 1 (a zero row, an item without text, stays zero)."""
-    return vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -143,15 +139,15 @@ class Ensemble:
                 scores += state @ member.out_table
             if len(self.members) > 1:
                 scores /= len(self.members)
-            affinity = None if self.unit_text_t is None else self.affinity_vectors(arrays) @ self.unit_text_t[:, 1:]
-            if self.text_neighbours is not None:
-                affinity = torch.from_numpy(transition_dense(self.text_neighbours, arrays["items"], arrays["lengths"]))
-            transition = None
+            items, lengths = arrays["items"], arrays["lengths"]
+            affinity = transition = None
+            if self.unit_text_t is not None:  # the dense text term, else the sparse one (or none)
+                affinity = self.affinity_vectors(arrays) @ self.unit_text_t[:, 1:]
+            elif self.text_neighbours is not None:
+                affinity = torch.from_numpy(transition_dense(self.text_neighbours, items, lengths)).to(scores.device)
             if self.transitions is not None:
-                assert self.transitions is not None
-                dense = transition_dense(self.transitions, arrays["items"], arrays["lengths"])
-                transition = torch.from_numpy(dense).to(scores.device)
-            return scores, None if affinity is None else affinity.to(scores.device), transition
+                transition = torch.from_numpy(transition_dense(self.transitions, items, lengths)).to(scores.device)
+            return scores, affinity, transition
 
     def history_scores(self, queries: Sequence[Query]) -> sp.csr_matrix | None:
         """(B, n_items) float32 the sparse terms with their weights (the text neighbours', the transitions'), >= 0:

@@ -81,9 +81,12 @@ def catalog_neighbours(text_vectors: torch.Tensor, m: int) -> sp.csr_matrix | No
         log.warning("text affinity: %d items, over the %d of the exact nearest-text search: the dense term",
                     len(text_vectors) - 1, NEIGHBOURS_MAX_ITEMS)
         return None
-    vectors = text_vectors[1:].detach().float().cpu()
-    unit = vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
-    return text_neighbours(unit.numpy(), m)
+    return text_neighbours(unit_vectors(text_vectors[1:].detach().cpu()).numpy(), m)
+
+
+def unit_vectors(vectors: torch.Tensor) -> torch.Tensor:
+    """float32 rows scaled to length 1 (a zero row, an item without text, stays zero)."""
+    return vectors.float() / vectors.float().norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
 def _newest(items: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,14 +141,9 @@ def history_terms(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarra
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(items), n), dtype=np.float32)
 
 
-def transition_scores(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> sp.csr_matrix:
-    """(B, n_items) float32 t(q) of each query (before its weight), sparse: non-zero on its support only."""
-    return history_terms([(matrix, 1.0)], items, lengths)
-
-
 def transition_dense(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """transition_scores as a dense (B, n_items) float32 array (what scoring adds)."""
+    """(B, n_items) float32 t(q) of each query over one sparse term `matrix` (P or N), before its weight, dense
+    (what scoring and the validation search add)."""
     rows, cols, vals = _terms(matrix, items, lengths)
-    out = np.zeros((len(items), matrix.shape[0]), dtype=np.float32)
-    np.add.at(out, (rows, cols), vals)
-    return out
+    n = matrix.shape[0]
+    return np.bincount(rows * n + cols, weights=vals, minlength=len(items) * n).astype(np.float32).reshape(-1, n)
