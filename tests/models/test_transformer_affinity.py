@@ -134,6 +134,32 @@ def test_the_text_neighbours_are_a_sparse_term_beside_the_inner_product_view(tmp
         Transformer.from_dict({**TINY, "text_neighbours": -1})
 
 
+def test_the_sparse_terms_at_some_columns_are_those_columns_of_the_whole_rows(tmp_path: Path) -> None:
+    """history_scores(queries, columns), what an explanation's leave-one-out rows read: the text neighbours' and the
+    transitions' terms at those items only, equal to the whole rows' columns (a column asked twice included), and
+    the leave-one-out drops equal to scoring each history without the item."""
+    from shoprec.explain.attribution import LeaveOneOut
+
+    data, catalog, validation = twin_shop()
+    params = {**TINY, "text_cache_dir": str(tmp_path), "text_neighbours": 6, "text_affinity": 8.0,
+              "transition_affinity": 4.0}
+    model = Transformer.from_dict(params).fit(data, catalog)
+    queries = validation.queries[:20]
+    whole = model.history_scores(queries)
+    assert whole is not None
+    columns = np.array([int(queries[0].history[-1]) ^ 1, 3, 0, 3, len(model.item_factors) - 1])
+    part = model.history_scores(queries, columns)
+    assert part is not None and part.shape == (len(queries), len(columns))
+    np.testing.assert_allclose(part.toarray(), whole[:, columns].toarray(), rtol=1e-6, atol=1e-6)
+    assert part[0, 0] > 0  # the newest item's twin: its text neighbour and its successor
+    loo = LeaveOneOut(model, queries[0])
+    targets = np.arange(len(model.item_factors))
+    drops = loo.attribution(targets).drops
+    full = model.score(loo.batch)
+    np.testing.assert_allclose(loo.scores(), full[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(drops[loo.scorable], full[0][None, :] - full[1:], rtol=1e-4, atol=1e-4)
+
+
 def test_a_model_without_text_has_no_affinity_to_choose(tmp_path: Path) -> None:
     data, _, validation = twin_shop()
     model = Transformer.from_dict({**TINY, "text_affinity": None}).fit(data, None, validation=validation)

@@ -77,8 +77,9 @@ class LeaveOneOut:
         self.vectors = vector_scorer(model)
         self.query_vectors = (np.asarray(self.vectors[0](self.batch), dtype=np.float32)
                               if self.vectors is not None else None)  # (1 + n_scorable, d)
-        sparse = history_scorer(model) if self.vectors is not None else None
-        self.history_part = sparse(self.batch) if sparse is not None else None  # (1 + n_scorable, n_items) CSR
+        self.sparse = history_scorer(model) if self.vectors is not None else None
+        # the full query's sparse part (1, n_items) CSR; the leave-one-out rows' only at the targets (attribution)
+        self.history_part = self.sparse(self.batch[:1]) if self.sparse is not None else None
         self._batch_scores: np.ndarray | None = None  # (1 + n_scorable, n_items), other models, on first use
 
     def scores(self) -> np.ndarray:
@@ -101,8 +102,9 @@ class LeaveOneOut:
         targets = np.asarray(targets, dtype=np.int64)
         if self.query_vectors is not None and self.vectors is not None:
             scores = self.query_vectors @ self.vectors[1][targets].T
-            if self.history_part is not None:
-                scores = scores + self.history_part[:, targets].toarray()
+            if self.sparse is not None:
+                part = self.sparse(self.batch, targets)
+                scores = scores + (part.toarray() if part is not None else 0.0)
         else:
             scores = self._scored()[:, targets]
         scores = scores.astype(np.float64)  # (1 + n_scorable, n_targets)

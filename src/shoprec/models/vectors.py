@@ -4,8 +4,9 @@ Models whose scores are inner products (the factor models ALS and BPR, the trans
 `user_vectors(queries)` (n_queries, d) and `item_factors` (n_items, d). Serving uses the view for
 approximate candidates (ANN, int8 scan) and explanations use it to score only the target columns.
 A model may add a sparse part >= 0 that the inner products cannot carry (the transformer's transition term):
-`history_scores(queries)`, an (n_queries, n_items) CSR matrix or None, non-zero on few items per query; a
-search over the inner products then adds those items to its candidates and their part to their scores.
+`history_scores(queries, columns=None)`, an (n_queries, n_items) CSR matrix or None, non-zero on few items per
+query (with `columns`: over those items only); a search over the inner products then adds those items to its
+candidates and their part to their scores.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import scipy.sparse as sp
 from shoprec.models.base import Query
 
 QueryVectors = Callable[[Sequence[Query]], np.ndarray]
-HistoryScores = Callable[[Sequence[Query]], "sp.csr_matrix | None"]
+
+
+class HistoryScores(Protocol):
+    """A model's `history_scores`: (n_queries, n_items) CSR or None; with `columns`, over those items only."""
+
+    def __call__(self, queries: Sequence[Query], columns: np.ndarray | None = None) -> sp.csr_matrix | None:
+        ...
 
 
 @runtime_checkable

@@ -425,9 +425,9 @@ class Transformer(Recommender):
     def user_vectors(self, queries: Sequence[Query]) -> np.ndarray:
         return self._scorer().user_vectors(queries)
 
-    def history_scores(self, queries: Sequence[Query]) -> sp.csr_matrix | None:
-        """The sparse part of the scores beside the inner products (the transition term; None without one)."""
-        return self._scorer().history_scores(queries)
+    def history_scores(self, queries: Sequence[Query], columns: np.ndarray | None = None) -> sp.csr_matrix | None:
+        """The sparse part of the scores beside the inner products (the sparse terms; None without), at `columns`."""
+        return self._scorer().history_scores(queries, columns)
 
     # ---------------------------------------------------------------- artifacts
     def _state(self) -> dict[str, np.ndarray]:

@@ -149,18 +149,18 @@ class Ensemble:
                 transition = torch.from_numpy(transition_dense(self.transitions, items, lengths)).to(scores.device)
             return scores, affinity, transition
 
-    def history_scores(self, queries: Sequence[Query]) -> sp.csr_matrix | None:
+    def history_scores(self, queries: Sequence[Query], columns: np.ndarray | None = None) -> sp.csr_matrix | None:
         """(B, n_items) float32 the sparse terms with their weights (the text neighbours', the transitions'), >= 0:
         scores == user_vectors(queries) @ item_factors.T + this (None without either). Non-zero only on the items
         near or after the queries' newest items, so an exact top-n search over the inner products adds these
-        items and stays exact."""
+        items and stays exact. With `columns`: (B, len(columns)), those items only (what explanations read)."""
         parts = [(matrix, weight) for matrix, weight in ((self.text_neighbours, self.affinity),
                                                          (self.transitions, self.transition_affinity))
                  if matrix is not None]
         if not parts:
             return None
         arrays = self.query_arrays(queries)
-        return history_terms(parts, arrays["items"], arrays["lengths"])
+        return history_terms(parts, arrays["items"], arrays["lengths"], columns)
 
     def affinity_vectors(self, arrays: dict[str, np.ndarray]) -> Tensor:
         """(B, T) the recency-weighted sum of the unit text vectors of each query's AFFINITY_ITEMS newest items."""

@@ -120,11 +120,14 @@ def _terms(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> tup
             matrix.data[at] * np.repeat(weights, counts))
 
 
-def history_terms(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarray,
-                  lengths: np.ndarray) -> sp.csr_matrix:
+def history_terms(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarray, lengths: np.ndarray,
+                  columns: np.ndarray | None = None) -> sp.csr_matrix:
     """(B, n_items) float32 sum_j w_j * t_j(q) of each query over the (matrix, w_j) `parts` (the sparse terms: text
     neighbours, transitions), sparse: non-zero on their supports only. The terms are summed by one dense pass where
-    the batch is small (serving's: a list and its leave-one-out rows), which costs less than sorting them."""
+    the batch is small (serving's: a list and its leave-one-out rows), which costs less than sorting them.
+    With `columns` (item indices): (B, len(columns)), those columns only (see _terms_at)."""
+    if columns is not None:
+        return _terms_at(parts, items, lengths, np.asarray(columns, dtype=np.int64))
     n = parts[0][0].shape[0]
     terms = [_terms(matrix, items, lengths) for matrix, _ in parts]
     rows = np.concatenate([t[0] for t in terms])
@@ -139,6 +142,21 @@ def history_terms(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarra
         np.cumsum(np.bincount(keys // n, minlength=len(items)), out=indptr[1:])
         return sp.csr_matrix((sums[keys].astype(np.float32), keys % n, indptr), shape=(len(items), n))
     return sp.csr_matrix((vals, (rows, cols)), shape=(len(items), n), dtype=np.float32)
+
+
+def _terms_at(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarray, lengths: np.ndarray,
+              columns: np.ndarray) -> sp.csr_matrix:
+    """history_terms at `columns` only: (B, len(columns)) float32. Each distinct newest item's row of each matrix is
+    read once, at `columns`: an explanation's leave-one-out rows share their newest items and read a list's ten
+    items, not the ~200 terms of every newest item that the whole rows hold."""
+    rows, newest, weights = _newest(items, lengths)
+    distinct, at = np.unique(newest, return_inverse=True)
+    mix = np.zeros((len(items), len(distinct)))  # each query's weight on each distinct newest item
+    np.add.at(mix, (rows, at), weights)
+    out = np.zeros((len(items), len(columns)))
+    for matrix, weight in parts:
+        out += np.float32(weight) * (mix @ matrix[distinct][:, columns].toarray())
+    return sp.csr_matrix(out.astype(np.float32))
 
 
 def transition_dense(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
