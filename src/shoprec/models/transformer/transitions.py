@@ -113,11 +113,16 @@ def _terms(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> tup
     """(query row, item column, value) of every term of t(q), the rows of P gathered at once (a repeated column is
     not summed here)."""
     rows, newest, weights = _newest(items, lengths)
-    starts = matrix.indptr[newest].astype(np.int64)
-    counts = matrix.indptr[newest + 1].astype(np.int64) - starts
+    of, at = _entries(matrix, newest)
+    return rows[of], matrix.indices[at].astype(np.int64), matrix.data[at] * weights[of]
+
+
+def _entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in `rows`, index into matrix.indices / data) of every stored entry of the matrix's `rows`."""
+    starts = matrix.indptr[rows].astype(np.int64)
+    counts = matrix.indptr[rows + 1].astype(np.int64) - starts
     at = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
-    return (np.repeat(rows, counts), matrix.indices[at].astype(np.int64),
-            matrix.data[at] * np.repeat(weights, counts))
+    return np.repeat(np.arange(len(rows)), counts), at
 
 
 def history_terms(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarray, lengths: np.ndarray,
@@ -150,13 +155,21 @@ def _terms_at(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarray, l
     read once, at `columns`: an explanation's leave-one-out rows share their newest items and read a list's ten
     items, not the ~200 terms of every newest item that the whole rows hold."""
     rows, newest, weights = _newest(items, lengths)
-    distinct, at = np.unique(newest, return_inverse=True)
+    distinct, slot = np.unique(newest, return_inverse=True)
     mix = np.zeros((len(items), len(distinct)))  # each query's weight on each distinct newest item
-    np.add.at(mix, (rows, at), weights)
-    out = np.zeros((len(items), len(columns)))
+    np.add.at(mix, (rows, slot), weights)
+    wanted, back = np.unique(columns, return_inverse=True)
+    position = np.full(parts[0][0].shape[1], -1, dtype=np.int64)  # item -> its place among the wanted, or -1
+    position[wanted] = np.arange(len(wanted))
+    out = np.zeros((len(items), len(wanted)))
     for matrix, weight in parts:
-        out += np.float32(weight) * (mix @ matrix[distinct][:, columns].toarray())
-    return sp.csr_matrix(out.astype(np.float32))
+        of, at = _entries(matrix, distinct)
+        column = position[matrix.indices[at]]
+        kept = column >= 0
+        rows_at = np.zeros((len(distinct), len(wanted)))  # the distinct newest items' rows at the wanted columns
+        rows_at[of[kept], column[kept]] = matrix.data[at[kept]]
+        out += np.float32(weight) * (mix @ rows_at)
+    return sp.csr_matrix(out[:, back].astype(np.float32))
 
 
 def transition_dense(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
