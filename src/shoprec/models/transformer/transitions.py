@@ -169,7 +169,9 @@ def _terms_at(parts: Sequence[tuple[sp.csr_matrix, float]], items: np.ndarray, l
         rows_at = np.zeros((len(distinct), len(wanted)))  # the distinct newest items' rows at the wanted columns
         rows_at[of[kept], column[kept]] = matrix.data[at[kept]]
         out += np.float32(weight) * (mix @ rows_at)
-    return sp.csr_matrix(out[:, back].astype(np.float32))
+    out = out[:, back].astype(np.float32)
+    b, c = out.shape  # stored whole (zeros too): the dense-to-sparse conversion costs more than the rest here
+    return sp.csr_matrix((out.ravel(), np.tile(np.arange(c), b), np.arange(0, b * c + 1, c)), shape=(b, c))
 
 
 def transition_dense(matrix: sp.csr_matrix, items: np.ndarray, lengths: np.ndarray) -> np.ndarray:
