@@ -160,6 +160,30 @@ def test_the_sparse_terms_at_some_columns_are_those_columns_of_the_whole_rows(tm
     np.testing.assert_allclose(drops[loo.scorable], full[0][None, :] - full[1:], rtol=1e-4, atol=1e-4)
 
 
+def test_auto_keeps_a_weight_only_with_a_clear_gain_and_null_takes_the_best(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """"auto" (the default) asks the best pair for AFFINITY_MIN_Z standard errors over (0, 0); null (pre-training's
+    default: a carried model keeps the weight) takes the best pair as it is, and its gain need not be clear."""
+    from shoprec.models.transformer.config import AFFINITY_MIN_Z
+    from shoprec.models.transformer.serving import Ensemble
+
+    asked: list[float] = []
+    choose = Ensemble.choose_affinities
+
+    def recorded(self: Ensemble, *args: Any) -> Any:
+        asked.append(args[-1])
+        return choose(self, *args)
+
+    monkeypatch.setattr(Ensemble, "choose_affinities", recorded)
+    data, catalog, validation = twin_shop()
+    params = {**TINY, "text_cache_dir": str(tmp_path), "transition_affinity": 0.0}
+    for weight, min_z in (("auto", AFFINITY_MIN_Z), (None, 0.0)):
+        model = Transformer.from_dict({**params, "text_affinity": weight}).fit(data, catalog, validation=validation)
+        assert asked[-1] == min_z
+        search = model.text_affinity_search
+        assert model.text_affinity_search[str(model.text_affinity)] == max(search.values())  # a clear gain here
+
+
 def test_a_model_without_text_has_no_affinity_to_choose(tmp_path: Path) -> None:
     data, _, validation = twin_shop()
     model = Transformer.from_dict({**TINY, "text_affinity": None}).fit(data, None, validation=validation)

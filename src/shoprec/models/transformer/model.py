@@ -376,14 +376,15 @@ class Transformer(Recommender):
         return total / max(len(batches), 1)
 
     def _choose_affinities(self, members: list[Member], validation: RankingValidation, dist_: Dist) -> None:
-        """The affinities the config leaves null, chosen together on validation (Ensemble.choose_affinities)."""
-        cfg = self.config
+        """The affinities the config leaves "auto" or null, chosen together on validation (Ensemble.choose_affinities):
+        the best pair; with "auto" only with a clear gain over (0, 0) (AFFINITY_MIN_Z), with null the best as it is."""
+        cfg, fixed = self.config, self.config.fixed_weight
         probe = self._ensemble(members, correction=0.0, affinity=1.0, transition=1.0)
-        texts = TEXT_AFFINITY_GRID if cfg.fixed_weight("text_affinity") is None else (self.text_affinity,)
-        steps = TRANSITION_AFFINITY_GRID if cfg.fixed_weight("transition_affinity") is None else (
-            self.transition_affinity,)
+        texts = TEXT_AFFINITY_GRID if fixed("text_affinity") is None else (self.text_affinity,)
+        steps = TRANSITION_AFFINITY_GRID if fixed("transition_affinity") is None else (self.transition_affinity,)
+        min_z = AFFINITY_MIN_Z if "auto" in (cfg.text_affinity, cfg.transition_affinity) else 0.0
         (self.text_affinity, self.transition_affinity, self.text_affinity_search, self.transition_affinity_search,
-         self.affinity_z) = probe.choose_affinities(validation, dist_, texts, steps, AFFINITY_MIN_Z)
+         self.affinity_z) = probe.choose_affinities(validation, dist_, texts, steps, min_z)
         log.info("transformer: text affinity %s, transition affinity %s (best pair's z %s; validation NDCG: %s; %s)",
                  self.text_affinity, self.transition_affinity, self.affinity_z, self.text_affinity_search,
                  self.transition_affinity_search)
