@@ -48,6 +48,7 @@ def test_bad_experiments_are_422_naming_the_field(client: TestClient, services: 
         ({**body, "end": 1.0}, "end"),
         ({**body, "colour": "red"}, "colour"),
         ({**body, "name": ""}, "name"),
+        ({**body, "name": " \t\u0085\u3000"}, "name"),  # spaces only (in str.strip()'s sense): as the schema says
     ]
     for bad, field in cases:
         resp = client.post("/v1/experiments", json=bad)

@@ -356,8 +356,14 @@ class VariantIn(Strict):
     share: Annotated[float, Field(gt=0, le=1)]
 
 
+# storable (no NUL) with a character that str.strip() keeps (as \uXXXX: Python's and JSON Schema's regexes read them
+# alike): an experiment name is trimmed, so a name of spaces only is refused, and the schema says so
+_SPACES = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x10000)) if c.isspace())
+_NOT_SPACE = f"^[^\\x00]*[^\\x00{_SPACES}][^\\x00]*$"
+
+
 class ExperimentIn(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=128)]
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=_NOT_SPACE)]
     variants: Annotated[list[VariantIn], Field(min_length=2, max_length=10)]
     start: float | None = None  # unix seconds; now when absent
     end: float | None = None  # unix seconds; runs until stopped when absent

@@ -308,7 +308,15 @@ class ExperimentIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
     )
-    name: Annotated[str, Field(max_length=128, min_length=1, title="Name")]
+    name: Annotated[
+        str,
+        Field(
+            max_length=128,
+            min_length=1,
+            pattern="^[^\\x00]*[^\\x00\\u0009\\u000a\\u000b\\u000c\\u000d\\u001c\\u001d\\u001e\\u001f\\u0020\\u0085\\u00a0\\u1680\\u2000\\u2001\\u2002\\u2003\\u2004\\u2005\\u2006\\u2007\\u2008\\u2009\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\x00]*$",
+            title="Name",
+        ),
+    ]
     variants: Annotated[
         list[VariantIn], Field(max_length=10, min_length=2, title="Variants")
     ]
