@@ -356,8 +356,8 @@ class VariantIn(Strict):
     share: Annotated[float, Field(gt=0, le=1)]
 
 
-# storable (no NUL) with a character that str.strip() keeps (as \uXXXX: Python's and JSON Schema's regexes read them
-# alike): an experiment name is trimmed, so a name of spaces only is refused, and the schema says so
+# storable (no NUL) with a character that str.strip() keeps (written as 4-digit \u escapes, which Python's and
+# JSON Schema's regexes read alike): an experiment name is trimmed, so a name of spaces only is refused
 _SPACES = "".join(f"\\u{ord(c):04x}" for c in map(chr, range(0x10000)) if c.isspace())
 _NOT_SPACE = f"^[^\\x00]*[^\\x00{_SPACES}][^\\x00]*$"
 
