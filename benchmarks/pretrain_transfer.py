@@ -61,6 +61,7 @@ def row(name: str, fraction: float, result: Any, started: float) -> dict[str, An
             "HR@10": round(result.metrics["HR@10"], 4), "NDCG@20": round(result.metrics["NDCG@20"], 4),
             "best_epoch": getattr(model, "best_epoch", None), "epochs_run": len(log),
             "text_affinity": getattr(model, "text_affinity", None),
+            "text_affinity_search": getattr(model, "text_affinity_search", None) or None,  # validation NDCG by weight
             "n_users_evaluated": result.n_users_evaluated, "fit_seconds": round(result.fit_seconds, 1),
             "wall_seconds": round(time.perf_counter() - started, 1)}
 

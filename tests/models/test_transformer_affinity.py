@@ -16,7 +16,8 @@ from shoprec.errors import ConfigError
 from shoprec.models import load_model
 from shoprec.models.base import Query, RankingValidation
 from shoprec.models.transformer import Transformer
-from shoprec.models.transformer.config import TEXT_AFFINITY_GRID
+from shoprec.models.transformer.carry import carried_text_affinity
+from shoprec.models.transformer.config import CARRIED_TEXT_AFFINITY, TEXT_AFFINITY_GRID
 from shoprec.models.transformer.pretrain import PRETRAIN_DEFAULTS
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
@@ -192,7 +193,7 @@ def test_a_model_without_text_has_no_affinity_to_choose(tmp_path: Path) -> None:
     assert fixed.text_affinity == 0.0  # what it uses (and saves): nothing, without text vectors
 
 
-def test_pre_training_chooses_it_and_a_carried_model_keeps_it(tmp_path: Path) -> None:
+def test_pre_training_chooses_it_and_a_carried_model_keeps_it_at_least_at_the_floor(tmp_path: Path) -> None:
     assert PRETRAIN_DEFAULTS["text_affinity"] is None
     data, catalog, validation = twin_shop()
     params = {**TINY, "item_ids": False, "text_cache_dir": str(tmp_path)}
@@ -201,12 +202,18 @@ def test_pre_training_chooses_it_and_a_carried_model_keeps_it(tmp_path: Path) ->
     # another shop of twins, its own items (names): nothing trained on it
     other, other_catalog, other_validation = twin_shop(seed=1, prefix="other-")
     carried = Transformer.from_dict(params).start_from(source, "source", zero_shot=True).fit(other, other_catalog)
-    assert carried.text_affinity == source.text_affinity  # "auto" (the default): the source's weight
+    # "auto" (the default): the source's weight, at least the floor
+    assert carried.text_affinity == max(source.text_affinity, CARRIED_TEXT_AFFINITY)
     off = Transformer.from_dict({**params, "text_affinity": 0}).start_from(source, "source", zero_shot=True)
     assert off.fit(other, other_catalog).text_affinity == 0.0  # a number given is used, 0 too
     assert other_validation.evaluate(carried)["NDCG@10"] > 0.5  # the twins found through the text alone
     loaded = load_model(carried.save(tmp_path / "carried"))
-    assert isinstance(loaded, Transformer) and loaded.text_affinity == source.text_affinity
+    assert isinstance(loaded, Transformer) and loaded.text_affinity == carried.text_affinity
+
+
+def test_the_carried_weight_has_a_floor_that_a_larger_source_weight_keeps() -> None:
+    assert carried_text_affinity(0.0) == carried_text_affinity(2.0) == CARRIED_TEXT_AFFINITY
+    assert carried_text_affinity(2 * CARRIED_TEXT_AFFINITY) == 2 * CARRIED_TEXT_AFFINITY
 
 
 def test_a_carried_model_calibrates_it_on_the_new_shops_validation_when_asked(tmp_path: Path) -> None:
@@ -214,14 +221,14 @@ def test_a_carried_model_calibrates_it_on_the_new_shops_validation_when_asked(tm
     new shop's); the network is the source's, untouched."""
     data, catalog, _ = twin_shop()
     params = {**TINY, "item_ids": False, "text_cache_dir": str(tmp_path)}
-    source = Transformer.from_dict(params).fit(data, catalog)  # no affinity of its own
+    source = Transformer.from_dict(params).fit(data, catalog)  # no affinity of its own (no validation)
     assert source.text_affinity == 0.0
     other, other_catalog, other_validation = twin_shop(seed=1, prefix="other-")
     kept = Transformer.from_dict(params).start_from(source, "s", zero_shot=True).fit(
         other, other_catalog, validation=other_validation)
     calibrated = Transformer.from_dict({**params, "text_affinity": None}).start_from(source, "s", zero_shot=True).fit(
         other, other_catalog, validation=other_validation)
-    assert kept.text_affinity == 0.0 and kept.text_affinity_search == {}
+    assert kept.text_affinity == CARRIED_TEXT_AFFINITY and kept.text_affinity_search == {}  # "auto": the floor
     given = Transformer.from_dict({**params, "text_affinity": 2.0}).start_from(source, "s", zero_shot=True).fit(
         other, other_catalog, validation=other_validation)
     assert given.text_affinity == 2.0 and given.text_affinity_search == {}  # a positive number is used as given
@@ -230,7 +237,7 @@ def test_a_carried_model_calibrates_it_on_the_new_shops_validation_when_asked(tm
     search = calibrated.text_affinity_search
     assert search[str(calibrated.text_affinity)] == max(search.values()) > search["0.0"]
     assert other_validation.evaluate(calibrated)["NDCG@10"] == pytest.approx(max(search.values()), abs=1e-5)
-    assert other_validation.evaluate(kept)["NDCG@10"] == pytest.approx(search["0.0"], abs=1e-5)
+    assert other_validation.evaluate(kept)["NDCG@10"] == pytest.approx(search[str(CARRIED_TEXT_AFFINITY)], abs=1e-5)
     assert calibrated.net is not None and kept.net is not None
     theirs = dict(kept.net.named_parameters())
     for name, mine in calibrated.net.named_parameters():  # the source's weights (item ids: unused, never trained)

@@ -154,7 +154,9 @@ def test_a_carried_model_has_no_transitions_and_a_negative_weight_is_refused(tmp
     assert source.transition_affinity == 4.0
     other, other_catalog, other_validation = twin_shop(seed=1, prefix="other-")
     carried = Transformer.from_dict(params).start_from(source, "s", zero_shot=True).fit(other, other_catalog)
-    assert carried.transition_affinity == 0.0 and carried.history_scores(other_validation.queries[:2]) is None
+    assert carried.transition_affinity == 0.0 and carried.transitions is None
+    no_text = Transformer.from_dict({**params, "text_affinity": 0}).start_from(source, "s", zero_shot=True)
+    assert no_text.fit(other, other_catalog).history_scores(other_validation.queries[:2]) is None  # no sparse term
     with pytest.raises(ConfigError, match=r"'transition_affinity'.*>= 0, \"auto\" or null"):
         Transformer.from_dict({**TINY, "transition_affinity": -1.0})
 

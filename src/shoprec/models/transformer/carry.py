@@ -24,7 +24,7 @@ import torch
 from shoprec.data import IdMap, ItemCatalog
 from shoprec.errors import ConfigError, DataError
 from shoprec.models.training import TrainOptions
-from shoprec.models.transformer.config import NETWORK_PARAMS, TransformerConfig
+from shoprec.models.transformer.config import CARRIED_TEXT_AFFINITY, NETWORK_PARAMS, TransformerConfig
 from shoprec.models.transformer.content import ItemContent, build_content
 from shoprec.models.transformer.network import SeqNet, transfer_weights
 from shoprec.models.transformer.serving import Member
@@ -95,6 +95,13 @@ def carry_members(source: Transformer, label: str, cfg: TransformerConfig, items
         members.append(Member.of(net))
     fresh = [name for name, _ in members[0].net.named_parameters() if name not in copied]
     return members, {"model": label, "zero_shot": True, "copied": copied, "fresh": fresh}
+
+
+def carried_text_affinity(source_weight: float) -> float:
+    """The text affinity of a model carried to a shop it never saw with text_affinity "auto": its source's weight,
+    at least CARRIED_TEXT_AFFINITY (the source chose its weight beside a network that knew the source's items; on
+    the new shop's the sentence encoder's similarity is what carries over)."""
+    return max(float(source_weight), CARRIED_TEXT_AFFINITY)
 
 
 def copy_attribute_rows(src: SeqNet, dst: SeqNet) -> int:

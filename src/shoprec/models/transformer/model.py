@@ -35,7 +35,7 @@ from shoprec.models.training import (
     torch_threads,
     train,
 )
-from shoprec.models.transformer.carry import copy_attribute_rows, start_context
+from shoprec.models.transformer.carry import carried_text_affinity, copy_attribute_rows, start_context
 from shoprec.models.transformer.config import (
     AFFINITY_MIN_Z,
     POPULARITY_GRID,
@@ -138,8 +138,8 @@ class Transformer(Recommender):
         """Zero-shot: the `start_from` model's networks (every member) for `items`, each item represented by
         its content alone (text, and the attribute tokens the source knows), without training: a shop with a
         catalog and no events gets a model (shoprec.models.transformer.carry). Its text affinity is the
-        source's (in fit, a positive text_affinity replaces it, and null with validation targets chooses it
-        on them)."""
+        source's, at least CARRIED_TEXT_AFFINITY (in fit, a positive text_affinity replaces it, and null with
+        validation targets chooses it on them)."""
         from shoprec.models.transformer.carry import carry_members
 
         if self._source is None:
@@ -155,9 +155,9 @@ class Transformer(Recommender):
         self.default_event = source.default_event
         self.log_counts = np.zeros(len(items), dtype=np.float32)
         self.popularity_correction, self.popularity_search = 0.0, {}
-        self.text_affinity, self.text_affinity_search = source.text_affinity, {}  # what the source chose
+        self.text_affinity, self.text_affinity_search = carried_text_affinity(source.text_affinity), {}
         given = self.config.fixed_weight("text_affinity")  # built where a text weight can be used (fit may calibrate)
-        used = self.config.text_affinity is None or (source.text_affinity if given is None else given)
+        used = given is None or given > 0
         self.text_neighbours = catalog_neighbours(members[0].net.text_vectors, self.config.text_neighbours * bool(used))
         self.transition_affinity, self.transition_affinity_search, self.transitions = 0.0, {}, None  # no events
         self._publish(members)
@@ -175,7 +175,7 @@ class Transformer(Recommender):
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
-            given = cfg.fixed_weight("text_affinity")  # "auto": the source's weight, kept by carry_over
+            given = cfg.fixed_weight("text_affinity")  # "auto": the source's weight (at least 64), set by carry_over
             if self.fitted is not None and (given is not None or (cfg.text_affinity is None and validation)):
                 carried = list(self.fitted.members)
                 # a number given is used (0 too); null: calibrated on this shop's validation targets (one weight,
