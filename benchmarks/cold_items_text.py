@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from large_model_text import DATASETS
+
 from _results import RESULTS_DIR, append_run
 
-DATASETS = {"beauty": ("s3rec", "amazon-beauty/Beauty.txt"), "scientific": ("amazon-json", "amazon-scientific")}
 ROWS: dict[str, dict[str, Any]] = {"default": {}, "text_whiten": {"text_whiten": True}, "no-text": {"use_text": False}}
 RESULTS = RESULTS_DIR / "cold_items_text.json"
 K = 10

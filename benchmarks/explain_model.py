@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from large_model_text import DATASETS
+
 from _results import RESULTS_DIR, append_run
 
 RESULTS = RESULTS_DIR / "explain_model.json"
-DATASETS = {"beauty": ("s3rec", "amazon-beauty/Beauty.txt"), "scientific": ("amazon-json", "amazon-scientific")}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,8 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     data = load(fmt, args.data_dir / rel)
     train = leave_one_out(data.interactions).train
     model = load_model(args.model)
-    order = np.argsort(train.user, kind="stable")
-    starts = np.searchsorted(train.user[order], np.arange(train.n_users + 1))
+    order, starts = train.sequence_rows()
     users = np.random.default_rng(0).choice(train.n_users, size=min(args.queries, train.n_users), replace=False)
     queries = [Query(history=train.item[order[starts[u]:starts[u + 1]]][-50:]) for u in users]
     parts: dict[str, list[float]] = {"encode": [], "scores": [], "attribution": [], "list": []}

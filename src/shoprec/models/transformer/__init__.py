@@ -43,8 +43,8 @@ shoprec.models.training.TrainOptions, given in the same config dicts.
   newest items that were of each candidate (a first-order Markov term), minus the popularity correction. Both
   extra terms are sparse (transitions.py; `history_scores`, the part beside the inner-product view). Both
   weights ("auto" by default) are chosen together on validation after training and kept only with a clear gain
-  (AFFINITY_MIN_Z; null: the best as it is, pre-training's default); a model carried to a new shop keeps its start
-  model's text weight and has no transitions.
+  (AFFINITY_MIN_Z; null: the best as it is, pre-training's default); a model carried to a new shop takes its start
+  model's text weight, at least CARRIED_TEXT_AFFINITY, and has no transitions.
 """
 
 from __future__ import annotations

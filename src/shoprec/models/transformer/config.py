@@ -28,7 +28,7 @@ CARRIED_TEXT_AFFINITY = 64.0
 TRANSITION_AFFINITY_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 # "auto" affinities: the best pair is taken only when its validation gain over the grid's first pair (0, 0) is at
 # least this many standard errors of the per-query difference (one-sided p < 0.023); else the first pair (null
-# affinities take the best pair as it is: pre-training's, whose weight a carried model keeps)
+# affinities take the best pair as it is: pre-training's, whose weight a carried model keeps, at least its floor)
 AFFINITY_MIN_Z = 2.0
 AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 20, 100  # the fewest and most epochs epochs="auto" gives
 # max_len="auto": the AUTO_MAX_LEN_QUANTILE quantile of the training users' history lengths, rounded up to a

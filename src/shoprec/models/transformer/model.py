@@ -175,7 +175,7 @@ class Transformer(Recommender):
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
             self.carry_over(train.items, catalog)
-            given = cfg.fixed_weight("text_affinity")  # "auto": the source's weight (at least 64), set by carry_over
+            given = cfg.fixed_weight("text_affinity")  # "auto": carry_over's (carried_text_affinity)
             if self.fitted is not None and (given is not None or (cfg.text_affinity is None and validation)):
                 carried = list(self.fitted.members)
                 # a number given is used (0 too); null: calibrated on this shop's validation targets (one weight,
