@@ -25,6 +25,7 @@ from shoprec.data.synthetic import SyntheticConfig, generate
 from shoprec.errors import ConfigError, DataError
 from shoprec.evaluation import EvalConfig, run_protocol
 from shoprec.models import load_model
+from shoprec.models.base import Query
 from shoprec.models.factory import ModelFactory
 from shoprec.models.transformer import Transformer
 from shoprec.models.transformer.config import CARRIED_TEXT_AFFINITY, TEXT_AFFINITY_GRID
@@ -120,6 +121,55 @@ def test_fine_tuning_from_the_pretrained_directory_trains_and_loads(shops: dict[
     assert "item_id.weight" in record["fresh"] and len([e for e in model.training_log if not e.get("member")]) == 2
     loaded = load_model(model.save(tmp_path / "tuned"))
     assert isinstance(loaded, Transformer) and loaded.initialised_from == record
+
+
+def _fine_tuned(shops: dict[str, Shop], pretrained: Path, **extra: Any) -> Any:
+    """shop-c's strict leave-one-out, fine-tuned from the pre-trained model (validation targets: the users'
+    second-to-last events)."""
+    source = pretrained_source(str(pretrained))
+    target = shops["shop-c"]
+    params = check_inherited(source, _params(pretrained, **extra))
+    return run_protocol(target.interactions, target.catalog, ModelFactory("transformer", params, start=source.start()),
+                        EvalConfig())
+
+
+def test_fine_tuning_that_validates_below_its_start_keeps_the_start(shops: dict[str, Shop], pretrained: Path) -> None:
+    """One epoch at a learning rate that scrambles the copied network: the start, carried over to shop-c as
+    --zero-shot makes it, ranks the validation targets better and is what the fit gives."""
+    result = _fine_tuned(shops, pretrained, learning_rate=1.0, epochs=1)
+    model = result.model
+    assert isinstance(model, Transformer)
+    record = model.initialised_from["validation"]
+    assert record["kept"] == "start" and record["start"]["NDCG@10"] > record["fine-tuned"]["NDCG@10"], record
+    assert model.initialised_from["zero_shot"] is True and model.best_epoch == 0
+    assert [e["epoch"] for e in model.training_log if not e.get("member")] == [1]  # it did train: the log says so
+    zero = _zero_shot_on(shops["shop-c"], pretrained)
+    queries = [Query(user=None, history=np.array(h, dtype=np.int32)) for h in ([1, 5, 7], [2], [9, 3])]
+    np.testing.assert_allclose(model.score(queries), zero.score(queries), rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tuning_that_validates_above_its_start_is_kept(shops: dict[str, Shop], pretrained: Path) -> None:
+    """Without the text term (text_affinity 0, for both), the start is its network alone, which the ids learnt on
+    shop-c beat."""
+    model = _fine_tuned(shops, pretrained, text_affinity=0).model
+    assert isinstance(model, Transformer)
+    record = model.initialised_from["validation"]
+    assert record["kept"] == "fine-tuned" and record["fine-tuned"]["NDCG@10"] > record["start"]["NDCG@10"], record
+    assert "zero_shot" not in model.initialised_from and "text.weight" in model.initialised_from["copied"]
+    assert model.best_epoch > 0 and model.fitted is not None and model.fitted.members[0].net.trained_mask.any()
+
+
+def _zero_shot_on(target: Shop, pretrained: Path) -> Transformer:
+    """The pre-trained model carried over to `target`'s training part of the leave-one-out (as run_protocol
+    splits it), without validation: the default text weight."""
+    from shoprec.data.splits import leave_one_out
+
+    source = pretrained_source(str(pretrained))
+    train = leave_one_out(target.interactions).train
+    model = ModelFactory("transformer", check_inherited(source, _params(pretrained)),
+                         start=source.start(zero_shot=True)).fit(train, target.catalog)
+    assert isinstance(model, Transformer)
+    return model
 
 
 def test_mismatched_configurations_and_directories_are_refused_clearly(pretrained: Path, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Carrying a transformer over to a shop it was not trained on (zero-shot), and the attribute rows a
-fine-tuned model takes from its start.
+"""Carrying a transformer over to a shop it was not trained on (zero-shot); what a fine-tuned model takes from
+its start, and the start kept where fine-tuning validates below it.
 
 Item ids are per shop; what shops share is the space of item text vectors (the same text encoder) and
 attribute tokens that mean the same thing everywhere (brands "b:...", category paths "c:..."). A carried
@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from shoprec.data import IdMap, ItemCatalog
+from shoprec.data import IdMap, Interactions, ItemCatalog
 from shoprec.errors import ConfigError, DataError
-from shoprec.models.training import TrainOptions
+from shoprec.models.base import RankingValidation
+from shoprec.models.training import Dist, TrainOptions
 from shoprec.models.transformer.config import CARRIED_TEXT_AFFINITY, NETWORK_PARAMS, TransformerConfig
 from shoprec.models.transformer.content import ItemContent, build_content
 from shoprec.models.transformer.network import SeqNet, transfer_weights
@@ -32,6 +35,7 @@ from shoprec.models.transformer.serving import Member
 if TYPE_CHECKING:
     from shoprec.models.transformer.model import Transformer
 
+log = logging.getLogger(__name__)
 SHAPE_PARAMS = tuple(p for p in NETWORK_PARAMS if p != "text_encoder")  # "auto" and "minilm" may name one encoder
 
 
@@ -132,3 +136,42 @@ def start_context(source: Transformer, label: str, cfg: TransformerConfig, cap: 
         raise ConfigError(f"the start model {label or ''} reads {source.max_len} events of history, over "
                           f"this deployment's limit of {cap} (setting limits.max_len)")
     return cfg
+
+
+def fine_tuning_start(source: Transformer, label: str, net: SeqNet) -> dict[str, Any]:
+    """Copy the start model `source`'s weights into `net` (a fresh network for the new shop: `transfer_weights`,
+    then the attribute rows both vocabularies hold); the record of what was copied (the model's
+    `initialised_from`)."""
+    assert source.net is not None
+    if source.config.embedding_size != net.cfg.embedding_size:
+        raise ConfigError(f"parameter 'embedding_size' of model 'transformer' must be that of the start model "
+                          f"{label or ''} ({source.config.embedding_size}) to start from it, "
+                          f"got {net.cfg.embedding_size}")
+    copied = transfer_weights(source.net, net)
+    rows = copy_attribute_rows(source.net, net)  # the tokens both vocabularies hold (brands, categories)
+    fresh = [name for name, _ in net.named_parameters() if name not in copied]
+    log.info("transformer: started from %s (%d weights copied, fresh: %s)", label, len(copied), fresh)
+    return {"model": label, "copied": copied, "fresh": fresh, **({"attribute_rows": rows} if rows else {})}
+
+
+def keep_the_better(model: Transformer, train: Interactions, catalog: ItemCatalog | None,
+                    validation: RankingValidation) -> None:
+    """Fine-tuning that ends below its start: `model`, fine-tuned from its `start_from` model on `train`, becomes
+    that model carried over to `train`'s items (what `--zero-shot` makes of it) where the carried one ranks the
+    `validation` targets better (NDCG@k; a tie keeps the fine-tuned model, and one whose scores are not numbers
+    loses). A small shop's fine-tuning can land below the start it began from. Both figures and the one kept are
+    in `model.initialised_from["validation"]`. Every process compares alone, on the whole validation set."""
+    assert model.fitted is not None
+    tuned = model.fitted.validation_metrics(validation, Dist())[0]
+    fine_tuned = dict(vars(model))  # carry_over rebinds the attributes it sets, so this restores them
+    model.carry_over(train.items, catalog).weigh_carried(validation)
+    assert model.fitted is not None
+    start = model.fitted.validation_metrics(validation, Dist())[0]
+    kept = "start" if start > tuned or (math.isnan(tuned) and not math.isnan(start)) else "fine-tuned"
+    if kept == "fine-tuned":
+        vars(model).update(fine_tuned)
+    key = f"NDCG@{validation.k}"
+    model.initialised_from = {**model.initialised_from,
+                              "validation": {"fine-tuned": {key: tuned}, "start": {key: start}, "kept": kept}}
+    log.info("transformer: validation %s fine-tuned %.4f, its start carried over %.4f: kept the %s", key, tuned,
+             start, kept)

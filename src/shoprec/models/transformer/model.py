@@ -35,7 +35,7 @@ from shoprec.models.training import (
     torch_threads,
     train,
 )
-from shoprec.models.transformer.carry import carried_text_affinity, copy_attribute_rows, start_context
+from shoprec.models.transformer.carry import carried_text_affinity, fine_tuning_start, keep_the_better, start_context
 from shoprec.models.transformer.config import (
     AFFINITY_MIN_Z,
     POPULARITY_GRID,
@@ -54,7 +54,7 @@ from shoprec.models.transformer.data import (
     sample_negatives,
     training_windows,
 )
-from shoprec.models.transformer.network import SeqNet, transfer_weights
+from shoprec.models.transformer.network import SeqNet
 from shoprec.models.transformer.optim import checkpoint_fingerprint, compute_dtype, learning_rate, make_optimizer
 from shoprec.models.transformer.serving import Ensemble, Member, autocast
 from shoprec.models.transformer.transitions import catalog_neighbours, transition_matrix
@@ -127,7 +127,7 @@ class Transformer(Recommender):
     def start_from(self, source: Transformer, label: str = "", zero_shot: bool = False) -> Self:
         """Fit from `source`'s weights (a fitted transformer, e.g. another platform's; its first member when
         it is an ensemble; `label` names it in the model meta) instead of random ones, then train as usual:
-        see `transfer_weights`. `zero_shot`: fit trains nothing; the model is `source` carried over to the
+        see `carry.fine_tuning_start`. `zero_shot`: fit trains nothing; the model is `source` carried over to the
         training data's items, scored through their content (see `carry_over`)."""
         if not isinstance(source, Transformer) or source.net is None:
             raise ConfigError("model 'transformer' can start only from a fitted transformer model")
@@ -163,6 +163,20 @@ class Transformer(Recommender):
         self._publish(members)
         return self
 
+    def weigh_carried(self, validation: RankingValidation | None) -> None:
+        """The text weight of a carried model (after carry_over): "auto" keeps carry_over's; a number given is used
+        (0 too); null is calibrated on `validation` (one weight, nothing of the network trained; every process
+        searches alone, on the CPU the model lives on; a carried model has no transitions)."""
+        given = self.config.fixed_weight("text_affinity")
+        if self.fitted is not None and (given is not None or (self.config.text_affinity is None and validation)):
+            carried = list(self.fitted.members)
+            if given is not None:
+                self.text_affinity = given
+            else:
+                assert validation is not None
+                self._choose_affinities(carried, validation, Dist())
+            self._publish(carried)
+
     # ---------------------------------------------------------------- fit
     def _fit(self, train: Interactions, catalog: ItemCatalog | None, validation: Any) -> None:
         cfg, opts = self.config, self.options
@@ -174,17 +188,7 @@ class Transformer(Recommender):
         self.transitions = self.text_neighbours = None  # (built by finish: training validates with the dense text)
         self.fitted, self.initialised_from = None, {}
         if self._zero_shot:
-            self.carry_over(train.items, catalog)
-            given = cfg.fixed_weight("text_affinity")  # "auto": carry_over's (carried_text_affinity)
-            if self.fitted is not None and (given is not None or (cfg.text_affinity is None and validation)):
-                carried = list(self.fitted.members)
-                # a number given is used (0 too); null: calibrated on this shop's validation targets (one weight,
-                # nothing of the network trained; every process searches alone, on the CPU the model lives on)
-                if given is not None:
-                    self.text_affinity = given
-                else:  # (a carried model has no transitions: the text weight alone is searched)
-                    self._choose_affinities(carried, validation, Dist())
-                self._publish(carried)
+            self.carry_over(train.items, catalog).weigh_carried(validation)
             return
         members: list[Member] = []
         self.best_epochs = []
@@ -205,6 +209,8 @@ class Transformer(Recommender):
                     members.append(member)
                 self.best_epoch = self.best_epochs[0]
                 self.finish(members, train, validation, dist_)
+                if self._source is not None and validation is not None:
+                    keep_the_better(self, train, catalog, validation)  # the start where it validates better
             finally:
                 release_buffers()
 
@@ -254,7 +260,7 @@ class Transformer(Recommender):
         content = build_content(catalog, train_data.items, cfg, opts)
         net = SeqNet(cfg, train_data.n_items, content, trained=(counts > 0) & cfg.item_ids)
         if self._source is not None:
-            self._init_from_source(net)
+            self.initialised_from = fine_tuning_start(*self._source, net)
         net = net.to(device)
         net.loss_dtype = compute_dtype(device, cfg.precision)
         net.sparse_ids = cfg.loss == "sampled" and dist_.world == 1  # (DDP all-reduces dense gradients)
@@ -324,22 +330,6 @@ class Transformer(Recommender):
         if self._source is not None:
             cfg = start_context(*self._source, cfg, cap)
         return cfg.resolved_max_len(history_lengths, cap)
-
-    def _init_from_source(self, net: SeqNet) -> None:
-        """Copy the `start_from` model's weights into `net` and record what was copied."""
-        assert self._source is not None
-        source, label = self._source
-        assert source.net is not None
-        if source.config.embedding_size != net.cfg.embedding_size:
-            raise ConfigError(f"parameter 'embedding_size' of model 'transformer' must be that of the start model "
-                              f"{label or ''} ({source.config.embedding_size}) to start from it, "
-                              f"got {net.cfg.embedding_size}")
-        copied = transfer_weights(source.net, net)
-        rows = copy_attribute_rows(source.net, net)  # the tokens both vocabularies hold (brands, categories)
-        fresh = [name for name, _ in net.named_parameters() if name not in copied]
-        self.initialised_from = {"model": label, "copied": copied, "fresh": fresh,
-                                 **({"attribute_rows": rows} if rows else {})}
-        log.info("transformer: started from %s (%d weights copied, fresh: %s)", label, len(copied), fresh)
 
     def _epoch(self, run: _Run, epoch: int, state: TrainState) -> float:
         """One pass over the training windows in length-grouped batches; the mean batch loss."""
