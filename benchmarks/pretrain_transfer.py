@@ -62,6 +62,8 @@ def row(name: str, fraction: float, result: Any, started: float) -> dict[str, An
             "best_epoch": getattr(model, "best_epoch", None), "epochs_run": len(log),
             "text_affinity": getattr(model, "text_affinity", None),
             "text_affinity_search": getattr(model, "text_affinity_search", None) or None,  # validation NDCG by weight
+            # fine-tuned: the validation NDCG of the fine-tuned model and of its start, and which one the fit kept
+            "start_validation": getattr(model, "initialised_from", {}).get("validation"),
             "n_users_evaluated": result.n_users_evaluated, "fit_seconds": round(result.fit_seconds, 1),
             "wall_seconds": round(time.perf_counter() - started, 1)}
 
