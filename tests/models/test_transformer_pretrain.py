@@ -159,6 +159,21 @@ def test_fine_tuning_that_validates_above_its_start_is_kept(shops: dict[str, Sho
     assert model.best_epoch > 0 and model.fitted is not None and model.fitted.members[0].net.trained_mask.any()
 
 
+def test_fine_tuning_a_shop_without_content_keeps_the_fine_tuned_model(shops: dict[str, Shop],
+                                                                      pretrained: Path) -> None:
+    """No catalog: the start cannot be carried over (no item has text), so nothing is compared and the fit gives
+    the fine-tuned model, with the reason in its record."""
+    source = pretrained_source(str(pretrained))
+    target = shops["shop-c"]
+    params = check_inherited(source, _params(pretrained, epochs=2))
+    model = run_protocol(target.interactions, None, ModelFactory("transformer", params, start=source.start()),
+                         EvalConfig()).model
+    assert isinstance(model, Transformer)
+    record = model.initialised_from["validation"]
+    assert record["kept"] == "fine-tuned" and "no item of the catalog has text" in record["start"], record
+    assert "zero_shot" not in model.initialised_from and model.best_epoch > 0
+
+
 def _zero_shot_on(target: Shop, pretrained: Path) -> Transformer:
     """The pre-trained model carried over to `target`'s training part of the leave-one-out (as run_protocol
     splits it), without validation: the default text weight."""

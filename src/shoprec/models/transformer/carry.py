@@ -160,17 +160,25 @@ def keep_the_better(model: Transformer, train: Interactions, catalog: ItemCatalo
     that model carried over to `train`'s items (what `--zero-shot` makes of it) where the carried one ranks the
     `validation` targets better (NDCG@k; a tie keeps the fine-tuned model, and one whose scores are not numbers
     loses). A small shop's fine-tuning can land below the start it began from. Both figures and the one kept are
-    in `model.initialised_from["validation"]`. Every process compares alone, on the whole validation set."""
+    in `model.initialised_from["validation"]`; a start that cannot be carried over (no item of the shop has text
+    or an attribute it knows) is not compared, and the record says why. Every process compares alone, on the
+    whole validation set."""
     assert model.fitted is not None
+    key = f"NDCG@{validation.k}"
     tuned = model.fitted.validation_metrics(validation, Dist())[0]
     fine_tuned = dict(vars(model))  # carry_over rebinds the attributes it sets, so this restores them
-    model.carry_over(train.items, catalog).weigh_carried(validation)
+    try:
+        model.carry_over(train.items, catalog).weigh_carried(validation)
+    except (DataError, ConfigError) as exc:
+        vars(model).update(fine_tuned)
+        model.initialised_from = {**model.initialised_from, "validation": {"fine-tuned": {key: tuned},
+                                                                           "start": str(exc), "kept": "fine-tuned"}}
+        return
     assert model.fitted is not None
     start = model.fitted.validation_metrics(validation, Dist())[0]
     kept = "start" if start > tuned or (math.isnan(tuned) and not math.isnan(start)) else "fine-tuned"
     if kept == "fine-tuned":
         vars(model).update(fine_tuned)
-    key = f"NDCG@{validation.k}"
     model.initialised_from = {**model.initialised_from,
                               "validation": {"fine-tuned": {key: tuned}, "start": {key: start}, "kept": kept}}
     log.info("transformer: validation %s fine-tuned %.4f, its start carried over %.4f: kept the %s", key, tuned,
