@@ -107,6 +107,40 @@ def test_a_new_platform_gets_personalised_session_lists_from_the_pretrained_mode
     assert all(i["reason"]["level"] == "session" and i["reason"]["because_of"] for i in body["items"])
 
 
+def _pretrained_on_shop_a(services: Services, tmp_path: Path) -> Path:
+    out = tmp_path / "pre-a"
+    done = CliRunner().invoke(pretrain_cli.pretrain, ["--platform", "shop-a", "--out", str(out), "--config",
+                                                      _config(tmp_path)], obj=services.settings)
+    assert done.exit_code == 0, done.output
+    _link(services, "shop-b", "shop-a")
+    return out
+
+
+def test_a_fine_tuning_that_validates_below_its_start_stores_the_start(services: Services, tmp_path: Path) -> None:
+    """The evaluated fit keeps the start (a learning rate that scrambles the copied network): the stored model is
+    the start carried over to shop-b, as the evaluation measured it, and the record says so."""
+    out = _pretrained_on_shop_a(services, tmp_path)
+    params = {"text_cache_dir": str(tmp_path / "text"), "progress": False, "learning_rate": 1.0, "epochs": 1}
+    trained = services.store.train("shop-b", "transformer", params, init_from=str(out))
+    assert trained.transfer is not None and trained.transfer["zero_shot"] is True
+    compared = trained.transfer["kept_start"]
+    assert compared["kept"] == "start" and compared["start"]["NDCG@10"] > compared["fine-tuned"]["NDCG@10"]
+    model = services.store.load("shop-b", trained.model_id)
+    assert model.initialised_from["zero_shot"] is True and model.best_epoch == 0  # type: ignore[attr-defined]
+
+
+def test_a_zero_shot_model_stores_the_text_weight_given(services: Services, tmp_path: Path) -> None:
+    """The evaluated zero-shot fit uses a text_affinity given in the config; so does the stored model."""
+    out = _pretrained_on_shop_a(services, tmp_path)
+    params = {"text_cache_dir": str(tmp_path / "text"), "progress": False, "text_affinity": 3}
+    trained = services.store.train("shop-b", "transformer", params, init_from=str(out), zero_shot=True)
+    model = services.store.load("shop-b", trained.model_id)
+    assert model.text_affinity == 3  # type: ignore[attr-defined]
+    default = services.store.train("shop-b", "transformer", {**params, "text_affinity": "auto"}, init_from=str(out),
+                                    zero_shot=True)
+    assert services.store.load("shop-b", default.model_id).text_affinity >= 64  # type: ignore[attr-defined]
+
+
 def test_zero_shot_needs_a_start(services: Services, settings: Settings) -> None:
     refused = CliRunner().invoke(train_cli.train_command, ["-p", "shop-c", "-m", "transformer", "--zero-shot"],
                                  obj=settings)

@@ -161,10 +161,17 @@ class ModelStore:
             if result.model is not None and not zero_shot:  # the final fit reuses what the evaluated fit chose
                 chosen = result.model.chosen_params()
                 make = make.with_params(chosen)
+                compared = getattr(result.model, "initialised_from", {}).get("validation", {})
+                if compared.get("kept") == "start":  # the fine-tuning validated below its start (keep_the_better)
+                    zero_shot = True
+                    transfer.update(zero_shot=True, kept_start=compared)
+                    say("the fine-tuned model validated below its start: storing the start carried over")
         model: Recommender
         if zero_shot:  # the start model carried over to the catalog's items, no training
             say(f"carrying the start model over to {len(data.items):,} items")
-            model = cast("Transformer", make()).carry_over(data.items, catalog)
+            carried = cast("Transformer", make()).carry_over(data.items, catalog)
+            carried.weigh_carried(None)  # a text_affinity given is used, as the evaluated fit uses it
+            model = carried
         else:
             say(f"fitting {name} on all {len(data):,} events")
             model = make.fit(data, catalog)
