@@ -137,7 +137,7 @@ def test_a_zero_shot_model_stores_the_text_weight_given(services: Services, tmp_
     model = services.store.load("shop-b", trained.model_id)
     assert model.text_affinity == 3  # type: ignore[attr-defined]
     default = services.store.train("shop-b", "transformer", {**params, "text_affinity": "auto"}, init_from=str(out),
-                                    zero_shot=True)
+                                   zero_shot=True)
     assert services.store.load("shop-b", default.model_id).text_affinity >= 64  # type: ignore[attr-defined]
 
 
