@@ -367,7 +367,8 @@ class Transformer(Recommender):
 
     def _choose_affinities(self, members: list[Member], validation: RankingValidation, dist_: Dist) -> None:
         """The affinities the config leaves "auto" or null, chosen together on validation (Ensemble.choose_affinities):
-        the best pair; with "auto" only with a clear gain over (0, 0) (AFFINITY_MIN_Z), with null the best as it is."""
+        the best pair; with "auto" only with a clear gain over (0, 0) (AFFINITY_MIN_Z), with null the best as it is.
+        Where "auto" keeps (0, 0), a model fine-tuned from a start takes the start's carried text weight instead."""
         cfg, fixed = self.config, self.config.fixed_weight
         probe = self._ensemble(members, correction=0.0, affinity=1.0, transition=1.0)
         texts = TEXT_AFFINITY_GRID if fixed("text_affinity") is None else (self.text_affinity,)
@@ -375,6 +376,9 @@ class Transformer(Recommender):
         min_z = AFFINITY_MIN_Z if "auto" in (cfg.text_affinity, cfg.transition_affinity) else 0.0
         (self.text_affinity, self.transition_affinity, self.text_affinity_search, self.transition_affinity_search,
          self.affinity_z) = probe.choose_affinities(validation, dist_, texts, steps, min_z)
+        if (self._source is not None and cfg.text_affinity == "auto" and min_z and self.text_affinity_search
+                and not (self.text_affinity or self.transition_affinity)):  # no pair clearly above none: a model
+            self.text_affinity = carried_text_affinity(self._source[0].text_affinity)  # fine-tuned keeps its start's
         log.info("transformer: text affinity %s, transition affinity %s (best pair's z %s; validation NDCG: %s; %s)",
                  self.text_affinity, self.transition_affinity, self.affinity_z, self.text_affinity_search,
                  self.transition_affinity_search)
