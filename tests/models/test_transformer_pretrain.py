@@ -174,6 +174,26 @@ def test_fine_tuning_a_shop_without_content_keeps_the_fine_tuned_model(shops: di
     assert "zero_shot" not in model.initialised_from and model.best_epoch > 0
 
 
+def test_a_fine_tuned_model_without_a_clear_pair_keeps_its_starts_text_weight(
+        shops: dict[str, Shop], pretrained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no pair of weights clearly above none (here: no gain is ever clear enough), "auto" keeps no term for a
+    model trained from scratch, and the start's carried text weight for a fine-tuned one."""
+    import shoprec.models.transformer.model as transformer_model
+
+    monkeypatch.setattr(transformer_model, "AFFINITY_MIN_Z", 1e9)
+    source = pretrained_source(str(pretrained))
+    target = shops["shop-c"]
+    params = check_inherited(source, _params(pretrained, epochs=2))
+    tuned = _fine_tuned(shops, pretrained, epochs=2).model
+    scratch = run_protocol(target.interactions, target.catalog, ModelFactory("transformer", params),
+                           EvalConfig()).model
+    assert isinstance(tuned, Transformer) and isinstance(scratch, Transformer)
+    assert tuned.text_affinity_search and scratch.text_affinity_search  # both searched, neither clearly
+    assert (scratch.text_affinity, scratch.transition_affinity) == (0.0, 0.0)
+    assert tuned.text_affinity == max(source.model.text_affinity, CARRIED_TEXT_AFFINITY)
+    assert tuned.transition_affinity == 0.0
+
+
 def _zero_shot_on(target: Shop, pretrained: Path) -> Transformer:
     """The pre-trained model carried over to `target`'s training part of the leave-one-out (as run_protocol
     splits it), without validation: the default text weight."""
