@@ -171,9 +171,9 @@ def test_auto_keeps_a_weight_only_with_a_clear_gain_and_null_takes_the_best(tmp_
     asked: list[float] = []
     choose = Ensemble.choose_affinities
 
-    def recorded(self: Ensemble, *args: Any) -> Any:
+    def recorded(self: Ensemble, *args: Any, **kwargs: Any) -> Any:
         asked.append(args[-1])
-        return choose(self, *args)
+        return choose(self, *args, **kwargs)
 
     monkeypatch.setattr(Ensemble, "choose_affinities", recorded)
     data, catalog, validation = twin_shop()

@@ -374,11 +374,11 @@ class Transformer(Recommender):
         texts = TEXT_AFFINITY_GRID if fixed("text_affinity") is None else (self.text_affinity,)
         steps = TRANSITION_AFFINITY_GRID if fixed("transition_affinity") is None else (self.transition_affinity,)
         min_z = AFFINITY_MIN_Z if "auto" in (cfg.text_affinity, cfg.transition_affinity) else 0.0
+        fallback = (carried_text_affinity(self._source[0].text_affinity)  # fine-tuned: its start's, not none
+                    if self._source is not None and cfg.text_affinity == "auto" else None)
         (self.text_affinity, self.transition_affinity, self.text_affinity_search, self.transition_affinity_search,
-         self.affinity_z) = probe.choose_affinities(validation, dist_, texts, steps, min_z)
-        if (self._source is not None and cfg.text_affinity == "auto" and min_z and self.text_affinity_search
-                and not (self.text_affinity or self.transition_affinity)):  # no pair clearly above none: a model
-            self.text_affinity = carried_text_affinity(self._source[0].text_affinity)  # fine-tuned keeps its start's
+         self.affinity_z) = probe.choose_affinities(validation, dist_, texts, steps, min_z,
+                                                  fallback_text=fallback)
         log.info("transformer: text affinity %s, transition affinity %s (best pair's z %s; validation NDCG: %s; %s)",
                  self.text_affinity, self.transition_affinity, self.affinity_z, self.text_affinity_search,
                  self.transition_affinity_search)

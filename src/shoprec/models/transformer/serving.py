@@ -248,14 +248,15 @@ class Ensemble:
         return self._grid_ndcg(validation, dist_, len(grid), variants)
 
     def choose_affinities(self, validation: RankingValidation, dist_: Dist, texts: Sequence[float],
-                          steps: Sequence[float], min_z: float = 0.0
+                          steps: Sequence[float], min_z: float = 0.0, *, fallback_text: float | None = None
                           ) -> tuple[float, float, dict[str, float], dict[str, float], float | None]:
         """(text affinity, transition affinity, the text weights' validation NDCG, the transition weights', the
         paired z of the best pair against the first) of `texts` x `steps`: the pair with the best validation
-        NDCG@k (the smallest among equals), or the first pair (`texts[0]`, `steps[0]`) unless the best is above it
-        by at least `min_z` standard errors of the per-query difference (a gain these targets show clearly, not
-        one of their noise). A part this ensemble lacks is 0 and not searched. The searches are the two slices
-        of the grid through the best pair, empty for a part with one weight to try."""
+        NDCG@k (the smallest among equals), or, unless the best is above the first pair (`texts[0]`, `steps[0]`) by
+        at least `min_z` standard errors of the per-query difference (a gain these targets show clearly, not one of
+        their noise), the first pair, its text weight replaced by `fallback_text` where that is given and the text
+        weights are searched. A part this ensemble lacks is 0 and not searched. The searches are the two slices of
+        the grid through the best pair, empty for a part with one weight to try."""
         texts = (0.0,) if self.unit_text_t is None and self.text_neighbours is None else tuple(texts)
         steps = (0.0,) if self.transitions is None else tuple(steps)
         if len(texts) == 1 and len(steps) == 1:
@@ -268,6 +269,8 @@ class Ensemble:
         step_search = {str(r): float(n) for (t, r), n in zip(grid, ndcg, strict=True) if t == text}
         if z[best] < min_z:
             text, step = grid[0]
+            if fallback_text is not None and len(texts) > 1:
+                text = float(fallback_text)
         return (text, step, text_search if len(texts) > 1 else {}, step_search if len(steps) > 1 else {},
                 float(z[best]))
 
