@@ -28,7 +28,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     page_port, port = free_port(), free_port()
     env = {**os.environ, "SHOPREC_DATABASE_URL": f"sqlite:///{root / 'shoprec.db'}",
            "SHOPREC_MODEL_DIR": str(root / "models"), "SHOPREC_CACHE_DIR": str(root / "cache"),
-           "SHOPREC_ADMIN_KEY": TEST_ADMIN_KEY, "SHOPREC_CORS_ORIGINS": f"http://127.0.0.1:{page_port}"}
+           "SHOPREC_ADMIN_KEY": TEST_ADMIN_KEY, "SHOPREC_CORS_ORIGINS": f"http://127.0.0.1:{page_port}",
+           "SHOPREC_JOBS_EMBEDDED_WORKER": "0"}  # no job worker: a queued job stays queued (the jobs test cancels it)
     env.pop("SHOPREC_REDIS_URL", None)
     env.pop("SHOPREC_CONFIG", None)
     cmd = [sys.executable, "-c", "from shoprec.cli.main import main; main()", "serve", "--port", str(port),
