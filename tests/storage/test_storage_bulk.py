@@ -1,7 +1,9 @@
-"""The bulk write helpers (shoprec.storage.bulk): column-wise dedupe keys equal to the per-event ones, key
-lookups at the driver level, and the key cache's many-id lookup."""
+"""The bulk write helpers (shoprec.storage.bulk): column-wise dedupe keys equal to the per-event ones, look-ups
+of keys and of stored events at the driver level, and the key cache's many-id lookup."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -49,3 +51,41 @@ def test_lookup_many_prefers_pending_entries() -> None:
     assert cache.lookup_many("users", iter(["b", "a"])) == ({"b": 2, "a": 1}, [])
     cache.rollback()
     assert cache.lookup_many("users", ["c"]) == ({}, ["c"])
+
+
+def test_stored_keys_finds_the_platforms_events_by_time_and_key(engine: sa.Engine, platform: str) -> None:
+    """The look-up of stored events by (timestamp, dedupe key), over more than one chunk of pairs: only the
+    platform's events, and only where both the time and the key match."""
+    events = [EventRecord(f"u{k % 50}", f"i{k % 7}", EventType.VIEW, 1600000000.0 + k * 0.25) for k in range(2500)]
+    with engine.begin() as conn:
+        a, b = get_or_create_platform(conn, platform + "-a"), get_or_create_platform(conn, platform + "-b")
+        assert PlatformRepo(conn, a).add_events(events[::2]) == []
+        assert PlatformRepo(conn, b).add_events(events[1::2]) == []
+        pairs = [(e.timestamp, dedupe_key(e)) for e in events]
+        found_a, found_b = bulk.stored_keys(conn, a, pairs), bulk.stored_keys(conn, b, pairs)
+        wrong_time = bulk.stored_keys(conn, a, [(t + 1.0, k) for t, k in pairs[:10]])
+        assert bulk.stored_keys(conn, a, []) == set()
+    assert found_a == {k for _, k in pairs[::2]} and found_b == {k for _, k in pairs[1::2]}
+    assert wrong_time == set()
+
+
+def test_event_rows_leave_out_only_optional_columns_no_event_has() -> None:
+    values: dict[str, list[Any]] = {c: [None, None] for c in bulk.EVENT_COLUMNS}
+    values.update(platform_id=[1, 1], user_id=[3, 4], item_id=[5, 6], event_type=["view", "cart"],
+                  timestamp=[1.0, 2.0], dedupe_key=["a", "b"], session_id=[None, "s"], event_id=[None, None])
+    rows = bulk.EventRows.of(values)
+    assert rows.columns == ("platform_id", "user_id", "item_id", "event_type", "timestamp", "session_id",
+                            "dedupe_key")
+    assert rows.rows == [(1, 3, 5, "view", 1.0, None, "a"), (1, 4, 6, "cart", 2.0, "s", "b")]
+    assert rows.keys() == {"a", "b"} and len(rows) == 2
+    values["timestamp"] = [None, None]  # a required column is never left out
+    assert "timestamp" in bulk.EventRows.of(values).columns
+
+
+def test_a_bulk_loading_sqlite_connection_checkpoints_less_often_and_caches_more(sqlite_engine: sa.Engine) -> None:
+    with sqlite_engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000  # SQLite's default
+        bulk.prepare(conn)
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == bulk.SQLITE_CHECKPOINT_PAGES
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -bulk.SQLITE_CACHE_KIB
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: durability as before

@@ -40,8 +40,9 @@ def test_repo_of_platform_a_never_sees_platform_b(engine: sa.Engine, platform: s
         assert (repo_b.get_item("i1") or {})["title"] == "from B"
         assert (repo_a.get_user("u1") or {})["attributes"] == {"country": platform + "-a"}
         assert len(repo_a.user_history("u1")) == 2 and len(repo_b.user_history("u1")) == 4
-        assert repo_a.existing_event_keys([dedupe_key(EventRecord("u2", "i2", EventType.VIEW, T0 + 5))]) == set()
-        assert repo_b.existing_event_keys([dedupe_key(EventRecord("u2", "i2", EventType.VIEW, T0 + 5))]) != set()
+        event = EventRecord("u2", "i2", EventType.VIEW, T0 + 5)
+        assert repo_a.existing_event_keys([(event.timestamp, dedupe_key(event))]) == set()
+        assert repo_b.existing_event_keys([(event.timestamp, dedupe_key(event))]) == {dedupe_key(event)}
         # the same external ids are different rows on each platform
         assert repo_a.user_id_column()[1] == repo_b.user_id_column()[1] == ["u1", "u2"]
         assert set(repo_a.user_id_column()[0]).isdisjoint(repo_b.user_id_column()[0])
@@ -88,7 +89,7 @@ def test_every_repo_query_is_filtered_by_its_platform(engine: sa.Engine, platfor
         sa.event.listen(conn, "before_cursor_execute", spy)
         repo = PlatformRepo(conn, key)
         repo.stats(), repo.get_item("i1"), repo.get_user("u1"), repo.user_history("u1")
-        repo.item_rows(), repo.user_id_column(), list(repo.event_rows(["view"])), repo.existing_event_keys(["k"])
+        repo.item_rows(), repo.user_id_column(), list(repo.event_rows(["view"])), repo.existing_event_keys([(T0, "k")])
         sa.event.remove(conn, "before_cursor_execute", spy)
     selects = [(s, p) for s, p in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) >= 11

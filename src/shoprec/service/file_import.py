@@ -20,6 +20,7 @@ pipeline (shoprec.ingest), two layers that do not import each other.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import queue
 import threading
@@ -65,7 +66,7 @@ __all__ = ["FAST_COLUMNS", "ingest_file"]
 
 FAST_COLUMNS = frozenset({"user_id", "item_id", "event_type", "timestamp", "value", "session_id", "event_id"})
 """The header columns (after aliases) the fast path handles; a file with any other uses the record path."""
-BLOCK = 20_000  # lines checked together (memory: one block of fields plus one batch of rows)
+BLOCK = DEFAULT_BATCH_SIZE  # lines checked together (memory: one block of fields plus one batch of rows)
 AHEAD = 2  # blocks (or rejected rows) read and checked ahead of the writer
 
 
@@ -196,8 +197,12 @@ class _BlockChecker:
         if not fields:
             return
         n, width = len(fields), len(self.header)
-        ok = np.fromiter((len(f) == width and "".join(f).isascii() for f in fields), dtype=bool, count=n)
-        columns = list(zip(*(f if len(f) == width else [""] * width for f in fields), strict=True))
+        if set(map(len, fields)) == {width} and "".join(itertools.chain.from_iterable(fields)).isascii():
+            ok = np.ones(n, dtype=bool)  # the usual block: every line whole and ASCII, checked at C speed
+            columns = list(zip(*fields, strict=True))
+        else:
+            ok = np.fromiter((len(f) == width and "".join(f).isascii() for f in fields), dtype=bool, count=n)
+            columns = list(zip(*(f if len(f) == width else [""] * width for f in fields), strict=True))
         user, ok = self._ids(columns[self.col["user_id"]], ok)
         item, ok = self._ids(columns[self.col["item_id"]], ok)
         etype = self._types(columns[self.col["event_type"]])

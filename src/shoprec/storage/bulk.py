@@ -2,7 +2,8 @@
 
 Why not SQLAlchemy Core's `insert(...).values(dicts)`: per row it builds a dict, runs bind processors and
 (for JSON) a serializer call, which cost more than the database's own work (profile in docs/benchmarks.md,
-"Scale: bulk import"). Here rows are plain tuples in EVENT_COLUMNS order, already serialised:
+"Scale: bulk import"). Here rows are plain tuples (`EventRows`: EVENT_COLUMNS less the optional ones no event of
+the batch has), already serialised:
 
 - MariaDB: one `executemany` of `INSERT ... ON DUPLICATE KEY UPDATE id = id` (PyMySQL turns it into multi-row
   INSERTs) after the caller looked the batch's dedupe keys up.
@@ -33,12 +34,16 @@ from shoprec.storage import tables as T
 EVENT_COLUMNS = ("platform_id", "user_id", "item_id", "event_type", "value", "timestamp", "session_id", "context",
                  "text", "dedupe_key", "event_id")
 """The order of the values in an event row given to `insert_events` (context: JSON text or None)."""
+OPTIONAL_COLUMNS = frozenset({"value", "session_id", "context", "text", "event_id"})
+"""Columns left out of a batch's rows where every event of it has none (the database stores NULL): fewer values
+for the driver to bind per row (docs/benchmarks.md, "Scale: bulk import")."""
 EventRow = tuple[Any, ...]
 STAGE = "shoprec_stage_events"
 COPY_MIN_ROWS = 1000
 CHUNK = 2000  # values per IN (...) list: below every driver's parameter limit
 SQLITE_CACHE_KIB = 131_072  # page cache of a bulk-loading SQLite connection (the default 2 MiB thrashes on
 # the events' unique indexes once they outgrow it; 128 MiB bounds memory and keeps index pages in memory)
+SQLITE_CHECKPOINT_PAGES = 10_000  # WAL pages (~40 MB) between a bulk-loading connection's checkpoints
 
 
 @dataclass
@@ -70,6 +75,30 @@ class EventBatch:
         return EventBatch(*(getattr(self, f)[start:stop] for f in self.__dataclass_fields__))
 
 
+@dataclass
+class EventRows:
+    """Event rows for `insert_events`: `columns` (EVENT_COLUMNS in order, less optional ones absent from every
+    row) and the rows' values in that order."""
+
+    columns: tuple[str, ...]
+    rows: list[EventRow]
+
+    @classmethod
+    def of(cls, values: dict[str, Sequence[Any]]) -> EventRows:
+        """From columns of values (every name of EVENT_COLUMNS); an optional column of Nones only is left out."""
+        columns = tuple(c for c in EVENT_COLUMNS
+                        if c not in OPTIONAL_COLUMNS or values[c].count(None) != len(values[c]))
+        return cls(columns, list(zip(*(values[c] for c in columns), strict=True)))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def keys(self) -> set[str]:
+        """The rows' dedupe keys."""
+        at = self.columns.index("dedupe_key")
+        return {str(row[at]) for row in self.rows}
+
+
 def dedupe_keys(batch: EventBatch) -> list[str]:
     """The dedupe key of every event of `batch`: the same text as `shoprec.storage.repo.dedupe_key` gives for
     one event (BLAKE2b-128 of user, item, type, repr(timestamp), repr(value) or "", session or "", joined by
@@ -98,15 +127,49 @@ def _marks(conn: Connection, n: int) -> str:
 
 
 def prepare(conn: Connection) -> None:
-    """Settings of a bulk-loading connection: a larger SQLite page cache (memory only; durability settings
-    are left as they are, so a killed import loses no committed batch)."""
+    """Settings of a bulk-loading connection: a larger SQLite page cache, and the WAL copied back into the
+    database file every SQLITE_CHECKPOINT_PAGES pages rather than SQLite's 1,000 (fewer checkpoints, each with
+    its fsync, while batches of 50,000 events each write thousands of pages). Durability settings are left as
+    they are: a committed batch is in the WAL either way, so a killed import loses none."""
     if dialect(conn) == "sqlite":
         conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
 
 
 def existing(conn: Connection, platform_id: int, column: str, values: Collection[str]) -> set[str]:
-    """Which of `values` of events.`column` (dedupe_key or event_id) are stored for the platform."""
+    """Which of `values` of events.`column` (event_id) are stored for the platform."""
     return {str(v) for (v,) in _lookup(conn, T.events.name, platform_id, column, [column], values)}
+
+
+def stored_keys(conn: Connection, platform_id: int, events: Collection[tuple[float, str]]) -> set[str]:
+    """The dedupe keys of the `events`, given as (timestamp, dedupe key), that are stored for the platform. Each
+    is a search of the unique index (platform_id, timestamp, dedupe_key) (migration 0014): PostgreSQL joins the
+    pairs as two array parameters; SQLite as a VALUES list read first (CROSS JOIN: the index is searched once per
+    pair, never scanned); MariaDB as a row IN list (which it turns into such a join itself)."""
+    ordered = sorted({(float(ts), key) for ts, key in events})
+    if not ordered:
+        return set()
+    table, ts = T.events.name, _names(conn, ["timestamp"])
+    if dialect(conn) == "postgresql":
+        rows = conn.exec_driver_sql(
+            f"SELECT e.dedupe_key FROM unnest(%s::float8[], %s::text[]) AS k(ts, dk) JOIN {table} AS e "
+            f"ON e.platform_id = %s AND e.{ts} = k.ts AND e.dedupe_key = k.dk",
+            ([t for t, _ in ordered], [k for _, k in ordered], platform_id))
+        return {str(k) for (k,) in rows}
+    found: set[str] = set()
+    for start in range(0, len(ordered), CHUNK):
+        part = ordered[start:start + CHUNK]
+        pairs = ", ".join([f"({_marks(conn, 2)})"] * len(part))
+        flat = [v for pair in part for v in pair]
+        if dialect(conn) == "sqlite":
+            sql = (f"SELECT e.dedupe_key FROM (VALUES {pairs}) AS k CROSS JOIN {table} AS e "
+                   f"WHERE e.platform_id = ? AND e.{ts} = k.column1 AND e.dedupe_key = k.column2")
+            params = (*flat, platform_id)
+        else:
+            sql = f"SELECT dedupe_key FROM {table} WHERE platform_id = %s AND ({ts}, dedupe_key) IN ({pairs})"
+            params = (platform_id, *flat)
+        found.update(str(k) for (k,) in conn.exec_driver_sql(sql, params))
+    return found
 
 
 def keys_of(conn: Connection, table: str, platform_id: int, external_ids: Collection[str]) -> dict[str, int]:
@@ -157,43 +220,41 @@ def reports_stored(conn: Connection, n_rows: int) -> bool:
     return True
 
 
-def insert_events(conn: Connection, rows: Sequence[EventRow], report: bool = False) -> set[str] | None:
-    """Insert event rows (EVENT_COLUMNS order) skipping those that collide with a stored event. `report` (see
-    `reports_stored`): returns the dedupe keys of the rows stored; otherwise None (the caller looked the stored
-    keys up before)."""
+def insert_events(conn: Connection, rows: EventRows, report: bool = False) -> set[str] | None:
+    """Insert event rows skipping those that collide with a stored event. `report` (see `reports_stored`):
+    returns the dedupe keys of the rows stored; otherwise None (the caller looked the stored keys up before)."""
     if report and dialect(conn) == "postgresql":
         return _copy_events(conn, rows) if rows else set()
     if not rows:
         return None if not report else set()
     if report and dialect(conn) == "sqlite":
         return _sqlite_events(conn, rows)
-    cols = _names(conn, EVENT_COLUMNS)
-    values = _marks(conn, len(EVENT_COLUMNS))
+    cols = _names(conn, rows.columns)
+    values = _marks(conn, len(rows.columns))
     if dialect(conn) in ("sqlite", "postgresql"):
         sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON CONFLICT DO NOTHING"
     else:
         sql = f"INSERT INTO {T.events.name} ({cols}) VALUES ({values}) ON DUPLICATE KEY UPDATE id = id"
-    conn.exec_driver_sql(sql, list(rows))
+    conn.exec_driver_sql(sql, rows.rows)
     return None
 
 
-KEY_AT = EVENT_COLUMNS.index("dedupe_key")
 RETRY = 8  # batches that take the collision-proof path after one collided (see reports_stored, _copy_events)
 LOOKUP_FIRST = "shoprec_lookup_first"  # Connection.info keys: batches left to do so on this connection
 COPY_STAGED = "shoprec_copy_staged"
 
 
-def _sqlite_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
+def _sqlite_events(conn: Connection, rows: EventRows) -> set[str]:
     """SQLite: INSERT ... ON CONFLICT DO NOTHING without looking the keys up first. The row count says whether
     every row was stored (the usual case of an import) or none (a re-import); otherwise the rows stored are the
     table's last `rowcount` by id: this transaction holds SQLite's one write lock from its INSERT on, and each
     new row's id is the largest plus one."""
-    cols = _names(conn, EVENT_COLUMNS)
-    sql = (f"INSERT INTO {T.events.name} ({cols}) VALUES ({_marks(conn, len(EVENT_COLUMNS))}) "
+    cols = _names(conn, rows.columns)
+    sql = (f"INSERT INTO {T.events.name} ({cols}) VALUES ({_marks(conn, len(rows.columns))}) "
            "ON CONFLICT DO NOTHING")
-    n = conn.exec_driver_sql(sql, list(rows)).rowcount
+    n = conn.exec_driver_sql(sql, rows.rows).rowcount
     if n == len(rows):
-        return {row[KEY_AT] for row in rows}
+        return rows.keys()
     conn.info[LOOKUP_FIRST] = RETRY
     if n <= 0:
         return set()
@@ -201,15 +262,15 @@ def _sqlite_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     return {str(k) for (k,) in found}
 
 
-def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
+def _copy_events(conn: Connection, rows: EventRows) -> set[str]:
     """PostgreSQL: COPY straight into events (in a savepoint) while batches do not collide with stored events;
     when one does (a re-import), that batch and the next RETRY on this connection use the staging table."""
     skip = int(conn.info.get(COPY_STAGED, 0))
     if skip == 0:
         try:
             with conn.begin_nested():
-                _copy(conn, f"{T.events.name} ({_names(conn, EVENT_COLUMNS)})", rows, numbered=False)
-            return {str(row[KEY_AT]) for row in rows}
+                _copy(conn, T.events.name, rows, numbered=False)
+            return rows.keys()
         except sa.exc.DBAPIError as exc:
             if not _is_unique_violation(exc.orig):
                 raise
@@ -219,24 +280,27 @@ def _copy_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
     return _staged_events(conn, rows)
 
 
-COPY_TYPES = ("int4", "int4", "int4", "text", "float8", "float8", "text", "text", "text", "text", "text")
+COPY_TYPES = dict(zip(EVENT_COLUMNS, ("int4", "int4", "int4", "text", "float8", "float8", "text", "text", "text",
+                                      "text", "text"), strict=True))
 """The binary COPY types of EVENT_COLUMNS (text for every string column: the server reads the bytes with the
 column's own input, so the JSON context arrives as its JSON text)."""
 
 
-def _copy(conn: Connection, target: str, rows: Sequence[EventRow], numbered: bool) -> None:
-    """Binary COPY of rows (with their position first when `numbered`) into `target` ("table (columns)"): the
-    numbers travel as their 4 and 8 bytes, neither printed by the client nor parsed by the server."""
+def _copy(conn: Connection, table: str, rows: EventRows, numbered: bool) -> None:
+    """Binary COPY of rows (with their position first, as `pos`, when `numbered`) into `table`: the numbers
+    travel as their 4 and 8 bytes, neither printed by the client nor parsed by the server."""
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    statement = f"COPY {target} FROM STDIN (FORMAT BINARY)"
+    types = [COPY_TYPES[c] for c in rows.columns]
+    names = _names(conn, rows.columns)
+    statement = f"COPY {table} ({'pos, ' if numbered else ''}{names}) FROM STDIN (FORMAT BINARY)"
     try:
         with cursor.copy(statement) as copy:
-            copy.set_types(["int4", *COPY_TYPES] if numbered else list(COPY_TYPES))
+            copy.set_types(["int4", *types] if numbered else types)
             if numbered:
-                for pos, row in enumerate(rows):
+                for pos, row in enumerate(rows.rows):
                     copy.write_row((pos, *row))
             else:
-                for row in rows:
+                for row in rows.rows:
                     copy.write_row(row)
     except Exception as exc:  # a driver error: the same wrapping as SQLAlchemy's own statements
         if not _is_driver_error(exc):
@@ -246,15 +310,16 @@ def _copy(conn: Connection, target: str, rows: Sequence[EventRow], numbered: boo
         cursor.close()
 
 
-def _staged_events(conn: Connection, rows: Sequence[EventRow]) -> set[str]:
-    """COPY into the session's staging table, then one INSERT ... SELECT that skips collisions."""
+def _staged_events(conn: Connection, rows: EventRows) -> set[str]:
+    """COPY into the session's staging table (the columns left out of `rows` stay NULL), then one
+    INSERT ... SELECT that skips collisions."""
     cols = _names(conn, EVENT_COLUMNS)
     types = ("integer", "integer", "integer", "text", "double precision", "double precision", "text", "text",
              "text", "text", "text")
     conn.exec_driver_sql(
         f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (pos integer, "
         + ", ".join(f'"{c}" {t}' for c, t in zip(EVENT_COLUMNS, types, strict=True)) + ") ON COMMIT DELETE ROWS")
-    _copy(conn, f"{STAGE} (pos, {cols})", rows, numbered=True)
+    _copy(conn, STAGE, rows, numbered=True)
     select = ", ".join('"context"::json' if c == "context" else f'"{c}"' for c in EVENT_COLUMNS)
     result = conn.exec_driver_sql(
         f"INSERT INTO {T.events.name} ({cols}) SELECT {select} FROM {STAGE} ORDER BY pos "
@@ -282,7 +347,7 @@ def event_chunks(conn: Connection, platform_id: int, event_types: Collection[str
     lists of at most `chunk` plain driver tuples: the snapshot's read (no per-row Result objects; streamed
     from the server through a server-side cursor where the driver has one, so memory holds one chunk)."""
     cols = _names(conn, ["user_id", "item_id", "event_type", "value", "timestamp"])
-    # SQLite: `+platform_id` keeps the planner off the (platform_id, dedupe_key) index, so it reads the table
+    # SQLite: `+platform_id` keeps the planner off the (platform_id, timestamp, dedupe_key) index, so it reads the table
     # in id order instead of sorting every row by id afterwards
     scope = "+platform_id" if dialect(conn) == "sqlite" else "platform_id"
     sql = f"SELECT {cols} FROM {T.events.name} WHERE {scope} = {_marks(conn, 1)}"

@@ -9,7 +9,6 @@ filled here). Writes use dialect-specific bulk statements (ON CONFLICT / ON DUPL
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -300,14 +299,10 @@ class PlatformRepo(ScopedRepo):
         return len(rows)
 
     # ---------------------------------------------------------------- events
-    def existing_event_keys(self, keys: Collection[str]) -> set[str]:
-        """Which of these dedupe keys are already stored for this platform."""
-        found: set[str] = set()
-        ev = T.events
-        for part in _chunks(sorted(set(keys))):
-            query = self._scope(ev, ev.c.dedupe_key).where(ev.c.dedupe_key.in_(part))
-            found.update(str(k) for (k,) in self.conn.execute(query))
-        return found
+    def existing_event_keys(self, events: Collection[tuple[float, str]]) -> set[str]:
+        """The dedupe keys of the events given as (timestamp, dedupe key) that are already stored for this
+        platform (shoprec.storage.bulk.stored_keys)."""
+        return bulk.stored_keys(_connection(self.conn), self.platform_id, events)
 
     def existing_event_ids(self, event_ids: Collection[str]) -> set[str]:
         """Which of these client event ids are already stored for this platform."""
@@ -326,8 +321,10 @@ class PlatformRepo(ScopedRepo):
         same rows is harmless. Rows go through shoprec.storage.bulk (COPY on PostgreSQL)."""
         return self.add_event_batch(bulk.EventBatch.from_records(events), now)
 
-    def add_event_batch(self, batch: bulk.EventBatch, now: float | None = None) -> list[int]:
-        """`add_events` for events given as columns."""
+    def add_event_batch(self, batch: bulk.EventBatch, now: float | None = None,
+                        keys_of: tuple[dict[str, int], dict[str, int]] | None = None) -> list[int]:
+        """`add_events` for events given as columns. `keys_of`: the (users, items) keys of every user and item
+        the batch names, where the caller has ensured them already (the import's writer): not looked up again."""
         keys = bulk.dedupe_keys(batch)
         event_ids = batch.event_id
         given_ids = [e for e in event_ids if e is not None]
@@ -347,12 +344,16 @@ class PlatformRepo(ScopedRepo):
                 if event_id is not None:
                     seen_ids.add(event_id)
         report = bulk.reports_stored(conn, len(first))  # the INSERT itself says which rows were stored
-        stored = set() if report else bulk.existing(conn, self.platform_id, "dedupe_key", list(first))
+        stored = set() if report else bulk.stored_keys(conn, self.platform_id,
+                                                       [(batch.timestamp[p], k) for k, p in first.items()])
         fresh = [pos for key, pos in first.items() if key not in stored]
         duplicates.extend(pos for key, pos in first.items() if key in stored)
         if fresh:
-            items = self.ensure_items((batch.item_id[p] for p in fresh), now)  # from the cache after the first time
-            users = self.ensure_users((batch.user_id[p] for p in fresh), now)
+            if keys_of is None:
+                items = self.ensure_items((batch.item_id[p] for p in fresh), now)  # from the cache after the first time
+                users = self.ensure_users((batch.user_id[p] for p in fresh), now)
+            else:
+                users, items = keys_of
             inserted = bulk.insert_events(conn, self._event_rows(batch, fresh, keys, users, items), report)
             if inserted is not None and len(inserted) < len(fresh):
                 duplicates.extend(p for p in fresh if keys[p] not in inserted)
@@ -368,19 +369,23 @@ class PlatformRepo(ScopedRepo):
                 self.conn.execute(sa.text(f"ANALYZE {table.name}"))
 
     def _event_rows(self, b: bulk.EventBatch, fresh: list[int], keys: list[str], user_keys: dict[str, int],
-                    item_keys: dict[str, int]) -> list[bulk.EventRow]:
+                    item_keys: dict[str, int]) -> bulk.EventRows:
         """The driver rows of the events at positions `fresh` (ascending), with the keys of their users and items."""
         def pick(column: list[Any]) -> list[Any]:
             return column if len(fresh) == len(column) else [column[p] for p in fresh]
 
+        contexts = pick(b.context)
         try:
-            contexts = [json_text(c) if c else None for c in pick(b.context)]
+            if contexts.count(None) != len(contexts):
+                contexts = [json_text(c) if c else None for c in contexts]
         except (TypeError, ValueError) as exc:  # reported like SQLAlchemy's own bind errors (storage_errors)
             raise sa.exc.StatementError(str(exc), "INSERT INTO events", None, exc) from exc
-        users = list(map(user_keys.__getitem__, pick(b.user_id)))
-        items = list(map(item_keys.__getitem__, pick(b.item_id)))
-        return list(zip(itertools.repeat(self.platform_id), users, items, pick(b.event_type), pick(b.value),
-                        pick(b.timestamp), pick(b.session_id), contexts, pick(b.text), pick(keys), pick(b.event_id)))
+        return bulk.EventRows.of({
+            "platform_id": [self.platform_id] * len(fresh),
+            "user_id": list(map(user_keys.__getitem__, pick(b.user_id))),
+            "item_id": list(map(item_keys.__getitem__, pick(b.item_id))), "event_type": pick(b.event_type),
+            "value": pick(b.value), "timestamp": pick(b.timestamp), "session_id": pick(b.session_id),
+            "context": contexts, "text": pick(b.text), "dedupe_key": pick(keys), "event_id": pick(b.event_id)})
 
     # ---------------------------------------------------------------- reads
     def _count(self, table: sa.Table) -> int:
