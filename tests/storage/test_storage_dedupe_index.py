@@ -3,31 +3,14 @@ same events stay refused as duplicates before, across and after it, on every bac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import sqlalchemy as sa
 
 from shoprec.data.records import EventRecord
 from shoprec.storage import PlatformRepo, get_or_create_platform, make_engine, migrate
 from shoprec.storage.engine import downgrade
-from shoprec.storage.testing import ServerUnavailable, scratch_database
 from shoprec.types import EventType
 
-BACKENDS = [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-            pytest.param("mysql", id="mysql", marks=pytest.mark.mysql)]
 EVENTS = [EventRecord(f"u{k % 5}", f"i{k % 3}", EventType.VIEW, 1600000000.0 + k / 4) for k in range(40)]
-
-
-@pytest.fixture(params=BACKENDS)
-def scratch_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A scratch database of its own (the test downgrades it)."""
-    try:
-        with scratch_database(request.param) as url:
-            yield url
-    except ServerUnavailable as exc:
-        pytest.skip(f"{exc} (start it to run the {request.param} migration test)")
 
 
 def _unique_indexes(engine: sa.Engine) -> set[tuple[str, ...]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -13,21 +12,6 @@ from shoprec.service.audit import list_audit, record_audit
 from shoprec.storage import get_or_create_platform, make_engine, migrate
 from shoprec.storage import tables as T
 from shoprec.storage.engine import downgrade
-from shoprec.storage.testing import ServerUnavailable, scratch_database
-
-BACKENDS = [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-            pytest.param("mysql", id="mysql", marks=pytest.mark.mysql)]
-
-
-@pytest.fixture(params=BACKENDS)
-def scratch_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A scratch database of its own (the test downgrades it)."""
-    try:
-        with scratch_database(request.param) as url:
-            yield url
-    except ServerUnavailable as exc:
-        pytest.skip(f"{exc} (start it to run the {request.param} migration test)")
 
 
 def test_upgrade_from_0002_keeps_existing_keys_with_every_scope(scratch_url: str) -> None:
