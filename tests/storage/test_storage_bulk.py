@@ -56,7 +56,8 @@ def test_lookup_many_prefers_pending_entries() -> None:
 def test_stored_keys_finds_the_platforms_events_by_time_and_key(engine: sa.Engine, platform: str) -> None:
     """The look-up of stored events by (timestamp, dedupe key), over more than one chunk of pairs: only the
     platform's events, and only where both the time and the key match."""
-    events = [EventRecord(f"u{k % 50}", f"i{k % 7}", EventType.VIEW, 1600000000.0 + k * 0.25) for k in range(2500)]
+    # times that are not exact in binary (0.1 steps): the look-up must match the stored doubles themselves
+    events = [EventRecord(f"u{k % 50}", f"i{k % 7}", EventType.VIEW, 1600000000.0 + k * 0.1) for k in range(2500)]
     with engine.begin() as conn:
         a, b = get_or_create_platform(conn, platform + "-a"), get_or_create_platform(conn, platform + "-b")
         assert PlatformRepo(conn, a).add_events(events[::2]) == []

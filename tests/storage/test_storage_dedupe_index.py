@@ -3,6 +3,7 @@ same events stay refused as duplicates before, across and after it, on every bac
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from shoprec.data.records import EventRecord
@@ -39,6 +40,10 @@ def test_events_survive_0014_both_ways_and_stay_deduplicated(scratch_url: str) -
         indexes = _unique_indexes(engine)
         assert ("platform_id", "timestamp", "dedupe_key") in indexes and ("platform_id", "dedupe_key") not in indexes
         assert _add(engine, EVENTS) == (30, 40)  # the 30 stored before the migration are found as duplicates
+        with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):  # the index itself refuses a copy
+            conn.exec_driver_sql("INSERT INTO events (platform_id, user_id, item_id, event_type, timestamp, "
+                                 "dedupe_key) SELECT platform_id, user_id, item_id, event_type, timestamp, "
+                                 "dedupe_key FROM events WHERE id = (SELECT MIN(id) FROM events)")
         downgrade(engine, "0013")
         assert ("platform_id", "dedupe_key") in _unique_indexes(engine)
         assert _add(engine, EVENTS) == (40, 40)

@@ -99,7 +99,8 @@ events = platform_table(
     # hash of (user, item, type, timestamp, value, session): the same event imported twice is stored once
     sa.Column("dedupe_key", sa.String(DEDUPE_KEY_LENGTH), nullable=False),
     # led by the time (migration 0014): the same uniqueness (the key hashes the time), and a file in time order
-    # appends to the index instead of writing into random pages of it; look-ups give the time with the key
+    # appends to the index instead of writing into random pages of it; look-ups give the time with the key. This
+    # holds while a stored timestamp is the one its key hashed: nothing may rewrite events.timestamp
     sa.UniqueConstraint("platform_id", "timestamp", "dedupe_key"),
     # the client's id of the event (NULL: none given): an event whose id is stored is a duplicate (migration 0010)
     sa.Column("event_id", sa.String(MAX_EVENT_ID_LENGTH), nullable=True),

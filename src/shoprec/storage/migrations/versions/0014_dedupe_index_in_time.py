@@ -25,8 +25,8 @@ NEW = ("uq_events_platform_id_timestamp_dedupe_key", ["platform_id", "timestamp"
 
 
 def _swap(drop: tuple[str, list[str]], create: tuple[str, list[str]]) -> None:
-    # the new index first: MariaDB refuses to drop the index its platform_id foreign key uses until another
-    # index starts with platform_id
+    # the new index before the old one goes: the events are never without a unique dedupe index, and MariaDB
+    # always has an index starting with platform_id for that foreign key
     with op.batch_alter_table("events") as batch:
         batch.create_unique_constraint(create[0], create[1])
         batch.drop_constraint(drop[0], type_="unique")
