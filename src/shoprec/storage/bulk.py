@@ -314,11 +314,9 @@ def _staged_events(conn: Connection, rows: EventRows) -> set[str]:
     """COPY into the session's staging table (the columns left out of `rows` stay NULL), then one
     INSERT ... SELECT that skips collisions."""
     cols = _names(conn, EVENT_COLUMNS)
-    types = ("integer", "integer", "integer", "text", "double precision", "double precision", "text", "text",
-             "text", "text", "text")
     conn.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (pos integer, "
-        + ", ".join(f'"{c}" {t}' for c, t in zip(EVENT_COLUMNS, types, strict=True)) + ") ON COMMIT DELETE ROWS")
+        f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (pos int4, "
+        + ", ".join(f'"{c}" {COPY_TYPES[c]}' for c in EVENT_COLUMNS) + ") ON COMMIT DELETE ROWS")
     _copy(conn, STAGE, rows, numbered=True)
     select = ", ".join('"context"::json' if c == "context" else f'"{c}"' for c in EVENT_COLUMNS)
     result = conn.exec_driver_sql(

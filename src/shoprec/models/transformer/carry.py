@@ -167,19 +167,19 @@ def keep_the_better(model: Transformer, train: Interactions, catalog: ItemCatalo
     key = f"NDCG@{validation.k}"
     tuned = model.fitted.validation_metrics(validation, Dist())[0]
     fine_tuned = dict(vars(model))  # carry_over rebinds the attributes it sets, so this restores them
+    compared: dict[str, float] | str
     try:
         model.carry_over(train.items, catalog).weigh_carried(validation)
-    except (DataError, ConfigError) as exc:
-        vars(model).update(fine_tuned)
-        model.initialised_from = {**model.initialised_from, "validation": {"fine-tuned": {key: tuned},
-                                                                           "start": str(exc), "kept": "fine-tuned"}}
-        return
-    assert model.fitted is not None
-    start = model.fitted.validation_metrics(validation, Dist())[0]
-    kept = "start" if start > tuned or (math.isnan(tuned) and not math.isnan(start)) else "fine-tuned"
+    except (DataError, ConfigError) as exc:  # nothing to compare: the fine-tuned model stays, with the reason
+        compared, kept = str(exc), "fine-tuned"
+    else:
+        assert model.fitted is not None
+        start = model.fitted.validation_metrics(validation, Dist())[0]
+        compared = {key: start}
+        kept = "start" if start > tuned or (math.isnan(tuned) and not math.isnan(start)) else "fine-tuned"
+        log.info("transformer: validation %s fine-tuned %.4f, its start carried over %.4f: kept the %s", key,
+                 tuned, start, kept)
     if kept == "fine-tuned":
         vars(model).update(fine_tuned)
     model.initialised_from = {**model.initialised_from,
-                              "validation": {"fine-tuned": {key: tuned}, "start": {key: start}, "kept": kept}}
-    log.info("transformer: validation %s fine-tuned %.4f, its start carried over %.4f: kept the %s", key, tuned,
-             start, kept)
+                              "validation": {"fine-tuned": {key: tuned}, "start": compared, "kept": kept}}
