@@ -225,6 +225,32 @@ def test_a_failed_write_stops_the_reader(sqlite_engine: sa.Engine, platform: str
     assert not [t for t in threading.enumerate() if t.name == "shoprec-import-reader"]
 
 
+def test_blocks_share_transactions_of_batch_size_events(sqlite_engine: sa.Engine, platform: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 100 lines, transactions of 250 events: a failure in the fourth block rolls back what the open
+    transaction held (the third block's last 50 lines), and the 250 committed before stay."""
+    path = tmp_path / "many.csv"
+    path.write_text(HEADER + "\n" + "".join(f"u{k},i{k % 50},view,{1600000000 + k},,,\n" for k in range(1000)))
+    monkeypatch.setattr(file_import, "BLOCK", 100)
+    sizes: list[int] = []
+    insert = bulk.insert_events
+
+    def failing(conn: Any, rows: Any, *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(rows))
+        if len(sizes) == 5:
+            raise sa.exc.OperationalError("INSERT", None, Exception("disk I/O error"))
+        return insert(conn, rows, *args, **kwargs)
+
+    monkeypatch.setattr(bulk, "insert_events", failing)
+    with pytest.raises(StorageError):
+        ingest_file(sqlite_engine, platform, "events-csv", path, now=NOW, batch_size=250)
+    assert sizes == [100, 100, 50, 50, 100]
+    assert len(stored(sqlite_engine, platform)[0]) == 250
+    monkeypatch.setattr(bulk, "insert_events", insert)
+    report = ingest_file(sqlite_engine, platform, "events-csv", path, now=NOW, batch_size=250)
+    assert report.stored_total("events") == 750 and report.rejected == {"duplicate": 250}
+
+
 KILLED_IMPORT = """
 import sys
 from pathlib import Path
@@ -263,3 +289,31 @@ def test_a_killed_import_loses_no_committed_batch(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(count).scalar_one() == n
     engine.dispose()
+
+
+def test_a_pseudonymised_import_keys_its_events_by_the_stored_user(engine: sa.Engine, platform: str,
+                                                                   messy: Path) -> None:
+    """The reader computes the dedupe keys ahead; with pseudonyms the writer computes them again over the stored
+    (pseudonymous) user id, as the record path does: the fast path finds the record path's events duplicates."""
+    from shoprec.privacy import Privacy
+    from shoprec.storage.repo import _dedupe
+
+    privacy = Privacy("test-secret-0123456789", pseudonymize=True)
+    fast = ingest_file(engine, platform, "events-csv", messy, now=NOW, privacy=privacy)
+    assert fast.stored_total("events") == 14
+    rows = stored(engine, platform)[0]
+    assert "u1" not in {r[0] for r in rows}
+    assert [r[8] for r in rows] == [_dedupe(r[0], r[1], r[2], r[4], r[3], r[5]) for r in rows]
+    slow = ingest(engine, platform, read_records("events-csv", messy), now=NOW, privacy=privacy)
+    assert slow.stored_total("events") == 0
+
+
+def test_a_file_import_hands_its_bulk_settings_back(tmp_path: Path, messy: Path) -> None:
+    """The import's connection goes back to the pool with SQLite's default page cache (its memory freed)."""
+    engine = create_db(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        ingest_file(engine, "shop", "events-csv", messy, now=NOW)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+    finally:
+        engine.dispose()

@@ -89,4 +89,7 @@ def test_a_bulk_loading_sqlite_connection_checkpoints_less_often_and_caches_more
         bulk.prepare(conn)
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == bulk.SQLITE_CHECKPOINT_PAGES
         assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -bulk.SQLITE_CACHE_KIB
+        bulk.release(conn)
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: durability as before

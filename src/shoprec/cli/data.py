@@ -30,7 +30,7 @@ from shoprec.datasets import FORMATS, read_records
 from shoprec.errors import DataError
 from shoprec.ingest.pipeline import DEFAULT_BATCH_SIZE, SOURCE_ERRORS
 from shoprec.ingest.report import ImportReport
-from shoprec.service.file_import import ingest_file
+from shoprec.service.file_import import BATCH_SIZE, ingest_file
 from shoprec.settings import Settings
 from shoprec.storage import PlatformRepo, create_db, find_platform, list_platforms, storage_errors
 
@@ -91,13 +91,14 @@ def _check_source(path: Path, fmt: str) -> None:
 @json_options("the import report")
 @click.option("--report-json", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
               help="Deprecated: --output FILE.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
-              help="Rows per transaction.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help=f"Rows per transaction [default: {BATCH_SIZE:,} for an events-csv file the fast path reads, "
+                   f"{DEFAULT_BATCH_SIZE:,} otherwise].")
 @click.option("--no-clean", is_flag=True, help="Skip the cleaning rules (the pipeline's own checks still run).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is shown only on a terminal anyway).")
 @click.pass_obj
 def import_command(settings: Settings, path: Path, fmt: str, platform: str, as_json: bool, output: Path | None,
-                   report_json: Path | None, batch_size: int, no_clean: bool, quiet: bool) -> None:
+                   report_json: Path | None, batch_size: int | None, no_clean: bool, quiet: bool) -> None:
     """Import PATH (a file or dataset directory) of format FORMAT into platform PLATFORM.
 
     Importing the same data again adds nothing (exact duplicate events are rejected as `duplicate`).

@@ -2,16 +2,15 @@
 
     report = ingest(engine, "shop-a", read_records("events-csv", path))
 
-Streaming: records are grouped into rows (records sharing a Source) and rows into batches of
-`batch_size`; each batch is written in ONE transaction (whole or not at all), so memory holds one
-batch plus the per-import id caches. The platform is created when missing; items and users are
-upserted, events inserted once: an event already stored (same client `event_id`, or same user, item, type,
-timestamp, value and session) is rejected as `duplicate`, so importing the same file twice adds nothing, and a
-client that retries events with event_ids (and no timestamps) never stores them twice.
-A `Domain(name)` record switches the following records to platform f"{platform}-{name}".
-If the source fails midway (a truncated file), the rows read before it are stored and a DataError
-says how far the import got. Give records a `Source` (e.g. Source("request", i)) to have them
-counted and named in the report; records without one are stored but not counted.
+Streaming: records are grouped into rows (records sharing a Source) and rows into batches of `batch_size`; each
+batch is written in ONE transaction (whole or not at all), so memory holds one batch plus the per-import id caches
+(the columnar path's Blocks share transactions of `batch_size` events). The platform is created when missing; items
+and users are upserted, events inserted once: an event already stored (same client `event_id`, or same user, item,
+type, timestamp, value and session) is rejected as `duplicate`, so importing the same file twice adds nothing, and a
+client that retries events with event_ids (and no timestamps) never stores them twice. A `Domain(name)` record
+switches the following records to platform f"{platform}-{name}". If the source fails midway (a truncated file), the
+rows read before it are stored and a DataError says how far the import got. Give records a `Source` (e.g.
+Source("request", i)) to have them counted and named in the report; records without one are stored but not counted.
 """
 
 from __future__ import annotations
@@ -32,10 +31,11 @@ from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
 from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
 from shoprec.storage.bulk import EventBatch
 from shoprec.storage.bulk import prepare as prepare_bulk_load
+from shoprec.storage.bulk import release as release_bulk_load
 from shoprec.storage.privacy import PrivacyRepo
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine, RootTransaction
 
     from shoprec.privacy.keys import Privacy
 
@@ -124,12 +124,14 @@ def drive(engine: Engine, platform: str, make_rows: Callable[[ImportReport, floa
             except StopIteration:
                 break
             except SOURCE_ERRORS as exc:  # the source failed: keep what was read before it
-                run.flush()
+                run.finish()
                 report.seconds = time.perf_counter() - started
                 raise _source_error(exc, report) from exc
             run.feed(item)  # a database error propagates: this batch rolled back, earlier ones stay
-        run.flush()
+        run.finish()
     finally:
+        if run.writer is not None:  # after an error: its open transaction rolled back (none is open after finish)
+            run.writer.rollback()
         close = getattr(rows, "close", None)
         if close is not None:  # a generator: its file (and a reader thread) end now, not when it is collected
             close()
@@ -266,7 +268,7 @@ class _Run:
             self._write_block(item)
             return
         if isinstance(item, Domain):
-            self.flush()
+            self.finish()
             self.platform = f"{self.base}-{item.name}"
             self.writer = None
             return
@@ -285,6 +287,12 @@ class _Run:
             self.writer.bulk_load = self.bulk_load
         return self.writer
 
+    def finish(self) -> None:
+        """Write what is pending and commit the open transaction (the end, or before another platform)."""
+        self.flush()
+        if self.writer is not None:
+            self.writer.commit(last=True)
+
     def flush(self) -> None:
         if not self.batch:
             return
@@ -301,12 +309,16 @@ class _Run:
             self.progress(self.report.read)
 
     def _write_block(self, block: Block) -> None:
-        """A Block's lines are counted as read (and accepted unless duplicates) slice by slice as written."""
-        n = len(block.events)
-        for start in range(0, n, self.batch_size):
-            stop = min(n, start + self.batch_size)
+        """A Block's lines are counted as read (and accepted unless duplicates) slice by slice as written. The
+        writer's transaction stays open across Blocks until it holds batch_size events (see _Writer.commit)."""
+        n, start = len(block.events), 0
+        while start < n:
+            writer = self._writer()
+            stop = min(n, start + self.batch_size - writer.open_events)
             first, last = Source(block.file, block.lines[start]), Source(block.file, block.lines[stop - 1])
-            duplicates = self._writer().write_events(block.events.part(start, stop), self.report, first, last)
+            duplicates = writer.write_events(block.events.part(start, stop), self.report, first, last)
+            if writer.open_events >= self.batch_size:
+                writer.commit()
             self.report.read += stop - start
             self.report.accepted += stop - start - len(duplicates)
             for pos in duplicates:
@@ -314,10 +326,14 @@ class _Run:
                 self.report.reject(Rejected(source, DUPLICATE, None, DUPLICATE_DETAIL))
             if self.progress is not None:
                 self.progress(self.report.read)
+            start = stop
 
 
 class _Writer:
-    """Writes batches into one platform, with a per-import KeyCache of external id -> key."""
+    """Writes batches into one platform, with a per-import KeyCache of external id -> key. `write`: Rows, in a
+    transaction of their own. `write_events`: into a transaction left open (`open_events` so far) that Blocks
+    share up to batch_size events, so SQLite rewrites the pages of its random-order indexes (users', items')
+    once per transaction, not per Block; the caller ends it (`commit`, `rollback`), `write` commits it first."""
 
     def __init__(self, engine: Engine, platform: str, now: float, privacy: Privacy | None = None) -> None:
         self.engine, self.platform, self.now, self.privacy = engine, platform, now, privacy
@@ -325,9 +341,12 @@ class _Writer:
             self.cache = KeyCache(get_or_create_platform(conn, platform, now))
         self.batches = 0
         self.bulk_load = False
+        self.open: tuple[Connection, RootTransaction] | None = None
+        self.open_events = 0
 
     def write(self, rows: list[Row], report: ImportReport) -> list[bool]:
         """Write the batch in one transaction; per row, True when all its events were duplicates."""
+        self.commit()
         identities = self._private(rows)
         items = [r for row in rows for r in row.records if isinstance(r, ItemRecord)]
         users = [r for row in rows for r in row.records if isinstance(r, UserRecord)]
@@ -376,31 +395,60 @@ class _Writer:
         return _duplicate_rows(rows, owner, duplicates)
 
     def write_events(self, events: EventBatch, report: ImportReport, first: Source, last: Source) -> list[int]:
-        """Write events given as columns in one transaction (the columnar path's `write`); returns the positions
-        of the duplicates. The same statements and counts as `write` for rows of one event each."""
+        """Write events given as columns into the open transaction (the columnar path's `write`; opened here when
+        none is); returns the positions of the duplicates. The same statements and counts as `write` for rows of
+        one event each. After an error the open transaction is rolled back, with every event written in it."""
         privacy = self.privacy
         if privacy is not None and privacy.pseudonymize:
             pseudonyms = {u: privacy.user_id(self.platform, u) for u in dict.fromkeys(events.user_id)}
             events.user_id = [pseudonyms[u] for u in events.user_id]
+            events.dedupe_key = []  # the keys hash the stored (pseudonymous) user id
         try:
-            with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"), \
-                    self.engine.begin() as conn:
-                if self.bulk_load:
-                    prepare_bulk_load(conn)
+            with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"):
+                if self.open is None:
+                    conn = self.engine.connect()
+                    self.open = conn, conn.begin()
+                    if self.bulk_load:
+                        prepare_bulk_load(conn)
+                conn = self.open[0]
                 repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
                 items = repo.ensure_items(events.item_id, self.now)
                 users = repo.ensure_users(events.user_id, self.now)
                 duplicates = repo.add_event_batch(events, self.now, keys_of=(users, items))
         except BaseException:
-            self.cache.rollback()
+            self.rollback()
             raise
-        self._committed()
+        self.open_events += len(events)
         report.events_read += len(events)
         report.add_stored(self.platform, "events", len(events) - len(duplicates))
         for kind in ("items", "users"):
             created = repo.created[kind]
             report.add_stored(self.platform, kind, len(created), created=len(created), updated=0)
         return duplicates
+
+    def commit(self, last: bool = False) -> None:
+        """Commit the open transaction of `write_events`, if any; `last`: the import's (bulk settings undone)."""
+        if self.open is None:
+            return
+        conn, transaction = self.open
+        try:
+            with storage_errors(self.engine, f"commit {self.open_events:,} events into platform {self.platform!r}"):
+                transaction.commit()
+                if last and self.bulk_load:
+                    release_bulk_load(conn)
+        except BaseException:
+            self.rollback()
+            raise
+        conn.close()
+        self.open, self.open_events = None, 0
+        self._committed()
+
+    def rollback(self) -> None:
+        """Roll back the open transaction of `write_events`, if any, and forget the keys learnt in it."""
+        self.cache.rollback()
+        if self.open is not None:
+            conn, self.open, self.open_events = self.open[0], None, 0
+            conn.invalidate()  # rolled back, and not pooled again (nor its bulk settings)
 
     def _committed(self) -> None:
         self.cache.commit()

@@ -22,8 +22,6 @@ from __future__ import annotations
 import csv
 import itertools
 import math
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -40,6 +38,7 @@ from shoprec.datasets.events import (
     csv_record,
     event_from_row,
 )
+from shoprec.ingest.ahead import prefetched, read_apart
 from shoprec.ingest.checks import STORED_TYPES
 from shoprec.ingest.pipeline import (
     DEFAULT_BATCH_SIZE,
@@ -53,7 +52,7 @@ from shoprec.ingest.pipeline import (
 )
 from shoprec.preprocess.clean import EVENT_RULES, CleaningConfig, EventColumns, NonProductMatcher, event_reasons
 from shoprec.preprocess.clean import _rejected as rule_rejection
-from shoprec.storage.bulk import EventBatch
+from shoprec.storage.bulk import EventBatch, dedupe_keys
 from shoprec.storage.tables import MAX_EVENT_ID_LENGTH, MAX_ID_LENGTH
 from shoprec.types import EVENT_TYPES, EventType
 
@@ -62,31 +61,40 @@ if TYPE_CHECKING:
 
     from shoprec.privacy.keys import Privacy
 
-__all__ = ["FAST_COLUMNS", "ingest_file"]
+__all__ = ["BATCH_SIZE", "FAST_COLUMNS", "ingest_file"]
 
 FAST_COLUMNS = frozenset({"user_id", "item_id", "event_type", "timestamp", "value", "session_id", "event_id"})
 """The header columns (after aliases) the fast path handles; a file with any other uses the record path."""
-BLOCK = DEFAULT_BATCH_SIZE  # lines checked together (memory: one block of fields plus one batch of rows)
-AHEAD = 2  # blocks (or rejected rows) read and checked ahead of the writer
+BLOCK = DEFAULT_BATCH_SIZE  # lines checked together (memory: a few blocks of fields and of columns)
+BATCH_SIZE = 500_000  # events per transaction here (blocks share them): 10M events into SQLite 1.6x faster than
+# 50,000, for a longer hold of SQLite's write lock (docs/benchmarks.md "Scale: bulk import", sixth round)
+PROCESS_MIN_BYTES = 16 << 20  # files from this size are read and checked in a process of their own
+# (shoprec.ingest.ahead.read_apart: ~1 s to start, against ~7 us of the writer's interpreter per line saved)
 
 
 def ingest_file(engine: Engine, platform: str, fmt: str, path: Path, records: Iterable[Record] | None = None, *,
-                cleaning: CleaningConfig | Literal[False] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                cleaning: CleaningConfig | Literal[False] | None = None, batch_size: int | None = None,
                 progress: Progress | None = None, now: float | None = None, source: str | None = None,
                 privacy: Privacy | None = None) -> ImportReport:
     """Import the file `path` of format `fmt` into `platform`: `ingest(engine, platform, read_records(fmt,
     path), ...)`, with the same report and stored rows, through the fast path where it applies. `records`:
-    `read_records(fmt, path)` when the caller made it already (used only by the record path)."""
+    `read_records(fmt, path)` when the caller made it already (used only by the record path). `batch_size`:
+    rows per transaction (None: DEFAULT_BATCH_SIZE on the record path, BATCH_SIZE on the fast path)."""
     header = _fast_header(fmt, path)
     if header is None:
         from shoprec.ingest.pipeline import ingest
 
         records = read_records(fmt, path) if records is None else records
-        return ingest(engine, platform, records, cleaning=cleaning, batch_size=batch_size,
+        return ingest(engine, platform, records, cleaning=cleaning, batch_size=batch_size or DEFAULT_BATCH_SIZE,
                       progress=progress, now=now, source=source, fmt=fmt, privacy=privacy, bulk_load=True)
-    return drive(engine, platform, lambda report, t: _prefetched(_csv_rows(path, header, cleaning, t)),
-                 batch_size=batch_size, progress=progress, now=now, source=source, fmt=fmt, privacy=privacy,
-                 bulk_load=True)
+
+    def rows(_report: ImportReport, t: float) -> Iterator[Row | Block]:
+        if path.stat().st_size >= PROCESS_MIN_BYTES:
+            return read_apart(_csv_rows, path, header, cleaning, t, BLOCK)  # BLOCK as this process sees it
+        return prefetched(_csv_rows(path, header, cleaning, t, BLOCK))
+
+    return drive(engine, platform, rows, batch_size=batch_size or BATCH_SIZE, progress=progress, now=now,
+                 source=source, fmt=fmt, privacy=privacy, bulk_load=True)
 
 
 def _fast_header(fmt: str, path: Path) -> list[str] | None:
@@ -99,58 +107,9 @@ def _fast_header(fmt: str, path: Path) -> list[str] | None:
     return header if set(header) <= FAST_COLUMNS and len(set(header)) == len(header) else None
 
 
-def _prefetched(rows: Iterator[Row | Block]) -> Iterator[Row | Block]:
-    """`rows`, produced by a thread that reads and checks up to AHEAD items ahead of the caller: the file is
-    parsed while the writer waits for the database (PostgreSQL's server, or SQLite's B-tree work, which releases
-    the GIL), instead of after it. Same items in the same order; an error of the source is raised at the
-    position where it happened (after the items before it). Memory: AHEAD items more."""
-    if AHEAD < 1:
-        yield from rows
-        return
-    handoff: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=AHEAD)
-    stop = threading.Event()
-
-    def put(kind: str, value: object) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for row in rows:
-                if not put("row", row):
-                    return
-        except BaseException as exc:  # raised again in the caller's thread
-            put("error", exc)
-            return
-        finally:
-            if stop.is_set():
-                rows.close()  # type: ignore[attr-defined]
-        put("end", None)
-
-    thread = threading.Thread(target=produce, name="shoprec-import-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = handoff.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                assert isinstance(value, BaseException)
-                raise value
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _csv_rows(path: Path, header: list[str], cleaning: CleaningConfig | Literal[False] | None,
-              now: float) -> Iterator[Row | Block]:
-    """Rows of the file in order: blocks of lines checked column-wise, the lines that fail through the
+              now: float, block: int) -> Iterator[Row | Block]:
+    """Rows of the file in order: blocks of `block` lines checked column-wise, the lines that fail through the
     record path."""
     checker = _BlockChecker(header, path.name, cleaning, now)
     with open_text(path) as f:
@@ -167,7 +126,7 @@ def _csv_rows(path: Path, header: list[str], cleaning: CleaningConfig | Literal[
                         continue
                     lines.append(start)
                     fields.append(row)
-                    if len(fields) >= BLOCK:
+                    if len(fields) >= block:
                         yield from checker.check(lines, fields)
                         lines, fields = [], []
                 break
@@ -225,8 +184,10 @@ class _BlockChecker:
         names = [t.value for t in EVENT_TYPES]
         if all(oklist) and not reasons.any():  # the common case: every line passed the fast checks
             value_col = vlist if has_value.all() else [v if h else None for v, h in zip(vlist, hv, strict=True)]
-            yield Block(self.file, lines, EventBatch(user, item, [names[c] for c in codes], tslist, value_col,
-                                                     session, [None] * n, [None] * n, event_id))
+            events = EventBatch(user, item, [names[c] for c in codes], tslist, value_col, session, [None] * n,
+                                [None] * n, event_id)
+            events.dedupe_key = dedupe_keys(events)  # here: in the reader's process, when it has one
+            yield Block(self.file, lines, events)
             return
         block = Block(self.file, [], EventBatch())
         ev = block.events
@@ -263,6 +224,7 @@ class _BlockChecker:
         n_events = len(block.lines)
         ev.context, ev.text = [None] * n_events, [None] * n_events
         if n_events:
+            ev.dedupe_key = dedupe_keys(ev)
             yield block
 
     # ------------------------------------------------------------------ columns

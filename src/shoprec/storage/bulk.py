@@ -41,8 +41,9 @@ EventRow = tuple[Any, ...]
 STAGE = "shoprec_stage_events"
 COPY_MIN_ROWS = 1000
 CHUNK = 2000  # values per IN (...) list: below every driver's parameter limit
-SQLITE_CACHE_KIB = 131_072  # page cache of a bulk-loading SQLite connection (the default 2 MiB thrashes on
-# the events' unique indexes once they outgrow it; 128 MiB bounds memory and keeps index pages in memory)
+SQLITE_CACHE_KIB = 524_288  # page cache of a bulk-loading SQLite connection (the default 2 MiB thrashes on
+# the events' indexes once they outgrow it). 512 MiB holds the pages a transaction of 500,000 events dirties in
+# the two indexes in random order up to ~10M events; a smaller cache spills them to the WAL before the commit
 SQLITE_CHECKPOINT_PAGES = 10_000  # WAL pages (~40 MB) between a bulk-loading connection's checkpoints
 
 
@@ -60,6 +61,8 @@ class EventBatch:
     context: list[dict[str, Any] | None] = field(default_factory=list)
     text: list[str | None] = field(default_factory=list)
     event_id: list[str | None] = field(default_factory=list)
+    dedupe_key: list[str] = field(default_factory=list)  # `dedupe_keys(self)` computed ahead (the import's reader
+    # process), or empty: then the writer computes them. Whoever changes a column the key hashes empties it
 
     @classmethod
     def from_records(cls, events: Sequence[Any]) -> EventBatch:
@@ -134,6 +137,15 @@ def prepare(conn: Connection) -> None:
     if dialect(conn) == "sqlite":
         conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
+
+
+def release(conn: Connection) -> None:
+    """Undo `prepare` on a connection going back to the pool: SQLite's default page cache and checkpoints, and
+    the cache's memory handed back (up to SQLITE_CACHE_KIB after a large import)."""
+    if dialect(conn) == "sqlite":
+        conn.exec_driver_sql("PRAGMA cache_size=-2000")
+        conn.exec_driver_sql("PRAGMA wal_autocheckpoint=1000")
+        conn.exec_driver_sql("PRAGMA shrink_memory")
 
 
 def existing(conn: Connection, platform_id: int, column: str, values: Collection[str]) -> set[str]:

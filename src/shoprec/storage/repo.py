@@ -325,7 +325,7 @@ class PlatformRepo(ScopedRepo):
                         keys_of: tuple[dict[str, int], dict[str, int]] | None = None) -> list[int]:
         """`add_events` for events given as columns. `keys_of`: the (users, items) keys of every user and item
         the batch names, where the caller has ensured them already (the import's writer): not looked up again."""
-        keys = bulk.dedupe_keys(batch)
+        keys = batch.dedupe_key if len(batch.dedupe_key) == len(batch) else bulk.dedupe_keys(batch)
         event_ids = batch.event_id
         given_ids = [e for e in event_ids if e is not None]
         conn = _connection(self.conn)
