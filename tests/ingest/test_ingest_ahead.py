@@ -46,11 +46,34 @@ def dies(n: int) -> Iterator[int]:
     yield n
 
 
+def noisy() -> Iterator[int]:
+    print("a print of the task's code")  # stdout: it must not reach the items' pipe
+    os.write(1, b"and a raw write to fd 1\n")
+    yield from range(5)
+
+
+def garbles() -> Iterator[int]:
+    time.sleep(0.06)  # longer than CHUNK_SECONDS: the item is sent before the garbage
+    yield 1
+    os.write(int(sys.argv[1]), b"not a pickle")  # the child's own pipe to the importer
+    time.sleep(5)
+    yield 2
+
+
 def endless() -> Iterator[int]:
     k = 0
     while True:
         yield k
         k += 1
+
+
+def until_error(items: Iterator[int], error: type[BaseException], match: str) -> list[int]:
+    """The items read before `items` raised `error` (whose message matches `match`)."""
+    got: list[int] = []
+    with pytest.raises(error, match=match):
+        for k in items:
+            got.append(k)
+    return got
 
 
 @pytest.mark.parametrize("ahead", ["thread", "process"])
@@ -59,27 +82,30 @@ def test_same_items_in_order_and_the_error_at_its_position(ahead: str) -> None:
         return prefetched(numbers(n, fail_at)) if ahead == "thread" else read_apart(numbers, n, fail_at)
 
     assert list(read(5000)) == list(range(5000))
-    got: list[int] = []
-    with pytest.raises(OSError, match="read failed at 2500"):
-        for k in read(5000, fail_at=2500):
-            got.append(k)
-    assert got == list(range(2500))  # every item before the error, none after
+    # every item before the error, none after
+    assert until_error(read(5000, fail_at=2500), OSError, "read failed at 2500") == list(range(2500))
 
 
 def test_an_error_that_cannot_cross_processes_keeps_its_type_and_message() -> None:
-    got: list[int] = []
-    with pytest.raises(DataError, match="Unpicklable: code 7: odd"):
-        for k in read_apart(fails_oddly):
-            got.append(k)
-    assert got == [1]
+    assert until_error(read_apart(fails_oddly), DataError, "Unpicklable: code 7: odd") == [1]
 
 
 def test_a_reader_process_that_dies_is_an_error_after_what_it_sent() -> None:
-    got: list[int] = []
-    with pytest.raises(DataError, match="reader process ended unexpectedly"):
-        for k in read_apart(dies, 10):
-            got.append(k)
-    assert got == list(range(10))
+    assert until_error(read_apart(dies, 10), DataError, "reader process ended unexpectedly") == list(range(10))
+
+
+def test_the_childs_prints_and_the_working_directory_stay_out(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prints of the task's code go to stdout, not into the items' pipe, and a module in the working directory
+    does not shadow one the child imports (`python -P`)."""
+    (tmp_path / "pickle.py").write_text("raise ImportError('the working directory was searched')\n")
+    monkeypatch.chdir(tmp_path)
+    assert list(read_apart(noisy)) == [0, 1, 2, 3, 4]
+
+
+def test_a_stream_that_does_not_unpickle_is_an_error_after_the_items_before() -> None:
+    assert until_error(read_apart(garbles), DataError, "reader process sent unreadable data") == [1]
+    assert readers() == []
 
 
 def readers(parent: int | None = None) -> list[int]:

@@ -308,12 +308,44 @@ def test_a_pseudonymised_import_keys_its_events_by_the_stored_user(engine: sa.En
     assert slow.stored_total("events") == 0
 
 
-def test_a_file_import_hands_its_bulk_settings_back(tmp_path: Path, messy: Path) -> None:
-    """The import's connection goes back to the pool with SQLite's default page cache (its memory freed)."""
+@pytest.mark.parametrize("case", ["messy", "whole transactions", "record path"])
+def test_a_file_import_hands_its_bulk_settings_back(tmp_path: Path, messy: Path, case: str) -> None:
+    """The import's connection goes back to the pool with SQLite's default page cache (its memory freed): after a
+    file that ends within a transaction, one that ends on a transaction's boundary, and the record path."""
+    path, batch_size = messy, None
+    if case == "whole transactions":
+        path, batch_size = tmp_path / "ten.csv", 5
+        path.write_text(HEADER + "\n" + "".join(f"u{k},i{k},view,{1600000000 + k},,,\n" for k in range(10)))
+    elif case == "record path":  # a text column: not the fast path
+        path = tmp_path / "texts.csv"
+        path.write_text("user_id,item_id,event_type,timestamp,text\nu1,i1,review,1600000000,fine\n")
     engine = create_db(f"sqlite:///{tmp_path / 'db.sqlite'}")
     try:
-        ingest_file(engine, "shop", "events-csv", messy, now=NOW)
+        report = ingest_file(engine, "shop", "events-csv", path, now=NOW, batch_size=batch_size)
+        assert report.stored_total("events") > 0
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_import_into_an_in_memory_database_keeps_it(tmp_path: Path, messy: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-memory SQLite database lives in its one connection: a failed import rolls back its open transaction
+    and leaves the connection (and what was committed before) alone."""
+    engine = create_db("sqlite://")
+    try:
+        assert ingest_file(engine, "shop", "events-csv", messy, now=NOW).stored_total("events") == 14
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            raise sa.exc.OperationalError("INSERT", None, Exception("disk I/O error"))
+
+        monkeypatch.setattr(bulk, "insert_events", failing)
+        other = tmp_path / "other.csv"
+        other.write_text(HEADER + "\nu9,i9,view,1600000000,,,\n")
+        with pytest.raises(StorageError):
+            ingest_file(engine, "shop", "events-csv", other, now=NOW)
+        assert len(stored(engine, "shop")[0]) == 14
     finally:
         engine.dispose()

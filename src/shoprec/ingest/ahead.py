@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 from shoprec.errors import DataError
 
@@ -91,67 +93,103 @@ def read_apart(produce: Callable[..., Iterator[T]], *args: Any) -> Iterator[T]:
     position. A child that dies without saying why (killed, out of memory) is a DataError after the items it
     sent. Closing the result ends the child; a child whose importer died ends at its next write (a broken pipe).
 
-    The child is `python -m shoprec.ingest.ahead` (not multiprocessing's "spawn", which runs the parent's main
-    script again in the child: a script that imports at its top level would do so twice). It reads its task from
-    stdin and writes pickled chunks of items to stdout; the pipe's buffer and one chunk bound how far it reads
-    ahead. Where no child can be started, the thread of `prefetched` reads instead."""
-    task = pickle.dumps((sys.path, produce, args))
-    try:
-        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
-    except OSError:
+    The child is `python -P -m shoprec.ingest.ahead FD` (not multiprocessing's "spawn", which runs the parent's
+    main script again in the child: a script that imports at its top level would do so twice; `-P`: no module of
+    the working directory shadows one it imports). It reads its task from stdin and writes pickled chunks of items
+    to the pipe FD (not stdout, where anything it imports may print); the pipe's buffer and one chunk bound how
+    far it reads ahead. Where this interpreter cannot start one (embedded, as in uWSGI), the thread of
+    `prefetched` reads instead."""
+    if not Path(sys.executable or "").name.lower().startswith(("python", "pypy")):
         yield from prefetched(produce(*args))
         return
-    assert child.stdin is not None and child.stdout is not None
+    task = pickle.dumps((sys.path, produce, args))
+    read_fd, write_fd = os.pipe()
     try:
-        child.stdin.write(task)
-        child.stdin.close()
+        child: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-P", "-m", __name__, str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,),
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
+    except OSError:
+        child = None
+    finally:
+        os.close(write_fd)
+    if child is None:
+        os.close(read_fd)
+        yield from prefetched(produce(*args))
+        return
+    stream = os.fdopen(read_fd, "rb")
+    try:
+        try:
+            assert child.stdin is not None
+            child.stdin.write(task)
+            child.stdin.close()
+        except OSError:  # it ended already: said below, with its exit code
+            pass
         while True:
-            try:
-                kind, value = pickle.load(child.stdout)
-            except EOFError:
-                raise DataError(f"the import's reader process ended unexpectedly (exit code {child.wait()})"
-                                ) from None
-            if kind == "end":
+            message = _receive(stream, child)
+            if message[0] == "end":
                 return
-            if kind == "error":
-                raise value
-            yield from value
+            if message[0] == "error":
+                raise message[1]
+            yield from message[1]
     finally:
         if child.poll() is None:
             child.kill()
         child.wait()
-        child.stdout.close()
+        stream.close()
 
 
-def _serve() -> None:
-    """The reader process (`python -m shoprec.ingest.ahead`): (sys.path, produce, args) from stdin; chunks of
-    `produce(*args)` to stdout as ("items", [...]), then ("end", None) or ("error", exc)."""
-    out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # a print of the task's code must not corrupt the stream
-    path, produce, args = pickle.loads(sys.stdin.buffer.read())  # our own parent's pickle
-    sys.path[:] = path
+def _receive(stream: BinaryIO, child: subprocess.Popen[bytes]) -> tuple[str, Any]:
+    """The child's next message; a DataError when it ended without one, or sent what does not unpickle."""
+    try:
+        message: tuple[str, Any] = pickle.load(stream)  # our own child's pickle
+        return message
+    except Exception as exc:  # EOF, a truncated or foreign stream: the child is gone or broken
+        if child.poll() is None:
+            child.kill()
+        code = child.wait()
+        why = "ended unexpectedly" if isinstance(exc, EOFError) else f"sent unreadable data ({exc})"
+        raise DataError(f"the import's reader process {why} (exit code {code})") from None
+
+
+def _serve(fd: int) -> None:
+    """The reader process (`python -P -m shoprec.ingest.ahead FD`): (sys.path, produce, args) from stdin; chunks
+    of `produce(*args)` to the pipe FD as ("items", [...]), then ("end", None) or ("error", exc). Ctrl-C is the
+    importer's to handle: it ends this process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(fd, "wb")
+
+    def send(message: tuple[str, Any]) -> None:
+        pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
     chunk: list[Any] = []
     try:
+        try:
+            path, produce, args = pickle.loads(sys.stdin.buffer.read())  # our own parent's pickle
+            sys.path[:] = path
+            items = iter(produce(*args))
+        except BaseException as exc:  # the task cannot start here (an import error...): the importer raises it
+            send(("error", _portable(exc)))
+            return
         sent = time.monotonic()
-        for item in produce(*args):
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                end: tuple[str, Any] = ("end", None)
+                break
+            except BaseException as exc:  # the source's error: raised by the importer after the items before it
+                end = ("error", _portable(exc))
+                break
             chunk.append(item)
             if len(chunk) >= CHUNK_ITEMS or time.monotonic() - sent >= CHUNK_SECONDS:
-                pickle.dump(("items", chunk), out, protocol=pickle.HIGHEST_PROTOCOL)
-                out.flush()
+                send(("items", chunk))
                 chunk, sent = [], time.monotonic()
-        end: tuple[str, Any] = ("end", None)
-    except BrokenPipeError:  # the importer is gone (closed the result, or died)
-        return
-    except BaseException as exc:  # every other error goes to the importer, which raises it there
-        end = ("error", _portable(exc))
-    try:
         if chunk:  # the items before the end (or before the error) first
-            pickle.dump(("items", chunk), out, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.dump(end, out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-    except BrokenPipeError:
-        return
+            send(("items", chunk))
+        send(end)
+    except BrokenPipeError:  # the importer is gone (closed the result, or died)
+        os._exit(1)
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -167,4 +205,4 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(int(sys.argv[1]))

@@ -19,23 +19,20 @@ import csv
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from shoprec.data.records import Domain, EventRecord, ItemRecord, Note, Record, Rejected, Source, UserRecord
+from shoprec.data.records import Domain, Note, Record, Rejected, Source
 from shoprec.errors import ConfigError, DataError, ShoprecError
 from shoprec.ingest.checks import STORED_TYPES, Stored, check_record
 from shoprec.ingest.report import DUPLICATE, ImportReport
-from shoprec.ingest.vectors import fixed_dims, store_vectors
+from shoprec.ingest.vectors import fixed_dims
+from shoprec.ingest.writer import Writer
 from shoprec.preprocess.clean import CleaningConfig, RecordCleaner
-from shoprec.storage import KeyCache, PlatformRepo, get_or_create_platform, storage_errors
 from shoprec.storage.bulk import EventBatch
-from shoprec.storage.bulk import prepare as prepare_bulk_load
-from shoprec.storage.bulk import release as release_bulk_load
-from shoprec.storage.privacy import PrivacyRepo
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine, RootTransaction
+    from sqlalchemy.engine import Engine
 
     from shoprec.privacy.keys import Privacy
 
@@ -130,8 +127,8 @@ def drive(engine: Engine, platform: str, make_rows: Callable[[ImportReport, floa
             run.feed(item)  # a database error propagates: this batch rolled back, earlier ones stay
         run.finish()
     finally:
-        if run.writer is not None:  # after an error: its open transaction rolled back (none is open after finish)
-            run.writer.rollback()
+        if run.writer is not None:  # after an error: its open transaction rolled back (a no-op after finish)
+            run.writer.close()
         close = getattr(rows, "close", None)
         if close is not None:  # a generator: its file (and a reader thread) end now, not when it is collected
             close()
@@ -258,7 +255,7 @@ class _Run:
         self.privacy = privacy
         self.batch_size, self.progress = batch_size, progress
         self.batch: list[Row] = []
-        self.writer: _Writer | None = None
+        self.writer: Writer | None = None
         self.platform = platform
         self.bulk_load = False
 
@@ -281,9 +278,9 @@ class _Run:
             if len(self.batch) >= self.batch_size:
                 self.flush()
 
-    def _writer(self) -> _Writer:
+    def _writer(self) -> Writer:
         if self.writer is None:
-            self.writer = _Writer(self.engine, self.platform, self.now, self.privacy)
+            self.writer = Writer(self.engine, self.platform, self.now, self.privacy)
             self.writer.bulk_load = self.bulk_load
         return self.writer
 
@@ -291,7 +288,8 @@ class _Run:
         """Write what is pending and commit the open transaction (the end, or before another platform)."""
         self.flush()
         if self.writer is not None:
-            self.writer.commit(last=True)
+            self.writer.commit()
+            self.writer.close()
 
     def flush(self) -> None:
         if not self.batch:
@@ -310,7 +308,7 @@ class _Run:
 
     def _write_block(self, block: Block) -> None:
         """A Block's lines are counted as read (and accepted unless duplicates) slice by slice as written. The
-        writer's transaction stays open across Blocks until it holds batch_size events (see _Writer.commit)."""
+        writer's transaction stays open across Blocks until it holds batch_size events (see Writer.commit)."""
         n, start = len(block.events), 0
         while start < n:
             writer = self._writer()
@@ -327,172 +325,3 @@ class _Run:
             if self.progress is not None:
                 self.progress(self.report.read)
             start = stop
-
-
-class _Writer:
-    """Writes batches into one platform, with a per-import KeyCache of external id -> key. `write`: Rows, in a
-    transaction of their own. `write_events`: into a transaction left open (`open_events` so far) that Blocks
-    share up to batch_size events, so SQLite rewrites the pages of its random-order indexes (users', items')
-    once per transaction, not per Block; the caller ends it (`commit`, `rollback`), `write` commits it first."""
-
-    def __init__(self, engine: Engine, platform: str, now: float, privacy: Privacy | None = None) -> None:
-        self.engine, self.platform, self.now, self.privacy = engine, platform, now, privacy
-        with storage_errors(engine, f"create platform {platform!r}"), engine.begin() as conn:
-            self.cache = KeyCache(get_or_create_platform(conn, platform, now))
-        self.batches = 0
-        self.bulk_load = False
-        self.open: tuple[Connection, RootTransaction] | None = None
-        self.open_events = 0
-
-    def write(self, rows: list[Row], report: ImportReport) -> list[bool]:
-        """Write the batch in one transaction; per row, True when all its events were duplicates."""
-        self.commit()
-        identities = self._private(rows)
-        items = [r for row in rows for r in row.records if isinstance(r, ItemRecord)]
-        users = [r for row in rows for r in row.records if isinstance(r, UserRecord)]
-        events: list[EventRecord] = []
-        owner: list[int] = []
-        for i, row in enumerate(rows):
-            for r in row.records:
-                if isinstance(r, EventRecord):
-                    events.append(r)
-                    owner.append(i)
-        first, last = rows[0].source, rows[-1].source
-        try:
-            with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"), \
-                    self.engine.begin() as conn:
-                if self.bulk_load:
-                    prepare_bulk_load(conn)
-                repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
-                # keys in order of first appearance (as the in-memory loaders number ids); the bare rows inserted
-                # here are what the import created, whether a record or only an event names the id. Without
-                # events the upserts insert the records' rows themselves: only ask which are new (to count them)
-                for kind, records, attr, cls in (("items", items, "item_id", ItemRecord),
-                                                 ("users", users, "user_id", UserRecord)):
-                    if events:
-                        (repo.ensure_items if kind == "items" else repo.ensure_users)(
-                            _first_seen(rows, cls, attr), self.now)
-                    elif records:
-                        repo.created[kind].update(repo.unknown_ids(kind, (getattr(r, attr) for r in records)))
-                n_items = repo.upsert_items(items, self.now)
-                store_vectors(conn, repo, items, self.now)  # the items' named vectors (shoprec.ingest.vectors)
-                n_users = repo.upsert_users(users, self.now)
-                if identities:
-                    PrivacyRepo(conn, self.cache.platform_id).set_identities(identities, self.now)
-                duplicates = repo.add_events(events, self.now)
-        except BaseException:
-            self.cache.rollback()
-            raise
-        self._committed()
-        report.events_read += len(events)
-        report.add_stored(self.platform, "events", len(events) - len(duplicates))
-        for kind, written, ids in (("items", n_items, {r.item_id for r in items}),
-                                   ("users", n_users, {r.user_id for r in users})):
-            created = repo.created[kind]
-            # stored: rows created (bare ones too, for ids only events name) or rewritten from a record
-            report.add_stored(self.platform, kind, written + len(created - ids), created=len(created),
-                              updated=written - len(created & ids))
-        return _duplicate_rows(rows, owner, duplicates)
-
-    def write_events(self, events: EventBatch, report: ImportReport, first: Source, last: Source) -> list[int]:
-        """Write events given as columns into the open transaction (the columnar path's `write`; opened here when
-        none is); returns the positions of the duplicates. The same statements and counts as `write` for rows of
-        one event each. After an error the open transaction is rolled back, with every event written in it."""
-        privacy = self.privacy
-        if privacy is not None and privacy.pseudonymize:
-            pseudonyms = {u: privacy.user_id(self.platform, u) for u in dict.fromkeys(events.user_id)}
-            events.user_id = [pseudonyms[u] for u in events.user_id]
-            events.dedupe_key = []  # the keys hash the stored (pseudonymous) user id
-        try:
-            with storage_errors(self.engine, f"write rows {first}..{last} into platform {self.platform!r}"):
-                if self.open is None:
-                    conn = self.engine.connect()
-                    self.open = conn, conn.begin()
-                    if self.bulk_load:
-                        prepare_bulk_load(conn)
-                conn = self.open[0]
-                repo = PlatformRepo(conn, self.cache.platform_id, self.cache)
-                items = repo.ensure_items(events.item_id, self.now)
-                users = repo.ensure_users(events.user_id, self.now)
-                duplicates = repo.add_event_batch(events, self.now, keys_of=(users, items))
-        except BaseException:
-            self.rollback()
-            raise
-        self.open_events += len(events)
-        report.events_read += len(events)
-        report.add_stored(self.platform, "events", len(events) - len(duplicates))
-        for kind in ("items", "users"):
-            created = repo.created[kind]
-            report.add_stored(self.platform, kind, len(created), created=len(created), updated=0)
-        return duplicates
-
-    def commit(self, last: bool = False) -> None:
-        """Commit the open transaction of `write_events`, if any; `last`: the import's (bulk settings undone)."""
-        if self.open is None:
-            return
-        conn, transaction = self.open
-        try:
-            with storage_errors(self.engine, f"commit {self.open_events:,} events into platform {self.platform!r}"):
-                transaction.commit()
-                if last and self.bulk_load:
-                    release_bulk_load(conn)
-        except BaseException:
-            self.rollback()
-            raise
-        conn.close()
-        self.open, self.open_events = None, 0
-        self._committed()
-
-    def rollback(self) -> None:
-        """Roll back the open transaction of `write_events`, if any, and forget the keys learnt in it."""
-        self.cache.rollback()
-        if self.open is not None:
-            conn, self.open, self.open_events = self.open[0], None, 0
-            conn.invalidate()  # rolled back, and not pooled again (nor its bulk settings)
-
-    def _committed(self) -> None:
-        self.cache.commit()
-        self.batches += 1
-        if self.batches & (self.batches - 1) == 0:  # after batch 1, 2, 4, 8...: tables grew a lot
-            with storage_errors(self.engine, "refresh table statistics"), self.engine.begin() as conn:
-                PlatformRepo(conn, self.cache.platform_id).refresh_statistics()
-
-    def _private(self, rows: list[Row]) -> list[tuple[str, str, str]]:
-        """Pseudonymise the batch's user ids (when the settings say so; the rows get copies of the records,
-        the caller's records are left as they are) and hash the users' identities: (stored user id,
-        identity type, keyed hash) rows."""
-        privacy = self.privacy
-        if privacy is not None and privacy.pseudonymize:
-            for row in rows:
-                row.records = [replace(r, user_id=privacy.user_id(self.platform, r.user_id))
-                               if isinstance(r, EventRecord | UserRecord) else r for r in row.records]
-        out: list[tuple[str, str, str]] = []
-        for u in (r for row in rows for r in row.records if isinstance(r, UserRecord)):
-            if u.identity is None:
-                continue
-            if privacy is None:
-                raise ConfigError("user identities need SHOPREC_SECRET_KEY to be set (they are stored as keyed "
-                                  "hashes only)")
-            out.append((u.user_id, u.identity.type, privacy.identity_hash(u.identity)))
-        return out
-
-
-def _first_seen(rows: list[Row], kind: type, attr: str) -> list[str]:
-    """Ids of `kind` records and of events (`attr`: user_id / item_id) in order of first appearance."""
-    seen: dict[str, None] = {}
-    for row in rows:
-        for r in row.records:
-            if isinstance(r, kind | EventRecord):
-                seen.setdefault(getattr(r, attr), None)
-    return list(seen)
-
-
-def _duplicate_rows(rows: list[Row], owner: list[int], duplicates: list[int]) -> list[bool]:
-    """Rows whose events were all duplicates (rows without events are never duplicates)."""
-    n_events = [0] * len(rows)
-    n_dup = [0] * len(rows)
-    for o in owner:
-        n_events[o] += 1
-    for pos in duplicates:
-        n_dup[owner[pos]] += 1
-    return [n > 0 and d == n for n, d in zip(n_events, n_dup, strict=True)]

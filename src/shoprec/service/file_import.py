@@ -66,8 +66,9 @@ __all__ = ["BATCH_SIZE", "FAST_COLUMNS", "ingest_file"]
 FAST_COLUMNS = frozenset({"user_id", "item_id", "event_type", "timestamp", "value", "session_id", "event_id"})
 """The header columns (after aliases) the fast path handles; a file with any other uses the record path."""
 BLOCK = DEFAULT_BATCH_SIZE  # lines checked together (memory: a few blocks of fields and of columns)
-BATCH_SIZE = 500_000  # events per transaction here (blocks share them): 10M events into SQLite 1.6x faster than
-# 50,000, for a longer hold of SQLite's write lock (docs/benchmarks.md "Scale: bulk import", sixth round)
+BATCH_SIZE = 500_000  # events per transaction here (blocks share them), with SQLite's 512 MiB bulk page cache: 10M
+# events into SQLite in 156.5 s against 372.7 s in transactions of 50,000 (and 128 MiB), for a longer hold of SQLite's
+# write lock (docs/benchmarks.md "Scale: bulk import", sixth round)
 PROCESS_MIN_BYTES = 16 << 20  # files from this size are read and checked in a process of their own
 # (shoprec.ingest.ahead.read_apart: ~1 s to start, against ~7 us of the writer's interpreter per line saved)
 
@@ -85,7 +86,8 @@ def ingest_file(engine: Engine, platform: str, fmt: str, path: Path, records: It
         from shoprec.ingest.pipeline import ingest
 
         records = read_records(fmt, path) if records is None else records
-        return ingest(engine, platform, records, cleaning=cleaning, batch_size=batch_size or DEFAULT_BATCH_SIZE,
+        return ingest(engine, platform, records, cleaning=cleaning,
+                      batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size,
                       progress=progress, now=now, source=source, fmt=fmt, privacy=privacy, bulk_load=True)
 
     def rows(_report: ImportReport, t: float) -> Iterator[Row | Block]:
@@ -93,7 +95,8 @@ def ingest_file(engine: Engine, platform: str, fmt: str, path: Path, records: It
             return read_apart(_csv_rows, path, header, cleaning, t, BLOCK)  # BLOCK as this process sees it
         return prefetched(_csv_rows(path, header, cleaning, t, BLOCK))
 
-    return drive(engine, platform, rows, batch_size=batch_size or BATCH_SIZE, progress=progress, now=now,
+    return drive(engine, platform, rows, batch_size=BATCH_SIZE if batch_size is None else batch_size,
+                 progress=progress, now=now,
                  source=source, fmt=fmt, privacy=privacy, bulk_load=True)
 
 
