@@ -99,17 +99,10 @@ def read_apart(produce: Callable[..., Iterator[T]], *args: Any) -> Iterator[T]:
     to the pipe FD (not stdout, where anything it imports may print); the pipe's buffer and one chunk bound how
     far it reads ahead. Where this interpreter cannot start one (embedded, as in uWSGI), the thread of
     `prefetched` reads instead."""
-    if not Path(sys.executable or "").name.lower().startswith(("python", "pypy")):
-        yield from prefetched(produce(*args))
-        return
     task = pickle.dumps((sys.path, produce, args))
     read_fd, write_fd = os.pipe()
     try:
-        child: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-P", "-m", __name__, str(write_fd)], stdin=subprocess.PIPE, pass_fds=(write_fd,),
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
-    except OSError:
-        child = None
+        child = _start(write_fd)
     finally:
         os.close(write_fd)
     if child is None:
@@ -136,6 +129,18 @@ def read_apart(produce: Callable[..., Iterator[T]], *args: Any) -> Iterator[T]:
             child.kill()
         child.wait()
         stream.close()
+
+
+def _start(write_fd: int) -> subprocess.Popen[bytes] | None:
+    """The reader process, writing to `write_fd`; None where this interpreter cannot start one."""
+    if not Path(sys.executable or "").name.lower().startswith(("python", "pypy")):
+        return None
+    try:
+        return subprocess.Popen([sys.executable, "-P", "-m", __name__, str(write_fd)], stdin=subprocess.PIPE,
+                                pass_fds=(write_fd,),
+                                env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
+    except OSError:
+        return None
 
 
 def _receive(stream: BinaryIO, child: subprocess.Popen[bytes]) -> tuple[str, Any]:

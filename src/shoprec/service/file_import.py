@@ -96,8 +96,7 @@ def ingest_file(engine: Engine, platform: str, fmt: str, path: Path, records: It
         return prefetched(_csv_rows(path, header, cleaning, t, BLOCK))
 
     return drive(engine, platform, rows, batch_size=BATCH_SIZE if batch_size is None else batch_size,
-                 progress=progress, now=now,
-                 source=source, fmt=fmt, privacy=privacy, bulk_load=True)
+                 progress=progress, now=now, source=source, fmt=fmt, privacy=privacy, bulk_load=True)
 
 
 def _fast_header(fmt: str, path: Path) -> list[str] | None:
